@@ -1,0 +1,184 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Names on the WorkspaceAPIKey and its Secret that users and integrations rely on.
+const (
+	// RotateAnnotation on a WorkspaceAPIKey asks for a rotation. Each distinct
+	// new value rotates the key exactly once.
+	RotateAnnotation = "octopods.io/rotate"
+
+	// SecretType is the type of every key Secret; the auth proxy watches only it.
+	SecretType = "octopods.io/workspace-api-key"
+	// SecretKeyAPIKey holds the current key.
+	SecretKeyAPIKey = "api-key"
+	// SecretKeyPreviousAPIKey holds the key replaced by the last rotation while
+	// its grace period lasts.
+	SecretKeyPreviousAPIKey = "previous-api-key"
+
+	// WorkspaceLabel names the workspace a key Secret belongs to.
+	WorkspaceLabel = "octopods.io/workspace"
+	// ManagedByLabel and ManagedByValue mark Secrets this operator manages.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "octopods-operator"
+
+	// KeyIDAnnotation is the public ID of the key in api-key.
+	KeyIDAnnotation = "octopods.io/key-id"
+	// RotationTokenAnnotation is the last rotation token handled, written in
+	// the same update as the key it produced.
+	RotationTokenAnnotation = "octopods.io/rotation-token"
+	// PreviousValidUntilAnnotation (RFC 3339) is when previous-api-key stops working.
+	PreviousValidUntilAnnotation = "octopods.io/previous-valid-until"
+	// PreviousKeyIDAnnotation is the public ID of the key in previous-api-key.
+	PreviousKeyIDAnnotation = "octopods.io/previous-key-id"
+	// IssuedAtAnnotation (RFC 3339) is when the key in api-key was generated.
+	IssuedAtAnnotation = "octopods.io/issued-at"
+	// RotatedAtAnnotation (RFC 3339) is when a rotation token last replaced the key.
+	RotatedAtAnnotation = "octopods.io/rotated-at"
+
+	// MaxRotationGracePeriod caps how long a replaced key may keep working.
+	MaxRotationGracePeriod = "24h"
+	// SecretNameSuffix makes the default Secret name: <workspaceName>-api-key.
+	SecretNameSuffix = "-api-key"
+)
+
+// WorkspaceAPIKeySpec is "Create API Key" for one workspace.
+// The effective Secret name (secretName, or its default) cannot change.
+// +kubebuilder:validation:XValidation:rule="(has(self.secretName) ? self.secretName : self.workspaceName + '-api-key') == (has(oldSelf.secretName) ? oldSelf.secretName : oldSelf.workspaceName + '-api-key')",message="secretName is immutable"
+type WorkspaceAPIKeySpec struct {
+	// workspaceName is the Workspace this key belongs to. It must equal
+	// metadata.name, so the API server's name uniqueness allows one key per
+	// workspace. Immutable.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="workspaceName is immutable"
+	WorkspaceName string `json:"workspaceName"`
+
+	// secretName is the Secret, in this namespace, that receives the key.
+	// Defaults to "<workspaceName>-api-key". Immutable.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	SecretName string `json:"secretName,omitempty"`
+
+	// secretTemplate holds labels and annotations copied onto the Secret,
+	// e.g. a reloader annotation so that pods pick up a rotated key.
+	// +optional
+	SecretTemplate *SecretTemplate `json:"secretTemplate,omitempty"`
+
+	// rotationGracePeriod is how long the previous key keeps working after a
+	// rotation, at most 24h. "0s" (the default) makes the old key stop working
+	// at once: the right answer for a leaked key.
+	// +optional
+	// +kubebuilder:default="0s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="rotationGracePeriod must be between 0s and 24h"
+	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
+}
+
+// SecretTemplate is metadata copied onto the key Secret. Keys this operator
+// sets itself (octopods.io/*, app.kubernetes.io/managed-by) always win.
+type SecretTemplate struct {
+	// labels copied onto the Secret.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// annotations copied onto the Secret.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// WorkspaceAPIKeyStatus describes the issued key by its public ID only.
+type WorkspaceAPIKeyStatus struct {
+	// secretName is the Secret that holds the key.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// keyID is the public identifier of the current key (the first 12 hex
+	// digits of its SHA-256). Safe to show and log.
+	// +optional
+	KeyID string `json:"keyID,omitempty"`
+
+	// issuedAt is when the current key was generated.
+	// +optional
+	IssuedAt *metav1.Time `json:"issuedAt,omitempty"`
+
+	// rotatedAt is when the key was last rotated by a rotation token.
+	// +optional
+	RotatedAt *metav1.Time `json:"rotatedAt,omitempty"`
+
+	// lastRotationToken is the last octopods.io/rotate value handled.
+	// +optional
+	LastRotationToken string `json:"lastRotationToken,omitempty"`
+
+	// previousKeyID is the public ID of the replaced key while its grace
+	// period lasts.
+	// +optional
+	PreviousKeyID string `json:"previousKeyID,omitempty"`
+
+	// previousValidUntil is when the replaced key stops working.
+	// +optional
+	PreviousValidUntil *metav1.Time `json:"previousValidUntil,omitempty"`
+
+	// lastUsedTime is when the auth proxy last admitted a request with this
+	// key, written in batches (about once a minute at most).
+	// +optional
+	LastUsedTime *metav1.Time `json:"lastUsedTime,omitempty"`
+
+	// observedGeneration is the generation this status was computed from.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready says whether the key is issued and in its Secret.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// WorkspaceAPIKey is the API key of one workspace: creating it is clicking
+// "Create API Key". Its name must equal spec.workspaceName.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=wsk;apikey,categories=octopods
+// +kubebuilder:validation:XValidation:rule="self.spec.workspaceName == self.metadata.name",message="spec.workspaceName must equal metadata.name: a workspace has exactly one key, the WorkspaceAPIKey named after it"
+// +kubebuilder:printcolumn:name="Workspace",type=string,JSONPath=`.spec.workspaceName`
+// +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.secretName`
+// +kubebuilder:printcolumn:name="Key ID",type=string,JSONPath=`.status.keyID`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Last Used",type=date,JSONPath=`.status.lastUsedTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WorkspaceAPIKey struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec WorkspaceAPIKeySpec `json:"spec"`
+	// +optional
+	Status WorkspaceAPIKeyStatus `json:"status,omitempty"`
+}
+
+// EffectiveSecretName is spec.secretName, or its default.
+func (k *WorkspaceAPIKey) EffectiveSecretName() string {
+	if k.Spec.SecretName != "" {
+		return k.Spec.SecretName
+	}
+	return k.Spec.WorkspaceName + SecretNameSuffix
+}
+
+// WorkspaceAPIKeyList is a list of WorkspaceAPIKeys.
+// +kubebuilder:object:root=true
+type WorkspaceAPIKeyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WorkspaceAPIKey `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WorkspaceAPIKey{}, &WorkspaceAPIKeyList{})
+}

@@ -1,0 +1,150 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// WorkspaceReconciler keeps a Workspace's status summary of its key (the
+// settings table) and revokes the key when the Workspace is deleted. It reads
+// the key's status; it never touches Secrets.
+type WorkspaceReconciler struct {
+	client.Client
+	statusReporter
+}
+
+// +kubebuilder:rbac:groups=octopods.io,resources=workspaces,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=octopods.io,resources=workspaces/status,verbs=get;patch
+// +kubebuilder:rbac:groups=octopods.io,resources=workspaces/finalizers,verbs=update
+// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys,verbs=get;list;watch;delete
+
+// Reconcile: fetch → guard deletion → finalizer → summary, with one deferred
+// status write.
+func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	ws := &octopodsv1alpha1.Workspace{}
+	if err := r.Get(ctx, req.NamespacedName, ws); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ws.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, ws)
+	}
+
+	before := ws.Status.DeepCopy()
+	defer func() {
+		if err := r.writeStatus(ctx, ws, before); err != nil && retErr == nil {
+			result, retErr = ctrl.Result{}, err
+		}
+	}()
+	ws.Status.ObservedGeneration = ws.Generation
+
+	if !controllerutil.ContainsFinalizer(ws, RevokeFinalizer) {
+		original := ws.DeepCopy()
+		controllerutil.AddFinalizer(ws, RevokeFinalizer)
+		status := ws.Status
+		if err := r.Patch(ctx, ws, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ctrl.Result{}, err
+		}
+		ws.Status = status
+	}
+
+	key, err := r.keyOf(ctx, ws)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	r.summarize(ws, key)
+	return ctrl.Result{}, nil
+}
+
+func (r *WorkspaceReconciler) keyOf(ctx context.Context, ws *octopodsv1alpha1.Workspace) (*octopodsv1alpha1.WorkspaceAPIKey, error) {
+	key := &octopodsv1alpha1.WorkspaceAPIKey{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: ws.Namespace, Name: ws.Name}, key)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return key, err
+}
+
+// summarize fills the settings-table columns from the key's status.
+func (r *WorkspaceReconciler) summarize(ws *octopodsv1alpha1.Workspace, key *octopodsv1alpha1.WorkspaceAPIKey) {
+	st := &ws.Status
+	st.APIKey, st.SecretName, st.KeyID = octopodsv1alpha1.NoAPIKeySummary, "", ""
+	switch ready := keyReady(key); {
+	case key == nil:
+		r.setReady(ws, &st.Conditions, metav1.ConditionFalse, ReasonNoAPIKey,
+			fmt.Sprintf("No API key generated: create WorkspaceAPIKey %q to generate one", ws.Name))
+	case ready == nil || ready.Status != metav1.ConditionTrue || key.Status.KeyID == "":
+		message := "The key is not issued yet"
+		if ready != nil {
+			message = ready.Message
+		}
+		r.setReady(ws, &st.Conditions, metav1.ConditionFalse, ReasonKeyNotReady, message)
+	default:
+		st.APIKey = fmt.Sprintf("%s (key %s)", key.Status.SecretName, key.Status.KeyID)
+		st.SecretName, st.KeyID = key.Status.SecretName, key.Status.KeyID
+		r.setReady(ws, &st.Conditions, metav1.ConditionTrue, ReasonKeyIssued,
+			fmt.Sprintf("Key %s is in Secret %q", key.Status.KeyID, key.Status.SecretName))
+	}
+}
+
+func keyReady(key *octopodsv1alpha1.WorkspaceAPIKey) *metav1.Condition {
+	if key == nil || !key.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	return meta.FindStatusCondition(key.Status.Conditions, ConditionReady)
+}
+
+// finalize deletes the Workspace's key (whose own finalizer revokes the
+// Secret) and releases the Workspace once the key is gone.
+func (r *WorkspaceReconciler) finalize(ctx context.Context, ws *octopodsv1alpha1.Workspace) error {
+	if !controllerutil.ContainsFinalizer(ws, RevokeFinalizer) {
+		return nil
+	}
+	key, err := r.keyOf(ctx, ws)
+	if err != nil {
+		return err
+	}
+	if key != nil {
+		if key.DeletionTimestamp.IsZero() {
+			if err := r.Delete(ctx, key); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+		// The key's deletion is watched: we come back when it is gone.
+		return nil
+	}
+	original := ws.DeepCopy()
+	controllerutil.RemoveFinalizer(ws, RevokeFinalizer)
+	return client.IgnoreNotFound(r.Patch(ctx, ws, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})))
+}
+
+func (r *WorkspaceReconciler) writeStatus(ctx context.Context, ws *octopodsv1alpha1.Workspace, before *octopodsv1alpha1.WorkspaceStatus) error {
+	if equality.Semantic.DeepEqual(*before, ws.Status) {
+		return nil
+	}
+	original := ws.DeepCopy()
+	original.Status = *before
+	return client.IgnoreNotFound(r.Status().Patch(ctx, ws, client.MergeFrom(original)))
+}
+
+// SetupWithManager watches Workspaces and the keys named after them.
+func (r *WorkspaceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&octopodsv1alpha1.Workspace{}).
+		Watches(&octopodsv1alpha1.WorkspaceAPIKey{}, handler.EnqueueRequestsFromMapFunc(sameName)).
+		WithOptions(opts).
+		Named("workspace").
+		Complete(r)
+}

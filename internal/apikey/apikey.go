@@ -1,0 +1,124 @@
+// Package apikey is the Workspace API Key format: generation, parsing with an
+// offline checksum, the public key ID and the digest the auth proxy indexes.
+//
+// A key is "opk_" + a 43-character base62 body encoding 256 random bits + a
+// 6-character base62 CRC32 (IEEE) of the body: 53 characters, so secret
+// scanners can match opk_[0-9A-Za-z]{49} and verify the checksum offline.
+package apikey
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"hash/crc32"
+	"io"
+	"math/big"
+)
+
+const (
+	// Prefix starts every key.
+	Prefix = "opk_"
+	// BodyLength is the base62 length of 256 bits (62^43 > 2^256 > 62^42).
+	BodyLength = 43
+	// ChecksumLength is the base62 length of a CRC32 (62^6 > 2^32).
+	ChecksumLength = 6
+	// Length is the length of a whole key.
+	Length = len(Prefix) + BodyLength + ChecksumLength
+	// IDLength is the number of hex digits of SHA-256 in a key ID.
+	IDLength = 12
+
+	entropyBytes = 32
+	alphabet     = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+// Errors name why a string is not a key; they never contain the string.
+var (
+	ErrLength   = errors.New("key has the wrong length")
+	ErrPrefix   = errors.New("key does not start with " + Prefix)
+	ErrAlphabet = errors.New("key has a character outside base62")
+	ErrChecksum = errors.New("key checksum does not match")
+)
+
+// Digest is the SHA-256 of a whole key: what the proxy stores and looks up.
+type Digest [sha256.Size]byte
+
+// Generate returns a new key from crypto/rand.
+func Generate() (string, error) {
+	return generate(rand.Reader)
+}
+
+func generate(random io.Reader) (string, error) {
+	var entropy [entropyBytes]byte
+	if _, err := io.ReadFull(random, entropy[:]); err != nil {
+		return "", err
+	}
+	body := new(big.Int).SetBytes(entropy[:]).Text(62)
+	buf := make([]byte, 0, Length)
+	buf = append(buf, Prefix...)
+	for range BodyLength - len(body) {
+		buf = append(buf, alphabet[0])
+	}
+	buf = append(buf, body...)
+	buf = appendChecksum(buf, string(buf[len(Prefix):]))
+	return string(buf), nil
+}
+
+// appendChecksum appends the fixed-width base62 CRC32 (IEEE) of body.
+func appendChecksum(dst []byte, body string) []byte {
+	// Table-driven by hand: crc32.ChecksumIEEE takes a []byte, and converting
+	// the body would allocate on every proxied request.
+	sum := ^uint32(0)
+	for i := 0; i < len(body); i++ {
+		sum = crc32.IEEETable[byte(sum)^body[i]] ^ (sum >> 8)
+	}
+	sum = ^sum
+	var digits [ChecksumLength]byte
+	for i := ChecksumLength - 1; i >= 0; i-- {
+		digits[i] = alphabet[sum%62]
+		sum /= 62
+	}
+	return append(dst, digits[:]...)
+}
+
+// Validate reports why s is not a well-formed key, or nil. It does not allocate,
+// so the proxy can run it on every request before any lookup.
+func Validate(s string) error {
+	if len(s) != Length {
+		return ErrLength
+	}
+	if s[:len(Prefix)] != Prefix {
+		return ErrPrefix
+	}
+	rest := s[len(Prefix):]
+	for i := 0; i < len(rest); i++ {
+		if !isBase62(rest[i]) {
+			return ErrAlphabet
+		}
+	}
+	body, checksum := rest[:BodyLength], rest[BodyLength:]
+	var want [ChecksumLength]byte
+	if string(appendChecksum(want[:0], body)) != checksum {
+		return ErrChecksum
+	}
+	return nil
+}
+
+func isBase62(c byte) bool {
+	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
+}
+
+// DigestOf returns the SHA-256 of a key.
+func DigestOf(key string) Digest {
+	return sha256.Sum256([]byte(key))
+}
+
+// ID is the public identifier of a key: the first 12 hex digits of its SHA-256.
+func ID(key string) string {
+	return DigestOf(key).ID()
+}
+
+// ID is the public identifier of the key this is the digest of.
+func (d Digest) ID() string {
+	return hex.EncodeToString(d[:IDLength/2])
+}

@@ -1,0 +1,54 @@
+package keyplan
+
+import (
+	"testing"
+	"time"
+
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+func TestDecide(t *testing.T) {
+	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	key, _ := apikey.Generate()
+	prev, _ := apikey.Generate()
+	other, _ := apikey.Generate()
+	intact := Observed{Key: key, KeyID: apikey.ID(key), HandledToken: "t1"}
+	withPrevious := func(until string) Observed {
+		o := intact
+		o.PreviousKey, o.PreviousValidUntil = prev, until
+		return o
+	}
+	future, past := now.Add(time.Hour).Format(time.RFC3339), now.Add(-time.Second).Format(time.RFC3339)
+
+	cases := []struct {
+		name string
+		obs  Observed
+		want Desired
+		plan Plan
+	}{
+		{"steady", intact, Desired{RotateToken: "t1"}, Plan{Action: Keep}},
+		{"no token ever", Observed{Key: key, KeyID: apikey.ID(key)}, Desired{}, Plan{Action: Keep}},
+		{"token removed", intact, Desired{}, Plan{Action: Keep}},
+		{"new token, no grace", intact, Desired{RotateToken: "t2"}, Plan{Action: Rotate}},
+		{"new token, grace", intact, Desired{RotateToken: "t2", GracePeriod: time.Minute},
+			Plan{Action: Rotate, KeepPrevious: true, PreviousValidUntil: now.Add(time.Minute), RecheckAt: now.Add(time.Minute)}},
+		{"same token re-applied", withPrevious(future), Desired{RotateToken: "t1", GracePeriod: time.Minute},
+			Plan{Action: Keep, RecheckAt: now.Add(time.Hour)}},
+		{"grace passed", withPrevious(past), Desired{RotateToken: "t1"}, Plan{Action: Keep, DropPrevious: true}},
+		{"grace ends exactly now", withPrevious(now.Format(time.RFC3339)), Desired{RotateToken: "t1"}, Plan{Action: Keep, DropPrevious: true}},
+		{"previous without expiry", withPrevious(""), Desired{RotateToken: "t1"}, Plan{Action: Keep, DropPrevious: true}},
+		{"expiry without previous", Observed{Key: key, KeyID: apikey.ID(key), PreviousValidUntil: future}, Desired{}, Plan{Action: Keep, DropPrevious: true}},
+		{"malformed previous", func() Observed { o := withPrevious(future); o.PreviousKey = "x"; return o }(), Desired{}, Plan{Action: Keep, DropPrevious: true}},
+		{"key edited by hand", Observed{Key: other, KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t1"}, Plan{Action: Reissue}},
+		{"key not a key", Observed{Key: "hunter2", KeyID: apikey.ID("hunter2")}, Desired{}, Plan{Action: Reissue}},
+		{"key removed", Observed{KeyID: apikey.ID(key)}, Desired{}, Plan{Action: Reissue}},
+		{"edited and new token", Observed{Key: other, KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t2"}, Plan{Action: Reissue}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Decide(tc.obs, tc.want, now); got != tc.plan {
+				t.Fatalf("Decide = %+v, want %+v", got, tc.plan)
+			}
+		})
+	}
+}
