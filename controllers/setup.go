@@ -21,7 +21,7 @@ type Options struct {
 	MaxConcurrentReconciles int
 
 	// afterSecretWrite is a test hook; see WorkspaceAPIKeyReconciler.
-	afterSecretWrite func(ctx context.Context)
+	afterSecretWrite func(ctx context.Context, secret *corev1.Secret)
 }
 
 // CacheOptions restricts the manager's Secret cache to key Secrets: the

@@ -46,7 +46,7 @@ type WorkspaceAPIKeyReconciler struct {
 
 	// afterSecretWrite, when set (tests only), runs after a Secret write and
 	// before the status write, to simulate a crash between the two.
-	afterSecretWrite func(ctx context.Context)
+	afterSecretWrite func(ctx context.Context, secret *corev1.Secret)
 }
 
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys,verbs=get;list;watch;patch
@@ -238,7 +238,7 @@ func (r *WorkspaceAPIKeyReconciler) issue(ctx context.Context, key *octopodsv1al
 	if err := r.Create(ctx, secret); err != nil {
 		return err
 	}
-	r.afterWrite(ctx)
+	r.afterWrite(ctx, secret)
 	if key.Status.KeyID != "" {
 		r.event(key, EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", secret.Name, keyID, key.Status.KeyID))
 	}
@@ -291,16 +291,16 @@ func (r *WorkspaceAPIKeyReconciler) apply(ctx context.Context, key *octopodsv1al
 	if err := r.Update(ctx, secret); err != nil {
 		return err
 	}
-	r.afterWrite(ctx)
+	r.afterWrite(ctx, secret)
 	if reason != "" {
 		r.event(key, reason, message)
 	}
 	return nil
 }
 
-func (r *WorkspaceAPIKeyReconciler) afterWrite(ctx context.Context) {
+func (r *WorkspaceAPIKeyReconciler) afterWrite(ctx context.Context, secret *corev1.Secret) {
 	if r.afterSecretWrite != nil {
-		r.afterSecretWrite(ctx)
+		r.afterSecretWrite(ctx, secret)
 	}
 }
 

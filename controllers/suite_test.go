@@ -1,0 +1,159 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// Named timeouts: how long the operator may take, and how long "nothing
+// happens" is watched for.
+const (
+	reconcileTimeout = 15 * time.Second
+	pollInterval     = 50 * time.Millisecond
+	quietPeriod      = 2 * time.Second
+	bulkTimeout      = 3 * time.Minute
+)
+
+var (
+	testEnv   *envtest.Environment
+	restCfg   *rest.Config
+	k8sClient client.Client // direct: every assertion reads the API server
+	scheme    = runtime.NewScheme()
+
+	// managerLogs holds everything every manager logged, at every level, to
+	// prove that no key is ever logged.
+	managerLogs = &syncBuffer{}
+	stopManager func()
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	suiteConfig, reporterConfig := GinkgoConfiguration()
+	reporterConfig.NoColor = reporterConfig.NoColor || os.Getenv("CI") != ""
+	RunSpecs(t, "Controllers Suite", suiteConfig, reporterConfig)
+}
+
+var _ = BeforeSuite(func() {
+	ctrl.SetLogger(zap.New(zap.WriteTo(managerLogs), zap.Level(zapcore.Level(-10)), zap.UseDevMode(true)))
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(octopodsv1alpha1.AddToScheme(scheme))
+
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	started := time.Now()
+	var err error
+	restCfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	figure("envtest control plane start", "%.2fs", time.Since(started).Seconds())
+	restCfg.QPS, restCfg.Burst = 1000, 2000
+
+	k8sClient, err = client.New(restCfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	stopManager = startManager(Options{MaxConcurrentReconciles: 4})
+})
+
+var _ = AfterSuite(func() {
+	if stopManager != nil {
+		stopManager()
+	}
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+// startManager runs the real manager, configured as cmd/manager does, and
+// returns a function that stops it and waits until it has stopped.
+func startManager(opts Options) func() {
+	return startManagerWithContext(context.Background(), opts)
+}
+
+func startManagerWithContext(parent context.Context, opts Options) func() {
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                 scheme,
+		Cache:                  CacheOptions(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// The suite restarts the manager, registering the same controllers again.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(Setup(mgr, opts)).To(Succeed())
+	ctx, cancel := context.WithCancel(parent)
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// figure prints a measured figure so it shows in `make test` output.
+func figure(name, format string, args ...any) {
+	line := fmt.Sprintf("FIGURE %s: %s", name, fmt.Sprintf(format, args...))
+	AddReportEntry(line, ReportEntryVisibilityAlways)
+	fmt.Fprintln(GinkgoWriter, line)
+	figures = append(figures, line)
+}
+
+var figures []string
+
+var _ = ReportAfterSuite("figures", func(Report) {
+	for _, f := range figures {
+		fmt.Println(f)
+	}
+})
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newNamespace gives each spec its own namespace.
+func newNamespace() string {
+	ns := &corev1.Namespace{}
+	ns.GenerateName = "octopods-test-"
+	Expect(k8sClient.Create(context.Background(), ns)).To(Succeed())
+	return ns.Name
+}
