@@ -5,14 +5,11 @@ CONTAINER_TOOL ?= docker
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
-KUSTOMIZE_VERSION ?= v5.8.3
+KUSTOMIZE_VERSION ?= v5.8.2
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 KUBECTL ?= kubectl
-
-# Ginkgo flags for the envtest suites, e.g. GINKGO_ARGS='-ginkgo.focus=rotation'.
-GINKGO_ARGS ?=
 
 .PHONY: all
 all: build
@@ -60,7 +57,7 @@ envtest-assets: ## Provide kube-apiserver and etcd for envtest (downloads, or bu
 
 .PHONY: test
 test: manifests generate fmt vet ## Run every test: unit, fuzz seeds and envtest suites.
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test ./... -coverprofile cover.out -timeout 30m $(if $(GINKGO_ARGS),-args $(GINKGO_ARGS))
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test ./... -v -coverprofile cover.out -timeout 30m
 
 .PHONY: fuzz
 fuzz: ## Fuzz the key parser for FUZZTIME (default 30s).

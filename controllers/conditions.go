@@ -66,13 +66,8 @@ func eventType(reason string) string {
 	return "Normal"
 }
 
-// setReady sets the Ready condition and, when what it says changed, emits the
-// matching Event for obj. Messages never contain key material.
-func (s statusReporter) setReady(obj client.Object, conditions *[]metav1.Condition, status metav1.ConditionStatus, reason, message string) {
-	var prev metav1.Condition // a copy: SetStatusCondition edits in place
-	if found := meta.FindStatusCondition(*conditions, ConditionReady); found != nil {
-		prev = *found
-	}
+// setReady sets the Ready condition. Messages never contain key material.
+func setReady(obj client.Object, conditions *[]metav1.Condition, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(conditions, metav1.Condition{
 		Type:               ConditionReady,
 		Status:             status,
@@ -80,6 +75,18 @@ func (s statusReporter) setReady(obj client.Object, conditions *[]metav1.Conditi
 		Message:            message,
 		ObservedGeneration: obj.GetGeneration(),
 	})
+}
+
+// report sets the Ready condition and, when what it says changes, emits the
+// Event of the same reason, so the two never disagree. Successful issuance is
+// reported by the write that issued the key instead: a reconcile on a cache
+// that has not seen our last status write would announce it twice.
+func (s statusReporter) report(obj client.Object, conditions *[]metav1.Condition, status metav1.ConditionStatus, reason, message string) {
+	var prev metav1.Condition // a copy: SetStatusCondition edits in place
+	if found := meta.FindStatusCondition(*conditions, ConditionReady); found != nil {
+		prev = *found
+	}
+	setReady(obj, conditions, status, reason, message)
 	if prev.Status != status || prev.Reason != reason || prev.Message != message {
 		s.event(obj, reason, message)
 	}

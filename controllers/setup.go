@@ -48,9 +48,6 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := keys.SetupWithManager(mgr, copts); err != nil {
 		return err
 	}
-	workspaces := &WorkspaceReconciler{
-		Client:         mgr.GetClient(),
-		statusReporter: statusReporter{events: mgr.GetEventRecorder("workspace-controller")},
-	}
+	workspaces := &WorkspaceReconciler{Client: mgr.GetClient()}
 	return workspaces.SetupWithManager(mgr, copts)
 }

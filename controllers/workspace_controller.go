@@ -23,7 +23,6 @@ import (
 // the key's status; it never touches Secrets.
 type WorkspaceReconciler struct {
 	client.Client
-	statusReporter
 }
 
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaces,verbs=get;list;watch;patch
@@ -83,18 +82,18 @@ func (r *WorkspaceReconciler) summarize(ws *octopodsv1alpha1.Workspace, key *oct
 	st.APIKey, st.SecretName, st.KeyID = octopodsv1alpha1.NoAPIKeySummary, "", ""
 	switch ready := keyReady(key); {
 	case key == nil:
-		r.setReady(ws, &st.Conditions, metav1.ConditionFalse, ReasonNoAPIKey,
+		setReady(ws, &st.Conditions, metav1.ConditionFalse, ReasonNoAPIKey,
 			fmt.Sprintf("No API key generated: create WorkspaceAPIKey %q to generate one", ws.Name))
 	case ready == nil || ready.Status != metav1.ConditionTrue || key.Status.KeyID == "":
 		message := "The key is not issued yet"
 		if ready != nil {
 			message = ready.Message
 		}
-		r.setReady(ws, &st.Conditions, metav1.ConditionFalse, ReasonKeyNotReady, message)
+		setReady(ws, &st.Conditions, metav1.ConditionFalse, ReasonKeyNotReady, message)
 	default:
 		st.APIKey = fmt.Sprintf("%s (key %s)", key.Status.SecretName, key.Status.KeyID)
 		st.SecretName, st.KeyID = key.Status.SecretName, key.Status.KeyID
-		r.setReady(ws, &st.Conditions, metav1.ConditionTrue, ReasonKeyIssued,
+		setReady(ws, &st.Conditions, metav1.ConditionTrue, ReasonKeyIssued,
 			fmt.Sprintf("Key %s is in Secret %q", key.Status.KeyID, key.Status.SecretName))
 	}
 }

@@ -156,7 +156,7 @@ func (r *WorkspaceAPIKeyReconciler) waitForWorkspace(ctx context.Context, key *o
 		ObservedGeneration: key.Generation,
 		Conditions:         key.Status.Conditions,
 	}
-	r.setReady(key, &key.Status.Conditions, metav1.ConditionFalse, reason, message)
+	r.report(key, &key.Status.Conditions, metav1.ConditionFalse, reason, message)
 	return nil
 }
 
@@ -171,7 +171,7 @@ func (r *WorkspaceAPIKeyReconciler) reconcileSecret(ctx context.Context, key *oc
 		return ctrl.Result{}, r.issue(ctx, key)
 	}
 	if !metav1.IsControlledBy(secret, key) || secret.Type != octopodsv1alpha1.SecretType {
-		r.setReady(key, &key.Status.Conditions, metav1.ConditionFalse, ReasonSecretConflict,
+		r.report(key, &key.Status.Conditions, metav1.ConditionFalse, ReasonSecretConflict,
 			fmt.Sprintf("Secret %q exists and is not managed by this WorkspaceAPIKey: it is left untouched; delete it or set spec.secretName", secret.Name))
 		key.Status.SecretName, key.Status.KeyID = "", ""
 		return ctrl.Result{RequeueAfter: conflictRecheckInterval}, nil
@@ -241,6 +241,8 @@ func (r *WorkspaceAPIKeyReconciler) issue(ctx context.Context, key *octopodsv1al
 	r.afterWrite(ctx, secret)
 	if key.Status.KeyID != "" {
 		r.event(key, EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", secret.Name, keyID, key.Status.KeyID))
+	} else {
+		r.event(key, ReasonKeyIssued, fmt.Sprintf("Issued key %s into Secret %q", keyID, secret.Name))
 	}
 	r.project(key, secret)
 	return nil
@@ -315,7 +317,7 @@ func (r *WorkspaceAPIKeyReconciler) project(key *octopodsv1alpha1.WorkspaceAPIKe
 	st.RotatedAt = parseTime(a[octopodsv1alpha1.RotatedAtAnnotation])
 	st.PreviousKeyID = a[octopodsv1alpha1.PreviousKeyIDAnnotation]
 	st.PreviousValidUntil = parseTime(a[octopodsv1alpha1.PreviousValidUntilAnnotation])
-	r.setReady(key, &st.Conditions, metav1.ConditionTrue, ReasonKeyIssued,
+	setReady(key, &st.Conditions, metav1.ConditionTrue, ReasonKeyIssued,
 		fmt.Sprintf("Key %s is in Secret %q", st.KeyID, secret.Name))
 }
 
