@@ -121,7 +121,7 @@ func startManagerWithContext(parent context.Context, opts Options) func() {
 func figure(name, format string, args ...any) {
 	line := fmt.Sprintf("FIGURE %s: %s", name, fmt.Sprintf(format, args...))
 	AddReportEntry(line, ReportEntryVisibilityAlways)
-	fmt.Fprintln(GinkgoWriter, line)
+	GinkgoWriter.Println(line)
 	figures = append(figures, line)
 }
 

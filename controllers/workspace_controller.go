@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,7 +42,7 @@ func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 
 	before := ws.Status.DeepCopy()
 	defer func() {
-		if err := r.writeStatus(ctx, ws, before); err != nil && retErr == nil {
+		if err := writeStatus(ctx, r.Client, ws, workspaceStatus, *before); err != nil && retErr == nil {
 			result, retErr = ctrl.Result{}, err
 		}
 	}()
@@ -52,11 +51,9 @@ func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !controllerutil.ContainsFinalizer(ws, RevokeFinalizer) {
 		original := ws.DeepCopy()
 		controllerutil.AddFinalizer(ws, RevokeFinalizer)
-		status := ws.Status
-		if err := r.Patch(ctx, ws, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
+		if err := patchMetadata(ctx, r.Client, ws, original, workspaceStatus); err != nil {
 			return ctrl.Result{}, err
 		}
-		ws.Status = status
 	}
 
 	key, err := r.keyOf(ctx, ws)
@@ -126,16 +123,11 @@ func (r *WorkspaceReconciler) finalize(ctx context.Context, ws *octopodsv1alpha1
 	}
 	original := ws.DeepCopy()
 	controllerutil.RemoveFinalizer(ws, RevokeFinalizer)
-	return client.IgnoreNotFound(r.Patch(ctx, ws, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})))
+	return client.IgnoreNotFound(patchMetadata(ctx, r.Client, ws, original, workspaceStatus))
 }
 
-func (r *WorkspaceReconciler) writeStatus(ctx context.Context, ws *octopodsv1alpha1.Workspace, before *octopodsv1alpha1.WorkspaceStatus) error {
-	if equality.Semantic.DeepEqual(*before, ws.Status) {
-		return nil
-	}
-	original := ws.DeepCopy()
-	original.Status = *before
-	return client.IgnoreNotFound(r.Status().Patch(ctx, ws, client.MergeFrom(original)))
+func workspaceStatus(ws *octopodsv1alpha1.Workspace) *octopodsv1alpha1.WorkspaceStatus {
+	return &ws.Status
 }
 
 // SetupWithManager watches Workspaces and the keys named after them.

@@ -69,7 +69,7 @@ func (r *WorkspaceAPIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	before := key.Status.DeepCopy()
 	defer func() {
-		if err := r.writeStatus(ctx, key, before); err != nil && retErr == nil {
+		if err := writeStatus(ctx, r.Client, key, keyStatus, *before); err != nil && retErr == nil {
 			result, retErr = ctrl.Result{}, err
 		}
 	}()
@@ -92,18 +92,27 @@ func (r *WorkspaceAPIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 // confirms it is absent: a stale cache must never revoke a live key.
 func (r *WorkspaceAPIKeyReconciler) workspaceOf(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) (*octopodsv1alpha1.Workspace, error) {
 	ws := &octopodsv1alpha1.Workspace{}
-	name := types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.WorkspaceName}
-	err := r.Get(ctx, name, ws)
-	if apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, name, ws)
-	}
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
+	found, err := r.getConfirmed(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.WorkspaceName}, ws, false)
+	if !found {
 		return nil, err
 	}
 	return ws, nil
+}
+
+// getConfirmed reads obj from the cache, or from the API server when fresh is
+// set or the cache misses: an absence is only believed from the API server.
+func (r *WorkspaceAPIKeyReconciler) getConfirmed(ctx context.Context, name types.NamespacedName, obj client.Object, fresh bool) (bool, error) {
+	var err error
+	if !fresh {
+		err = r.Get(ctx, name, obj)
+	}
+	if fresh || apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, name, obj)
+	}
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // ensureMetadata adds the revoke finalizer and makes the Workspace the key's
@@ -129,10 +138,7 @@ func (r *WorkspaceAPIKeyReconciler) ensureMetadata(ctx context.Context, key *oct
 	if equality.Semantic.DeepEqual(original.ObjectMeta, key.ObjectMeta) {
 		return nil
 	}
-	status := key.Status
-	err := r.Patch(ctx, key, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{}))
-	key.Status = status // the patch response carries the stored status; keep ours
-	return err
+	return patchMetadata(ctx, r.Client, key, original, keyStatus)
 }
 
 // waitForWorkspace revokes any key of a missing or deleting Workspace and
@@ -202,18 +208,8 @@ func (r *WorkspaceAPIKeyReconciler) reconcileSecret(ctx context.Context, key *oc
 // always checked against the API server (it may be a foreign Secret).
 func (r *WorkspaceAPIKeyReconciler) currentSecret(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey, fresh bool) (*corev1.Secret, error) {
 	secret := &corev1.Secret{}
-	name := types.NamespacedName{Namespace: key.Namespace, Name: key.EffectiveSecretName()}
-	var err error
-	if !fresh {
-		err = r.Get(ctx, name, secret)
-	}
-	if fresh || apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, name, secret)
-	}
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
+	found, err := r.getConfirmed(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.EffectiveSecretName()}, secret, fresh)
+	if !found {
 		return nil, err
 	}
 	return secret, nil
@@ -335,7 +331,7 @@ func (r *WorkspaceAPIKeyReconciler) finalize(ctx context.Context, key *octopodsv
 	}
 	original := key.DeepCopy()
 	controllerutil.RemoveFinalizer(key, RevokeFinalizer)
-	return client.IgnoreNotFound(r.Patch(ctx, key, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})))
+	return client.IgnoreNotFound(patchMetadata(ctx, r.Client, key, original, keyStatus))
 }
 
 // revoke deletes the key's Secret if this WorkspaceAPIKey controls it and
@@ -353,17 +349,6 @@ func (r *WorkspaceAPIKeyReconciler) revoke(ctx context.Context, key *octopodsv1a
 	return secret.Annotations[octopodsv1alpha1.KeyIDAnnotation], nil
 }
 
-// writeStatus patches the status subresource when it changed. A merge patch
-// sends only changed fields, so the proxy's lastUsedTime is never overwritten.
-func (r *WorkspaceAPIKeyReconciler) writeStatus(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey, before *octopodsv1alpha1.WorkspaceAPIKeyStatus) error {
-	if equality.Semantic.DeepEqual(*before, key.Status) {
-		return nil
-	}
-	original := key.DeepCopy()
-	original.Status = *before
-	return client.IgnoreNotFound(r.Status().Patch(ctx, key, client.MergeFrom(original)))
-}
-
 // SetupWithManager watches keys, their Secrets and their Workspaces.
 func (r *WorkspaceAPIKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
@@ -378,6 +363,10 @@ func (r *WorkspaceAPIKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 // sameName maps a Workspace to its key and back: they share a name.
 func sameName(_ context.Context, obj client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(obj)}}
+}
+
+func keyStatus(k *octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceAPIKeyStatus {
+	return &k.Status
 }
 
 func observe(secret *corev1.Secret) keyplan.Observed {

@@ -178,7 +178,3 @@ type WorkspaceAPIKeyList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []WorkspaceAPIKey `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&WorkspaceAPIKey{}, &WorkspaceAPIKeyList{})
-}
