@@ -176,7 +176,7 @@ func (r *WorkspaceAPIKeyReconciler) reconcileSecret(ctx context.Context, key *oc
 	if secret == nil {
 		return ctrl.Result{}, r.issue(ctx, key)
 	}
-	if !metav1.IsControlledBy(secret, key) || secret.Type != octopodsv1alpha1.SecretType {
+	if !key.ManagesSecret(secret) {
 		r.report(key, &key.Status.Conditions, metav1.ConditionFalse, ReasonSecretConflict,
 			fmt.Sprintf("Secret %q exists and is not managed by this WorkspaceAPIKey: it is left untouched; delete it or set spec.secretName", secret.Name))
 		key.Status.SecretName, key.Status.KeyID = "", ""
@@ -338,7 +338,7 @@ func (r *WorkspaceAPIKeyReconciler) finalize(ctx context.Context, key *octopodsv
 // returns the revoked key ID ("" when there was nothing to revoke).
 func (r *WorkspaceAPIKeyReconciler) revoke(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) (string, error) {
 	secret, err := r.currentSecret(ctx, key, true)
-	if err != nil || secret == nil || !metav1.IsControlledBy(secret, key) {
+	if err != nil || secret == nil || !key.ManagesSecret(secret) {
 		return "", err
 	}
 	uid := secret.UID

@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -177,4 +180,22 @@ type WorkspaceAPIKeyList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []WorkspaceAPIKey `json:"items"`
+}
+
+// IsKeySecretOf reports whether secret is a key Secret written for a
+// WorkspaceAPIKey of the given name (of any incarnation).
+func IsKeySecretOf(secret *corev1.Secret, keyName string) bool {
+	if secret.Type != SecretType {
+		return false
+	}
+	ref := metav1.GetControllerOf(secret)
+	return ref != nil && ref.Kind == "WorkspaceAPIKey" && ref.Name == keyName &&
+		strings.HasPrefix(ref.APIVersion, GroupVersion.Group+"/")
+}
+
+// ManagesSecret reports whether secret is this WorkspaceAPIKey's own key
+// Secret. Any other Secret is never written, revealed or deleted.
+func (k *WorkspaceAPIKey) ManagesSecret(secret *corev1.Secret) bool {
+	ref := metav1.GetControllerOf(secret)
+	return IsKeySecretOf(secret, k.Name) && ref.UID == k.UID
 }

@@ -12,9 +12,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/controllers"
+	"github.com/octopods/octopods-operator/webhook"
 )
 
 func main() {
@@ -23,6 +25,8 @@ func main() {
 		leaderElect            bool
 		qps                    float64
 		burst, concurrency     int
+		webhookCertDir         string
+		webhookPort            int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
@@ -30,6 +34,8 @@ func main() {
 	flag.Float64Var(&qps, "kube-api-qps", 50, "Client-side requests per second to the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 100, "Client-side burst of requests to the API server.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "Reconciles run in parallel per controller.")
+	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook server's tls.crt and tls.key (default: controller-runtime's /tmp/k8s-webhook-server/serving-certs). Lets the manager serve webhooks out of cluster.")
+	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -49,6 +55,7 @@ func main() {
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "octopods-operator.octopods.io",
+		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{CertDir: webhookCertDir, Port: webhookPort}),
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")
@@ -57,6 +64,15 @@ func main() {
 	if err := controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: concurrency}); err != nil {
 		setupLog.Error(err, "unable to set up controllers")
 		os.Exit(1)
+	}
+	// As in kubebuilder projects: ENABLE_WEBHOOKS=false runs without them
+	// (the controllers re-check every rule that protects data).
+	if os.Getenv("ENABLE_WEBHOOKS") != "false" {
+		if err := webhook.Setup(mgr); err != nil {
+			setupLog.Error(err, "unable to set up webhooks")
+			os.Exit(1)
+		}
+		utilruntime.Must(mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()))
 	}
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))

@@ -1,0 +1,21 @@
+package webhook
+
+import (
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// Setup registers the webhooks with the manager's webhook server.
+func Setup(mgr ctrl.Manager) error {
+	reader := mgr.GetAPIReader()
+	if err := ctrl.NewWebhookManagedBy(mgr, &octopodsv1alpha1.WorkspaceAPIKey{}).
+		WithDefaulter(WorkspaceAPIKeyDefaulter{}).
+		WithValidator(WorkspaceAPIKeyValidator{Reader: reader}).
+		Complete(); err != nil {
+		return err
+	}
+	return ctrl.NewWebhookManagedBy(mgr, &octopodsv1alpha1.Workspace{}).
+		WithValidator(WorkspaceValidator{Reader: reader}).
+		Complete()
+}

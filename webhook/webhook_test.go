@@ -1,0 +1,147 @@
+package webhook
+
+import (
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/controllers"
+)
+
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "octopods-webhook-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func workspace(ns, name string) *octopodsv1alpha1.Workspace {
+	return &octopodsv1alpha1.Workspace{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       octopodsv1alpha1.WorkspaceSpec{DisplayName: "Acme", Provider: octopodsv1alpha1.ProviderHubSpot},
+	}
+}
+
+// bareKey is what `kubectl create` with just a name sends.
+func bareKey(ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
+	return &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+}
+
+func getKey(g Gomega, ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
+	k := &octopodsv1alpha1.WorkspaceAPIKey{}
+	g.ExpectWithOffset(1, k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, k)).To(Succeed())
+	return k
+}
+
+var _ = Describe("Defaulting", func() {
+	It("fills workspaceName from the name and writes out secretName", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed())
+		k := getKey(Default, ns, "acme")
+		Expect(k.Spec.WorkspaceName).To(Equal("acme"))
+		Expect(k.Spec.SecretName).To(Equal("acme-api-key"))
+	})
+
+	It("keeps an explicit secretName", func() {
+		ns := newNamespace()
+		k := bareKey(ns, "acme")
+		k.Spec.SecretName = "octopods-credentials"
+		Expect(k8sClient.Create(ctx, k)).To(Succeed())
+		Expect(getKey(Default, ns, "acme").Spec.SecretName).To(Equal("octopods-credentials"))
+	})
+})
+
+var _ = Describe("Refusing a foreign Secret", func() {
+	DescribeTable("refuses a key whose Secret exists and is not this operator's for this key",
+		func(secret func(ns string) *corev1.Secret) {
+			ns := newNamespace()
+			foreign := secret(ns)
+			Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+			err := k8sClient.Create(ctx, bareKey(ns, "acme"))
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+			Expect(err.Error()).To(ContainSubstring(`spec.secretName: Invalid value: "acme-api-key": Secret "acme-api-key" already exists and is not managed by octopods-operator`))
+			Expect(apierrors.IsNotFound(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "acme"}, &octopodsv1alpha1.WorkspaceAPIKey{}))).To(BeTrue())
+		},
+		Entry("an Opaque Secret", func(ns string) *corev1.Secret {
+			return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}, Type: corev1.SecretTypeOpaque}
+		}),
+		Entry("a key-typed Secret with no owner", func(ns string) *corev1.Secret {
+			return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}, Type: octopodsv1alpha1.SecretType}
+		}),
+		Entry("another workspace's key Secret", func(ns string) *corev1.Secret {
+			return &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key", OwnerReferences: []metav1.OwnerReference{{
+					APIVersion: octopodsv1alpha1.GroupVersion.String(), Kind: "WorkspaceAPIKey", Name: "globex", UID: "0000", Controller: ptrTrue(),
+				}}},
+				Type: octopodsv1alpha1.SecretType,
+			}
+		}),
+	)
+
+	It("is backed by the reconciler when the Secret appears after the key was admitted", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(meta.FindStatusCondition(getKey(g, ns, "acme").Status.Conditions, controllers.ConditionReady)).To(
+				HaveField("Reason", controllers.ReasonWorkspaceNotFound))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+		foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}, StringData: map[string]string{"password": "x"}}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(meta.FindStatusCondition(getKey(g, ns, "acme").Status.Conditions, controllers.ConditionReady)).To(
+				HaveField("Reason", controllers.ReasonSecretConflict))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+		s := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), s)).To(Succeed())
+		Expect(s.ResourceVersion).To(Equal(foreign.ResourceVersion))
+	})
+})
+
+var _ = Describe("Warnings", func() {
+	It("warns that a key waits for its missing Workspace, then issues it", func() {
+		ns := newNamespace()
+		got := warnings.during(func() { Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed()) })
+		Expect(got).To(ConsistOf(`Workspace "acme" does not exist yet: the key will be issued when workspace acme exists`))
+
+		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		Eventually(func(g Gomega) {
+			k := getKey(g, ns, "acme")
+			g.Expect(meta.IsStatusConditionTrue(k.Status.Conditions, controllers.ConditionReady)).To(BeTrue())
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+	})
+
+	It("does not warn when the Workspace exists", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		got := warnings.during(func() { Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed()) })
+		Expect(got).To(BeEmpty())
+	})
+
+	It("warns that deleting a Workspace revokes its key, naming the key ID", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed())
+		var keyID string
+		Eventually(func(g Gomega) {
+			keyID = getKey(g, ns, "acme").Status.KeyID
+			g.Expect(keyID).NotTo(BeEmpty())
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+		got := warnings.during(func() { Expect(k8sClient.Delete(ctx, workspace(ns, "acme"))).To(Succeed()) })
+		Expect(got).To(ConsistOf(`deleting Workspace "acme" revokes key ` + keyID + ` (Secret "acme-api-key") used by integrations`))
+	})
+
+	It("does not warn when deleting a Workspace without a key", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		got := warnings.during(func() { Expect(k8sClient.Delete(ctx, workspace(ns, "acme"))).To(Succeed()) })
+		Expect(got).To(BeEmpty())
+	})
+})
+
+func ptrTrue() *bool { t := true; return &t }

@@ -1,0 +1,51 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// The Workspace webhook only warns, on DELETE. failurePolicy=Ignore: advice
+// must never stand between a person and a deletion, even with the operator down.
+
+// +kubebuilder:webhook:path=/validate-octopods-io-v1alpha1-workspace,mutating=false,failurePolicy=ignore,sideEffects=None,groups=octopods.io,resources=workspaces,verbs=delete,versions=v1alpha1,name=vworkspace.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5
+
+// WorkspaceValidator tells a person deleting a Workspace which key dies with it.
+type WorkspaceValidator struct {
+	Reader client.Reader
+}
+
+// ValidateCreate has nothing to add to CEL; it is not registered for CREATE.
+func (WorkspaceValidator) ValidateCreate(context.Context, *octopodsv1alpha1.Workspace) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// ValidateUpdate has nothing to add to CEL; it is not registered for UPDATE.
+func (WorkspaceValidator) ValidateUpdate(context.Context, *octopodsv1alpha1.Workspace, *octopodsv1alpha1.Workspace) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// ValidateDelete warns that deleting the Workspace revokes its key.
+func (v WorkspaceValidator) ValidateDelete(ctx context.Context, ws *octopodsv1alpha1.Workspace) (admission.Warnings, error) {
+	key := &octopodsv1alpha1.WorkspaceAPIKey{}
+	err := v.Reader.Get(ctx, types.NamespacedName{Namespace: ws.Namespace, Name: ws.Name}, key)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		// Advice only: never refuse a deletion because a lookup failed.
+		return nil, nil
+	case key.Status.KeyID != "":
+		return admission.Warnings{fmt.Sprintf(
+			"deleting Workspace %q revokes key %s (Secret %q) used by integrations", ws.Name, key.Status.KeyID, key.Status.SecretName)}, nil
+	default:
+		return admission.Warnings{fmt.Sprintf("deleting Workspace %q also deletes its WorkspaceAPIKey %q", ws.Name, key.Name)}, nil
+	}
+}

@@ -1,0 +1,90 @@
+// Package webhook holds the admission webhooks of the octopods.io API: what
+// CEL in the CRDs cannot do, because it needs other objects or must talk to
+// a person (defaults they can see, warnings about what will happen).
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// The key webhooks run on CREATE only. On UPDATE, CEL already refuses any
+// change of workspaceName or secretName, so there is nothing left to check,
+// and the controller's own metadata patches never depend on the webhook.
+//
+// failurePolicy=Fail: a key accepted without these checks could point at a
+// foreign Secret without the person being told; the reconciler would still
+// refuse to touch it, but quietly. sideEffects=None: both only read.
+
+// +kubebuilder:webhook:path=/mutate-octopods-io-v1alpha1-workspaceapikey,mutating=true,failurePolicy=fail,sideEffects=None,groups=octopods.io,resources=workspaceapikeys,verbs=create,versions=v1alpha1,name=mworkspaceapikey.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-octopods-io-v1alpha1-workspaceapikey,mutating=false,failurePolicy=fail,sideEffects=None,groups=octopods.io,resources=workspaceapikeys,verbs=create,versions=v1alpha1,name=vworkspaceapikey.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5
+
+// WorkspaceAPIKeyDefaulter writes out the defaults a person would otherwise
+// have to know: the workspace is the key's name, the Secret is <name>-api-key.
+type WorkspaceAPIKeyDefaulter struct{}
+
+// Default fills spec.workspaceName and spec.secretName.
+func (WorkspaceAPIKeyDefaulter) Default(_ context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) error {
+	if key.Spec.WorkspaceName == "" {
+		key.Spec.WorkspaceName = key.Name
+	}
+	if key.Spec.SecretName == "" && key.Spec.WorkspaceName != "" {
+		key.Spec.SecretName = key.EffectiveSecretName()
+	}
+	return nil
+}
+
+// WorkspaceAPIKeyValidator refuses keys aimed at someone else's Secret and
+// warns about keys that will wait for their Workspace.
+type WorkspaceAPIKeyValidator struct {
+	// Reader reads from the API server: a foreign Secret is not in the
+	// manager's cache, which holds key Secrets only.
+	Reader client.Reader
+}
+
+// ValidateCreate runs the cross-object rules.
+func (v WorkspaceAPIKeyValidator) ValidateCreate(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) (admission.Warnings, error) {
+	secretName := key.EffectiveSecretName()
+	secret := &corev1.Secret{}
+	err := v.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: secretName}, secret)
+	switch {
+	case err == nil && !octopodsv1alpha1.IsKeySecretOf(secret, key.Name):
+		return nil, apierrors.NewInvalid(key.GroupVersionKind().GroupKind(), key.Name, field.ErrorList{
+			field.Invalid(field.NewPath("spec", "secretName"), secretName, fmt.Sprintf(
+				"Secret %q already exists and is not managed by octopods-operator; the operator never takes over, overwrites or reveals another Secret: choose another spec.secretName, or delete that Secret first",
+				secretName)),
+		})
+	case err != nil && !apierrors.IsNotFound(err):
+		return nil, apierrors.NewInternalError(fmt.Errorf("checking Secret %q: %w", secretName, err))
+	}
+
+	ws := &octopodsv1alpha1.Workspace{}
+	err = v.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.WorkspaceName}, ws)
+	if apierrors.IsNotFound(err) {
+		return admission.Warnings{fmt.Sprintf(
+			"Workspace %q does not exist yet: the key will be issued when workspace %s exists", key.Spec.WorkspaceName, key.Spec.WorkspaceName)}, nil
+	}
+	if err != nil {
+		return nil, apierrors.NewInternalError(fmt.Errorf("checking Workspace %q: %w", key.Spec.WorkspaceName, err))
+	}
+	return nil, nil
+}
+
+// ValidateUpdate has nothing to add to CEL; it is not registered for UPDATE.
+func (WorkspaceAPIKeyValidator) ValidateUpdate(context.Context, *octopodsv1alpha1.WorkspaceAPIKey, *octopodsv1alpha1.WorkspaceAPIKey) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// ValidateDelete allows every deletion; it is not registered for DELETE.
+func (WorkspaceAPIKeyValidator) ValidateDelete(context.Context, *octopodsv1alpha1.WorkspaceAPIKey) (admission.Warnings, error) {
+	return nil, nil
+}
