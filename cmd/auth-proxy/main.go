@@ -1,0 +1,71 @@
+// Command auth-proxy admits or refuses each request by its X-Octopods-Auth
+// header, checked against the key Secrets the operator writes.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/octopods/octopods-operator/internal/authproxy"
+)
+
+// namespaces is a repeatable --namespace flag.
+type namespaces []string
+
+func (n *namespaces) String() string     { return strings.Join(*n, ",") }
+func (n *namespaces) Set(v string) error { *n = append(*n, v); return nil }
+
+func main() {
+	var cfg authproxy.Config
+	var ns namespaces
+	var qps float64
+	var burst int
+	flag.StringVar(&cfg.ListenAddress, "listen-address", ":8080", "Address for proxied (or forward-auth) traffic.")
+	flag.StringVar(&cfg.Upstream, "upstream", "", "URL to forward admitted requests to; empty runs in forward-auth mode.")
+	flag.Var(&ns, "namespace", "Namespace whose key Secrets are accepted; repeatable; default all namespaces.")
+	flag.StringVar(&cfg.HealthProbeAddress, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.StringVar(&cfg.MetricsAddress, "metrics-bind-address", ":8082", "Address of the Prometheus /metrics endpoint.")
+	flag.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "Certificate for HTTPS on --listen-address (optional).")
+	flag.StringVar(&cfg.TLSKeyFile, "tls-private-key-file", "", "Private key for HTTPS on --listen-address (optional).")
+	flag.DurationVar(&cfg.LastUsedFlushInterval, "last-used-flush-interval", authproxy.DefaultLastUsedFlushInterval, "How often used keys' status.lastUsedTime is written.")
+	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "On SIGTERM, keep serving this long with /readyz failing before draining.")
+	flag.Float64Var(&qps, "kube-api-qps", 20, "Client-side requests per second to the API server.")
+	flag.IntVar(&burst, "kube-api-burst", 40, "Client-side burst of requests to the API server.")
+	flag.Parse()
+	cfg.Namespaces = ns
+
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		fail(log, "--tls-cert-file and --tls-private-key-file go together", nil)
+	}
+	restCfg, err := ctrlconfig.GetConfig() // honours --kubeconfig, KUBECONFIG, in-cluster
+	if err != nil {
+		fail(log, "no Kubernetes configuration", err)
+	}
+	restCfg.QPS, restCfg.Burst = float32(qps), burst
+	proxy, err := authproxy.New(cfg, restCfg, log)
+	if err != nil {
+		fail(log, "cannot start", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := proxy.Run(ctx); err != nil {
+		fail(log, "stopped with an error", err)
+	}
+}
+
+func fail(log *slog.Logger, msg string, err error) {
+	if err != nil {
+		msg = fmt.Sprintf("%s: %v", msg, err)
+	}
+	log.Error(msg)
+	os.Exit(1)
+}

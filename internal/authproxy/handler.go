@@ -1,0 +1,190 @@
+// Package authproxy admits or refuses each request by its X-Octopods-Auth
+// header, against the key Secrets the operator writes, in front of an
+// upstream (reverse proxy) or for nginx, Envoy and Traefik (forward auth).
+package authproxy
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/keyindex"
+)
+
+// Header names of the contract.
+const (
+	HeaderAuth               = "X-Octopods-Auth"
+	HeaderAuthError          = "X-Octopods-Auth-Error"
+	HeaderWorkspace          = "X-Octopods-Workspace"
+	HeaderWorkspaceNamespace = "X-Octopods-Workspace-Namespace"
+	HeaderKeyID              = "X-Octopods-Key-ID"
+)
+
+// Outcomes, as counted and as named in refusals.
+const (
+	OutcomeAllowed    = "allowed"
+	OutcomeMissingKey = "missing_key"
+	OutcomeInvalidKey = "invalid_key"
+	OutcomeNotReady   = "not_ready"
+)
+
+// Bodies are fixed, so a refusal allocates nothing for them.
+var (
+	bodyMissingKey = []byte(`{"error":"missing_key"}` + "\n")
+	bodyInvalidKey = []byte(`{"error":"invalid_key"}` + "\n")
+	bodyNotReady   = []byte(`{"error":"not_ready"}` + "\n")
+	// Pre-canonicalised header names, so none is canonicalised per request.
+	canonicalAuth      = http.CanonicalHeaderKey(HeaderAuth)
+	canonicalWorkspace = http.CanonicalHeaderKey(HeaderWorkspace)
+	canonicalNamespace = http.CanonicalHeaderKey(HeaderWorkspaceNamespace)
+	canonicalKeyID     = http.CanonicalHeaderKey(HeaderKeyID)
+	canonicalAuthError = http.CanonicalHeaderKey(HeaderAuthError)
+	wwwAuthValue       = []string{`Key realm="octopods", header="X-Octopods-Auth"`}
+	jsonType           = []string{"application/json"}
+)
+
+// Handler makes the decision for each request and, in reverse-proxy mode,
+// forwards admitted ones.
+type Handler struct {
+	Index *keyindex.Index
+	// Ready reports whether the first full sync of key Secrets is done;
+	// until then every request gets 503, never a guess.
+	Ready   func() bool
+	Metrics *Metrics
+	Log     *slog.Logger
+	// Upstream nil means forward-auth mode.
+	proxy *httputil.ReverseProxy
+	now   func() time.Time
+}
+
+// NewHandler builds a handler; upstream nil selects forward-auth mode.
+func NewHandler(ix *keyindex.Index, ready func() bool, m *Metrics, log *slog.Logger, upstream *url.URL, transport http.RoundTripper) *Handler {
+	h := &Handler{Index: ix, Ready: ready, Metrics: m, Log: log, now: time.Now}
+	if upstream != nil {
+		h.proxy = &httputil.ReverseProxy{
+			// Rewrite (unlike Director) drops client X-Forwarded-* before
+			// SetXForwarded writes ours: nothing a client sends about its
+			// origin is passed on as if we had checked it.
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(upstream)
+				pr.SetXForwarded()
+				pr.Out.Host = pr.In.Host
+			},
+			Transport: transport,
+			ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
+	return h
+}
+
+// ServeHTTP decides, then forwards or answers.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	if !h.Ready() {
+		h.Metrics.observe(OutcomeNotReady, start, h.now())
+		writeBody(w, http.StatusServiceUnavailable, bodyNotReady, h.proxy == nil)
+		return
+	}
+	result, who, presented := Authorize(h.Index, r.Header, start)
+	if result != keyindex.Allowed {
+		outcome := OutcomeInvalidKey
+		if result == keyindex.Missing {
+			outcome = OutcomeMissingKey
+		}
+		h.Metrics.observe(outcome, start, h.now())
+		h.refuse(w, r, outcome, presented)
+		return
+	}
+	h.Metrics.observe(OutcomeAllowed, start, h.now())
+
+	hdr := w.Header()
+	if h.proxy == nil {
+		setIdentity(hdr, who)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	scrub(r.Header)
+	setIdentity(r.Header, who)
+	h.proxy.ServeHTTP(w, r)
+}
+
+// Authorize applies the contract to a request's headers: exactly one
+// X-Octopods-Auth value, holding a well-formed, known, unexpired key. It
+// returns the presented value only for the audit log's key ID.
+func Authorize(ix *keyindex.Index, h http.Header, now time.Time) (keyindex.Result, keyindex.Identity, string) {
+	values := h[canonicalAuth]
+	switch len(values) {
+	case 0:
+		return keyindex.Missing, keyindex.Identity{}, ""
+	case 1:
+	default:
+		// Two keys: which one to trust is a guess, so neither.
+		return keyindex.Invalid, keyindex.Identity{}, ""
+	}
+	result, who := ix.Lookup(values[0], now)
+	return result, who, values[0]
+}
+
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, outcome, presented string) {
+	attrs := []slog.Attr{
+		slog.String("reason", outcome),
+		slog.String("remote_addr", r.RemoteAddr),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+	}
+	// The key ID is public, and tells support which key is being tried;
+	// only a well-formed key has one. The key itself is never logged.
+	if presented != "" && apikey.Validate(presented) == nil {
+		attrs = append(attrs, slog.String("key_id", apikey.ID(presented)))
+	}
+	h.Log.LogAttrs(r.Context(), slog.LevelInfo, "request refused", attrs...)
+
+	hdr := w.Header()
+	if h.proxy == nil {
+		// nginx drops an auth subrequest's body and, when one is sent, the
+		// keep-alive connection with it: the reason goes in a header.
+		hdr[canonicalAuthError] = []string{outcome}
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	hdr["Www-Authenticate"] = wwwAuthValue
+	body := bodyInvalidKey
+	if outcome == OutcomeMissingKey {
+		body = bodyMissingKey
+	}
+	writeBody(w, http.StatusUnauthorized, body, false)
+}
+
+func writeBody(w http.ResponseWriter, status int, body []byte, empty bool) {
+	if empty {
+		w.WriteHeader(status)
+		return
+	}
+	w.Header()["Content-Type"] = jsonType
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// scrub removes the credential and every identity header a client sent: only
+// the proxy may say who the caller is.
+func scrub(h http.Header) {
+	for name := range h {
+		if hasPrefixFold(name, HeaderWorkspace) || strings.EqualFold(name, HeaderKeyID) || strings.EqualFold(name, HeaderAuth) {
+			delete(h, name)
+		}
+	}
+}
+
+func setIdentity(h http.Header, who keyindex.Identity) {
+	h[canonicalWorkspace] = []string{who.Workspace}
+	h[canonicalNamespace] = []string{who.Namespace}
+	h[canonicalKeyID] = []string{who.KeyID}
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}

@@ -1,0 +1,255 @@
+package authproxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/keyindex"
+)
+
+// echoUpstream answers with the request headers it received, as JSON.
+func echoUpstream(t testing.TB) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(r.Header)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+type fixture struct {
+	ix             *keyindex.Index
+	current, grace string
+	expired, stale string
+	reverse, fwd   *Handler
+	logs           *strings.Builder
+	ready          bool
+}
+
+func newFixture(t testing.TB) *fixture {
+	f := &fixture{ix: keyindex.New(), logs: &strings.Builder{}, ready: true}
+	gen := func() string {
+		k, err := apikey.Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	f.current, f.grace, f.expired, f.stale = gen(), gen(), gen(), gen()
+	now := time.Now()
+	f.ix.Set(keyindex.SecretKeys{Namespace: "team-a", Name: "acme-api-key", Workspace: "acme",
+		Current: apikey.DigestOf(f.current), HasCurrent: true,
+		Previous: apikey.DigestOf(f.grace), HasPrevious: true, PreviousValidUntil: now.Add(time.Hour)})
+	f.ix.Set(keyindex.SecretKeys{Namespace: "team-b", Name: "globex-api-key", Workspace: "globex",
+		Current: apikey.DigestOf(gen()), HasCurrent: true,
+		Previous: apikey.DigestOf(f.expired), HasPrevious: true, PreviousValidUntil: now.Add(-time.Second)})
+	log := slog.New(slog.NewJSONHandler(f.logs, nil))
+	m := NewMetrics(f.ix, func() time.Duration { return 0 })
+	up, _ := url.Parse(echoUpstream(t).URL)
+	ready := func() bool { return f.ready }
+	f.reverse = NewHandler(f.ix, ready, m, log, up, UpstreamTransport())
+	f.fwd = NewHandler(f.ix, ready, m, log, nil, nil)
+	return f
+}
+
+func serve(h http.Handler, header http.Header) *http.Response {
+	r := httptest.NewRequest(http.MethodGet, "/v1/channels?secret=no", nil)
+	r.RemoteAddr = "192.0.2.7:4242"
+	for k, vs := range header {
+		for _, v := range vs {
+			r.Header.Add(k, v)
+		}
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w.Result()
+}
+
+func TestRefusals(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct {
+		name   string
+		header http.Header
+		reason string
+	}{
+		{"missing", http.Header{}, OutcomeMissingKey},
+		{"empty", http.Header{"X-Octopods-Auth": {""}}, OutcomeMissingKey},
+		{"repeated, both valid", http.Header{"X-Octopods-Auth": {f.current, f.current}}, OutcomeInvalidKey},
+		{"comma-joined", http.Header{"X-Octopods-Auth": {f.current + ", " + f.current}}, OutcomeInvalidKey},
+		{"bearer scheme", http.Header{"X-Octopods-Auth": {"Bearer " + f.current}}, OutcomeInvalidKey},
+		{"in Authorization instead", http.Header{"Authorization": {"Bearer " + f.current}}, OutcomeMissingKey},
+		{"malformed", http.Header{"X-Octopods-Auth": {"opk_nope"}}, OutcomeInvalidKey},
+		{"bad checksum", http.Header{"X-Octopods-Auth": {f.current[:52] + flipDigit(f.current[52])}}, OutcomeInvalidKey},
+		{"unknown", http.Header{"X-Octopods-Auth": {mustGenerate(t)}}, OutcomeInvalidKey},
+		{"previous after its grace", http.Header{"X-Octopods-Auth": {f.expired}}, OutcomeInvalidKey},
+		{"lower-case prefix", http.Header{"X-Octopods-Auth": {"OPK_" + f.current[4:]}}, OutcomeInvalidKey},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := serve(f.reverse, tc.header)
+			body, _ := io.ReadAll(res.Body)
+			if res.StatusCode != http.StatusUnauthorized || string(body) != fmt.Sprintf(`{"error":%q}`+"\n", tc.reason) {
+				t.Fatalf("reverse mode: %d %q", res.StatusCode, body)
+			}
+			if res.Header.Get("Content-Type") != "application/json" || res.Header.Get("WWW-Authenticate") == "" {
+				t.Fatalf("reverse mode headers: %v", res.Header)
+			}
+			if res.Header.Get("X-Octopods-Workspace") != "" {
+				t.Fatal("identity header on a refusal")
+			}
+			res = serve(f.fwd, tc.header)
+			body, _ = io.ReadAll(res.Body)
+			if res.StatusCode != http.StatusUnauthorized || len(body) != 0 || res.Header.Get(HeaderAuthError) != tc.reason {
+				t.Fatalf("forward-auth mode: %d %q %v", res.StatusCode, body, res.Header)
+			}
+		})
+	}
+	if strings.Contains(f.logs.String(), f.current[4:]) || strings.Contains(f.logs.String(), f.expired[4:]) {
+		t.Fatal("a key reached the refusal log")
+	}
+}
+
+func TestRefusalAuditLog(t *testing.T) {
+	f := newFixture(t)
+	serve(f.reverse, http.Header{"X-Octopods-Auth": {f.expired}})
+	var line map[string]any
+	if err := json.Unmarshal([]byte(f.logs.String()), &line); err != nil {
+		t.Fatalf("log line %q: %v", f.logs.String(), err)
+	}
+	want := map[string]any{"msg": "request refused", "reason": "invalid_key", "key_id": apikey.ID(f.expired),
+		"remote_addr": "192.0.2.7:4242", "method": "GET", "path": "/v1/channels"}
+	for k, v := range want {
+		if line[k] != v {
+			t.Errorf("log %s = %v, want %v", k, line[k], v)
+		}
+	}
+}
+
+func TestAdmittedReverseProxyHeaderHygiene(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name, key, keyID string
+	}{{"current key", f.current, apikey.ID(f.current)}, {"previous key in grace", f.grace, apikey.ID(f.grace)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := serve(f.reverse, http.Header{
+				"x-octopods-auth":                {tc.key}, // header names are case-insensitive
+				"X-Octopods-Workspace":           {"forged"},
+				"X-Octopods-Workspace-Namespace": {"forged"},
+				"X-Octopods-Workspace-Role":      {"admin"},
+				"X-Octopods-Key-Id":              {"forged"},
+				"X-Forwarded-For":                {"10.0.0.1"},
+				"X-Forwarded-Host":               {"evil.example"},
+				"Accept":                         {"application/json"},
+			})
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", res.StatusCode)
+			}
+			var got http.Header
+			if err := json.NewDecoder(res.Body).Decode(&got); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string][]string{
+				"X-Octopods-Workspace":           {"acme"},
+				"X-Octopods-Workspace-Namespace": {"team-a"},
+				"X-Octopods-Key-Id":              {tc.keyID},
+				"X-Forwarded-For":                {"192.0.2.7"},
+				"Accept":                         {"application/json"},
+			}
+			for k, v := range want {
+				if fmt.Sprint(got[k]) != fmt.Sprint(v) {
+					t.Errorf("upstream saw %s = %v, want %v", k, got[k], v)
+				}
+			}
+			for _, gone := range []string{"X-Octopods-Auth", "X-Octopods-Workspace-Role"} {
+				if _, ok := got[gone]; ok {
+					t.Errorf("upstream saw %s", gone)
+				}
+			}
+			if got.Get("X-Forwarded-Host") == "evil.example" {
+				t.Error("client X-Forwarded-Host passed through")
+			}
+		})
+	}
+}
+
+func TestAdmittedForwardAuth(t *testing.T) {
+	f := newFixture(t)
+	res := serve(f.fwd, http.Header{"X-Octopods-Auth": {f.current}, "X-Octopods-Workspace": {"forged"}})
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || len(body) != 0 {
+		t.Fatalf("%d %q", res.StatusCode, body)
+	}
+	if res.Header.Get(HeaderWorkspace) != "acme" || res.Header.Get(HeaderWorkspaceNamespace) != "team-a" || res.Header.Get(HeaderKeyID) != apikey.ID(f.current) {
+		t.Fatalf("identity headers: %v", res.Header)
+	}
+}
+
+func TestNotReadyRefusesEverything(t *testing.T) {
+	f := newFixture(t)
+	f.ready = false
+	for _, h := range []*Handler{f.reverse, f.fwd} {
+		if res := serve(h, http.Header{"X-Octopods-Auth": {f.current}}); res.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("status %d before sync", res.StatusCode)
+		}
+	}
+}
+
+func TestAuthorizeDoesNotAllocate(t *testing.T) {
+	f := newFixture(t)
+	h := http.Header{"X-Octopods-Auth": {f.current}}
+	now := time.Now()
+	if n := testing.AllocsPerRun(1000, func() { Authorize(f.ix, h, now) }); n != 0 {
+		t.Fatalf("Authorize allocates %v times", n)
+	}
+}
+
+// FuzzAuthorize: no header value is admitted unless it is exactly a loaded
+// key, whatever is around it, and nothing panics.
+func FuzzAuthorize(f *testing.F) {
+	fx := newFixture(f)
+	f.Add(fx.current, "")
+	f.Add(" "+fx.current, "")
+	f.Add("Bearer "+fx.current, "")
+	f.Add(fx.current, fx.current)
+	f.Add(fx.current+"\x00", "")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, first, second string) {
+		h := http.Header{}
+		h.Add(HeaderAuth, first)
+		if second != "" {
+			h.Add(HeaderAuth, second)
+		}
+		result, who, _ := Authorize(fx.ix, h, time.Now())
+		if result == keyindex.Allowed {
+			if second != "" || (first != fx.current && first != fx.grace) {
+				t.Fatalf("admitted %q, %q as %+v", first, second, who)
+			}
+		}
+		if first == "" && second == "" && result != keyindex.Missing {
+			t.Fatalf("an empty header gave %v", result)
+		}
+	})
+}
+
+func mustGenerate(t testing.TB) string {
+	k, err := apikey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func flipDigit(c byte) string {
+	if c == '0' {
+		return "1"
+	}
+	return "0"
+}

@@ -1,0 +1,98 @@
+package authproxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/keyindex"
+)
+
+// DefaultLastUsedFlushInterval writes each used key's status.lastUsedTime at
+// most about once a minute, never per request.
+const DefaultLastUsedFlushInterval = time.Minute
+
+// lastUsedWriters bounds the concurrent status patches of one flush.
+const lastUsedWriters = 4
+
+// LastUsedFlusher writes the keys this replica admitted into their
+// WorkspaceAPIKey's status.lastUsedTime with a merge patch of that one field.
+type LastUsedFlusher struct {
+	Index    *keyindex.Index
+	Client   rest.Interface // for the octopods.io/v1alpha1 group
+	Interval time.Duration
+	Metrics  *Metrics
+	Log      *slog.Logger
+}
+
+// Run flushes every Interval until ctx ends, then once more.
+func (f *LastUsedFlusher) Run(ctx context.Context) {
+	t := time.NewTicker(f.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			f.Flush(final)
+			cancel()
+			return
+		case <-t.C:
+			f.Flush(ctx)
+		}
+	}
+}
+
+// Flush writes every pending use once.
+func (f *LastUsedFlusher) Flush(ctx context.Context) {
+	pending := f.Index.Pending()
+	work := make(chan keyindex.Usage)
+	var wg sync.WaitGroup
+	for range min(lastUsedWriters, len(pending)) {
+		wg.Go(func() {
+			for u := range work {
+				f.write(ctx, u)
+			}
+		})
+	}
+	for _, u := range pending {
+		work <- u
+	}
+	close(work)
+	wg.Wait()
+}
+
+func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) {
+	body := fmt.Appendf(nil, `{"status":{"lastUsedTime":%q}}`, u.LastUsed.UTC().Format(time.RFC3339))
+	err := f.Client.Patch(types.MergePatchType).
+		Namespace(u.Namespace).Resource("workspaceapikeys").Name(u.Workspace).SubResource("status").
+		Body(body).Do(ctx).Error()
+	switch {
+	case err == nil:
+		u.Flushed()
+		f.Metrics.LastUsedWrites.WithLabelValues("ok").Inc()
+	case apierrors.IsNotFound(err):
+		// The key is gone (or its Secret is not the operator's): nothing to record.
+		u.Flushed()
+		f.Metrics.LastUsedWrites.WithLabelValues("not_found").Inc()
+	default:
+		// Stays pending: the next flush tries again.
+		f.Metrics.LastUsedWrites.WithLabelValues("error").Inc()
+		f.Log.Warn("writing lastUsedTime failed", "namespace", u.Namespace, "workspace", u.Workspace, "keyID", u.KeyID, "error", err.Error())
+	}
+}
+
+// NewOctopodsRESTClient returns a REST client for octopods.io/v1alpha1.
+func NewOctopodsRESTClient(cfg *rest.Config) (rest.Interface, error) {
+	c := rest.CopyConfig(cfg)
+	c.GroupVersion = &octopodsv1alpha1.GroupVersion
+	c.APIPath = "/apis"
+	c.NegotiatedSerializer = serializerFor()
+	return rest.RESTClientFor(c)
+}

@@ -1,0 +1,215 @@
+package authproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/octopods/octopods-operator/internal/keyindex"
+)
+
+// Server limits: a proxy in front of an API must not be held open or fed
+// unbounded headers by a slow or hostile client.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+	shutdownTimeout   = 25 * time.Second
+)
+
+// Config is what the auth-proxy flags set.
+type Config struct {
+	ListenAddress         string
+	Upstream              string // empty: forward-auth mode
+	Namespaces            []string
+	HealthProbeAddress    string
+	MetricsAddress        string
+	TLSCertFile           string
+	TLSKeyFile            string
+	LastUsedFlushInterval time.Duration
+	// ShutdownDelay keeps serving, with /readyz failing, so load balancers
+	// stop sending traffic before the listener closes.
+	ShutdownDelay time.Duration
+}
+
+// Proxy is the running auth proxy: traffic, probe and metrics servers, the
+// key Source and the lastUsedTime flusher.
+type Proxy struct {
+	cfg      Config
+	Index    *keyindex.Index
+	Source   *Source
+	Metrics  *Metrics
+	flusher  *LastUsedFlusher
+	handler  *Handler
+	log      *slog.Logger
+	stopping atomic.Bool
+
+	traffic, probes, metrics net.Listener
+}
+
+// New builds a proxy and binds its listeners, so that Addr is known before
+// Run (":0" picks free ports).
+func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
+	clientset, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	octopods, err := NewOctopodsRESTClient(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.LastUsedFlushInterval <= 0 {
+		cfg.LastUsedFlushInterval = DefaultLastUsedFlushInterval
+	}
+	p := &Proxy{cfg: cfg, Index: keyindex.New(), log: log}
+	p.Source = NewSource(p.Index, clientset, cfg.Namespaces)
+	p.Metrics = NewMetrics(p.Index, p.Source.Staleness)
+	p.flusher = &LastUsedFlusher{Index: p.Index, Client: octopods, Interval: cfg.LastUsedFlushInterval, Metrics: p.Metrics, Log: log}
+
+	var upstream *url.URL
+	if cfg.Upstream != "" {
+		if upstream, err = url.Parse(cfg.Upstream); err != nil || upstream.Scheme == "" || upstream.Host == "" {
+			return nil, fmt.Errorf("--upstream %q is not an absolute URL", cfg.Upstream)
+		}
+	}
+	p.handler = NewHandler(p.Index, p.Source.Synced, p.Metrics, log, upstream, UpstreamTransport())
+
+	for _, l := range []struct {
+		addr string
+		into *net.Listener
+	}{{cfg.ListenAddress, &p.traffic}, {cfg.HealthProbeAddress, &p.probes}, {cfg.MetricsAddress, &p.metrics}} {
+		if *l.into, err = net.Listen("tcp", l.addr); err != nil {
+			p.closeListeners()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// UpstreamTransport keeps enough idle connections to the upstream for
+// sustained load; http.DefaultTransport keeps 2 per host.
+func UpstreamTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 1024
+	return t
+}
+
+// Addr is the traffic listener's address.
+func (p *Proxy) Addr() string { return p.traffic.Addr().String() }
+
+// ProbeAddr is the health probe listener's address.
+func (p *Proxy) ProbeAddr() string { return p.probes.Addr().String() }
+
+// MetricsAddr is the metrics listener's address.
+func (p *Proxy) MetricsAddr() string { return p.metrics.Addr().String() }
+
+// Handler is the request handler (for benchmarks and tests).
+func (p *Proxy) Handler() *Handler { return p.handler }
+
+// Run serves until ctx ends, then drains: readiness fails first, in-flight
+// requests finish, and pending lastUsedTime writes are flushed.
+func (p *Proxy) Run(ctx context.Context) error {
+	sourceCtx, stopSource := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSource()
+	p.Source.Run(sourceCtx)
+	flushDone := make(chan struct{})
+	go func() { defer close(flushDone); p.flusher.Run(sourceCtx) }()
+
+	probeMux := http.NewServeMux()
+	probeMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	probeMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if p.stopping.Load() || !p.Source.Synced() {
+			http.Error(w, "key Secrets not synced", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle("/metrics", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
+
+	servers := []*http.Server{
+		newServer(p.handler, p.log), newServer(probeMux, p.log), newServer(metricsMux, p.log),
+	}
+	errs := make(chan error, len(servers))
+	serve := func(s *http.Server, l net.Listener, tlsOn bool) {
+		var err error
+		if tlsOn {
+			err = s.ServeTLS(l, p.cfg.TLSCertFile, p.cfg.TLSKeyFile)
+		} else {
+			err = s.Serve(l)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			errs <- err
+		}
+	}
+	tlsOn := p.cfg.TLSCertFile != "" || p.cfg.TLSKeyFile != ""
+	if tlsOn {
+		servers[0].TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	go serve(servers[0], p.traffic, tlsOn)
+	go serve(servers[1], p.probes, false)
+	go serve(servers[2], p.metrics, false)
+	p.log.Info("auth proxy started", "address", p.Addr(), "mode", p.mode(), "namespaces", p.cfg.Namespaces)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	p.stopping.Store(true)
+	if runErr == nil && p.cfg.ShutdownDelay > 0 {
+		time.Sleep(p.cfg.ShutdownDelay)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(shutdownCtx)
+	}
+	stopSource()
+	<-flushDone
+	p.log.Info("auth proxy stopped")
+	return runErr
+}
+
+func (p *Proxy) mode() string {
+	if p.cfg.Upstream == "" {
+		return "forward-auth"
+	}
+	return "reverse-proxy"
+}
+
+func (p *Proxy) closeListeners() {
+	for _, l := range []net.Listener{p.traffic, p.probes, p.metrics} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}
+
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func serializerFor() runtime.NegotiatedSerializer {
+	return serializer.NewCodecFactory(runtime.NewScheme()).WithoutConversion()
+}

@@ -1,0 +1,208 @@
+package authproxy
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+var ctx = context.Background()
+
+var _ = Describe("Refusals through the real proxy", func() {
+	var ns, key string
+	BeforeEach(func() {
+		ns, key = newNamespace(), newKey()
+		Expect(k8sClient.Create(ctx, keySecret(ns, "acme", key))).To(Succeed())
+		Eventually(func() int { return status(reverseProxy, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+	})
+
+	DescribeTable("answers 401 with the reason, in both modes",
+		func(keys func(key string) []string, reason string) {
+			res := call(reverseProxy, keys(key)...)
+			Expect(res.StatusCode).To(Equal(http.StatusUnauthorized))
+			Expect(res.Header.Get("Echo-X-Octopods-Auth")).To(BeEmpty(), "nothing was forwarded")
+
+			h := http.Header{}
+			for _, k := range keys(key) {
+				h.Add(HeaderAuth, k)
+			}
+			raw := get(reverseProxy, "http://"+reverseProxy.Addr()+"/v1/messages", h)
+			body, _ := io.ReadAll(raw.Body)
+			Expect(string(body)).To(MatchJSON(`{"error":"` + reason + `"}`))
+
+			fwd := call(forwardProxy, keys(key)...)
+			Expect(fwd.StatusCode).To(Equal(http.StatusUnauthorized))
+			Expect(fwd.Header.Get(HeaderAuthError)).To(Equal(reason))
+			Expect(fwd.ContentLength).To(BeZero())
+		},
+		Entry("missing", func(string) []string { return nil }, OutcomeMissingKey),
+		Entry("empty", func(string) []string { return []string{""} }, OutcomeMissingKey),
+		Entry("repeated", func(k string) []string { return []string{k, k} }, OutcomeInvalidKey),
+		Entry("Bearer-prefixed", func(k string) []string { return []string{"Bearer " + k} }, OutcomeInvalidKey),
+		Entry("malformed", func(string) []string { return []string{"opk_123"} }, OutcomeInvalidKey),
+		Entry("bad checksum", func(k string) []string { return []string{k[:52] + flipDigit(k[52])} }, OutcomeInvalidKey),
+		Entry("unknown", func(string) []string { return []string{newKey()} }, OutcomeInvalidKey),
+	)
+
+	It("forwards an admitted request with only the verified identity headers", func() {
+		h := http.Header{
+			"x-octopods-auth":           {key},
+			"X-Octopods-Workspace":      {"forged"},
+			"X-Octopods-Workspace-Role": {"admin"},
+			"X-Octopods-Key-Id":         {"forged"},
+			"X-Forwarded-For":           {"203.0.113.9"},
+		}
+		res := get(reverseProxy, "http://"+reverseProxy.Addr()+"/v1/messages", h)
+		Expect(res.StatusCode).To(Equal(http.StatusOK))
+		Expect(res.Header.Get("Echo-X-Octopods-Workspace")).To(Equal("acme"))
+		Expect(res.Header.Get("Echo-X-Octopods-Workspace-Namespace")).To(Equal(ns))
+		Expect(res.Header.Get("Echo-X-Octopods-Key-Id")).To(Equal(apikey.ID(key)))
+		Expect(res.Header.Values("Echo-X-Octopods-Workspace")).To(HaveLen(1))
+		Expect(res.Header.Get("Echo-X-Octopods-Auth")).To(BeEmpty())
+		Expect(res.Header.Get("Echo-X-Octopods-Workspace-Role")).To(BeEmpty())
+		Expect(res.Header.Get("Echo-X-Forwarded-For")).To(Equal("127.0.0.1"))
+	})
+
+	It("answers forward-auth with 200, the identity headers and no body", func() {
+		res := call(forwardProxy, key)
+		Expect(res.StatusCode).To(Equal(http.StatusOK))
+		Expect(res.Header.Get(HeaderWorkspace)).To(Equal("acme"))
+		Expect(res.Header.Get(HeaderWorkspaceNamespace)).To(Equal(ns))
+		Expect(res.Header.Get(HeaderKeyID)).To(Equal(apikey.ID(key)))
+	})
+
+	It("logs refusals without the key", func() {
+		Expect(status(reverseProxy, key[:52]+flipDigit(key[52]))).To(Equal(http.StatusUnauthorized))
+		Expect(proxyLogs.String()).To(ContainSubstring(`"msg":"request refused"`))
+		Expect(proxyLogs.String()).NotTo(ContainSubstring(key[4:47]))
+	})
+})
+
+var _ = Describe("Propagation of Secret changes", func() {
+	It("admits a new key, and refuses a rotated-away, deleted or expired one, each within 1s", func() {
+		ns := newNamespace()
+		first := newKey()
+		secret := keySecret(ns, "acme", first)
+		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+		added := timeUntil(func() bool { return status(reverseProxy, first) == http.StatusOK }, propagationLimit)
+
+		second := newKey()
+		secret.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(second)
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		rotated := timeUntil(func() bool { return status(reverseProxy, first) == http.StatusUnauthorized }, propagationLimit)
+		Expect(status(reverseProxy, second)).To(Equal(http.StatusOK))
+
+		// Rotation with a grace period: the previous key works until its
+		// previous-valid-until, then stops without any API change.
+		third := newKey()
+		until := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
+		secret.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(third)
+		secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey] = []byte(second)
+		secret.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation] = until.Format(time.RFC3339)
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		Eventually(func() int { return status(reverseProxy, third) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+		Expect(status(reverseProxy, second)).To(Equal(http.StatusOK), "previous key works during its grace period")
+		Eventually(func() int { return status(reverseProxy, second) }, time.Until(until)+propagationLimit, pollEvery).Should(Equal(http.StatusUnauthorized))
+		expired := time.Since(until)
+
+		Expect(k8sClient.Delete(ctx, secret)).To(Succeed())
+		deleted := timeUntil(func() bool { return status(reverseProxy, third) == http.StatusUnauthorized }, propagationLimit)
+
+		figure("proxy propagation: new key admitted %s, rotated-away key refused %s, grace-expired key refused %s after expiry, deleted key refused %s (limit 1s)",
+			added.Round(10*time.Microsecond), rotated.Round(10*time.Microsecond), expired.Round(10*time.Microsecond), deleted.Round(10*time.Microsecond))
+	})
+})
+
+var _ = Describe("lastUsedTime", func() {
+	It("lands in the WorkspaceAPIKey status in batches, not per request", func() {
+		ns, key := newNamespace(), newKey()
+		wak := &octopodsv1alpha1.WorkspaceAPIKey{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"},
+			Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: "acme"},
+		}
+		Expect(k8sClient.Create(ctx, wak)).To(Succeed())
+		Expect(k8sClient.Create(ctx, keySecret(ns, "acme", key))).To(Succeed())
+		Eventually(func() int { return status(reverseProxy, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+
+		writesBefore := counter(reverseProxy, "octopods_auth_proxy_last_used_writes_total", "result", "ok")
+		start := time.Now()
+		for range 200 {
+			Expect(status(reverseProxy, key)).To(Equal(http.StatusOK))
+		}
+		Eventually(func(g Gomega) {
+			got := &octopodsv1alpha1.WorkspaceAPIKey{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(wak), got)).To(Succeed())
+			g.Expect(got.Status.LastUsedTime).NotTo(BeNil())
+			g.Expect(got.Status.LastUsedTime.Time).To(BeTemporally("~", time.Now(), 5*time.Second))
+		}, 5*flushInterval+time.Second, pollEvery).Should(Succeed())
+		elapsed := time.Since(start)
+		writes := counter(reverseProxy, "octopods_auth_proxy_last_used_writes_total", "result", "ok") - writesBefore
+		Expect(writes).To(BeNumerically(">=", 1))
+		Expect(writes).To(BeNumerically("<=", float64(elapsed/flushInterval)+1), "at most one write per flush interval")
+		Expect(counter(reverseProxy, "octopods_auth_proxy_allowed_requests_total", "key_id", apikey.ID(key))).To(BeNumerically(">=", 201))
+	})
+})
+
+var _ = Describe("Readiness", func() {
+	It("answers 503 to everything, and fails /readyz, until the first sync", func() {
+		unreachable := rest.CopyConfig(restCfg)
+		unreachable.Host = "https://127.0.0.1:1" // nothing listens there
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		p := startProxy(ctx, unreachable, "")
+		Consistently(func(g Gomega) {
+			g.Expect(get(p, "http://"+p.ProbeAddr()+"/readyz", nil).StatusCode).To(Equal(http.StatusServiceUnavailable))
+			g.Expect(status(p, newKey())).To(Equal(http.StatusServiceUnavailable))
+			g.Expect(get(p, "http://"+p.ProbeAddr()+"/healthz", nil).StatusCode).To(Equal(http.StatusOK))
+		}, time.Second, 100*time.Millisecond).Should(Succeed())
+	})
+})
+
+var _ = Describe("Losing the API server", Serial, func() {
+	It("keeps admitting the last known keys and reports the cache as stale", func() {
+		// A control plane of its own, so stopping it leaves the suite's alone.
+		env := &envtest.Environment{ControlPlaneStopTimeout: 3 * time.Second}
+		cfg, err := env.Start()
+		Expect(err).NotTo(HaveOccurred())
+		c, err := client.New(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		pctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		p := startProxy(pctx, cfg, "")
+		Eventually(func() int { return get(p, "http://"+p.ProbeAddr()+"/readyz", nil).StatusCode }, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
+
+		key := newKey()
+		Expect(c.Create(ctx, keySecret("default", "acme", key))).To(Succeed())
+		Eventually(func() int { return status(p, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+
+		// kube-apiserver stops listening at once but may outlive the stop
+		// timeout while it drains; what matters is that it is unreachable.
+		_ = env.ControlPlane.APIServer.Stop()
+		stoppedAt := time.Now()
+		Expect(c.List(ctx, &corev1.SecretList{})).NotTo(Succeed(), "the API server is gone")
+		Consistently(func() int { return status(p, key) }, 2*probeInterval, 100*time.Millisecond).Should(Equal(http.StatusOK))
+		Expect(status(p, newKey())).To(Equal(http.StatusUnauthorized))
+		staleness := counter(p, "octopods_auth_proxy_key_cache_staleness_seconds")
+		Expect(staleness).To(BeNumerically(">=", time.Since(stoppedAt).Seconds()-probeInterval.Seconds()-1))
+		figure("proxy with its API server stopped for %s: the known key still admitted; staleness metric %.1fs", time.Since(stoppedAt).Round(time.Second), staleness)
+
+		metrics := get(p, "http://"+p.MetricsAddr()+"/metrics", nil)
+		body, _ := io.ReadAll(metrics.Body)
+		Expect(string(body)).To(ContainSubstring("octopods_auth_proxy_keys_loaded 1"))
+		Expect(string(body)).NotTo(ContainSubstring(key[4:47]))
+		_ = env.ControlPlane.Etcd.Stop()
+	})
+})
+

@@ -1,0 +1,248 @@
+package authproxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+// propagationLimit is the contract: a Secret change is in force within 1s.
+const (
+	propagationLimit = time.Second
+	syncTimeout      = 20 * time.Second
+	flushInterval    = 500 * time.Millisecond
+	pollEvery        = 5 * time.Millisecond
+)
+
+var (
+	testEnv       *envtest.Environment
+	restCfg       *rest.Config
+	k8sClient     client.Client
+	scheme        = runtime.NewScheme()
+	reverseProxy  *Proxy
+	forwardProxy  *Proxy
+	proxyLogs     = &lockedBuilder{}
+	stopProxies   context.CancelFunc
+	proxiesDone   []chan struct{}
+	httpClient    = &http.Client{Timeout: 5 * time.Second}
+	suiteFigures  []string
+	upstreamClose func()
+)
+
+// TestProxySuite runs the real proxy against a real API server; it needs
+// KUBEBUILDER_ASSETS (make test sets it).
+func TestProxySuite(t *testing.T) {
+	RegisterFailHandler(Fail)
+	suiteConfig, reporterConfig := GinkgoConfiguration()
+	reporterConfig.NoColor = reporterConfig.NoColor || os.Getenv("CI") != ""
+	RunSpecs(t, "Auth Proxy Suite", suiteConfig, reporterConfig)
+}
+
+var _ = BeforeSuite(func() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(octopodsv1alpha1.AddToScheme(scheme))
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	var err error
+	restCfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	k8sClient, err = client.New(restCfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	upstream := echoServer()
+	upstreamClose = func() { _ = upstream.Close() }
+	var ctx context.Context
+	ctx, stopProxies = context.WithCancel(context.Background())
+	reverseProxy = startProxy(ctx, restCfg, upstream.Addr)
+	forwardProxy = startProxy(ctx, restCfg, "")
+	for _, p := range []*Proxy{reverseProxy, forwardProxy} {
+		Eventually(func() int { return get(p, "http://"+p.ProbeAddr()+"/readyz", nil).StatusCode }, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
+	}
+})
+
+var _ = AfterSuite(func() {
+	if stopProxies != nil {
+		stopProxies()
+		for _, d := range proxiesDone {
+			<-d
+		}
+	}
+	if upstreamClose != nil {
+		upstreamClose()
+	}
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+var _ = ReportAfterSuite("figures", func(Report) {
+	for _, f := range suiteFigures {
+		fmt.Println(f)
+	}
+})
+
+func figure(format string, args ...any) {
+	line := "FIGURE " + fmt.Sprintf(format, args...)
+	AddReportEntry(line, ReportEntryVisibilityAlways)
+	suiteFigures = append(suiteFigures, line)
+}
+
+func startProxy(ctx context.Context, cfg *rest.Config, upstream string) *Proxy {
+	p, err := New(Config{
+		ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0",
+		Upstream: upstream, LastUsedFlushInterval: flushInterval,
+	}, cfg, slog.New(slog.NewJSONHandler(io.MultiWriter(proxyLogs, GinkgoWriter), nil)))
+	Expect(err).NotTo(HaveOccurred())
+	done := make(chan struct{})
+	proxiesDone = append(proxiesDone, done)
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(p.Run(ctx)).To(Succeed())
+	}()
+	return p
+}
+
+func echoServer() *http.Server {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, vs := range r.Header {
+			w.Header()["Echo-"+k] = vs
+		}
+		w.WriteHeader(http.StatusOK)
+	})}
+	l, err := netListen()
+	Expect(err).NotTo(HaveOccurred())
+	go func() { _ = srv.Serve(l) }()
+	srv.Addr = "http://" + l.Addr().String()
+	return srv
+}
+
+func get(p *Proxy, url string, header http.Header) *http.Response {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	Expect(err).NotTo(HaveOccurred())
+	req.Header = header
+	res, err := httpClient.Do(req)
+	if err != nil {
+		return &http.Response{StatusCode: 0, Body: io.NopCloser(strings.NewReader(err.Error())), Header: http.Header{}}
+	}
+	return res
+}
+
+// call sends one request through a proxy with the given X-Octopods-Auth values.
+func call(p *Proxy, keys ...string) *http.Response {
+	h := http.Header{}
+	for _, k := range keys {
+		h.Add(HeaderAuth, k)
+	}
+	res := get(p, "http://"+p.Addr()+"/v1/messages", h)
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	return res
+}
+
+func status(p *Proxy, keys ...string) int { return call(p, keys...).StatusCode }
+
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "octopods-proxy-"}}
+	Expect(k8sClient.Create(context.Background(), ns)).To(Succeed())
+	return ns.Name
+}
+
+// keySecret is a Secret of the contract's shape, as the operator writes it.
+func keySecret(ns, workspace, key string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns, Name: workspace + "-api-key",
+			Labels:      map[string]string{octopodsv1alpha1.WorkspaceLabel: workspace, octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue},
+			Annotations: map[string]string{octopodsv1alpha1.KeyIDAnnotation: apikey.ID(key)},
+		},
+		Type: octopodsv1alpha1.SecretType,
+		Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte(key)},
+	}
+}
+
+func newKey() string {
+	k, err := apikey.Generate()
+	Expect(err).NotTo(HaveOccurred())
+	return k
+}
+
+// timeUntil polls until cond holds and returns how long that took.
+func timeUntil(cond func() bool, limit time.Duration) time.Duration {
+	start := time.Now()
+	Eventually(cond, limit, pollEvery).Should(BeTrue())
+	return time.Since(start)
+}
+
+func counter(p *Proxy, name string, labels ...string) float64 {
+	families, err := p.Metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

@@ -1,0 +1,265 @@
+// Package keyindex is the auth proxy's in-memory view of the key Secrets:
+// SHA-256 digests of the keys, never the keys, mapped to the workspace they
+// unlock. Lookups do not allocate.
+package keyindex
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+// Identity is who a key authenticates: safe to log and forward.
+type Identity struct {
+	Namespace string
+	Workspace string
+	KeyID     string
+}
+
+// SecretKeys is what the index keeps of one key Secret.
+type SecretKeys struct {
+	Namespace, Name string
+	Workspace       string
+	Current         apikey.Digest
+	HasCurrent      bool
+	Previous        apikey.Digest
+	HasPrevious     bool
+	// PreviousValidUntil bounds Previous; a previous key without it is refused.
+	PreviousValidUntil time.Time
+}
+
+type secretName struct{ namespace, name string }
+
+// shortDigest keys the lookup map: half a SHA-256 cannot collide by accident
+// among any realistic number of keys, and every hit is confirmed against the
+// full digest anyway.
+type shortDigest [16]byte
+
+func short(d *apikey.Digest) shortDigest { return shortDigest(d[:16]) }
+
+// secret is the state of one key Secret. Its fields change only under the
+// write lock; the counters are atomics written on the request path.
+type secret struct {
+	identity      Identity // KeyID of the current key
+	current       apikey.Digest
+	hasCurrent    bool
+	previous      apikey.Digest
+	previousKeyID string
+	previousUntil time.Time // zero: no previous key
+
+	// Whole seconds: the request path writes the shared word at most once a
+	// second, so concurrent requests with one key do not fight over it.
+	lastUsed atomic.Int64
+	flushed  atomic.Int64
+	// Admitted requests per key, so a counter per key ID only ever grows.
+	allowedCurrent, allowedPrevious atomic.Uint64
+}
+
+// Index maps key digests to identities.
+type Index struct {
+	mu       sync.RWMutex
+	byDigest map[shortDigest]*secret
+	bySecret map[secretName]*secret
+}
+
+// New returns an empty index.
+func New() *Index {
+	return &Index{byDigest: map[shortDigest]*secret{}, bySecret: map[secretName]*secret{}}
+}
+
+// Result says why a lookup failed, or that it succeeded.
+type Result int
+
+const (
+	// Allowed: the key is current, or previous within its grace period.
+	Allowed Result = iota
+	// Missing: no key was presented.
+	Missing
+	// Invalid: malformed, failed its checksum, unknown, or expired.
+	Invalid
+)
+
+// Lookup authenticates a presented key and records its use. It checks format
+// and checksum before touching the index, hashes the key on the stack, and
+// confirms a hit with a constant-time comparison of the full digest.
+func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
+	if key == "" {
+		return Missing, Identity{}
+	}
+	if apikey.Validate(key) != nil {
+		return Invalid, Identity{}
+	}
+	var buf [apikey.Length]byte
+	copy(buf[:], key)
+	digest := apikey.Digest(sha256.Sum256(buf[:]))
+
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	s := ix.byDigest[short(&digest)]
+	if s == nil {
+		return Invalid, Identity{}
+	}
+	var who Identity
+	switch {
+	case s.hasCurrent && subtle.ConstantTimeCompare(s.current[:], digest[:]) == 1:
+		who = s.identity
+		s.allowedCurrent.Add(1)
+	case !s.previousUntil.IsZero() && subtle.ConstantTimeCompare(s.previous[:], digest[:]) == 1 && now.Before(s.previousUntil):
+		who = s.identity
+		who.KeyID = s.previousKeyID
+		s.allowedPrevious.Add(1)
+	default:
+		return Invalid, Identity{}
+	}
+	if sec := now.Unix(); s.lastUsed.Load() < sec {
+		s.lastUsed.Store(sec)
+	}
+	return Allowed, who
+}
+
+// Set replaces everything the index knows of one Secret. Use counters
+// survive: they belong to the workspace's key, across rotations.
+func (ix *Index) Set(in SecretKeys) {
+	name := secretName{in.Namespace, in.Name}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	s := ix.bySecret[name]
+	if s == nil {
+		s = &secret{}
+		ix.bySecret[name] = s
+	}
+	ix.unlinkLocked(s)
+	// Counters follow their key: a rotation turns current into previous.
+	oldCurrent, hadCurrent := s.current, s.hasCurrent
+	countCurrent, countPrevious := s.allowedCurrent.Load(), s.allowedPrevious.Load()
+	switch {
+	case hadCurrent && in.HasPrevious && in.Previous == oldCurrent:
+		countCurrent, countPrevious = 0, countCurrent
+	case !hadCurrent || in.Current != oldCurrent:
+		countCurrent, countPrevious = 0, 0
+	}
+	s.allowedCurrent.Store(countCurrent)
+	s.allowedPrevious.Store(countPrevious)
+	s.identity = Identity{Namespace: in.Namespace, Workspace: in.Workspace}
+	s.hasCurrent, s.previousUntil, s.previousKeyID = false, time.Time{}, ""
+	if in.HasCurrent && ix.linkLocked(&in.Current, s) {
+		s.current, s.hasCurrent = in.Current, true
+		s.identity.KeyID = in.Current.ID()
+	}
+	if in.HasPrevious && !in.PreviousValidUntil.IsZero() && ix.linkLocked(&in.Previous, s) {
+		s.previous, s.previousUntil = in.Previous, in.PreviousValidUntil
+		s.previousKeyID = in.Previous.ID()
+	}
+}
+
+// linkLocked maps d to s unless another Secret holds it: two Secrets never
+// share a 256-bit key unless someone copied one, and the first one keeps it.
+func (ix *Index) linkLocked(d *apikey.Digest, s *secret) bool {
+	if other, taken := ix.byDigest[short(d)]; taken && other != s {
+		return false
+	}
+	ix.byDigest[short(d)] = s
+	return true
+}
+
+func (ix *Index) unlinkLocked(s *secret) {
+	if s.hasCurrent && ix.byDigest[short(&s.current)] == s {
+		delete(ix.byDigest, short(&s.current))
+	}
+	if !s.previousUntil.IsZero() && ix.byDigest[short(&s.previous)] == s {
+		delete(ix.byDigest, short(&s.previous))
+	}
+}
+
+// Delete forgets a Secret's keys.
+func (ix *Index) Delete(namespace, name string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if s := ix.bySecret[secretName{namespace, name}]; s != nil {
+		ix.unlinkLocked(s)
+		delete(ix.bySecret, secretName{namespace, name})
+	}
+}
+
+// Len is the number of accepted digests (current and previous keys).
+func (ix *Index) Len() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return len(ix.byDigest)
+}
+
+// Usage is one workspace key's last use, for status.lastUsedTime.
+type Usage struct {
+	Identity
+	LastUsed time.Time
+	s        *secret
+}
+
+// Pending returns the workspace keys used since their last Flushed call.
+func (ix *Index) Pending() []Usage {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []Usage
+	for _, s := range ix.bySecret {
+		if last := s.lastUsed.Load(); last > s.flushed.Load() {
+			out = append(out, Usage{Identity: s.identity, LastUsed: time.Unix(last, 0), s: s})
+		}
+	}
+	return out
+}
+
+// KeyCount is the number of requests one key admitted.
+type KeyCount struct {
+	Identity
+	Allowed uint64
+}
+
+// Counts returns the keys that admitted at least one request since they
+// were loaded.
+func (ix *Index) Counts() []KeyCount {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []KeyCount
+	for _, s := range ix.bySecret {
+		if n := s.allowedCurrent.Load(); n > 0 && s.hasCurrent {
+			out = append(out, KeyCount{Identity: s.identity, Allowed: n})
+		}
+		if n := s.allowedPrevious.Load(); n > 0 && !s.previousUntil.IsZero() {
+			who := s.identity
+			who.KeyID = s.previousKeyID
+			out = append(out, KeyCount{Identity: who, Allowed: n})
+		}
+	}
+	return out
+}
+
+// Flushed marks a use written, so it is not pending until a newer one.
+func (u Usage) Flushed() {
+	if sec := u.LastUsed.Unix(); u.s.flushed.Load() < sec {
+		u.s.flushed.Store(sec)
+	}
+}
+
+// Replace makes the index hold exactly the given Secrets of one scope (a
+// namespace, or "" for all): what a fresh list of the API server says.
+func (ix *Index) Replace(scope string, all []SecretKeys) {
+	keep := make(map[secretName]struct{}, len(all))
+	for _, s := range all {
+		keep[secretName{s.Namespace, s.Name}] = struct{}{}
+	}
+	ix.mu.Lock()
+	for name, s := range ix.bySecret {
+		if _, ok := keep[name]; !ok && (scope == "" || name.namespace == scope) {
+			ix.unlinkLocked(s)
+			delete(ix.bySecret, name)
+		}
+	}
+	ix.mu.Unlock()
+	for _, s := range all {
+		ix.Set(s)
+	}
+}

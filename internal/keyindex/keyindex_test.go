@@ -1,0 +1,189 @@
+package keyindex
+
+import (
+	"testing"
+	"time"
+
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+func mustKey(t testing.TB) string {
+	k, err := apikey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestLookup(t *testing.T) {
+	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	current, previous, expired, unknown := mustKey(t), mustKey(t), mustKey(t), mustKey(t)
+	ix := New()
+	ix.Set(SecretKeys{Namespace: "team-a", Name: "acme-api-key", Workspace: "acme",
+		Current: apikey.DigestOf(current), HasCurrent: true,
+		Previous: apikey.DigestOf(previous), HasPrevious: true, PreviousValidUntil: now.Add(time.Minute)})
+	ix.Set(SecretKeys{Namespace: "team-b", Name: "globex-api-key", Workspace: "globex",
+		Current: apikey.DigestOf(mustKey(t)), HasCurrent: true,
+		Previous: apikey.DigestOf(expired), HasPrevious: true, PreviousValidUntil: now})
+	ix.Set(SecretKeys{Namespace: "team-c", Name: "unbounded", Workspace: "initech",
+		Current: apikey.DigestOf(mustKey(t)), HasCurrent: true,
+		Previous: apikey.DigestOf(unknown), HasPrevious: true}) // no expiry: never accepted
+
+	acme := Identity{Namespace: "team-a", Workspace: "acme"}
+	cases := []struct {
+		name string
+		key  string
+		want Result
+		who  Identity
+	}{
+		{"current", current, Allowed, Identity{Namespace: "team-a", Workspace: "acme", KeyID: apikey.ID(current)}},
+		{"previous within grace", previous, Allowed, Identity{Namespace: acme.Namespace, Workspace: acme.Workspace, KeyID: apikey.ID(previous)}},
+		{"previous at its expiry", expired, Invalid, Identity{}},
+		{"previous without expiry", unknown, Invalid, Identity{}},
+		{"unknown", mustKey(t), Invalid, Identity{}},
+		{"empty", "", Missing, Identity{}},
+		{"malformed", "opk_short", Invalid, Identity{}},
+		{"bad checksum", current[:52] + string("0123456789"[(int(current[52])+1)%10]), Invalid, Identity{}},
+		{"bearer", "Bearer " + current, Invalid, Identity{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, who := ix.Lookup(tc.key, now)
+			if got != tc.want || who != tc.who {
+				t.Fatalf("Lookup = %v %+v, want %v %+v", got, who, tc.want, tc.who)
+			}
+		})
+	}
+}
+
+func TestSetReplacesAndDeleteForgets(t *testing.T) {
+	now := time.Now()
+	first, second := mustKey(t), mustKey(t)
+	ix := New()
+	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(first), HasCurrent: true})
+	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(second), HasCurrent: true})
+	if r, _ := ix.Lookup(first, now); r != Invalid {
+		t.Fatal("a rotated-away key (no grace) must stop working")
+	}
+	if r, _ := ix.Lookup(second, now); r != Allowed {
+		t.Fatal("the new key must work")
+	}
+	if ix.Len() != 1 {
+		t.Fatalf("Len = %d", ix.Len())
+	}
+	ix.Delete("ns", "s")
+	if r, _ := ix.Lookup(second, now); r != Invalid {
+		t.Fatal("a deleted Secret's key must stop working")
+	}
+	if ix.Len() != 0 || len(ix.bySecret) != 0 {
+		t.Fatalf("leftovers after delete: %d digests, %d secrets", ix.Len(), len(ix.bySecret))
+	}
+}
+
+func TestACopiedKeyStaysWithItsFirstSecret(t *testing.T) {
+	k := mustKey(t)
+	ix := New()
+	ix.Set(SecretKeys{Namespace: "ns", Name: "original", Workspace: "acme", Current: apikey.DigestOf(k), HasCurrent: true})
+	ix.Set(SecretKeys{Namespace: "other", Name: "copy", Workspace: "evil", Current: apikey.DigestOf(k), HasCurrent: true})
+	if _, who := ix.Lookup(k, time.Now()); who.Workspace != "acme" {
+		t.Fatalf("copied key resolved to %+v", who)
+	}
+	ix.Delete("other", "copy")
+	if r, _ := ix.Lookup(k, time.Now()); r != Allowed {
+		t.Fatal("deleting the copy must not remove the original's key")
+	}
+}
+
+func TestUsageIsPendingOnceUntilUsedAgain(t *testing.T) {
+	k := mustKey(t)
+	ix := New()
+	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(k), HasCurrent: true})
+	if p := ix.Pending(); len(p) != 0 {
+		t.Fatalf("pending before any use: %v", p)
+	}
+	t0 := time.Unix(1_800_000_000, 0)
+	for i := range 1000 {
+		ix.Lookup(k, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	p := ix.Pending()
+	if len(p) != 1 || p[0].Workspace != "acme" || !p[0].LastUsed.Equal(t0) {
+		t.Fatalf("pending = %+v", p)
+	}
+	if again := ix.Pending(); len(again) != 1 {
+		t.Fatal("a use not yet flushed stays pending")
+	}
+	p[0].Flushed()
+	if again := ix.Pending(); len(again) != 0 {
+		t.Fatalf("flushed use still pending: %+v", again)
+	}
+	ix.Lookup(k, t0.Add(2*time.Second))
+	if p := ix.Pending(); len(p) != 1 || !p[0].LastUsed.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("new use not pending: %+v", p)
+	}
+	// Rotation keeps the record: it belongs to the workspace's key.
+	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(mustKey(t)), HasCurrent: true})
+	if p := ix.Pending(); len(p) != 1 {
+		t.Fatalf("rotation lost the use: %+v", p)
+	}
+}
+
+func TestCountsFollowTheirKeyAcrossRotation(t *testing.T) {
+	first, second, third := mustKey(t), mustKey(t), mustKey(t)
+	now := time.Now()
+	ix := New()
+	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(first), HasCurrent: true})
+	for range 3 {
+		ix.Lookup(first, now)
+	}
+	counts := func() map[string]uint64 {
+		out := map[string]uint64{}
+		for _, c := range ix.Counts() {
+			out[c.KeyID] = c.Allowed
+		}
+		return out
+	}
+	if got := counts(); got[apikey.ID(first)] != 3 || len(got) != 1 {
+		t.Fatalf("before rotation: %v", got)
+	}
+	// Rotation with grace: first becomes previous and keeps its count.
+	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(second), HasCurrent: true,
+		Previous: apikey.DigestOf(first), HasPrevious: true, PreviousValidUntil: now.Add(time.Hour)})
+	ix.Lookup(second, now)
+	ix.Lookup(first, now)
+	if got := counts(); got[apikey.ID(first)] != 4 || got[apikey.ID(second)] != 1 {
+		t.Fatalf("after rotation with grace: %v", got)
+	}
+	// Rotation without grace: both series end, the new key starts at zero.
+	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(third), HasCurrent: true})
+	if got := counts(); len(got) != 0 {
+		t.Fatalf("after rotation without grace: %v", got)
+	}
+}
+
+func TestLookupDoesNotAllocate(t *testing.T) {
+	k := mustKey(t)
+	ix := New()
+	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(k), HasCurrent: true})
+	now := time.Now()
+	if n := testing.AllocsPerRun(1000, func() { ix.Lookup(k, now) }); n != 0 {
+		t.Fatalf("Lookup allocates %v times", n)
+	}
+}
+
+func TestReplaceKeepsOtherScopes(t *testing.T) {
+	a, b, c := mustKey(t), mustKey(t), mustKey(t)
+	ix := New()
+	ix.Set(SecretKeys{Namespace: "one", Name: "gone", Workspace: "w1", Current: apikey.DigestOf(a), HasCurrent: true})
+	ix.Set(SecretKeys{Namespace: "two", Name: "other", Workspace: "w2", Current: apikey.DigestOf(b), HasCurrent: true})
+	ix.Replace("one", []SecretKeys{{Namespace: "one", Name: "new", Workspace: "w3", Current: apikey.DigestOf(c), HasCurrent: true}})
+	now := time.Now()
+	for key, want := range map[string]Result{a: Invalid, b: Allowed, c: Allowed} {
+		if got, _ := ix.Lookup(key, now); got != want {
+			t.Errorf("key %s: %v, want %v", apikey.ID(key), got, want)
+		}
+	}
+	ix.Replace("", nil)
+	if ix.Len() != 0 {
+		t.Fatalf("Replace of all scopes left %d digests", ix.Len())
+	}
+}
