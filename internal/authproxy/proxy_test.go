@@ -205,4 +205,3 @@ var _ = Describe("Losing the API server", Serial, func() {
 		_ = env.ControlPlane.Etcd.Stop()
 	})
 })
-
