@@ -1,4 +1,5 @@
-# Builds the operator's binaries into one distroless, non-root image.
+# Builds both binaries (manager, auth-proxy) into one distroless, non-root
+# image; each Deployment picks its command.
 FROM golang:1.26 AS builder
 ARG TARGETOS
 ARG TARGETARCH
@@ -10,10 +11,11 @@ COPY cmd/ cmd/
 COPY controllers/ controllers/
 COPY internal/ internal/
 COPY webhook/ webhook/
-RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -ldflags="-s -w" -o /out/manager ./cmd/manager
+RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/manager ./cmd/auth-proxy
 
 FROM gcr.io/distroless/static:nonroot
 WORKDIR /
 COPY --from=builder /out/manager /manager
+COPY --from=builder /out/auth-proxy /auth-proxy
 USER 65532:65532
 ENTRYPOINT ["/manager"]

@@ -142,7 +142,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	metricsMux.Handle("/metrics", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
 
 	servers := []*http.Server{
-		newServer(p.handler, p.log), newServer(probeMux, p.log), newServer(metricsMux, p.log),
+		NewHTTPServer(p.handler, p.log), NewHTTPServer(probeMux, p.log), NewHTTPServer(metricsMux, p.log),
 	}
 	errs := make(chan error, len(servers))
 	serve := func(s *http.Server, l net.Listener, tlsOn bool) {
@@ -200,7 +200,8 @@ func (p *Proxy) closeListeners() {
 	}
 }
 
-func newServer(h http.Handler, log *slog.Logger) *http.Server {
+// NewHTTPServer is an http.Server with the proxy's timeouts and limits.
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,

@@ -1,0 +1,155 @@
+// Command rssbench measures the auth-proxy binary's memory with many keys:
+// it fills a local control plane (envtest assets, KUBEBUILDER_ASSETS) with
+// key Secrets, starts the real binary against it, waits for /readyz, and
+// prints the process's resident and peak memory.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+func main() {
+	n := flag.Int("keys", 100_000, "Key Secrets to load.")
+	workers := flag.Int("workers", 32, "Concurrent creates.")
+	flag.Parse()
+	ctx := context.Background()
+
+	env := &envtest.Environment{}
+	cfg, err := env.Start()
+	check(err)
+	defer func() { _ = env.Stop() }()
+	cfg.QPS, cfg.Burst = -1, 0
+	cs, err := kubernetes.NewForConfig(cfg)
+	check(err)
+
+	start := time.Now()
+	var firstKey string
+	var created atomic.Int64
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range *workers {
+		wg.Go(func() {
+			for i := range next {
+				key, err := apikey.Generate()
+				check(err)
+				if i == 0 {
+					firstKey = key
+				}
+				ws := fmt.Sprintf("ws-%06d", i)
+				_, err = cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+					ObjectMeta: metav1.ObjectMeta{Name: ws + "-api-key",
+						Labels:      map[string]string{octopodsv1alpha1.WorkspaceLabel: ws, octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue},
+						Annotations: map[string]string{octopodsv1alpha1.KeyIDAnnotation: apikey.ID(key)}},
+					Type: octopodsv1alpha1.SecretType,
+					Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte(key)},
+				}, metav1.CreateOptions{})
+				check(err)
+				if c := created.Add(1); c%20_000 == 0 {
+					fmt.Fprintf(os.Stderr, "rssbench: %d Secrets created\n", c)
+				}
+			}
+		})
+	}
+	for i := range *n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	fmt.Printf("rssbench: created %d key Secrets in %s\n", *n, time.Since(start).Round(time.Millisecond))
+
+	dir, err := os.MkdirTemp("", "rssbench")
+	check(err)
+	defer func() { _ = os.RemoveAll(dir) }()
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "rssbench", Groups: []string{"system:masters"}}, cfg)
+	check(err)
+	kubeconfig, err := user.KubeConfig()
+	check(err)
+	check(os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600))
+	bin := filepath.Join(dir, "auth-proxy")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/auth-proxy")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	check(build.Run())
+
+	listen, probes, metrics := freePort(), freePort(), freePort()
+	proxy := exec.Command(bin, "--kubeconfig", filepath.Join(dir, "kubeconfig"),
+		"--listen-address", listen, "--health-probe-bind-address", probes, "--metrics-bind-address", metrics)
+	proxy.Stderr = io.Discard
+	start = time.Now()
+	check(proxy.Start())
+	defer func() { _ = proxy.Process.Kill(); _ = proxy.Wait() }()
+	for !ok("http://"+probes+"/readyz", "") {
+		if time.Since(start) > 5*time.Minute {
+			panic("proxy never became ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fmt.Printf("rssbench: proxy ready (first full sync of %d keys) after %s\n", *n, time.Since(start).Round(time.Millisecond))
+	if !ok("http://"+listen+"/", firstKey) {
+		panic("a loaded key was refused")
+	}
+	time.Sleep(2 * time.Second) // let the post-sync garbage be collected
+	rss, hwm := procStatus(proxy.Process.Pid, "VmRSS:"), procStatus(proxy.Process.Pid, "VmHWM:")
+	fmt.Printf("rssbench: auth-proxy with %d keys loaded: RSS %s, peak RSS %s (target: RSS <= 64 MiB)\n", *n, rss, hwm)
+}
+
+func ok(url, key string) bool {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if key != "" {
+		req.Header.Set("X-Octopods-Auth", key)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	_ = res.Body.Close()
+	return res.StatusCode == http.StatusOK
+}
+
+func procStatus(pid int, field string) string {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	check(err)
+	defer func() { _ = f.Close() }()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if strings.HasPrefix(s.Text(), field) {
+			var kb int
+			_, _ = fmt.Sscanf(strings.TrimPrefix(s.Text(), field), "%d", &kb)
+			return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+		}
+	}
+	return "unknown"
+}
+
+func freePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
+
+func check(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
