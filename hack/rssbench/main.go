@@ -32,6 +32,8 @@ import (
 func main() {
 	n := flag.Int("keys", 100_000, "Key Secrets to load.")
 	workers := flag.Int("workers", 32, "Concurrent creates.")
+	load := flag.Duration("load", 10*time.Second, "Traffic sent before the second measurement.")
+	proxyEnv := flag.String("env", "", "Extra environment for the proxy, e.g. GOMEMLIMIT=56MiB (comma-separated).")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -44,7 +46,7 @@ func main() {
 	check(err)
 
 	start := time.Now()
-	var firstKey string
+	sample := make([]string, 1000) // keys to send traffic with
 	var created atomic.Int64
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -53,8 +55,8 @@ func main() {
 			for i := range next {
 				key, err := apikey.Generate()
 				check(err)
-				if i == 0 {
-					firstKey = key
+				if i < len(sample) {
+					sample[i] = key
 				}
 				ws := fmt.Sprintf("ws-%06d", i)
 				_, err = cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
@@ -95,6 +97,11 @@ func main() {
 	proxy := exec.Command(bin, "--kubeconfig", filepath.Join(dir, "kubeconfig"),
 		"--listen-address", listen, "--health-probe-bind-address", probes, "--metrics-bind-address", metrics)
 	proxy.Stderr = io.Discard
+	proxy.Env = os.Environ()
+	if *proxyEnv != "" {
+		proxy.Env = append(proxy.Env, strings.Split(*proxyEnv, ",")...)
+		fmt.Printf("rssbench: proxy environment %s\n", *proxyEnv)
+	}
 	start = time.Now()
 	check(proxy.Start())
 	defer func() { _ = proxy.Process.Kill(); _ = proxy.Wait() }()
@@ -105,12 +112,41 @@ func main() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	fmt.Printf("rssbench: proxy ready (first full sync of %d keys) after %s\n", *n, time.Since(start).Round(time.Millisecond))
-	if !ok("http://"+listen+"/", firstKey) {
+	if !ok("http://"+listen+"/", sample[0]) {
 		panic("a loaded key was refused")
 	}
-	time.Sleep(2 * time.Second) // let the post-sync garbage be collected
-	rss, hwm := procStatus(proxy.Process.Pid, "VmRSS:"), procStatus(proxy.Process.Pid, "VmHWM:")
-	fmt.Printf("rssbench: auth-proxy with %d keys loaded: RSS %s, peak RSS %s (target: RSS <= 64 MiB)\n", *n, rss, hwm)
+	time.Sleep(2 * time.Second)
+	fmt.Printf("rssbench: auth-proxy with %d keys loaded, at rest: RSS %s, peak RSS %s (target: RSS <= 64 MiB)\n",
+		*n, procStatus(proxy.Process.Pid, "VmRSS:"), procStatus(proxy.Process.Pid, "VmHWM:"))
+
+	// Steady state under traffic: request garbage grows the heap to the GC goal.
+	served := traffic("http://"+listen+"/", sample, *load)
+	fmt.Printf("rssbench: after %s of traffic (%d admitted requests): RSS %s, peak RSS %s\n",
+		*load, served, procStatus(proxy.Process.Pid, "VmRSS:"), procStatus(proxy.Process.Pid, "VmHWM:"))
+}
+
+// traffic sends requests with the sample keys from 16 connections for d.
+func traffic(url string, keys []string, d time.Duration) int64 {
+	var served atomic.Int64
+	end := time.Now().Add(d)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; time.Now().Before(end); i += 16 {
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.Header.Set("X-Octopods-Auth", keys[i%len(keys)])
+				res, err := client.Do(req)
+				check(err)
+				_ = res.Body.Close()
+				if res.StatusCode == http.StatusOK {
+					served.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return served.Load()
 }
 
 func ok(url, key string) bool {

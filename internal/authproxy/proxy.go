@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -126,6 +127,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	sourceCtx, stopSource := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSource()
 	p.Source.Run(sourceCtx)
+	go p.releaseListMemory(sourceCtx)
 	flushDone := make(chan struct{})
 	go func() { defer close(flushDone); p.flusher.Run(sourceCtx) }()
 
@@ -183,6 +185,22 @@ func (p *Proxy) Run(ctx context.Context) error {
 	<-flushDone
 	p.log.Info("auth proxy stopped")
 	return runErr
+}
+
+// releaseListMemory hands the garbage of the first full list back to the OS:
+// with 100k keys it is several times the index itself, and the Go runtime
+// would otherwise keep it resident for minutes.
+func (p *Proxy) releaseListMemory(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for !p.Source.Synced() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	debug.FreeOSMemory()
 }
 
 func (p *Proxy) mode() string {

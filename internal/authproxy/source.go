@@ -2,34 +2,32 @@ package authproxy
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
+	"k8s.io/apimachinery/pkg/watch"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 )
 
-// Data keys of the slimmed Secret the reflector may hold between list pages:
-// digests only, never the keys.
-const (
-	digestCurrent  = "api-key.sha256"
-	digestPrevious = "previous-api-key.sha256"
-)
-
 // probeInterval is how often the API server is asked whether it is still
 // there, so a quiet cluster does not look stale and a lost one does.
 const probeInterval = 5 * time.Second
 
-// Source keeps the index in step with the key Secrets through one reflector
-// per namespace (or one for all). Reflectors write straight into the index:
-// no informer store holds a second copy of 100k Secrets.
+// Source keeps the index in step with the key Secrets: per namespace (or
+// once for all), a paginated list and then a watch from its resourceVersion,
+// relisting when the watch falls too far behind. Each page is turned into
+// digests at once, so no copy of 100k Secrets is ever held, not even while
+// the first list runs (a client-go Reflector keeps the whole list).
 type Source struct {
 	index      *keyindex.Index
 	client     kubernetes.Interface
@@ -40,6 +38,15 @@ type Source struct {
 	lastConfirmed atomic.Int64
 }
 
+// Paging and retry of the list/watch loop.
+const (
+	listPageSize   = 500
+	minRetryDelay  = 250 * time.Millisecond
+	maxRetryDelay  = 30 * time.Second
+	watchTimeout   = 5 * time.Minute
+	watchJitterMax = 5 * time.Minute
+)
+
 // NewSource watches key Secrets in the given namespaces (none: all).
 func NewSource(ix *keyindex.Index, client kubernetes.Interface, namespaces []string) *Source {
 	if len(namespaces) == 0 {
@@ -48,20 +55,104 @@ func NewSource(ix *keyindex.Index, client kubernetes.Interface, namespaces []str
 	return &Source{index: ix, client: client, namespaces: namespaces, synced: make([]atomic.Bool, len(namespaces))}
 }
 
+var keySecretSelector = fields.OneTermEqualSelector("type", octopodsv1alpha1.SecretType).String()
+
 // Run watches until ctx ends.
 func (s *Source) Run(ctx context.Context) {
-	selector := fields.OneTermEqualSelector("type", octopodsv1alpha1.SecretType).String()
 	for i, ns := range s.namespaces {
-		lw := cache.NewFilteredListWatchFromClient(s.client.CoreV1().RESTClient(), "secrets", ns,
-			func(o *metav1.ListOptions) { o.FieldSelector = selector })
-		r := cache.NewReflectorWithOptions(lw, &corev1.Secret{}, &store{src: s, scope: ns, synced: &s.synced[i]},
-			cache.ReflectorOptions{Name: "octopods-key-secrets/" + ns})
-		go r.RunWithContext(ctx)
+		go s.follow(ctx, ns, &s.synced[i])
 	}
-	go s.probe(ctx, selector)
+	go s.probe(ctx)
 }
 
-// Synced reports whether every reflector has completed its first full list.
+// follow lists, then watches, forever: a closed watch resumes from the last
+// resourceVersion seen, an expired one (410 Gone) relists.
+func (s *Source) follow(ctx context.Context, ns string, synced *atomic.Bool) {
+	delay := minRetryDelay
+	retry := func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, maxRetryDelay)
+	}
+	for ctx.Err() == nil {
+		rv, err := s.list(ctx, ns)
+		if err != nil {
+			retry()
+			continue
+		}
+		synced.Store(true)
+		s.confirm()
+		delay = minRetryDelay
+		for ctx.Err() == nil {
+			rv, err = s.watch(ctx, ns, rv)
+			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+				break
+			}
+			if err != nil {
+				retry()
+			}
+		}
+	}
+}
+
+// list loads every key Secret of the scope, a page at a time, and removes
+// from the index what the API server no longer has.
+func (s *Source) list(ctx context.Context, ns string) (string, error) {
+	sync := s.index.BeginSync()
+	opts := metav1.ListOptions{FieldSelector: keySecretSelector, Limit: listPageSize}
+	for {
+		page, err := s.client.CoreV1().Secrets(ns).List(ctx, opts)
+		if err != nil {
+			return "", err
+		}
+		for i := range page.Items {
+			sync.Set(secretKeys(&page.Items[i]))
+		}
+		if page.Continue == "" {
+			sync.End(ns)
+			return page.ResourceVersion, nil
+		}
+		opts.Continue = page.Continue
+	}
+}
+
+// watch applies changes from rv on, and returns the last resourceVersion seen.
+func (s *Source) watch(ctx context.Context, ns, rv string) (string, error) {
+	timeout := int64((watchTimeout + time.Duration(rand.Int64N(int64(watchJitterMax)))).Seconds())
+	w, err := s.client.CoreV1().Secrets(ns).Watch(ctx, metav1.ListOptions{
+		FieldSelector: keySecretSelector, ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout,
+	})
+	if err != nil {
+		return rv, err
+	}
+	defer w.Stop()
+	for ev := range w.ResultChan() {
+		switch ev.Type {
+		case watch.Added, watch.Modified:
+			if secret, ok := ev.Object.(*corev1.Secret); ok {
+				s.index.Set(secretKeys(secret))
+				rv = secret.ResourceVersion
+			}
+		case watch.Deleted:
+			if secret, ok := ev.Object.(*corev1.Secret); ok {
+				s.index.Delete(secret.Namespace, secret.Name)
+				rv = secret.ResourceVersion
+			}
+		case watch.Bookmark:
+			if m, err := meta.Accessor(ev.Object); err == nil {
+				rv = m.GetResourceVersion()
+			}
+		case watch.Error:
+			return rv, apierrors.FromObject(ev.Object)
+		}
+		s.confirm()
+	}
+	return rv, nil
+}
+
+// Synced reports whether every scope has completed its first full list.
 func (s *Source) Synced() bool {
 	for i := range s.synced {
 		if !s.synced[i].Load() {
@@ -82,9 +173,9 @@ func (s *Source) Staleness() time.Duration {
 
 func (s *Source) confirm() { s.lastConfirmed.Store(time.Now().UnixNano()) }
 
-// probe confirms the API server is reachable while reflectors are quiet. A
-// reachable API server with a running watch means the cache is current.
-func (s *Source) probe(ctx context.Context, selector string) {
+// probe confirms the API server is reachable while watches are quiet: a
+// reachable API server with running watches means the cache is current.
+func (s *Source) probe(ctx context.Context) {
 	t := time.NewTicker(probeInterval)
 	defer t.Stop()
 	for {
@@ -97,7 +188,7 @@ func (s *Source) probe(ctx context.Context, selector string) {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, probeInterval)
-		_, err := s.client.CoreV1().Secrets(s.namespaces[0]).List(pctx, metav1.ListOptions{FieldSelector: selector, Limit: 1, ResourceVersion: "0"})
+		_, err := s.client.CoreV1().Secrets(s.namespaces[0]).List(pctx, metav1.ListOptions{FieldSelector: keySecretSelector, Limit: 1})
 		cancel()
 		if err == nil {
 			s.confirm()
@@ -105,97 +196,16 @@ func (s *Source) probe(ctx context.Context, selector string) {
 	}
 }
 
-// store is a cache.ReflectorStore that writes into the index.
-type store struct {
-	src    *Source
-	scope  string
-	synced *atomic.Bool
-}
-
-func (st *store) Add(obj any) error     { return st.Update(obj) }
-func (st *store) Resync() error         { return nil }
-func (st *store) Bookmark(string) error { st.src.confirm(); return nil }
-
-func (st *store) Update(obj any) error {
-	if s, ok := obj.(*corev1.Secret); ok {
-		st.src.index.Set(secretKeys(s))
-		st.src.confirm()
-	}
-	return nil
-}
-
-func (st *store) Delete(obj any) error {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	if s, ok := obj.(*corev1.Secret); ok {
-		st.src.index.Delete(s.Namespace, s.Name)
-		st.src.confirm()
-	}
-	return nil
-}
-
-func (st *store) Replace(list []any, _ string) error {
-	all := make([]keyindex.SecretKeys, 0, len(list))
-	for _, obj := range list {
-		if s, ok := obj.(*corev1.Secret); ok {
-			all = append(all, secretKeys(s))
-		}
-	}
-	st.src.index.Replace(st.scope, all)
-	st.synced.Store(true)
-	st.src.confirm()
-	return nil
-}
-
-// Transformer slims Secrets the reflector buffers during a streaming list.
-func (st *store) Transformer() cache.TransformFunc {
-	return func(obj any) (any, error) {
-		if s, ok := obj.(*corev1.Secret); ok {
-			return slim(s), nil
-		}
-		return obj, nil
-	}
-}
-
-// slim keeps what the index needs: identity, expiry, and digests in place
-// of keys. Idempotent.
-func slim(s *corev1.Secret) *corev1.Secret {
-	out := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace:       s.Namespace,
-			Name:            s.Name,
-			ResourceVersion: s.ResourceVersion,
-			Labels:          map[string]string{octopodsv1alpha1.WorkspaceLabel: s.Labels[octopodsv1alpha1.WorkspaceLabel]},
-		},
-		Type: s.Type,
-		Data: map[string][]byte{},
-	}
-	if until, ok := s.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation]; ok {
-		out.Annotations = map[string]string{octopodsv1alpha1.PreviousValidUntilAnnotation: until}
-	}
-	for plain, hashed := range map[string]string{octopodsv1alpha1.SecretKeyAPIKey: digestCurrent, octopodsv1alpha1.SecretKeyPreviousAPIKey: digestPrevious} {
-		if d, ok := s.Data[hashed]; ok {
-			out.Data[hashed] = d
-		} else if key, ok := s.Data[plain]; ok && apikey.Validate(string(key)) == nil {
-			d := apikey.DigestOf(string(key))
-			out.Data[hashed] = d[:]
-		}
-	}
-	return out
-}
-
-// secretKeys reads a (full or slimmed) key Secret. A malformed key is left
-// out: no well-formed presented key could match it anyway.
+// secretKeys reads a key Secret into digests. A malformed key is left out: no
+// well-formed presented key could match it anyway.
 func secretKeys(s *corev1.Secret) keyindex.SecretKeys {
-	s = slim(s)
 	k := keyindex.SecretKeys{Namespace: s.Namespace, Name: s.Name, Workspace: s.Labels[octopodsv1alpha1.WorkspaceLabel]}
-	if d := s.Data[digestCurrent]; len(d) == len(k.Current) {
-		k.Current, k.HasCurrent = apikey.Digest(d), true
+	if key := string(s.Data[octopodsv1alpha1.SecretKeyAPIKey]); apikey.Validate(key) == nil {
+		k.Current, k.HasCurrent = apikey.DigestOf(key), true
 	}
-	if d := s.Data[digestPrevious]; len(d) == len(k.Previous) {
+	if key := string(s.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey]); apikey.Validate(key) == nil {
 		if until, err := time.Parse(time.RFC3339, s.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation]); err == nil {
-			k.Previous, k.HasPrevious, k.PreviousValidUntil = apikey.Digest(d), true, until
+			k.Previous, k.HasPrevious, k.PreviousValidUntil = apikey.DigestOf(key), true, until
 		}
 	}
 	return k

@@ -41,15 +41,16 @@ type shortDigest [16]byte
 
 func short(d *apikey.Digest) shortDigest { return shortDigest(d[:16]) }
 
-// secret is the state of one key Secret. Its fields change only under the
-// write lock; the counters are atomics written on the request path.
+// secret is the state of one key Secret, kept small: 100k of them must fit
+// the proxy's memory budget. Its fields change only under the write lock;
+// the counters are atomics written on the request path.
 type secret struct {
 	identity      Identity // KeyID of the current key
 	current       apikey.Digest
-	hasCurrent    bool
 	previous      apikey.Digest
-	previousKeyID string
-	previousUntil time.Time // zero: no previous key
+	previousUntil int64 // unix nanoseconds; 0: no previous key
+	gen           uint32
+	hasCurrent    bool
 
 	// Whole seconds: the request path writes the shared word at most once a
 	// second, so concurrent requests with one key do not fight over it.
@@ -61,14 +62,16 @@ type secret struct {
 
 // Index maps key digests to identities.
 type Index struct {
-	mu       sync.RWMutex
-	byDigest map[shortDigest]*secret
-	bySecret map[secretName]*secret
+	mu         sync.RWMutex
+	byDigest   map[shortDigest]*secret
+	bySecret   map[secretName]*secret
+	namespaces map[string]string // interned: thousands of Secrets share one
+	gen        uint32
 }
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{byDigest: map[shortDigest]*secret{}, bySecret: map[secretName]*secret{}}
+	return &Index{byDigest: map[shortDigest]*secret{}, bySecret: map[secretName]*secret{}, namespaces: map[string]string{}}
 }
 
 // Result says why a lookup failed, or that it succeeded.
@@ -108,9 +111,9 @@ func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
 	case s.hasCurrent && subtle.ConstantTimeCompare(s.current[:], digest[:]) == 1:
 		who = s.identity
 		s.allowedCurrent.Add(1)
-	case !s.previousUntil.IsZero() && subtle.ConstantTimeCompare(s.previous[:], digest[:]) == 1 && now.Before(s.previousUntil):
+	case s.previousUntil != 0 && subtle.ConstantTimeCompare(s.previous[:], digest[:]) == 1 && now.UnixNano() < s.previousUntil:
 		who = s.identity
-		who.KeyID = s.previousKeyID
+		who.KeyID = s.previous.ID() // rare: only during a grace period
 		s.allowedPrevious.Add(1)
 	default:
 		return Invalid, Identity{}
@@ -124,9 +127,18 @@ func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
 // Set replaces everything the index knows of one Secret. Use counters
 // survive: they belong to the workspace's key, across rotations.
 func (ix *Index) Set(in SecretKeys) {
-	name := secretName{in.Namespace, in.Name}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	ix.setLocked(in, ix.gen)
+}
+
+func (ix *Index) setLocked(in SecretKeys, gen uint32) {
+	ns, ok := ix.namespaces[in.Namespace]
+	if !ok {
+		ns = in.Namespace
+		ix.namespaces[ns] = ns
+	}
+	name := secretName{ns, in.Name}
 	s := ix.bySecret[name]
 	if s == nil {
 		s = &secret{}
@@ -144,15 +156,17 @@ func (ix *Index) Set(in SecretKeys) {
 	}
 	s.allowedCurrent.Store(countCurrent)
 	s.allowedPrevious.Store(countPrevious)
-	s.identity = Identity{Namespace: in.Namespace, Workspace: in.Workspace}
-	s.hasCurrent, s.previousUntil, s.previousKeyID = false, time.Time{}, ""
+	s.gen = gen
+	s.identity = Identity{Namespace: ns, Workspace: in.Workspace, KeyID: s.identity.KeyID}
+	s.hasCurrent, s.previousUntil = false, 0
 	if in.HasCurrent && ix.linkLocked(&in.Current, s) {
+		if !hadCurrent || in.Current != oldCurrent || s.identity.KeyID == "" {
+			s.identity.KeyID = in.Current.ID()
+		}
 		s.current, s.hasCurrent = in.Current, true
-		s.identity.KeyID = in.Current.ID()
 	}
 	if in.HasPrevious && !in.PreviousValidUntil.IsZero() && ix.linkLocked(&in.Previous, s) {
-		s.previous, s.previousUntil = in.Previous, in.PreviousValidUntil
-		s.previousKeyID = in.Previous.ID()
+		s.previous, s.previousUntil = in.Previous, in.PreviousValidUntil.UnixNano()
 	}
 }
 
@@ -170,7 +184,7 @@ func (ix *Index) unlinkLocked(s *secret) {
 	if s.hasCurrent && ix.byDigest[short(&s.current)] == s {
 		delete(ix.byDigest, short(&s.current))
 	}
-	if !s.previousUntil.IsZero() && ix.byDigest[short(&s.previous)] == s {
+	if s.previousUntil != 0 && ix.byDigest[short(&s.previous)] == s {
 		delete(ix.byDigest, short(&s.previous))
 	}
 }
@@ -228,9 +242,9 @@ func (ix *Index) Counts() []KeyCount {
 		if n := s.allowedCurrent.Load(); n > 0 && s.hasCurrent {
 			out = append(out, KeyCount{Identity: s.identity, Allowed: n})
 		}
-		if n := s.allowedPrevious.Load(); n > 0 && !s.previousUntil.IsZero() {
+		if n := s.allowedPrevious.Load(); n > 0 && s.previousUntil != 0 {
 			who := s.identity
-			who.KeyID = s.previousKeyID
+			who.KeyID = s.previous.ID()
 			out = append(out, KeyCount{Identity: who, Allowed: n})
 		}
 	}
@@ -244,22 +258,37 @@ func (u Usage) Flushed() {
 	}
 }
 
-// Replace makes the index hold exactly the given Secrets of one scope (a
-// namespace, or "" for all): what a fresh list of the API server says.
-func (ix *Index) Replace(scope string, all []SecretKeys) {
-	keep := make(map[secretName]struct{}, len(all))
-	for _, s := range all {
-		keep[secretName{s.Namespace, s.Name}] = struct{}{}
-	}
+// Sync is one full list of a scope: Secrets it does not Set are removed at End.
+type Sync struct {
+	ix  *Index
+	gen uint32
+}
+
+// BeginSync starts a full list. Lookups go on meanwhile: until End, the index
+// holds the union of what it had and what the list has brought so far.
+func (ix *Index) BeginSync() Sync {
 	ix.mu.Lock()
-	for name, s := range ix.bySecret {
-		if _, ok := keep[name]; !ok && (scope == "" || name.namespace == scope) {
-			ix.unlinkLocked(s)
-			delete(ix.bySecret, name)
+	defer ix.mu.Unlock()
+	ix.gen++
+	return Sync{ix: ix, gen: ix.gen}
+}
+
+// Set records one listed Secret.
+func (s Sync) Set(in SecretKeys) {
+	s.ix.mu.Lock()
+	defer s.ix.mu.Unlock()
+	s.ix.setLocked(in, s.gen)
+}
+
+// End removes the Secrets of scope (a namespace, or "" for all) that the list
+// did not bring: they were deleted while nobody watched.
+func (s Sync) End(scope string) {
+	s.ix.mu.Lock()
+	defer s.ix.mu.Unlock()
+	for name, sec := range s.ix.bySecret {
+		if sec.gen != s.gen && (scope == "" || name.namespace == scope) {
+			s.ix.unlinkLocked(sec)
+			delete(s.ix.bySecret, name)
 		}
-	}
-	ix.mu.Unlock()
-	for _, s := range all {
-		ix.Set(s)
 	}
 }

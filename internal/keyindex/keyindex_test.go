@@ -170,19 +170,21 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func TestReplaceKeepsOtherScopes(t *testing.T) {
+func TestSyncRemovesOnlyTheUnlistedOfItsScope(t *testing.T) {
 	a, b, c := mustKey(t), mustKey(t), mustKey(t)
 	ix := New()
 	ix.Set(SecretKeys{Namespace: "one", Name: "gone", Workspace: "w1", Current: apikey.DigestOf(a), HasCurrent: true})
 	ix.Set(SecretKeys{Namespace: "two", Name: "other", Workspace: "w2", Current: apikey.DigestOf(b), HasCurrent: true})
-	ix.Replace("one", []SecretKeys{{Namespace: "one", Name: "new", Workspace: "w3", Current: apikey.DigestOf(c), HasCurrent: true}})
+	sync := ix.BeginSync()
+	sync.Set(SecretKeys{Namespace: "one", Name: "new", Workspace: "w3", Current: apikey.DigestOf(c), HasCurrent: true})
+	sync.End("one")
 	now := time.Now()
 	for key, want := range map[string]Result{a: Invalid, b: Allowed, c: Allowed} {
 		if got, _ := ix.Lookup(key, now); got != want {
 			t.Errorf("key %s: %v, want %v", apikey.ID(key), got, want)
 		}
 	}
-	ix.Replace("", nil)
+	ix.BeginSync().End("")
 	if ix.Len() != 0 {
 		t.Fatalf("Replace of all scopes left %d digests", ix.Len())
 	}
