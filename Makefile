@@ -84,6 +84,10 @@ build: manifests generate fmt vet ## Build the manager and auth-proxy binaries i
 # --webhook-cert-dir; set ENABLE_WEBHOOKS=true to serve them.
 ENABLE_WEBHOOKS ?= false
 
+.PHONY: run-local
+run-local: build ## Run everything locally with no cluster: control plane, manager with webhooks, auth proxy on 127.0.0.1:8080, echo upstream.
+	@KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/runlocal
+
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager against the cluster in ~/.kube/config.
 	ENABLE_WEBHOOKS=$(ENABLE_WEBHOOKS) go run ./cmd/manager --metrics-bind-address=:18080 --health-probe-bind-address=:18081

@@ -1,0 +1,63 @@
+// Command runlocal is `make run-local`: the whole system on this machine with
+// no cluster, until Ctrl-C.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/octopods/octopods-operator/internal/localenv"
+)
+
+func main() {
+	root, _ := os.Getwd()
+	o := localenv.Options{Root: root, Progress: os.Stdout}
+	flag.StringVar(&o.Dir, "dir", filepath.Join(root, "bin", "local"), "Where the kubeconfig, logs and control-plane data go.")
+	flag.StringVar(&o.ManagerBin, "manager", filepath.Join(root, "bin", "manager"), "The manager binary.")
+	flag.StringVar(&o.ProxyBin, "auth-proxy", filepath.Join(root, "bin", "auth-proxy"), "The auth-proxy binary.")
+	flag.StringVar(&o.ProxyAddress, "proxy-address", "127.0.0.1:8080", "The auth proxy's traffic address.")
+	flag.StringVar(&o.ProxyProbeAddress, "proxy-probe-address", "127.0.0.1:8081", "The auth proxy's /healthz and /readyz.")
+	flag.StringVar(&o.ProxyMetricsAddress, "proxy-metrics-address", "127.0.0.1:8082", "The auth proxy's /metrics.")
+	flag.StringVar(&o.ManagerMetricsAddress, "manager-metrics-address", "127.0.0.1:8083", "The manager's /metrics.")
+	flag.StringVar(&o.ManagerProbeAddress, "manager-probe-address", "127.0.0.1:8084", "The manager's /healthz and /readyz.")
+	flag.StringVar(&o.EchoAddress, "echo-address", "127.0.0.1:8090", "The echo upstream, which answers with the headers it received.")
+	flag.DurationVar(&o.LastUsedFlushInterval, "last-used-flush-interval", 10*time.Second, "How often the proxy writes status.lastUsedTime (shorter than in production, to see it move).")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	started := time.Now()
+	env, err := localenv.Start(ctx, o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "run-local: %v\n", err)
+		os.Exit(1)
+	}
+	rel, _ := filepath.Rel(root, env.Kubeconfig)
+	fmt.Printf(`run-local: ready in %s. Logs: %s/{manager,auth-proxy}.log
+
+Try this in another terminal:
+
+  export KUBECONFIG=%s
+  kubectl apply -k config/samples/
+  kubectl get workspaces
+  KEY=$(kubectl get secret acme-api-key -o jsonpath='{.data.api-key}' | base64 -d)
+  curl -s -H "X-Octopods-Auth: $KEY" http://%s/v1/messages     # 200, echoed headers show the workspace
+  curl -s http://%s/v1/messages                                 # 401 {"error":"missing_key"}
+  kubectl annotate workspaceapikey acme octopods.io/rotate=$(date +%%s) --overwrite
+  curl -s -H "X-Octopods-Auth: $KEY" http://%s/v1/messages     # 401 {"error":"invalid_key"}: rotated away
+  kubectl get workspaceapikeys                                  # LAST USED fills in within %s
+
+Ctrl-C stops everything.
+`, time.Since(started).Round(100*time.Millisecond), filepath.Dir(rel), rel, o.ProxyAddress, o.ProxyAddress, o.ProxyAddress, o.LastUsedFlushInterval)
+
+	<-ctx.Done()
+	fmt.Println("\nrun-local: stopping")
+	env.Stop()
+	fmt.Println("run-local: stopped")
+}

@@ -1,0 +1,302 @@
+// Package localenv runs the whole system on one machine with no cluster: a
+// local control plane from the envtest assets with the CRDs and webhooks
+// installed, the manager and auth-proxy binaries, and an echo upstream.
+// `make run-local` and the end-to-end suite both use it.
+package localenv
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Options say where things live and listen.
+type Options struct {
+	// Root is the repository root (for config/).
+	Root string
+	// Dir holds the kubeconfig, logs and control-plane data: bin/local.
+	Dir string
+	// ManagerBin and ProxyBin are the built binaries.
+	ManagerBin, ProxyBin string
+
+	ProxyAddress, ProxyProbeAddress, ProxyMetricsAddress string
+	ManagerMetricsAddress, ManagerProbeAddress           string
+	EchoAddress                                          string
+	// LastUsedFlushInterval is passed to the proxy (0: its default).
+	LastUsedFlushInterval time.Duration
+	// Progress receives one line per step.
+	Progress io.Writer
+}
+
+// Env is a running local system.
+type Env struct {
+	Options
+	Config     *rest.Config
+	Kubeconfig string
+
+	testEnv *envtest.Environment
+	manager *process
+	proxy   *process
+	echo    *http.Server
+}
+
+// process is a started binary; done closes when it has exited.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// readyTimeout is how long a started binary may take to report ready.
+const readyTimeout = 60 * time.Second
+
+// Start brings everything up. It first clears what a crashed earlier run
+// may have left in Dir: processes still running from it, and its data.
+func Start(ctx context.Context, o Options) (*Env, error) {
+	e := &Env{Options: o, Kubeconfig: filepath.Join(o.Dir, "kubeconfig")}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if n := killStale(o.Dir); n > 0 {
+		e.step("stopped %d processes left running by an earlier run", n)
+	}
+	for _, sub := range []string{"etcd", "apiserver"} {
+		if err := os.RemoveAll(filepath.Join(o.Dir, sub)); err != nil {
+			return nil, err
+		}
+	}
+	for _, addr := range []string{o.ProxyAddress, o.ProxyProbeAddress, o.ProxyMetricsAddress, o.ManagerMetricsAddress, o.ManagerProbeAddress, o.EchoAddress} {
+		if err := portFree(addr); err != nil {
+			return nil, err
+		}
+	}
+
+	e.step("starting a local control plane (etcd, kube-apiserver) with the CRDs and webhooks")
+	e.testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(o.Root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(o.Root, "config", "webhook")}},
+	}
+	e.testEnv.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(o.Dir, "etcd")}
+	e.testEnv.ControlPlane.APIServer = &envtest.APIServer{CertDir: filepath.Join(o.Dir, "apiserver")}
+	for _, d := range []string{"etcd", "apiserver"} {
+		if err := os.MkdirAll(filepath.Join(o.Dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := e.testEnv.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting the control plane: %w", err)
+	}
+	e.Config = cfg
+	user, err := e.testEnv.ControlPlane.AddUser(envtest.User{Name: "local-admin", Groups: []string{"system:masters"}}, cfg)
+	if err != nil {
+		e.Stop()
+		return nil, err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err == nil {
+		err = os.WriteFile(e.Kubeconfig, kubeconfig, 0o600)
+	}
+	if err != nil {
+		e.Stop()
+		return nil, err
+	}
+
+	e.echo = echoServer(o.EchoAddress)
+	if err := e.StartManager(); err != nil {
+		e.Stop()
+		return nil, err
+	}
+	e.step("starting the auth proxy on %s in front of the echo upstream on %s", o.ProxyAddress, o.EchoAddress)
+	args := []string{"--kubeconfig", e.Kubeconfig, "--upstream", "http://" + o.EchoAddress,
+		"--listen-address", o.ProxyAddress, "--health-probe-bind-address", o.ProxyProbeAddress, "--metrics-bind-address", o.ProxyMetricsAddress}
+	if o.LastUsedFlushInterval > 0 {
+		args = append(args, "--last-used-flush-interval", o.LastUsedFlushInterval.String())
+	}
+	if e.proxy, err = e.launch("auth-proxy", o.ProxyBin, nil, args...); err == nil {
+		err = waitReady(ctx, "http://"+o.ProxyProbeAddress+"/readyz", e.proxy)
+	}
+	if err != nil {
+		e.Stop()
+		return nil, fmt.Errorf("auth proxy: %w (see %s)", err, e.logPath("auth-proxy"))
+	}
+	return e, nil
+}
+
+// StartManager starts the manager with its webhooks and waits for it.
+func (e *Env) StartManager() error {
+	e.step("starting the manager with its admission webhooks")
+	wio := e.testEnv.WebhookInstallOptions
+	var err error
+	e.manager, err = e.launch("manager", e.ManagerBin, []string{"ENABLE_WEBHOOKS=true"},
+		"--kubeconfig", e.Kubeconfig,
+		"--metrics-bind-address", e.ManagerMetricsAddress, "--health-probe-bind-address", e.ManagerProbeAddress,
+		"--webhook-cert-dir", wio.LocalServingCertDir, "--webhook-port", strconv.Itoa(wio.LocalServingPort))
+	if err == nil {
+		err = waitReady(context.Background(), "http://"+e.ManagerProbeAddress+"/readyz", e.manager)
+	}
+	if err != nil {
+		return fmt.Errorf("manager: %w (see %s)", err, e.logPath("manager"))
+	}
+	return nil
+}
+
+// KillManager kills the manager at once (SIGKILL), as a crash would.
+func (e *Env) KillManager() error {
+	if e.manager == nil {
+		return errors.New("manager not running")
+	}
+	_ = e.manager.cmd.Process.Kill()
+	<-e.manager.done
+	e.manager = nil
+	return nil
+}
+
+// Stop stops everything Start started, in reverse order.
+func (e *Env) Stop() {
+	for _, p := range []*process{e.proxy, e.manager} {
+		p.stop()
+	}
+	e.proxy, e.manager = nil, nil
+	if e.echo != nil {
+		_ = e.echo.Close()
+	}
+	if e.testEnv != nil {
+		_ = e.testEnv.Stop()
+	}
+}
+
+func (e *Env) step(format string, args ...any) {
+	if e.Progress != nil {
+		_, _ = fmt.Fprintf(e.Progress, "run-local: "+format+"\n", args...)
+	}
+}
+
+func (e *Env) logPath(name string) string { return filepath.Join(e.Dir, name+".log") }
+
+// launch starts a binary with its output in Dir/<name>.log. It gets its own
+// process group (a terminal's Ctrl-C reaches us, and we stop it in order) and
+// dies with us if we are killed.
+func (e *Env) launch(name, bin string, env []string, args ...string) (*process, error) {
+	logFile, err := os.OpenFile(e.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, err
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(p.done) }()
+	return p, nil
+}
+
+// stop asks the process to shut down gracefully, and kills it after 15s.
+func (p *process) stop() {
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func waitReady(ctx context.Context, url string, p *process) error {
+	deadline := time.Now().Add(readyTimeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		select {
+		case <-p.done:
+			return fmt.Errorf("exited: %s", p.cmd.ProcessState)
+		default:
+		}
+		if res, err := http.Get(url); err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready at %s after %s", url, readyTimeout)
+}
+
+// killStale kills processes whose command line names dir: binaries and
+// control-plane processes of an earlier run that was killed.
+func killStale(dir string) int {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return 0
+	}
+	entries, _ := os.ReadDir("/proc")
+	killed := 0
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), abs+string(os.PathSeparator)) {
+			continue
+		}
+		if p, err := os.FindProcess(pid); err == nil && p.Kill() == nil {
+			killed++
+		}
+	}
+	if killed > 0 {
+		time.Sleep(500 * time.Millisecond) // let the kernel release their ports
+	}
+	return killed
+}
+
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s is taken by another program; stop it first: %w", addr, err)
+	}
+	return l.Close()
+}
+
+// echoServer answers every request with the headers it received, as JSON.
+func echoServer(addr string) *http.Server {
+	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "path": r.URL.Path, "headers": r.Header})
+	})}
+	l, err := net.Listen("tcp", addr)
+	if err == nil {
+		go func() { _ = srv.Serve(l) }()
+	}
+	return srv
+}
+
+// FreeAddress returns a loopback address with a free port.
+func FreeAddress() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
