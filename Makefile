@@ -35,8 +35,8 @@ fmt: ## Run go fmt.
 	go fmt ./...
 
 .PHONY: vet
-vet: ## Run go vet.
-	go vet ./...
+vet: ## Run go vet (the e2e suite included).
+	go vet -tags e2e ./...
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint.
@@ -58,6 +58,10 @@ envtest-assets: ## Provide kube-apiserver and etcd for envtest (downloads, or bu
 .PHONY: test
 test: manifests generate fmt vet ## Run every test: unit, fuzz seeds and envtest suites.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test ./... -v -coverprofile cover.out -timeout 30m
+
+.PHONY: test-e2e
+test-e2e: manifests generate kustomize ## End-to-end suite: the real binaries on a local control plane, the whole user journey.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" KUSTOMIZE=$(KUSTOMIZE) go test -tags e2e ./test/e2e -v -count=1 -timeout 20m
 
 .PHONY: fuzz
 fuzz: ## Fuzz the key parser and the proxy's header handling, FUZZTIME each (default 30s).

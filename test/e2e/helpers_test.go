@@ -1,0 +1,125 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+var ctx = context.Background()
+
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func workspace(ns, name string) *octopodsv1alpha1.Workspace {
+	return &octopodsv1alpha1.Workspace{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       octopodsv1alpha1.WorkspaceSpec{DisplayName: "Workspace " + name, Provider: octopodsv1alpha1.ProviderHubSpot},
+	}
+}
+
+// apiKey is what a user applies: just a name, the webhook fills the rest.
+func apiKey(ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
+	return &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+}
+
+func secretOf(g Gomega, ns, workspace string) *corev1.Secret {
+	s := &corev1.Secret{}
+	g.ExpectWithOffset(1, k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: workspace + "-api-key"}, s)).To(Succeed())
+	return s
+}
+
+func keyOf(g Gomega, ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
+	k := &octopodsv1alpha1.WorkspaceAPIKey{}
+	g.ExpectWithOffset(1, k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, k)).To(Succeed())
+	return k
+}
+
+// waitIssued waits for a Ready key whose Secret holds a valid key, returns it.
+func waitIssued(ns, name string) string {
+	var value string
+	EventuallyWithOffset(1, func(g Gomega) {
+		k := keyOf(g, ns, name)
+		g.Expect(meta.IsStatusConditionTrue(k.Status.Conditions, "Ready")).To(BeTrue())
+		value = string(secretOf(g, ns, name).Data[octopodsv1alpha1.SecretKeyAPIKey])
+		g.Expect(apikey.Validate(value)).To(Succeed())
+		g.Expect(k.Status.KeyID).To(Equal(apikey.ID(value)))
+	}, issueTimeout, pollEvery).Should(Succeed())
+	return value
+}
+
+func rotate(ns, name, token string) {
+	EventuallyWithOffset(1, func() error {
+		k := &octopodsv1alpha1.WorkspaceAPIKey{}
+		if err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, k); err != nil {
+			return err
+		}
+		patch := client.MergeFrom(k.DeepCopy())
+		if k.Annotations == nil {
+			k.Annotations = map[string]string{}
+		}
+		k.Annotations[octopodsv1alpha1.RotateAnnotation] = token
+		return k8sClient.Patch(ctx, k, patch)
+	}, issueTimeout, pollEvery).Should(Succeed())
+}
+
+// echoed is what the echo upstream saw.
+type echoed struct {
+	Headers http.Header `json:"headers"`
+}
+
+// call sends a request through the auth proxy; key "" sends no header.
+func call(key string) (int, echoed, string) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+env.ProxyAddress+"/v1/messages", nil)
+	if key != "" {
+		req.Header.Set("X-Octopods-Auth", key)
+	}
+	res, err := httpClient.Do(req)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	defer func() { _ = res.Body.Close() }()
+	body, _ := io.ReadAll(res.Body)
+	var e echoed
+	if res.StatusCode == http.StatusOK {
+		ExpectWithOffset(1, json.Unmarshal(body, &e)).To(Succeed())
+	}
+	return res.StatusCode, e, string(body)
+}
+
+func status(key string) int {
+	code, _, _ := call(key)
+	return code
+}
+
+func clientNegotiator() runtime.NegotiatedSerializer {
+	s := runtime.NewScheme()
+	utilruntime.Must(metav1.AddMetaToScheme(s))
+	metav1.AddToGroupVersion(s, metav1.SchemeGroupVersion)
+	return serializer.NewCodecFactory(s).WithoutConversion()
+}
+
+func metav1ListOptions() metav1.ListOptions {
+	return metav1.ListOptions{FieldSelector: "type=" + octopodsv1alpha1.SecretType}
+}
+
+func metav1ApplyOptions() metav1.ApplyOptions {
+	return metav1.ApplyOptions{FieldManager: "octopods-e2e", Force: true, DryRun: []string{metav1.DryRunAll}}
+}
