@@ -12,7 +12,7 @@ import (
 	"strings"
 	"syscall"
 
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/octopods/octopods-operator/internal/authproxy"
 )
@@ -27,6 +27,7 @@ func main() {
 	var cfg authproxy.Config
 	var ns namespaces
 	var qps float64
+	var kubeconfig string
 	var burst int
 	flag.StringVar(&cfg.ListenAddress, "listen-address", ":8080", "Address for proxied (or forward-auth) traffic.")
 	flag.StringVar(&cfg.Upstream, "upstream", "", "URL to forward admitted requests to; empty runs in forward-auth mode.")
@@ -37,6 +38,7 @@ func main() {
 	flag.StringVar(&cfg.TLSKeyFile, "tls-private-key-file", "", "Private key for HTTPS on --listen-address (optional).")
 	flag.DurationVar(&cfg.LastUsedFlushInterval, "last-used-flush-interval", authproxy.DefaultLastUsedFlushInterval, "How often used keys' status.lastUsedTime is written.")
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "On SIGTERM, keep serving this long with /readyz failing before draining.")
+	flag.StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig file; default $KUBECONFIG, ~/.kube/config, or the in-cluster service account.")
 	flag.Float64Var(&qps, "kube-api-qps", 20, "Client-side requests per second to the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 40, "Client-side burst of requests to the API server.")
 	flag.Parse()
@@ -46,7 +48,9 @@ func main() {
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		fail(log, "--tls-cert-file and --tls-private-key-file go together", nil)
 	}
-	restCfg, err := ctrlconfig.GetConfig() // honours --kubeconfig, KUBECONFIG, in-cluster
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
 		fail(log, "no Kubernetes configuration", err)
 	}

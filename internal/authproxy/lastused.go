@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
-	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 )
 
@@ -86,13 +85,4 @@ func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) {
 		f.Metrics.LastUsedWrites.WithLabelValues("error").Inc()
 		f.Log.Warn("writing lastUsedTime failed", "namespace", u.Namespace, "workspace", u.Workspace, "keyID", u.KeyID, "error", err.Error())
 	}
-}
-
-// NewOctopodsRESTClient returns a REST client for octopods.io/v1alpha1.
-func NewOctopodsRESTClient(cfg *rest.Config) (rest.Interface, error) {
-	c := rest.CopyConfig(cfg)
-	c.GroupVersion = &octopodsv1alpha1.GroupVersion
-	c.APIPath = "/apis"
-	c.NegotiatedSerializer = serializerFor()
-	return rest.RESTClientFor(c)
 }

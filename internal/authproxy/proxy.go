@@ -14,9 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/octopods/octopods-operator/internal/keyindex"
@@ -64,7 +61,7 @@ type Proxy struct {
 // New builds a proxy and binds its listeners, so that Addr is known before
 // Run (":0" picks free ports).
 func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
-	clientset, err := kubernetes.NewForConfig(restCfg)
+	secrets, err := NewSecretsClient(restCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +73,7 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		cfg.LastUsedFlushInterval = DefaultLastUsedFlushInterval
 	}
 	p := &Proxy{cfg: cfg, Index: keyindex.New(), log: log}
-	p.Source = NewSource(p.Index, clientset, cfg.Namespaces)
+	p.Source = NewSource(p.Index, secrets, cfg.Namespaces)
 	p.Metrics = NewMetrics(p.Index, p.Source.Staleness)
 	p.flusher = &LastUsedFlusher{Index: p.Index, Client: octopods, Interval: cfg.LastUsedFlushInterval, Metrics: p.Metrics, Log: log}
 
@@ -227,8 +224,4 @@ func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-}
-
-func serializerFor() runtime.NegotiatedSerializer {
-	return serializer.NewCodecFactory(runtime.NewScheme()).WithoutConversion()
 }

@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
@@ -30,7 +29,7 @@ const probeInterval = 5 * time.Second
 // the first list runs (a client-go Reflector keeps the whole list).
 type Source struct {
 	index      *keyindex.Index
-	client     kubernetes.Interface
+	client     SecretsClient
 	namespaces []string // "" = all
 	synced     []atomic.Bool
 	// lastConfirmed is when the cache was last known to match the API
@@ -48,7 +47,7 @@ const (
 )
 
 // NewSource watches key Secrets in the given namespaces (none: all).
-func NewSource(ix *keyindex.Index, client kubernetes.Interface, namespaces []string) *Source {
+func NewSource(ix *keyindex.Index, client SecretsClient, namespaces []string) *Source {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
@@ -103,7 +102,7 @@ func (s *Source) list(ctx context.Context, ns string) (string, error) {
 	sync := s.index.BeginSync()
 	opts := metav1.ListOptions{FieldSelector: keySecretSelector, Limit: listPageSize}
 	for {
-		page, err := s.client.CoreV1().Secrets(ns).List(ctx, opts)
+		page, err := s.client.List(ctx, ns, opts)
 		if err != nil {
 			return "", err
 		}
@@ -121,7 +120,7 @@ func (s *Source) list(ctx context.Context, ns string) (string, error) {
 // watch applies changes from rv on, and returns the last resourceVersion seen.
 func (s *Source) watch(ctx context.Context, ns, rv string) (string, error) {
 	timeout := int64((watchTimeout + time.Duration(rand.Int64N(int64(watchJitterMax)))).Seconds())
-	w, err := s.client.CoreV1().Secrets(ns).Watch(ctx, metav1.ListOptions{
+	w, err := s.client.Watch(ctx, ns, metav1.ListOptions{
 		FieldSelector: keySecretSelector, ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout,
 	})
 	if err != nil {
@@ -188,7 +187,7 @@ func (s *Source) probe(ctx context.Context) {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, probeInterval)
-		_, err := s.client.CoreV1().Secrets(s.namespaces[0]).List(pctx, metav1.ListOptions{FieldSelector: keySecretSelector, Limit: 1})
+		_, err := s.client.List(pctx, s.namespaces[0], metav1.ListOptions{FieldSelector: keySecretSelector, Limit: 1})
 		cancel()
 		if err == nil {
 			s.confirm()
