@@ -32,8 +32,6 @@ type SecretKeys struct {
 	PreviousValidUntil time.Time
 }
 
-type secretName struct{ namespace, name string }
-
 // shortDigest keys the lookup map: half a SHA-256 cannot collide by accident
 // among any realistic number of keys, and every hit is confirmed against the
 // full digest anyway.
@@ -45,12 +43,11 @@ func short(d *apikey.Digest) shortDigest { return shortDigest(d[:16]) }
 // the proxy's memory budget. Its fields change only under the write lock;
 // the counters are atomics written on the request path.
 type secret struct {
-	identity      Identity // KeyID of the current key
-	current       apikey.Digest
-	previous      apikey.Digest
-	previousUntil int64 // unix nanoseconds; 0: no previous key
-	gen           uint32
-	hasCurrent    bool
+	identity   Identity // KeyID of the current key
+	current    apikey.Digest
+	hasCurrent bool
+	gen        uint32
+	previous   *previousKey // nil outside a grace period
 
 	// Whole seconds: the request path writes the shared word at most once a
 	// second, so concurrent requests with one key do not fight over it.
@@ -60,18 +57,26 @@ type secret struct {
 	allowedCurrent, allowedPrevious atomic.Uint64
 }
 
+// previousKey is the key a rotation replaced, during its grace period.
+type previousKey struct {
+	digest apikey.Digest
+	until  int64 // unix nanoseconds
+}
+
 // Index maps key digests to identities.
 type Index struct {
-	mu         sync.RWMutex
-	byDigest   map[shortDigest]*secret
-	bySecret   map[secretName]*secret
-	namespaces map[string]string // interned: thousands of Secrets share one
+	mu       sync.RWMutex
+	byDigest map[shortDigest]*secret
+	// bySecret is namespace → name → secret; the namespace string is
+	// interned, shared by all of its Secrets.
+	bySecret   map[string]map[string]*secret
+	namespaces map[string]string // interning
 	gen        uint32
 }
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{byDigest: map[shortDigest]*secret{}, bySecret: map[secretName]*secret{}, namespaces: map[string]string{}}
+	return &Index{byDigest: map[shortDigest]*secret{}, bySecret: map[string]map[string]*secret{}, namespaces: map[string]string{}}
 }
 
 // Result says why a lookup failed, or that it succeeded.
@@ -111,9 +116,9 @@ func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
 	case s.hasCurrent && subtle.ConstantTimeCompare(s.current[:], digest[:]) == 1:
 		who = s.identity
 		s.allowedCurrent.Add(1)
-	case s.previousUntil != 0 && subtle.ConstantTimeCompare(s.previous[:], digest[:]) == 1 && now.UnixNano() < s.previousUntil:
+	case s.previous != nil && subtle.ConstantTimeCompare(s.previous.digest[:], digest[:]) == 1 && now.UnixNano() < s.previous.until:
 		who = s.identity
-		who.KeyID = s.previous.ID() // rare: only during a grace period
+		who.KeyID = s.previous.digest.ID() // rare: only during a grace period
 		s.allowedPrevious.Add(1)
 	default:
 		return Invalid, Identity{}
@@ -138,11 +143,15 @@ func (ix *Index) setLocked(in SecretKeys, gen uint32) {
 		ns = in.Namespace
 		ix.namespaces[ns] = ns
 	}
-	name := secretName{ns, in.Name}
-	s := ix.bySecret[name]
+	byName := ix.bySecret[ns]
+	if byName == nil {
+		byName = map[string]*secret{}
+		ix.bySecret[ns] = byName
+	}
+	s := byName[in.Name]
 	if s == nil {
 		s = &secret{}
-		ix.bySecret[name] = s
+		byName[in.Name] = s
 	}
 	ix.unlinkLocked(s)
 	// Counters follow their key: a rotation turns current into previous.
@@ -157,16 +166,24 @@ func (ix *Index) setLocked(in SecretKeys, gen uint32) {
 	s.allowedCurrent.Store(countCurrent)
 	s.allowedPrevious.Store(countPrevious)
 	s.gen = gen
-	s.identity = Identity{Namespace: ns, Workspace: in.Workspace, KeyID: s.identity.KeyID}
-	s.hasCurrent, s.previousUntil = false, 0
+	keyID := s.identity.KeyID
+	s.identity = Identity{Namespace: ns, Workspace: in.Workspace}
+	s.hasCurrent = false
 	if in.HasCurrent && ix.linkLocked(&in.Current, s) {
-		if !hadCurrent || in.Current != oldCurrent || s.identity.KeyID == "" {
-			s.identity.KeyID = in.Current.ID()
+		if !hadCurrent || in.Current != oldCurrent || keyID == "" {
+			keyID = in.Current.ID()
 		}
+		s.identity.KeyID = keyID
 		s.current, s.hasCurrent = in.Current, true
 	}
+	previous := s.previous
+	s.previous = nil
 	if in.HasPrevious && !in.PreviousValidUntil.IsZero() && ix.linkLocked(&in.Previous, s) {
-		s.previous, s.previousUntil = in.Previous, in.PreviousValidUntil.UnixNano()
+		if previous == nil || previous.digest != in.Previous {
+			previous = &previousKey{digest: in.Previous}
+		}
+		previous.until = in.PreviousValidUntil.UnixNano()
+		s.previous = previous
 	}
 }
 
@@ -184,8 +201,8 @@ func (ix *Index) unlinkLocked(s *secret) {
 	if s.hasCurrent && ix.byDigest[short(&s.current)] == s {
 		delete(ix.byDigest, short(&s.current))
 	}
-	if s.previousUntil != 0 && ix.byDigest[short(&s.previous)] == s {
-		delete(ix.byDigest, short(&s.previous))
+	if s.previous != nil && ix.byDigest[short(&s.previous.digest)] == s {
+		delete(ix.byDigest, short(&s.previous.digest))
 	}
 }
 
@@ -193,9 +210,29 @@ func (ix *Index) unlinkLocked(s *secret) {
 func (ix *Index) Delete(namespace, name string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if s := ix.bySecret[secretName{namespace, name}]; s != nil {
-		ix.unlinkLocked(s)
-		delete(ix.bySecret, secretName{namespace, name})
+	ix.deleteLocked(namespace, name)
+}
+
+func (ix *Index) deleteLocked(namespace, name string) {
+	byName := ix.bySecret[namespace]
+	s := byName[name]
+	if s == nil {
+		return
+	}
+	ix.unlinkLocked(s)
+	delete(byName, name)
+	if len(byName) == 0 {
+		delete(ix.bySecret, namespace)
+		delete(ix.namespaces, namespace)
+	}
+}
+
+// each calls f for every Secret; the caller holds a lock.
+func (ix *Index) each(f func(s *secret)) {
+	for _, byName := range ix.bySecret {
+		for _, s := range byName {
+			f(s)
+		}
 	}
 }
 
@@ -218,11 +255,11 @@ func (ix *Index) Pending() []Usage {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var out []Usage
-	for _, s := range ix.bySecret {
+	ix.each(func(s *secret) {
 		if last := s.lastUsed.Load(); last > s.flushed.Load() {
 			out = append(out, Usage{Identity: s.identity, LastUsed: time.Unix(last, 0), s: s})
 		}
-	}
+	})
 	return out
 }
 
@@ -238,16 +275,16 @@ func (ix *Index) Counts() []KeyCount {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var out []KeyCount
-	for _, s := range ix.bySecret {
+	ix.each(func(s *secret) {
 		if n := s.allowedCurrent.Load(); n > 0 && s.hasCurrent {
 			out = append(out, KeyCount{Identity: s.identity, Allowed: n})
 		}
-		if n := s.allowedPrevious.Load(); n > 0 && s.previousUntil != 0 {
+		if n := s.allowedPrevious.Load(); n > 0 && s.previous != nil {
 			who := s.identity
-			who.KeyID = s.previous.ID()
+			who.KeyID = s.previous.digest.ID()
 			out = append(out, KeyCount{Identity: who, Allowed: n})
 		}
-	}
+	})
 	return out
 }
 
@@ -285,10 +322,14 @@ func (s Sync) Set(in SecretKeys) {
 func (s Sync) End(scope string) {
 	s.ix.mu.Lock()
 	defer s.ix.mu.Unlock()
-	for name, sec := range s.ix.bySecret {
-		if sec.gen != s.gen && (scope == "" || name.namespace == scope) {
-			s.ix.unlinkLocked(sec)
-			delete(s.ix.bySecret, name)
+	for ns, byName := range s.ix.bySecret {
+		if scope != "" && ns != scope {
+			continue
+		}
+		for name, sec := range byName {
+			if sec.gen != s.gen {
+				s.ix.deleteLocked(ns, name)
+			}
 		}
 	}
 }
