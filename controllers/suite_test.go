@@ -1,19 +1,14 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -27,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // Named timeouts: how long the operator may take, and how long "nothing
@@ -46,16 +42,11 @@ var (
 
 	// managerLogs holds everything every manager logged, at every level, to
 	// prove that no key is ever logged.
-	managerLogs = &syncBuffer{}
+	managerLogs = &testutil.SyncBuffer{}
 	stopManager func()
 )
 
-func TestControllers(t *testing.T) {
-	RegisterFailHandler(Fail)
-	suiteConfig, reporterConfig := GinkgoConfiguration()
-	reporterConfig.NoColor = reporterConfig.NoColor || os.Getenv("CI") != ""
-	RunSpecs(t, "Controllers Suite", suiteConfig, reporterConfig)
-}
+func TestControllers(t *testing.T) { testutil.RunSpecs(t, "Controllers Suite") }
 
 var _ = BeforeSuite(func() {
 	ctrl.SetLogger(zap.New(zap.WriteTo(managerLogs), zap.Level(zapcore.Level(-10)), zap.UseDevMode(true)))
@@ -70,7 +61,7 @@ var _ = BeforeSuite(func() {
 	var err error
 	restCfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
-	figure("envtest control plane start", "%.2fs", time.Since(started).Seconds())
+	figures.Add("envtest control plane start: %.2fs", time.Since(started).Seconds())
 	restCfg.QPS, restCfg.Burst = 1000, 2000
 
 	k8sClient, err = client.New(restCfg, client.Options{Scheme: scheme})
@@ -117,43 +108,10 @@ func startManagerWithContext(parent context.Context, opts Options) func() {
 	}
 }
 
-// figure prints a measured figure so it shows in `make test` output.
-func figure(name, format string, args ...any) {
-	line := fmt.Sprintf("FIGURE %s: %s", name, fmt.Sprintf(format, args...))
-	AddReportEntry(line, ReportEntryVisibilityAlways)
-	GinkgoWriter.Println(line)
-	figures = append(figures, line)
-}
+// figures are printed after the suite, so they show in `make test` output.
+var figures testutil.Figures
 
-var figures []string
-
-var _ = ReportAfterSuite("figures", func(Report) {
-	for _, f := range figures {
-		fmt.Println(f)
-	}
-})
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+var _ = ReportAfterSuite("figures", func(Report) { figures.Print() })
 
 // newNamespace gives each spec its own namespace.
-func newNamespace() string {
-	ns := &corev1.Namespace{}
-	ns.GenerateName = "octopods-test-"
-	Expect(k8sClient.Create(context.Background(), ns)).To(Succeed())
-	return ns.Name
-}
+func newNamespace() string { return testutil.NewNamespace(k8sClient, "octopods-test-") }

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -24,6 +23,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/controllers"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 const (
@@ -40,12 +40,7 @@ var (
 	ctx       = context.Background()
 )
 
-func TestWebhooks(t *testing.T) {
-	RegisterFailHandler(Fail)
-	suiteConfig, reporterConfig := GinkgoConfiguration()
-	reporterConfig.NoColor = reporterConfig.NoColor || os.Getenv("CI") != ""
-	RunSpecs(t, "Webhook Suite", suiteConfig, reporterConfig)
-}
+func TestWebhooks(t *testing.T) { testutil.RunSpecs(t, "Webhook Suite") }
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))

@@ -12,13 +12,10 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/controllers"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
-func newNamespace() string {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "octopods-webhook-"}}
-	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
-	return ns.Name
-}
+func newNamespace() string { return testutil.NewNamespace(k8sClient, "octopods-webhook-") }
 
 func workspace(ns, name string) *octopodsv1alpha1.Workspace {
 	return &octopodsv1alpha1.Workspace{

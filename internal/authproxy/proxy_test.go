@@ -120,7 +120,7 @@ var _ = Describe("Propagation of Secret changes", func() {
 		Expect(k8sClient.Delete(ctx, secret)).To(Succeed())
 		deleted := timeUntil(func() bool { return status(reverseProxy, third) == http.StatusUnauthorized }, propagationLimit)
 
-		figure("proxy propagation: new key admitted %s, rotated-away key refused %s, grace-expired key refused %s after expiry, deleted key refused %s (limit 1s)",
+		figures.Add("proxy propagation: new key admitted %s, rotated-away key refused %s, grace-expired key refused %s after expiry, deleted key refused %s (limit 1s)",
 			added.Round(10*time.Microsecond), rotated.Round(10*time.Microsecond), expired.Round(10*time.Microsecond), deleted.Round(10*time.Microsecond))
 	})
 })
@@ -196,7 +196,7 @@ var _ = Describe("Losing the API server", Serial, func() {
 		Expect(status(p, newKey())).To(Equal(http.StatusUnauthorized))
 		staleness := counter(p, "octopods_auth_proxy_key_cache_staleness_seconds")
 		Expect(staleness).To(BeNumerically(">=", time.Since(stoppedAt).Seconds()-probeInterval.Seconds()-1))
-		figure("proxy with its API server stopped for %s: the known key still admitted; staleness metric %.1fs", time.Since(stoppedAt).Round(time.Second), staleness)
+		figures.Add("proxy with its API server stopped for %s: the known key still admitted; staleness metric %.1fs", time.Since(stoppedAt).Round(time.Second), staleness)
 
 		metrics := get(p, "http://"+p.MetricsAddr()+"/metrics", nil)
 		body, _ := io.ReadAll(metrics.Body)

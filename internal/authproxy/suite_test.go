@@ -2,15 +2,12 @@ package authproxy
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +24,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // propagationLimit is the contract: a Secret change is in force within 1s.
@@ -44,22 +42,17 @@ var (
 	scheme        = runtime.NewScheme()
 	reverseProxy  *Proxy
 	forwardProxy  *Proxy
-	proxyLogs     = &lockedBuilder{}
+	proxyLogs     = &testutil.SyncBuffer{}
 	stopProxies   context.CancelFunc
 	proxiesDone   []chan struct{}
 	httpClient    = &http.Client{Timeout: 5 * time.Second}
-	suiteFigures  []string
+	figures       testutil.Figures
 	upstreamClose func()
 )
 
 // TestProxySuite runs the real proxy against a real API server; it needs
 // KUBEBUILDER_ASSETS (make test sets it).
-func TestProxySuite(t *testing.T) {
-	RegisterFailHandler(Fail)
-	suiteConfig, reporterConfig := GinkgoConfiguration()
-	reporterConfig.NoColor = reporterConfig.NoColor || os.Getenv("CI") != ""
-	RunSpecs(t, "Auth Proxy Suite", suiteConfig, reporterConfig)
-}
+func TestProxySuite(t *testing.T) { testutil.RunSpecs(t, "Auth Proxy Suite") }
 
 var _ = BeforeSuite(func() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -100,17 +93,7 @@ var _ = AfterSuite(func() {
 	}
 })
 
-var _ = ReportAfterSuite("figures", func(Report) {
-	for _, f := range suiteFigures {
-		fmt.Println(f)
-	}
-})
-
-func figure(format string, args ...any) {
-	line := "FIGURE " + fmt.Sprintf(format, args...)
-	AddReportEntry(line, ReportEntryVisibilityAlways)
-	suiteFigures = append(suiteFigures, line)
-}
+var _ = ReportAfterSuite("figures", func(Report) { figures.Print() })
 
 func startProxy(ctx context.Context, cfg *rest.Config, upstream string) *Proxy {
 	p, err := New(Config{
@@ -167,11 +150,7 @@ func call(p *Proxy, keys ...string) *http.Response {
 
 func status(p *Proxy, keys ...string) int { return call(p, keys...).StatusCode }
 
-func newNamespace() string {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "octopods-proxy-"}}
-	Expect(k8sClient.Create(context.Background(), ns)).To(Succeed())
-	return ns.Name
-}
+func newNamespace() string { return testutil.NewNamespace(k8sClient, "octopods-proxy-") }
 
 // keySecret is a Secret of the contract's shape, as the operator writes it.
 func keySecret(ns, workspace, key string) *corev1.Secret {
@@ -226,23 +205,6 @@ func counter(p *Proxy, name string, labels ...string) float64 {
 		}
 	}
 	return 0
-}
-
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

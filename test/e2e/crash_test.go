@@ -17,6 +17,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // keyHistory records every distinct key value each workspace's Secret has
@@ -90,7 +91,7 @@ var _ = Describe("Manager crashes in the middle of a batch", Serial, func() {
 
 		// Issuance of 200, with a crash after about a third.
 		start := time.Now()
-		parallel(n, workers, func(i int) {
+		testutil.Parallel(n, workers, func(i int) {
 			Expect(k8sClient.Create(ctx, workspace(ns, names[i]))).To(Succeed())
 			Expect(k8sClient.Create(ctx, apiKey(ns, names[i]))).To(Succeed())
 		})
@@ -104,13 +105,13 @@ var _ = Describe("Manager crashes in the middle of a batch", Serial, func() {
 			n, issuing.Round(time.Millisecond), crashedAt, n, float64(n)/issuing.Seconds())
 
 		// Rotation of 100 with one token each, with a crash in the middle.
-		parallel(rotated, workers, func(i int) { rotate(ns, names[i], "R1") })
+		testutil.Parallel(rotated, workers, func(i int) { rotate(ns, names[i], "R1") })
 		rotatedAt := crashWhen(func() bool { return rotatedNow() >= rotated/3 }, rotatedNow)
 		figure("rotation batch of %d: manager crashed at %d/%d rotated", rotated, rotatedAt, rotated)
 		Eventually(func() int { _, done := countTokens("R1"); return done }, 2*time.Minute, 50*time.Millisecond).Should(Equal(rotated))
 
 		// The same token applied again (a GitOps re-sync) across a restart.
-		parallel(rotated, workers, func(i int) { rotate(ns, names[i], "R1") })
+		testutil.Parallel(rotated, workers, func(i int) { rotate(ns, names[i], "R1") })
 		Expect(env.KillManager()).To(Succeed())
 		Expect(env.StartManager()).To(Succeed())
 		time.Sleep(3 * time.Second) // what would happen, has had time to happen
@@ -134,21 +135,3 @@ var _ = Describe("Manager crashes in the middle of a batch", Serial, func() {
 		}
 	})
 })
-
-func parallel(n, workers int, do func(i int)) {
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			defer GinkgoRecover()
-			for i := range next {
-				do(i)
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-}

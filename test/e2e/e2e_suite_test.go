@@ -7,9 +7,7 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -24,6 +22,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/localenv"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 const (
@@ -38,16 +37,11 @@ var (
 	k8sClient  client.Client
 	scheme     = runtime.NewScheme()
 	httpClient = &http.Client{Timeout: 5 * time.Second}
-	figures    []string
+	figures    testutil.Figures
 	root       string
 )
 
-func TestE2E(t *testing.T) {
-	RegisterFailHandler(Fail)
-	suiteConfig, reporterConfig := GinkgoConfiguration()
-	reporterConfig.NoColor = reporterConfig.NoColor || os.Getenv("CI") != ""
-	RunSpecs(t, "End-to-end Suite", suiteConfig, reporterConfig)
-}
+func TestE2E(t *testing.T) { testutil.RunSpecs(t, "End-to-end Suite") }
 
 var _ = BeforeSuite(func() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -87,14 +81,6 @@ var _ = AfterSuite(func() {
 	}
 })
 
-var _ = ReportAfterSuite("figures", func(Report) {
-	for _, f := range figures {
-		fmt.Println(f)
-	}
-})
+var _ = ReportAfterSuite("figures", func(Report) { figures.Print() })
 
-func figure(format string, args ...any) {
-	line := "FIGURE e2e: " + fmt.Sprintf(format, args...)
-	AddReportEntry(line, ReportEntryVisibilityAlways)
-	figures = append(figures, line)
-}
+func figure(format string, args ...any) { figures.Add("e2e: "+format, args...) }

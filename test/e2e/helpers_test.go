@@ -20,15 +20,12 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 var ctx = context.Background()
 
-func newNamespace() string {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
-	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
-	return ns.Name
-}
+func newNamespace() string { return testutil.NewNamespace(k8sClient, "e2e-") }
 
 func workspace(ns, name string) *octopodsv1alpha1.Workspace {
 	return &octopodsv1alpha1.Workspace{
