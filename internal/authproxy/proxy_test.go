@@ -2,6 +2,18 @@ package authproxy
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"io"
 	"net/http"
 	"time"
@@ -205,3 +217,63 @@ var _ = Describe("Losing the API server", Serial, func() {
 		_ = env.ControlPlane.Etcd.Stop()
 	})
 })
+
+var _ = Describe("HTTPS", func() {
+	It("serves traffic over TLS with the given certificate", func() {
+		dir := GinkgoT().TempDir()
+		certFile, keyFile, pool := selfSignedCert(dir)
+		p, err := New(Config{
+			ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0",
+			TLSCertFile: certFile, TLSKeyFile: keyFile,
+		}, restCfg, slog.New(slog.NewJSONHandler(GinkgoWriter, nil)))
+		Expect(err).NotTo(HaveOccurred())
+		pctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer GinkgoRecover(); defer close(done); Expect(p.Run(pctx)).To(Succeed()) }()
+		DeferCleanup(func() { cancel(); <-done })
+
+		ns, key := newNamespace(), newKey()
+		Expect(k8sClient.Create(ctx, keySecret(ns, "acme", key))).To(Succeed())
+		tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+		Eventually(func() int {
+			req, _ := http.NewRequest(http.MethodGet, "https://"+p.Addr()+"/", nil)
+			req.Header.Set(HeaderAuth, key)
+			res, err := tlsClient.Do(req)
+			if err != nil {
+				return 0
+			}
+			_ = res.Body.Close()
+			return res.StatusCode
+		}, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
+
+		res, err := httpClient.Get("http://" + p.Addr() + "/")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.StatusCode).To(Equal(http.StatusBadRequest), "plain HTTP is refused by the TLS listener")
+		_ = res.Body.Close()
+	})
+})
+
+// selfSignedCert writes a certificate for 127.0.0.1 and returns its files
+// and a pool that trusts it.
+func selfSignedCert(dir string) (string, string, *x509.CertPool) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "auth-proxy"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	Expect(err).NotTo(HaveOccurred())
+	keyDER, err := x509.MarshalECPrivateKey(priv)
+	Expect(err).NotTo(HaveOccurred())
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	Expect(os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)).To(Succeed())
+	Expect(os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)).To(Succeed())
+	cert, err := x509.ParseCertificate(der)
+	Expect(err).NotTo(HaveOccurred())
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
