@@ -116,7 +116,3 @@ func clientNegotiator() runtime.NegotiatedSerializer {
 func metav1ListOptions() metav1.ListOptions {
 	return metav1.ListOptions{FieldSelector: "type=" + octopodsv1alpha1.SecretType}
 }
-
-func metav1ApplyOptions() metav1.ApplyOptions {
-	return metav1.ApplyOptions{FieldManager: "octopods-e2e", Force: true, DryRun: []string{metav1.DryRunAll}}
-}

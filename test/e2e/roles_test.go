@@ -1,0 +1,109 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// as returns a client that acts as user, bound in ns to clusterRole.
+func as(ns, user, clusterRole string) client.Client {
+	Expect(k8sClient.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: clusterRole},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
+	})).To(Succeed())
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+var _ = Describe("The three kinds of people", Ordered, func() {
+	var ns string
+	var editor, viewer, rotator client.Client
+
+	BeforeAll(func() {
+		for _, f := range []string{"workspace_editor_role.yaml", "workspace_viewer_role.yaml", "key_rotator_role.yaml", "key_rotator_policy.yaml"} {
+			data, err := os.ReadFile(filepath.Join(root, "config", "rbac", f))
+			Expect(err).NotTo(HaveOccurred())
+			applyYAML(data, false, func(schema.GroupVersionKind) bool { return false })
+		}
+		ns = newNamespace()
+		editor = as(ns, "member@acme.example", "workspace-editor")
+		viewer = as(ns, "viewer@acme.example", "workspace-viewer")
+		rotator = as(ns, "support@octopods.example", "key-rotator")
+	})
+
+	It("lets an editor create a workspace and its key, and copy the key", func() {
+		Eventually(func() error { return editor.Create(ctx, workspace(ns, "acme")) }, issueTimeout, 100*time.Millisecond).Should(Succeed())
+		Expect(editor.Create(ctx, apiKey(ns, "acme"))).To(Succeed())
+		waitIssued(ns, "acme")
+		s := &corev1.Secret{}
+		Expect(editor.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme-api-key"}, s)).To(Succeed())
+		Expect(string(s.Data["api-key"])).To(HavePrefix("opk_"))
+	})
+
+	It("shows a viewer workspaces and key IDs, never a key", func() {
+		list := &octopodsv1alpha1.WorkspaceAPIKeyList{}
+		Expect(viewer.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		Expect(list.Items).To(HaveLen(1))
+		Expect(list.Items[0].Status.KeyID).NotTo(BeEmpty())
+		err := viewer.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme-api-key"}, &corev1.Secret{})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+		k := keyOf(Default, ns, "acme")
+		patch := client.MergeFrom(k.DeepCopy())
+		k.Annotations = map[string]string{octopodsv1alpha1.RotateAnnotation: "viewer-try"}
+		Expect(apierrors.IsForbidden(viewer.Patch(ctx, k, patch))).To(BeTrue())
+	})
+
+	It("lets support rotate a key, but not change its spec or read it", func() {
+		old := string(secretOf(Default, ns, "acme").Data["api-key"])
+		k := keyOf(Default, ns, "acme")
+		patch := client.MergeFrom(k.DeepCopy())
+		if k.Annotations == nil {
+			k.Annotations = map[string]string{}
+		}
+		k.Annotations[octopodsv1alpha1.RotateAnnotation] = "TICKET-42"
+		Expect(rotator.Patch(ctx, k, patch)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(string(secretOf(g, ns, "acme").Data["api-key"])).NotTo(Equal(old))
+		}, issueTimeout, pollEvery).Should(Succeed())
+
+		k = keyOf(Default, ns, "acme")
+		patch = client.MergeFrom(k.DeepCopy())
+		k.Spec.RotationGracePeriod = &metav1.Duration{Duration: 24 * time.Hour}
+		err := rotator.Patch(ctx, k, patch)
+		Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring("may only rotate"))
+
+		err = rotator.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme-api-key"}, &corev1.Secret{})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+	})
+
+	It("still lets an editor change a key's spec", func() {
+		Eventually(func() error {
+			k := &octopodsv1alpha1.WorkspaceAPIKey{}
+			if err := editor.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme"}, k); err != nil {
+				return err
+			}
+			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+			return editor.Update(ctx, k)
+		}, issueTimeout, 100*time.Millisecond).Should(Succeed())
+	})
+})
