@@ -49,6 +49,7 @@ type Env struct {
 	Kubeconfig string
 
 	testEnv *envtest.Environment
+	lock    *os.File
 	manager *process
 	proxy   *process
 	echo    *http.Server
@@ -65,11 +66,28 @@ const readyTimeout = 60 * time.Second
 
 // Start brings everything up. It first clears what a crashed earlier run
 // may have left in Dir: processes still running from it, and its data.
-func Start(ctx context.Context, o Options) (*Env, error) {
+func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	e := &Env{Options: o, Kubeconfig: filepath.Join(o.Dir, "kubeconfig")}
+	defer func() {
+		if err != nil && e.lock != nil {
+			_ = e.lock.Close()
+		}
+	}()
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	// One run per directory: a second one would kill the first's processes
+	// as stale. The kernel drops the lock when its holder dies, so a crashed
+	// run never blocks the next.
+	lock, err := os.OpenFile(filepath.Join(o.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("another run is using %s; stop it first (Ctrl-C in its terminal)", o.Dir)
+	}
+	e.lock = lock
 	if n := killStale(o.Dir); n > 0 {
 		e.step("stopped %d processes left running by an earlier run", n)
 	}
@@ -177,6 +195,9 @@ func (e *Env) Stop() {
 	}
 	if e.testEnv != nil {
 		_ = e.testEnv.Stop()
+	}
+	if e.lock != nil {
+		_ = e.lock.Close() // releases the flock
 	}
 }
 
