@@ -119,8 +119,9 @@ uninstall: manifests kustomize ## Uninstall the CRDs.
 	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
 
 .PHONY: deploy
-deploy: manifests kustomize ## Deploy the operator with image IMG.
+deploy: manifests kustomize ## Deploy the operator and the auth proxy with image IMG (needs cert-manager).
 	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	cd config/auth-proxy && $(KUSTOMIZE) edit set image controller=$(IMG)
 	$(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
