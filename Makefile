@@ -94,7 +94,7 @@ run-local: build ## Run everything locally with no cluster: control plane, manag
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager against the cluster in ~/.kube/config.
-	ENABLE_WEBHOOKS=$(ENABLE_WEBHOOKS) go run ./cmd/manager --metrics-bind-address=:18080 --health-probe-bind-address=:18081
+	ENABLE_WEBHOOKS=$(ENABLE_WEBHOOKS) go run ./cmd/manager --metrics-bind-address=:18080 --metrics-secure=false --health-probe-bind-address=:18081
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

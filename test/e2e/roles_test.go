@@ -48,6 +48,18 @@ var _ = Describe("The three kinds of people", Ordered, func() {
 		editor = as(ns, "member@acme.example", "workspace-editor")
 		viewer = as(ns, "viewer@acme.example", "workspace-viewer")
 		rotator = as(ns, "support@octopods.example", "key-rotator")
+
+		// The API server loads a new admission policy asynchronously: wait
+		// until it refuses a probe before the specs rely on it.
+		probeNS := newNamespace()
+		probe := as(probeNS, "probe@octopods.example", "key-rotator")
+		Expect(k8sClient.Create(ctx, apiKey(probeNS, "probe"))).To(Succeed())
+		Eventually(func() error {
+			k := keyOf(Default, probeNS, "probe")
+			patch := client.MergeFrom(k.DeepCopy())
+			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: time.Duration(time.Now().UnixNano()%3600) * time.Second}
+			return probe.Patch(ctx, k, patch)
+		}, issueTimeout, 200*time.Millisecond).Should(MatchError(ContainSubstring("may only rotate")))
 	})
 
 	It("lets an editor create a workspace and its key, and copy the key", func() {
