@@ -2,6 +2,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"os"
 
@@ -26,12 +27,17 @@ import (
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 func metricsOptions(addr string, secure bool) metricsserver.Options {
-	o := metricsserver.Options{BindAddress: addr, SecureServing: secure}
+	o := metricsserver.Options{BindAddress: addr, SecureServing: secure, TLSOpts: []func(*tls.Config){http1Only}}
 	if secure {
 		o.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	return o
 }
+
+// http1Only turns HTTP/2 off on the metrics and webhook servers, as
+// kubebuilder does by default: HTTP/2 stream resets (CVE-2023-44487) are a
+// denial of service, and neither server needs HTTP/2.
+func http1Only(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }
 
 func main() {
 	var (
@@ -71,7 +77,7 @@ func main() {
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "octopods-operator.octopods.io",
-		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{CertDir: webhookCertDir, Port: webhookPort}),
+		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{CertDir: webhookCertDir, Port: webhookPort, TLSOpts: []func(*tls.Config){http1Only}}),
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")

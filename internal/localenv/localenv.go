@@ -162,7 +162,7 @@ func (e *Env) StartManager() error {
 	var err error
 	e.manager, err = e.launch("manager", e.ManagerBin, []string{"ENABLE_WEBHOOKS=true"},
 		"--kubeconfig", e.Kubeconfig,
-		"--metrics-bind-address", e.ManagerMetricsAddress, "--metrics-secure=false", "--health-probe-bind-address", e.ManagerProbeAddress,
+		"--metrics-bind-address", e.ManagerMetricsAddress, "--health-probe-bind-address", e.ManagerProbeAddress,
 		"--webhook-cert-dir", wio.LocalServingCertDir, "--webhook-port", strconv.Itoa(wio.LocalServingPort))
 	if err == nil {
 		err = waitReady(context.Background(), "http://"+e.ManagerProbeAddress+"/readyz", e.manager)
