@@ -87,10 +87,12 @@ func (s *Source) follow(ctx context.Context, ns string, synced *atomic.Bool) {
 		for ctx.Err() == nil {
 			rv, err = s.watch(ctx, ns, rv)
 			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-				break
+				break // too far behind: list again
 			}
 			if err != nil {
 				retry()
+			} else {
+				delay = minRetryDelay // the watch ran and ended normally
 			}
 		}
 	}
