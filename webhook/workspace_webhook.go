@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -37,10 +36,8 @@ func (v WorkspaceValidator) ValidateDelete(ctx context.Context, ws *octopodsv1al
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
 	err := v.Reader.Get(ctx, types.NamespacedName{Namespace: ws.Namespace, Name: ws.Name}, key)
 	switch {
-	case apierrors.IsNotFound(err):
-		return nil, nil
 	case err != nil:
-		// Advice only: never refuse a deletion because a lookup failed.
+		// No key, or a failed lookup: this is advice, never a refusal.
 		return nil, nil
 	case key.Status.KeyID != "":
 		return admission.Warnings{fmt.Sprintf(

@@ -41,8 +41,6 @@ const (
 	// RotatedAtAnnotation (RFC 3339) is when a rotation token last replaced the key.
 	RotatedAtAnnotation = "octopods.io/rotated-at"
 
-	// MaxRotationGracePeriod caps how long a replaced key may keep working.
-	MaxRotationGracePeriod = "24h"
 	// SecretNameSuffix makes the default Secret name: <workspaceName>-api-key.
 	SecretNameSuffix = "-api-key"
 )

@@ -85,25 +85,24 @@ func NewHandler(ix *keyindex.Index, ready func() bool, m *Metrics, log *slog.Log
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	if !h.Ready() {
-		h.Metrics.observe(OutcomeNotReady, start, h.now())
+		h.Metrics.observe(h.Metrics.notReady, start, h.now())
 		writeBody(w, http.StatusServiceUnavailable, bodyNotReady, h.proxy == nil)
 		return
 	}
 	result, who, presented := Authorize(h.Index, r.Header, start)
 	if result != keyindex.Allowed {
-		outcome := OutcomeInvalidKey
+		outcome, counter := OutcomeInvalidKey, h.Metrics.invalidKey
 		if result == keyindex.Missing {
-			outcome = OutcomeMissingKey
+			outcome, counter = OutcomeMissingKey, h.Metrics.missingKey
 		}
-		h.Metrics.observe(outcome, start, h.now())
+		h.Metrics.observe(counter, start, h.now())
 		h.refuse(w, r, outcome, presented)
 		return
 	}
-	h.Metrics.observe(OutcomeAllowed, start, h.now())
+	h.Metrics.observe(h.Metrics.allowed, start, h.now())
 
-	hdr := w.Header()
 	if h.proxy == nil {
-		setIdentity(hdr, who)
+		setIdentity(w.Header(), who)
 		w.WriteHeader(http.StatusOK)
 		return
 	}

@@ -10,11 +10,11 @@ import (
 )
 
 // Metrics are the proxy's Prometheus metrics. Counters per outcome are
-// resolved once, so the request path does no label lookups.
+// resolved once, so the request path does no label or map lookups.
 type Metrics struct {
-	Registry *prometheus.Registry
-	outcomes map[string]prometheus.Counter
-	latency  prometheus.Observer
+	Registry                                  *prometheus.Registry
+	allowed, missingKey, invalidKey, notReady prometheus.Counter
+	latency                                   prometheus.Observer
 	// LastUsedWrites counts status.lastUsedTime patches by result.
 	LastUsedWrites *prometheus.CounterVec
 }
@@ -49,15 +49,19 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	m := &Metrics{Registry: reg, outcomes: map[string]prometheus.Counter{}, latency: latency, LastUsedWrites: lastUsed}
-	for _, o := range []string{OutcomeAllowed, OutcomeMissingKey, OutcomeInvalidKey, OutcomeNotReady} {
-		m.outcomes[o] = requests.WithLabelValues(o)
+	return &Metrics{
+		Registry:       reg,
+		allowed:        requests.WithLabelValues(OutcomeAllowed),
+		missingKey:     requests.WithLabelValues(OutcomeMissingKey),
+		invalidKey:     requests.WithLabelValues(OutcomeInvalidKey),
+		notReady:       requests.WithLabelValues(OutcomeNotReady),
+		latency:        latency,
+		LastUsedWrites: lastUsed,
 	}
-	return m
 }
 
-func (m *Metrics) observe(outcome string, start, end time.Time) {
-	m.outcomes[outcome].Inc()
+func (m *Metrics) observe(outcome prometheus.Counter, start, end time.Time) {
+	outcome.Inc()
 	m.latency.Observe(end.Sub(start).Seconds())
 }
 

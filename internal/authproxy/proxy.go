@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -115,16 +114,12 @@ func (p *Proxy) ProbeAddr() string { return p.probes.Addr().String() }
 // MetricsAddr is the metrics listener's address.
 func (p *Proxy) MetricsAddr() string { return p.metrics.Addr().String() }
 
-// Handler is the request handler (for benchmarks and tests).
-func (p *Proxy) Handler() *Handler { return p.handler }
-
 // Run serves until ctx ends, then drains: readiness fails first, in-flight
 // requests finish, and pending lastUsedTime writes are flushed.
 func (p *Proxy) Run(ctx context.Context) error {
 	sourceCtx, stopSource := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSource()
 	p.Source.Run(sourceCtx)
-	go p.releaseListMemory(sourceCtx)
 	flushDone := make(chan struct{})
 	go func() { defer close(flushDone); p.flusher.Run(sourceCtx) }()
 
@@ -182,22 +177,6 @@ func (p *Proxy) Run(ctx context.Context) error {
 	<-flushDone
 	p.log.Info("auth proxy stopped")
 	return runErr
-}
-
-// releaseListMemory hands the garbage of the first full list back to the OS:
-// with 100k keys it is several times the index itself, and the Go runtime
-// would otherwise keep it resident for minutes.
-func (p *Proxy) releaseListMemory(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for !p.Source.Synced() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-	debug.FreeOSMemory()
 }
 
 func (p *Proxy) mode() string {

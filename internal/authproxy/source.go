@@ -3,6 +3,8 @@ package authproxy
 import (
 	"context"
 	"math/rand/v2"
+	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +37,7 @@ type Source struct {
 	// lastConfirmed is when the cache was last known to match the API
 	// server (unix nanoseconds).
 	lastConfirmed atomic.Int64
+	releaseOnce   sync.Once
 }
 
 // Paging and retry of the list/watch loop.
@@ -83,6 +86,12 @@ func (s *Source) follow(ctx context.Context, ns string, synced *atomic.Bool) {
 		}
 		synced.Store(true)
 		s.confirm()
+		if s.Synced() {
+			// Hand the garbage of the first full lists back to the OS: with
+			// 100k keys it is several times the index, and the Go runtime
+			// would otherwise keep it resident for minutes.
+			s.releaseOnce.Do(debug.FreeOSMemory)
+		}
 		delay = minRetryDelay
 		for ctx.Err() == nil {
 			rv, err = s.watch(ctx, ns, rv)
