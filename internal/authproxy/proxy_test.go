@@ -37,7 +37,10 @@ var _ = Describe("Refusals through the real proxy", func() {
 	BeforeEach(func() {
 		ns, key = newNamespace(), newKey()
 		Expect(k8sClient.Create(ctx, keySecret(ns, "acme", key))).To(Succeed())
-		Eventually(func() int { return status(reverseProxy, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+		// Each proxy has its own watch: wait until both have seen the key.
+		for _, p := range []*Proxy{reverseProxy, forwardProxy} {
+			Eventually(func() int { return status(p, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+		}
 	})
 
 	DescribeTable("answers 401 with the reason, in both modes",
