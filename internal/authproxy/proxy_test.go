@@ -122,7 +122,7 @@ var _ = Describe("Propagation of Secret changes", func() {
 		// Rotation with a grace period: the previous key works until its
 		// previous-valid-until, then stops without any API change.
 		third := newKey()
-		until := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
+		until := time.Now().Add(3 * time.Second).Truncate(time.Second).Add(time.Second)
 		secret.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(third)
 		secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey] = []byte(second)
 		secret.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation] = until.Format(time.RFC3339)
