@@ -29,13 +29,16 @@ const (
 
 // Config is what the auth-proxy flags set.
 type Config struct {
-	ListenAddress         string
-	Upstream              string // empty: forward-auth mode
-	Namespaces            []string
-	HealthProbeAddress    string
-	MetricsAddress        string
-	TLSCertFile           string
-	TLSKeyFile            string
+	ListenAddress      string
+	Upstream           string // empty: forward-auth mode
+	Namespaces         []string
+	HealthProbeAddress string
+	MetricsAddress     string
+	TLSCertFile        string
+	TLSKeyFile         string
+	// TLSCheckInterval is how often the certificate files are checked for
+	// a renewal; zero means DefaultCertCheckInterval.
+	TLSCheckInterval      time.Duration
 	LastUsedFlushInterval time.Duration
 	// ShutdownDelay keeps serving, with /readyz failing, so load balancers
 	// stop sending traffic before the listener closes.
@@ -51,6 +54,7 @@ type Proxy struct {
 	Metrics  *Metrics
 	flusher  *LastUsedFlusher
 	handler  *Handler
+	cert     *certReloader // nil without TLS
 	log      *slog.Logger
 	stopping atomic.Bool
 
@@ -83,6 +87,14 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		}
 	}
 	p.handler = NewHandler(p.Index, p.Source.Synced, p.Metrics, log, upstream, UpstreamTransport())
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		if p.cert, err = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log); err != nil {
+			return nil, err
+		}
+		if p.cfg.TLSCheckInterval <= 0 {
+			p.cfg.TLSCheckInterval = DefaultCertCheckInterval
+		}
+	}
 
 	for _, l := range []struct {
 		addr string
@@ -139,10 +151,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		NewHTTPServer(p.handler, p.log), NewHTTPServer(probeMux, p.log), NewHTTPServer(metricsMux, p.log),
 	}
 	errs := make(chan error, len(servers))
-	serve := func(s *http.Server, l net.Listener, tlsOn bool) {
+	serve := func(s *http.Server, l net.Listener) {
 		var err error
-		if tlsOn {
-			err = s.ServeTLS(l, p.cfg.TLSCertFile, p.cfg.TLSKeyFile)
+		if s.TLSConfig != nil {
+			err = s.ServeTLS(l, "", "") // the certificate comes from GetCertificate
 		} else {
 			err = s.Serve(l)
 		}
@@ -150,13 +162,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 			errs <- err
 		}
 	}
-	tlsOn := p.cfg.TLSCertFile != "" || p.cfg.TLSKeyFile != ""
-	if tlsOn {
-		servers[0].TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if p.cert != nil {
+		servers[0].TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: p.cert.getCertificate}
+		go p.cert.run(sourceCtx, p.cfg.TLSCheckInterval)
 	}
-	go serve(servers[0], p.traffic, tlsOn)
-	go serve(servers[1], p.probes, false)
-	go serve(servers[2], p.metrics, false)
+	go serve(servers[0], p.traffic)
+	go serve(servers[1], p.probes)
+	go serve(servers[2], p.metrics)
 	p.log.Info("auth proxy started", "address", p.Addr(), "mode", p.mode(), "namespaces", p.cfg.Namespaces)
 
 	var runErr error

@@ -222,12 +222,13 @@ var _ = Describe("Losing the API server", Serial, func() {
 })
 
 var _ = Describe("HTTPS", func() {
-	It("serves traffic over TLS with the given certificate", func() {
+	It("serves traffic over TLS with the given certificate, and picks up a renewed one without a restart", func() {
 		dir := GinkgoT().TempDir()
-		certFile, keyFile, pool := selfSignedCert(dir)
+		pool := x509.NewCertPool()
+		certFile, keyFile := selfSignedCert(dir, 1, pool)
 		p, err := New(Config{
 			ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0",
-			TLSCertFile: certFile, TLSKeyFile: keyFile,
+			TLSCertFile: certFile, TLSKeyFile: keyFile, TLSCheckInterval: certCheckInterval,
 		}, restCfg, slog.New(slog.NewJSONHandler(GinkgoWriter, nil)))
 		Expect(err).NotTo(HaveOccurred())
 		pctx, cancel := context.WithCancel(context.Background())
@@ -238,16 +239,29 @@ var _ = Describe("HTTPS", func() {
 		ns, key := newNamespace(), newKey()
 		Expect(k8sClient.Create(ctx, keySecret(ns, "acme", key))).To(Succeed())
 		tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-		Eventually(func() int {
+		// served returns the status and the serial of the certificate served.
+		served := func() (int, int64) {
+			tlsClient.CloseIdleConnections() // a new handshake each time
 			req, _ := http.NewRequest(http.MethodGet, "https://"+p.Addr()+"/", nil)
 			req.Header.Set(HeaderAuth, key)
 			res, err := tlsClient.Do(req)
 			if err != nil {
-				return 0
+				return 0, 0
 			}
 			_ = res.Body.Close()
-			return res.StatusCode
-		}, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
+			return res.StatusCode, res.TLS.PeerCertificates[0].SerialNumber.Int64()
+		}
+		Eventually(func() int { code, _ := served(); return code }, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
+		_, serial := served()
+		Expect(serial).To(BeEquivalentTo(1))
+
+		// A renewal, as the kubelet publishes one: new files swapped in.
+		renewed := filepath.Join(dir, "renewed")
+		Expect(os.Mkdir(renewed, 0o700)).To(Succeed())
+		newCert, newKey := selfSignedCert(renewed, 2, pool)
+		Expect(os.Rename(newKey, keyFile)).To(Succeed())
+		Expect(os.Rename(newCert, certFile)).To(Succeed())
+		Eventually(func() int64 { _, s := served(); return s }, 3*certCheckInterval+time.Second, pollEvery).Should(BeEquivalentTo(2))
 
 		res, err := httpClient.Get("http://" + p.Addr() + "/")
 		Expect(err).NotTo(HaveOccurred())
@@ -256,13 +270,13 @@ var _ = Describe("HTTPS", func() {
 	})
 })
 
-// selfSignedCert writes a certificate for 127.0.0.1 and returns its files
-// and a pool that trusts it.
-func selfSignedCert(dir string) (string, string, *x509.CertPool) {
+// selfSignedCert writes a certificate for 127.0.0.1 with the given serial,
+// adds it to pool, and returns its files.
+func selfSignedCert(dir string, serial int64, pool *x509.CertPool) (string, string) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	Expect(err).NotTo(HaveOccurred())
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "auth-proxy"},
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "auth-proxy"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -276,7 +290,6 @@ func selfSignedCert(dir string) (string, string, *x509.CertPool) {
 	Expect(os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)).To(Succeed())
 	cert, err := x509.ParseCertificate(der)
 	Expect(err).NotTo(HaveOccurred())
-	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return certFile, keyFile, pool
+	return certFile, keyFile
 }

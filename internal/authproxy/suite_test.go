@@ -33,6 +33,8 @@ const (
 	syncTimeout      = 20 * time.Second
 	flushInterval    = 500 * time.Millisecond
 	pollEvery        = 5 * time.Millisecond
+	// certCheckInterval is short so a certificate renewal shows in a test.
+	certCheckInterval = 200 * time.Millisecond
 )
 
 var (
