@@ -94,6 +94,9 @@ type SecretTemplate struct {
 }
 
 // WorkspaceAPIKeyStatus describes the issued key by its public ID only.
+// lastUsedTime only moves forward: each auth proxy replica writes the uses it
+// saw, and the API server keeps the latest whatever the order of the writes.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastUsedTime) || (has(self.lastUsedTime) && self.lastUsedTime >= oldSelf.lastUsedTime)",message="lastUsedTime never moves backwards"
 type WorkspaceAPIKeyStatus struct {
 	// secretName is the Secret that holds the key.
 	// +optional

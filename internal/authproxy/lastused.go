@@ -23,6 +23,8 @@ const lastUsedWriters = 4
 
 // LastUsedFlusher writes the keys this replica admitted into their
 // WorkspaceAPIKey's status.lastUsedTime with a merge patch of that one field.
+// Replicas need no coordination: the CRD refuses a write that would move the
+// time backwards.
 type LastUsedFlusher struct {
 	Index    *keyindex.Index
 	Client   rest.Interface // for the octopods.io/v1alpha1 group
@@ -76,6 +78,11 @@ func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) {
 	case err == nil:
 		u.Flushed()
 		f.Metrics.LastUsedWrites.WithLabelValues("ok").Inc()
+	case apierrors.IsInvalid(err):
+		// The CRD keeps lastUsedTime from moving backwards: another replica
+		// already recorded a later use.
+		u.Flushed()
+		f.Metrics.LastUsedWrites.WithLabelValues("superseded").Inc()
 	case apierrors.IsNotFound(err):
 		// The key is gone (or its Secret is not the operator's): nothing to record.
 		u.Flushed()

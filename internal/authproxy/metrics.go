@@ -34,7 +34,7 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration) *Metrics {
 	})
 	lastUsed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "octopods_auth_proxy_last_used_writes_total",
-		Help: "status.lastUsedTime patches of WorkspaceAPIKeys, by result.",
+		Help: "status.lastUsedTime patches of WorkspaceAPIKeys, by result: ok, superseded (a later use already recorded), not_found, error.",
 	}, []string{"result"})
 	reg.MustRegister(requests, latency, lastUsed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -170,6 +170,32 @@ var _ = Describe("lastUsedTime", func() {
 	})
 })
 
+var _ = Describe("lastUsedTime across replicas", func() {
+	It("never moves backwards: a replica flushing an older use is superseded", func() {
+		ns, key := newNamespace(), newKey()
+		wak := &octopodsv1alpha1.WorkspaceAPIKey{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"},
+			Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: "acme"},
+		}
+		Expect(k8sClient.Create(ctx, wak)).To(Succeed())
+		Expect(k8sClient.Create(ctx, keySecret(ns, "acme", key))).To(Succeed())
+		// Another replica, or one whose clock runs ahead, recorded a later use.
+		later := metav1.NewTime(time.Now().Add(time.Hour).Truncate(time.Second))
+		wak.Status.LastUsedTime = &later
+		Expect(k8sClient.Status().Update(ctx, wak)).To(Succeed())
+
+		supersededBefore := counter(reverseProxy, "octopods_auth_proxy_last_used_writes_total", "result", "superseded")
+		Eventually(func() int { return status(reverseProxy, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+		Eventually(func() float64 {
+			return counter(reverseProxy, "octopods_auth_proxy_last_used_writes_total", "result", "superseded")
+		}, 5*flushInterval+time.Second, pollEvery).Should(BeNumerically(">", supersededBefore))
+
+		got := &octopodsv1alpha1.WorkspaceAPIKey{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(wak), got)).To(Succeed())
+		Expect(got.Status.LastUsedTime.Time).To(BeTemporally("==", later.Time))
+	})
+})
+
 var _ = Describe("Readiness", func() {
 	It("answers 503 to everything, and fails /readyz, until the first sync", func() {
 		unreachable := rest.CopyConfig(restCfg)
