@@ -1,0 +1,191 @@
+package authproxy
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/keyindex"
+)
+
+// scriptedSecrets is a SecretsClient that answers lists from a script and
+// hands each watch to the test, recording the resourceVersion asked for.
+type scriptedSecrets struct {
+	mu       sync.Mutex
+	lists    []*corev1.SecretList // one per List call; the last repeats
+	listRVs  []string
+	watchRVs []string
+	watches  chan *watch.FakeWatcher
+}
+
+func newScriptedSecrets(lists ...*corev1.SecretList) *scriptedSecrets {
+	return &scriptedSecrets{lists: lists, watches: make(chan *watch.FakeWatcher, 8)}
+}
+
+func (c *scriptedSecrets) List(_ context.Context, _ string, opts metav1.ListOptions) (*corev1.SecretList, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if opts.Limit == 1 { // the Source's liveness probe
+		return &corev1.SecretList{}, nil
+	}
+	page := c.lists[min(len(c.listRVs), len(c.lists)-1)]
+	c.listRVs = append(c.listRVs, page.ResourceVersion)
+	return page.DeepCopy(), nil
+}
+
+func (c *scriptedSecrets) Watch(_ context.Context, _ string, opts metav1.ListOptions) (watch.Interface, error) {
+	c.mu.Lock()
+	c.watchRVs = append(c.watchRVs, opts.ResourceVersion)
+	c.mu.Unlock()
+	w := watch.NewFakeWithChanSize(8, false)
+	c.watches <- w
+	return w, nil
+}
+
+func (c *scriptedSecrets) calls() (lists, watches []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.listRVs...), append([]string(nil), c.watchRVs...)
+}
+
+func (c *scriptedSecrets) nextWatch(t *testing.T) *watch.FakeWatcher {
+	t.Helper()
+	select {
+	case w := <-c.watches:
+		return w
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Source did not watch")
+		return nil
+	}
+}
+
+func secretList(rv string, secrets ...*corev1.Secret) *corev1.SecretList {
+	l := &corev1.SecretList{ListMeta: metav1.ListMeta{ResourceVersion: rv}}
+	for _, s := range secrets {
+		l.Items = append(l.Items, *s)
+	}
+	return l
+}
+
+func fakeKeySecret(name, rv, key string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: name, ResourceVersion: rv,
+			Labels: map[string]string{octopodsv1alpha1.WorkspaceLabel: name}},
+		Type: octopodsv1alpha1.SecretType,
+		Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte(key)},
+	}
+}
+
+func mustKey(t *testing.T) string {
+	t.Helper()
+	k, err := apikey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// eventuallyAdmits waits until each key's lookup gives want.
+func eventuallyAdmits(t *testing.T, ix *keyindex.Index, want map[string]bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		wrong := ""
+		for key, admitted := range want {
+			if r, _ := ix.Lookup(key, time.Now()); (r == keyindex.Allowed) != admitted {
+				wrong = apikey.ID(key)
+			}
+		}
+		if wrong == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key %s: lookup still not as expected", wrong)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// An expired watch (410 Gone, after etcd compaction) must lead to a full
+// relist that also forgets what was deleted while the proxy was not
+// watching, then a watch from the new list's resourceVersion.
+func TestSourceRelistsAfterTheWatchExpires(t *testing.T) {
+	a, b, b2, c := mustKey(t), mustKey(t), mustKey(t), mustKey(t)
+	client := newScriptedSecrets(
+		secretList("10", fakeKeySecret("alpha", "5", a), fakeKeySecret("beta", "6", b)),
+		// Meanwhile alpha was deleted, beta rotated and gamma created,
+		// none of it seen by the expired watch.
+		secretList("20", fakeKeySecret("beta", "15", b2), fakeKeySecret("gamma", "18", c)),
+	)
+	ix := keyindex.New()
+	src := NewSource(ix, client, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src.Run(ctx)
+
+	first := client.nextWatch(t)
+	eventuallyAdmits(t, ix, map[string]bool{a: true, b: true, b2: false, c: false})
+	first.Error(&apierrors.NewResourceExpired("too old resource version: 10 (12)").ErrStatus)
+
+	second := client.nextWatch(t)
+	eventuallyAdmits(t, ix, map[string]bool{a: false, b: false, b2: true, c: true})
+	lists, watches := client.calls()
+	if want := []string{"10", "20"}; !slices.Equal(lists, want) || !slices.Equal(watches, want) {
+		t.Fatalf("lists %v and watches from %v; want both %v", lists, watches, want)
+	}
+	if !src.Synced() {
+		t.Fatal("a relist must not make the proxy unready")
+	}
+	second.Stop()
+}
+
+// A watch that ends normally (server timeout) resumes from the last
+// resourceVersion it saw, bookmarks included, without a relist.
+func TestSourceResumesAWatchFromItsLastResourceVersion(t *testing.T) {
+	a, a2 := mustKey(t), mustKey(t)
+	client := newScriptedSecrets(secretList("10", fakeKeySecret("alpha", "5", a)))
+	ix := keyindex.New()
+	src := NewSource(ix, client, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src.Run(ctx)
+
+	first := client.nextWatch(t)
+	first.Modify(fakeKeySecret("alpha", "11", a2))
+	first.Action(watch.Bookmark, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "15"}})
+	eventuallyAdmits(t, ix, map[string]bool{a: false, a2: true})
+	first.Stop()
+
+	client.nextWatch(t)
+	lists, watches := client.calls()
+	if !slices.Equal(lists, []string{"10"}) || !slices.Equal(watches, []string{"10", "15"}) {
+		t.Fatalf("lists %v, watches from %v; want one list and watches from [10 15]", lists, watches)
+	}
+}
+
+// Any other watch error is retried from the same resourceVersion: only 410
+// may cost a relist of every key Secret.
+func TestSourceRetriesOtherWatchErrorsWithoutRelisting(t *testing.T) {
+	client := newScriptedSecrets(secretList("10"))
+	src := NewSource(keyindex.New(), client, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src.Run(ctx)
+
+	client.nextWatch(t).Error(&apierrors.NewGenericServerResponse(http.StatusInternalServerError, "watch", corev1.Resource("secrets"), "", "etcd unavailable", 0, true).ErrStatus)
+	client.nextWatch(t)
+	lists, watches := client.calls()
+	if !slices.Equal(lists, []string{"10"}) || !slices.Equal(watches, []string{"10", "10"}) {
+		t.Fatalf("lists %v, watches from %v; want one list and two watches from 10", lists, watches)
+	}
+}
