@@ -124,7 +124,7 @@ var _ = Describe("A user's journey", Ordered, func() {
 	It("rotates with grace: both keys work until the grace period ends", func() {
 		Eventually(func() error {
 			k := keyOf(Default, ns, "acme")
-			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: 3 * time.Second}
+			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: 5 * time.Second}
 			return k8sClient.Update(ctx, k)
 		}, issueTimeout, pollEvery).Should(Succeed())
 		old := acmeKey
@@ -136,7 +136,7 @@ var _ = Describe("A user's journey", Ordered, func() {
 		}, issueTimeout, pollEvery).Should(Succeed())
 		Eventually(func() int { return status(acmeKey) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 		Expect(status(old)).To(Equal(http.StatusOK), "the previous key works during the grace period")
-		Eventually(func() int { return status(old) }, 5*time.Second, 50*time.Millisecond).Should(Equal(http.StatusUnauthorized))
+		Eventually(func() int { return status(old) }, 5*time.Second+issueTimeout, 50*time.Millisecond).Should(Equal(http.StatusUnauthorized))
 		Expect(status(acmeKey)).To(Equal(http.StatusOK))
 	})
 
@@ -165,7 +165,7 @@ var _ = Describe("A user's journey", Ordered, func() {
 
 	It("revokes the key when the workspace is deleted", func() {
 		globexKey := waitIssued(ns, "globex")
-		Expect(status(globexKey)).To(Equal(http.StatusOK))
+		Eventually(func() int { return status(globexKey) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 		Expect(k8sClient.Delete(ctx, workspace(ns, "globex"))).To(Succeed())
 		Eventually(func() int { return status(globexKey) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
 		Eventually(func(g Gomega) {
