@@ -42,18 +42,11 @@ func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 
 // run checks the files every interval until ctx ends.
 func (r *certReloader) run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := r.reload(); err != nil {
-				r.log.Warn("serving certificate not reloaded; keeping the previous one", "error", err)
-			}
+	every(ctx, interval, func() {
+		if err := r.reload(); err != nil {
+			r.log.Warn("serving certificate not reloaded; keeping the previous one", "error", err)
 		}
-	}
+	})
 }
 
 // reload loads the pair if either file's size or modification time changed

@@ -35,19 +35,10 @@ type LastUsedFlusher struct {
 
 // Run flushes every Interval until ctx ends, then once more.
 func (f *LastUsedFlusher) Run(ctx context.Context) {
-	t := time.NewTicker(f.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			f.Flush(final)
-			cancel()
-			return
-		case <-t.C:
-			f.Flush(ctx)
-		}
-	}
+	every(ctx, f.Interval, func() { f.Flush(ctx) })
+	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	f.Flush(final)
 }
 
 // Flush writes every pending use once.

@@ -141,14 +141,19 @@ var _ = Describe("Propagation of Secret changes", func() {
 })
 
 var _ = Describe("lastUsedTime", func() {
-	It("lands in the WorkspaceAPIKey status in batches, not per request", func() {
-		ns, key := newNamespace(), newKey()
-		wak := &octopodsv1alpha1.WorkspaceAPIKey{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"},
+	var key string
+	var wak *octopodsv1alpha1.WorkspaceAPIKey
+	BeforeEach(func() {
+		key = newKey()
+		wak = &octopodsv1alpha1.WorkspaceAPIKey{
+			ObjectMeta: metav1.ObjectMeta{Namespace: newNamespace(), Name: "acme"},
 			Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: "acme"},
 		}
 		Expect(k8sClient.Create(ctx, wak)).To(Succeed())
-		Expect(k8sClient.Create(ctx, keySecret(ns, "acme", key))).To(Succeed())
+		Expect(k8sClient.Create(ctx, keySecret(wak.Namespace, "acme", key))).To(Succeed())
+	})
+
+	It("lands in the WorkspaceAPIKey status in batches, not per request", func() {
 		Eventually(func() int { return status(reverseProxy, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 
 		writesBefore := counter(reverseProxy, "octopods_auth_proxy_last_used_writes_total", "result", "ok")
@@ -168,17 +173,8 @@ var _ = Describe("lastUsedTime", func() {
 		Expect(writes).To(BeNumerically("<=", float64(elapsed/flushInterval)+1), "at most one write per flush interval")
 		Expect(counter(reverseProxy, "octopods_auth_proxy_allowed_requests_total", "key_id", apikey.ID(key))).To(BeNumerically(">=", 201))
 	})
-})
 
-var _ = Describe("lastUsedTime across replicas", func() {
 	It("never moves backwards: a replica flushing an older use is superseded", func() {
-		ns, key := newNamespace(), newKey()
-		wak := &octopodsv1alpha1.WorkspaceAPIKey{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"},
-			Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: "acme"},
-		}
-		Expect(k8sClient.Create(ctx, wak)).To(Succeed())
-		Expect(k8sClient.Create(ctx, keySecret(ns, "acme", key))).To(Succeed())
 		// Another replica, or one whose clock runs ahead, recorded a later use.
 		later := metav1.NewTime(time.Now().Add(time.Hour).Truncate(time.Second))
 		wak.Status.LastUsedTime = &later

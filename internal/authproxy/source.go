@@ -186,22 +186,29 @@ func (s *Source) confirm() { s.lastConfirmed.Store(time.Now().UnixNano()) }
 // probe confirms the API server is reachable while watches are quiet: a
 // reachable API server with running watches means the cache is current.
 func (s *Source) probe(ctx context.Context) {
-	t := time.NewTicker(probeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, probeInterval, func() {
 		if !s.Synced() {
-			continue
+			return
 		}
 		pctx, cancel := context.WithTimeout(ctx, probeInterval)
 		_, err := s.client.List(pctx, s.namespaces[0], metav1.ListOptions{FieldSelector: keySecretSelector, Limit: 1})
 		cancel()
 		if err == nil {
 			s.confirm()
+		}
+	})
+}
+
+// every calls f each interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
 		}
 	}
 }

@@ -86,6 +86,17 @@ func fakeKeySecret(name, rv, key string) *corev1.Secret {
 	}
 }
 
+// runSource runs a Source over client, across all namespaces, until the
+// test ends.
+func runSource(t *testing.T, client SecretsClient) (*Source, *keyindex.Index) {
+	ix := keyindex.New()
+	src := NewSource(ix, client, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	src.Run(ctx)
+	return src, ix
+}
+
 func mustKey(t *testing.T) string {
 	t.Helper()
 	k, err := apikey.Generate()
@@ -127,11 +138,7 @@ func TestSourceRelistsAfterTheWatchExpires(t *testing.T) {
 		// none of it seen by the expired watch.
 		secretList("20", fakeKeySecret("beta", "15", b2), fakeKeySecret("gamma", "18", c)),
 	)
-	ix := keyindex.New()
-	src := NewSource(ix, client, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	src.Run(ctx)
+	src, ix := runSource(t, client)
 
 	first := client.nextWatch(t)
 	eventuallyAdmits(t, ix, map[string]bool{a: true, b: true, b2: false, c: false})
@@ -154,11 +161,7 @@ func TestSourceRelistsAfterTheWatchExpires(t *testing.T) {
 func TestSourceResumesAWatchFromItsLastResourceVersion(t *testing.T) {
 	a, a2 := mustKey(t), mustKey(t)
 	client := newScriptedSecrets(secretList("10", fakeKeySecret("alpha", "5", a)))
-	ix := keyindex.New()
-	src := NewSource(ix, client, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	src.Run(ctx)
+	_, ix := runSource(t, client)
 
 	first := client.nextWatch(t)
 	first.Modify(fakeKeySecret("alpha", "11", a2))
@@ -177,10 +180,7 @@ func TestSourceResumesAWatchFromItsLastResourceVersion(t *testing.T) {
 // may cost a relist of every key Secret.
 func TestSourceRetriesOtherWatchErrorsWithoutRelisting(t *testing.T) {
 	client := newScriptedSecrets(secretList("10"))
-	src := NewSource(keyindex.New(), client, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	src.Run(ctx)
+	runSource(t, client)
 
 	client.nextWatch(t).Error(&apierrors.NewGenericServerResponse(http.StatusInternalServerError, "watch", corev1.Resource("secrets"), "", "etcd unavailable", 0, true).ErrStatus)
 	client.nextWatch(t)
