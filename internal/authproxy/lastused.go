@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -41,15 +42,24 @@ func (f *LastUsedFlusher) Run(ctx context.Context) {
 	f.Flush(final)
 }
 
-// Flush writes every pending use once.
+// Flush writes every pending use once. Failures are logged once per flush,
+// not once per key: with the API server gone, a busy proxy would otherwise
+// log a line for every key it admitted.
 func (f *LastUsedFlusher) Flush(ctx context.Context) {
 	pending := f.Index.Pending()
 	work := make(chan keyindex.Usage)
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		failed   atomic.Int64
+		firstErr atomic.Pointer[error]
+	)
 	for range min(lastUsedWriters, len(pending)) {
 		wg.Go(func() {
 			for u := range work {
-				f.write(ctx, u)
+				if err := f.write(ctx, u); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, &err)
+				}
 			}
 		})
 	}
@@ -58,9 +68,14 @@ func (f *LastUsedFlusher) Flush(ctx context.Context) {
 	}
 	close(work)
 	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		f.Log.Warn("writing lastUsedTime failed; kept for the next flush", "keys", n, "of", len(pending), "error", (*firstErr.Load()).Error())
+	}
 }
 
-func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) {
+// write patches one key's lastUsedTime and returns an error only for a
+// failure worth retrying; the use then stays pending.
+func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) error {
 	body := fmt.Appendf(nil, `{"status":{"lastUsedTime":%q}}`, u.LastUsed.UTC().Format(time.RFC3339))
 	err := f.Client.Patch(types.MergePatchType).
 		Namespace(u.Namespace).Resource("workspaceapikeys").Name(u.Workspace).SubResource("status").
@@ -79,8 +94,8 @@ func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) {
 		u.Flushed()
 		f.Metrics.LastUsedWrites.WithLabelValues("not_found").Inc()
 	default:
-		// Stays pending: the next flush tries again.
 		f.Metrics.LastUsedWrites.WithLabelValues("error").Inc()
-		f.Log.Warn("writing lastUsedTime failed", "namespace", u.Namespace, "workspace", u.Workspace, "keyID", u.KeyID, "error", err.Error())
+		return err
 	}
+	return nil
 }
