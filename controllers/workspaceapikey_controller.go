@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -386,36 +385,6 @@ func desired(key *octopodsv1alpha1.WorkspaceAPIKey) keyplan.Desired {
 		d.GracePeriod = key.Spec.RotationGracePeriod.Duration
 	}
 	return d
-}
-
-// applyTemplate sets the secretTemplate metadata, then ours, which wins.
-func applyTemplate(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey) {
-	if secret.Labels == nil {
-		secret.Labels = map[string]string{}
-	}
-	if secret.Annotations == nil {
-		secret.Annotations = map[string]string{}
-	}
-	if t := key.Spec.SecretTemplate; t != nil {
-		maps.Copy(secret.Labels, t.Labels)
-		for k, v := range t.Annotations {
-			if !isOwnAnnotation(k) {
-				secret.Annotations[k] = v
-			}
-		}
-	}
-	secret.Labels[octopodsv1alpha1.WorkspaceLabel] = key.Spec.WorkspaceName
-	secret.Labels[octopodsv1alpha1.ManagedByLabel] = octopodsv1alpha1.ManagedByValue
-}
-
-func isOwnAnnotation(k string) bool {
-	switch k {
-	case octopodsv1alpha1.KeyIDAnnotation, octopodsv1alpha1.RotationTokenAnnotation,
-		octopodsv1alpha1.PreviousValidUntilAnnotation, octopodsv1alpha1.PreviousKeyIDAnnotation,
-		octopodsv1alpha1.IssuedAtAnnotation, octopodsv1alpha1.RotatedAtAnnotation:
-		return true
-	}
-	return false
 }
 
 // setNewKey writes a fresh key with its ID, the rotation token it handles and

@@ -70,6 +70,34 @@ var _ = Describe("Key issuance", func() {
 		}, reconcileTimeout, pollInterval).Should(Succeed())
 	})
 
+	It("makes the Secret follow secretTemplate edits, key unchanged, others' metadata kept", func() {
+		key := apiKey(ns, "acme")
+		key.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{
+			Labels:      map[string]string{"team": "support", "tier": "gold"},
+			Annotations: map[string]string{"reloader.stakater.com/match": "true"},
+		}
+		create(workspace(ns, "acme"), key)
+		value := waitForIssuedKey(ns, "acme")
+		s := getSecret(Default, ns, "acme-api-key")
+		s.Labels["backup"] = "daily" // someone else's label
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+
+		updateKey(ns, "acme", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Labels: map[string]string{"team": "billing"}}
+		})
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			g.Expect(s.Labels).To(Equal(map[string]string{
+				octopodsv1alpha1.WorkspaceLabel: "acme",
+				octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue,
+				"team":                          "billing",
+				"backup":                        "daily",
+			}))
+			g.Expect(s.Annotations).NotTo(HaveKey("reloader.stakater.com/match"))
+			g.Expect(keyIn(s)).To(Equal(value))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+	})
+
 	It("honours spec.secretName", func() {
 		key := apiKey(ns, "acme")
 		key.Spec.SecretName = "integrations-octopods"

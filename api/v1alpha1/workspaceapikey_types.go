@@ -40,6 +40,10 @@ const (
 	IssuedAtAnnotation = "octopods.io/issued-at"
 	// RotatedAtAnnotation (RFC 3339) is when a rotation token last replaced the key.
 	RotatedAtAnnotation = "octopods.io/rotated-at"
+	// SecretTemplateAnnotation records which labels and annotations came
+	// from spec.secretTemplate, so that a key removed from the template is
+	// removed from the Secret too, and nothing else is.
+	SecretTemplateAnnotation = "octopods.io/secret-template"
 
 	// SecretNameSuffix makes the default Secret name: <workspaceName>-api-key.
 	SecretNameSuffix = "-api-key"
@@ -67,7 +71,8 @@ type WorkspaceAPIKeySpec struct {
 	SecretName string `json:"secretName,omitempty"`
 
 	// secretTemplate holds labels and annotations copied onto the Secret,
-	// e.g. a reloader annotation so that pods pick up a rotated key.
+	// e.g. a reloader annotation so that pods pick up a rotated key. The
+	// Secret follows edits: an entry removed here is removed there.
 	// +optional
 	SecretTemplate *SecretTemplate `json:"secretTemplate,omitempty"`
 

@@ -1,0 +1,84 @@
+package controllers
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// templateKeys is what octopods.io/secret-template records: the label and
+// annotation keys last copied from spec.secretTemplate.
+type templateKeys struct {
+	Labels      []string `json:"labels,omitempty"`
+	Annotations []string `json:"annotations,omitempty"`
+}
+
+// applyTemplate makes the Secret's metadata follow spec.secretTemplate, as
+// cert-manager's secretTemplate does: template keys are set, keys the
+// template no longer has are removed, and metadata from anyone else is left
+// alone. The operator's own labels and annotations always win.
+func applyTemplate(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey) {
+	if secret.Labels == nil {
+		secret.Labels = map[string]string{}
+	}
+	if secret.Annotations == nil {
+		secret.Annotations = map[string]string{}
+	}
+	var previous templateKeys
+	// Unreadable (edited by hand): remove nothing rather than guess.
+	_ = json.Unmarshal([]byte(secret.Annotations[octopodsv1alpha1.SecretTemplateAnnotation]), &previous)
+
+	template := octopodsv1alpha1.SecretTemplate{}
+	if key.Spec.SecretTemplate != nil {
+		template = *key.Spec.SecretTemplate
+	}
+	applied := templateKeys{
+		Labels:      follow(secret.Labels, template.Labels, previous.Labels, isOwnLabel),
+		Annotations: follow(secret.Annotations, template.Annotations, previous.Annotations, isOwnAnnotation),
+	}
+	delete(secret.Annotations, octopodsv1alpha1.SecretTemplateAnnotation)
+	if len(applied.Labels)+len(applied.Annotations) > 0 {
+		record, _ := json.Marshal(applied) // two string slices: cannot fail
+		secret.Annotations[octopodsv1alpha1.SecretTemplateAnnotation] = string(record)
+	}
+	secret.Labels[octopodsv1alpha1.WorkspaceLabel] = key.Spec.WorkspaceName
+	secret.Labels[octopodsv1alpha1.ManagedByLabel] = octopodsv1alpha1.ManagedByValue
+}
+
+// follow removes from meta the keys applied before and no longer in the
+// template, copies the template, and returns the keys it copied, sorted.
+// Keys the operator owns are neither copied nor removed.
+func follow(meta, template map[string]string, before []string, own func(string) bool) []string {
+	for _, k := range before {
+		if _, kept := template[k]; !kept && !own(k) {
+			delete(meta, k)
+		}
+	}
+	var applied []string
+	for _, k := range slices.Sorted(maps.Keys(template)) {
+		if !own(k) {
+			meta[k] = template[k]
+			applied = append(applied, k)
+		}
+	}
+	return applied
+}
+
+func isOwnLabel(k string) bool {
+	return k == octopodsv1alpha1.WorkspaceLabel || k == octopodsv1alpha1.ManagedByLabel
+}
+
+func isOwnAnnotation(k string) bool {
+	switch k {
+	case octopodsv1alpha1.KeyIDAnnotation, octopodsv1alpha1.RotationTokenAnnotation,
+		octopodsv1alpha1.PreviousValidUntilAnnotation, octopodsv1alpha1.PreviousKeyIDAnnotation,
+		octopodsv1alpha1.IssuedAtAnnotation, octopodsv1alpha1.RotatedAtAnnotation,
+		octopodsv1alpha1.SecretTemplateAnnotation:
+		return true
+	}
+	return false
+}
