@@ -108,6 +108,27 @@ var _ = Describe("The three kinds of people", Ordered, func() {
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
 	})
 
+	DescribeTable("refuses support any change to a key but the rotate annotation",
+		func(change func(k *octopodsv1alpha1.WorkspaceAPIKey)) {
+			k := keyOf(Default, ns, "acme")
+			patch := client.MergeFrom(k.DeepCopy())
+			change(k)
+			err := rotator.Patch(ctx, k, patch)
+			Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+			Expect(err.Error()).To(ContainSubstring("may only rotate"))
+		},
+		Entry("adding a label", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.Labels = map[string]string{"team": "support"}
+		}),
+		Entry("adding another annotation", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.Annotations["note"] = "rotated for TICKET-42"
+		}),
+		Entry("adding another annotation along with a rotation", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.Annotations[octopodsv1alpha1.RotateAnnotation] = "TICKET-43"
+			k.Annotations["note"] = "rotated for TICKET-43"
+		}),
+	)
+
 	It("still lets an editor change a key's spec", func() {
 		Eventually(func() error {
 			k := &octopodsv1alpha1.WorkspaceAPIKey{}
