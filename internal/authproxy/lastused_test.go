@@ -24,7 +24,7 @@ func usedKeys(t *testing.T, n int) *keyindex.Index {
 	t.Helper()
 	ix := keyindex.New()
 	for i := range n {
-		key := mustKey(t)
+		key := mustGenerate(t)
 		ix.Set(keyindex.SecretKeys{Namespace: "team-a", Name: fmt.Sprintf("ws%d-api-key", i), Workspace: fmt.Sprintf("ws%d", i),
 			Current: apikey.DigestOf(key), HasCurrent: true})
 		if r, _ := ix.Lookup(key, time.Now()); r != keyindex.Allowed {

@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
-	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 )
@@ -77,13 +76,12 @@ func secretList(rv string, secrets ...*corev1.Secret) *corev1.SecretList {
 	return l
 }
 
-func fakeKeySecret(name, rv, key string) *corev1.Secret {
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: name, ResourceVersion: rv,
-			Labels: map[string]string{octopodsv1alpha1.WorkspaceLabel: name}},
-		Type: octopodsv1alpha1.SecretType,
-		Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte(key)},
-	}
+// keyVersion is keySecret at a given resourceVersion, as a list or watch
+// returns it.
+func keyVersion(name, rv, key string) *corev1.Secret {
+	s := keySecret("team-a", name, key)
+	s.ResourceVersion = rv
+	return s
 }
 
 // runSource runs a Source over client, across all namespaces, until the
@@ -95,15 +93,6 @@ func runSource(t *testing.T, client SecretsClient) (*Source, *keyindex.Index) {
 	t.Cleanup(cancel)
 	src.Run(ctx)
 	return src, ix
-}
-
-func mustKey(t *testing.T) string {
-	t.Helper()
-	k, err := apikey.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 // eventuallyAdmits waits until each key's lookup gives want.
@@ -131,12 +120,12 @@ func eventuallyAdmits(t *testing.T, ix *keyindex.Index, want map[string]bool) {
 // relist that also forgets what was deleted while the proxy was not
 // watching, then a watch from the new list's resourceVersion.
 func TestSourceRelistsAfterTheWatchExpires(t *testing.T) {
-	a, b, b2, c := mustKey(t), mustKey(t), mustKey(t), mustKey(t)
+	a, b, b2, c := mustGenerate(t), mustGenerate(t), mustGenerate(t), mustGenerate(t)
 	client := newScriptedSecrets(
-		secretList("10", fakeKeySecret("alpha", "5", a), fakeKeySecret("beta", "6", b)),
+		secretList("10", keyVersion("alpha", "5", a), keyVersion("beta", "6", b)),
 		// Meanwhile alpha was deleted, beta rotated and gamma created,
 		// none of it seen by the expired watch.
-		secretList("20", fakeKeySecret("beta", "15", b2), fakeKeySecret("gamma", "18", c)),
+		secretList("20", keyVersion("beta", "15", b2), keyVersion("gamma", "18", c)),
 	)
 	src, ix := runSource(t, client)
 
@@ -159,12 +148,12 @@ func TestSourceRelistsAfterTheWatchExpires(t *testing.T) {
 // A watch that ends normally (server timeout) resumes from the last
 // resourceVersion it saw, bookmarks included, without a relist.
 func TestSourceResumesAWatchFromItsLastResourceVersion(t *testing.T) {
-	a, a2 := mustKey(t), mustKey(t)
-	client := newScriptedSecrets(secretList("10", fakeKeySecret("alpha", "5", a)))
+	a, a2 := mustGenerate(t), mustGenerate(t)
+	client := newScriptedSecrets(secretList("10", keyVersion("alpha", "5", a)))
 	_, ix := runSource(t, client)
 
 	first := client.nextWatch(t)
-	first.Modify(fakeKeySecret("alpha", "11", a2))
+	first.Modify(keyVersion("alpha", "11", a2))
 	first.Action(watch.Bookmark, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "15"}})
 	eventuallyAdmits(t, ix, map[string]bool{a: false, a2: true})
 	first.Stop()
