@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -72,13 +73,8 @@ func isOwnLabel(k string) bool {
 	return k == octopodsv1alpha1.WorkspaceLabel || k == octopodsv1alpha1.ManagedByLabel
 }
 
+// isOwnAnnotation: every octopods.io/ annotation on a key Secret is the
+// operator's, including any added later, so none can come from a template.
 func isOwnAnnotation(k string) bool {
-	switch k {
-	case octopodsv1alpha1.KeyIDAnnotation, octopodsv1alpha1.RotationTokenAnnotation,
-		octopodsv1alpha1.PreviousValidUntilAnnotation, octopodsv1alpha1.PreviousKeyIDAnnotation,
-		octopodsv1alpha1.IssuedAtAnnotation, octopodsv1alpha1.RotatedAtAnnotation,
-		octopodsv1alpha1.SecretTemplateAnnotation:
-		return true
-	}
-	return false
+	return strings.HasPrefix(k, octopodsv1alpha1.GroupVersion.Group+"/")
 }
