@@ -4,6 +4,7 @@
 package authproxy
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -69,10 +70,18 @@ func NewHandler(ix *keyindex.Index, ready func() bool, m *Metrics, log *slog.Log
 			// Rewrite (unlike Director) drops client X-Forwarded-* before
 			// SetXForwarded writes ours: nothing a client sends about its
 			// origin is passed on as if we had checked it.
+			//
+			// The identity is written here, on the outbound request, because
+			// ReverseProxy removes the headers a client names in Connection
+			// after ServeHTTP starts and before Rewrite: set any earlier, a
+			// client could strip them ("Connection: X-Octopods-Key-Id").
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(upstream)
 				pr.SetXForwarded()
 				pr.Out.Host = pr.In.Host
+				scrub(pr.Out.Header)
+				who, _ := pr.In.Context().Value(identityKey{}).(keyindex.Identity)
+				setIdentity(pr.Out.Header, who)
 			},
 			Transport: transport,
 			ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -90,13 +99,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	result, who, presented := Authorize(h.Index, r.Header, start)
+	detail := ""
+	if result == keyindex.Allowed && h.proxy == nil && hasSpoofedIdentity(r.Header) {
+		// In forward-auth mode the gateway, not this proxy, forwards the
+		// client's headers. It overwrites the identity headers by their
+		// exact names, but an underscore spelling would reach an upstream
+		// that folds "_" into "-" (CGI, WSGI, Rack, PHP): refuse it.
+		result, detail = keyindex.Invalid, detailSpoofedHeader
+	}
 	if result != keyindex.Allowed {
 		outcome, counter := OutcomeInvalidKey, h.Metrics.invalidKey
 		if result == keyindex.Missing {
 			outcome, counter = OutcomeMissingKey, h.Metrics.missingKey
 		}
 		h.Metrics.observe(counter, start, h.now())
-		h.refuse(w, r, outcome, presented)
+		h.refuse(w, r, outcome, presented, detail)
 		return
 	}
 	h.Metrics.observe(h.Metrics.allowed, start, h.now())
@@ -106,10 +123,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	scrub(r.Header)
-	setIdentity(r.Header, who)
-	h.proxy.ServeHTTP(w, r)
+	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, who)))
 }
+
+// identityKey carries the admitted identity from ServeHTTP to Rewrite.
+type identityKey struct{}
 
 // Authorize applies the contract to a request's headers: exactly one
 // X-Octopods-Auth value, holding a well-formed, known, unexpired key. It
@@ -128,12 +146,19 @@ func Authorize(ix *keyindex.Index, h http.Header, now time.Time) (keyindex.Resul
 	return result, who, values[0]
 }
 
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, outcome, presented string) {
+// detailSpoofedHeader explains, in the refusal log only, an otherwise valid
+// key refused for an identity header spelled with underscores.
+const detailSpoofedHeader = "client-sent X-Octopods header spelled with underscores"
+
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, outcome, presented, detail string) {
 	attrs := []slog.Attr{
 		slog.String("reason", outcome),
 		slog.String("remote_addr", r.RemoteAddr),
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
+	}
+	if detail != "" {
+		attrs = append(attrs, slog.String("detail", detail))
 	}
 	// The key ID is public, and tells support which key is being tried;
 	// only a well-formed key has one. The key itself is never logged.
@@ -168,22 +193,54 @@ func writeBody(w http.ResponseWriter, status int, body []byte, empty bool) {
 	_, _ = w.Write(body)
 }
 
-// scrub removes the credential and every identity header a client sent: only
-// the proxy may say who the caller is.
+// scrub removes the credential and every X-Octopods-* header a client sent,
+// in any spelling an upstream could read as one: only the proxy may say who
+// the caller is.
 func scrub(h http.Header) {
 	for name := range h {
-		if hasPrefixFold(name, HeaderWorkspace) || strings.EqualFold(name, HeaderKeyID) || strings.EqualFold(name, HeaderAuth) {
+		if IsOctopodsHeader(name) {
 			delete(h, name)
 		}
 	}
+}
+
+// hasSpoofedIdentity reports a client header that an upstream would read as
+// an X-Octopods-* header but that is not spelled as one, so a gateway that
+// overwrites the identity headers by name would let it through.
+func hasSpoofedIdentity(h http.Header) bool {
+	for name := range h {
+		if IsOctopodsHeader(name) && strings.IndexByte(name, '_') >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// IsOctopodsHeader reports whether an upstream may take the header name for
+// X-Octopods-*: letters compared without case, and "_" taken for "-", as
+// CGI, WSGI, Rack and PHP fold both into the same variable.
+func IsOctopodsHeader(name string) bool {
+	const prefix = "x-octopods-"
+	if len(name) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func setIdentity(h http.Header, who keyindex.Identity) {
 	h[canonicalWorkspace] = []string{who.Workspace}
 	h[canonicalNamespace] = []string{who.Namespace}
 	h[canonicalKeyID] = []string{who.KeyID}
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

@@ -1,10 +1,12 @@
 package authproxy
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -245,4 +247,130 @@ func flipDigit(c byte) string {
 		return "1"
 	}
 	return "0"
+}
+
+// TestIdentityHeadersCannotBeSpoofed sends raw requests over a real
+// connection, so every spelling reaches the proxy as a client would write
+// it, and asserts what the upstream received.
+func TestIdentityHeadersCannotBeSpoofed(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(f.reverse)
+	t.Cleanup(srv.Close)
+	cases := []struct {
+		name  string
+		extra []string // raw header lines
+	}{
+		{"underscore spelling", []string{"X_Octopods_Workspace: victim", "X_Octopods_Workspace_Namespace: victim-ns", "X_Octopods_Key_ID: forged", "X_Octopods_Auth: forged"}},
+		{"lower-case underscore", []string{"x_octopods_workspace: victim"}},
+		{"mixed case and separators", []string{"x-OCTOPODS_workspace: victim", "X_octopods-Key-Id: forged"}},
+		{"unknown X-Octopods name", []string{"X-Octopods-Role: admin", "X_Octopods_Tenant: victim"}},
+		{"repeated identity header", []string{"X-Octopods-Workspace: victim", "X-Octopods-Workspace: victim2"}},
+		{"comma-joined identity header", []string{"X-Octopods-Workspace: acme, victim"}},
+		{"Connection names the identity headers", []string{"Connection: X-Octopods-Workspace-Namespace, X-Octopods-Key-Id"}},
+		{"Connection names every identity header", []string{"Connection: keep-alive, X-Octopods-Workspace, x-octopods-workspace-namespace, X-OCTOPODS-KEY-ID"}},
+		{"Connection names X-Forwarded-For", []string{"Connection: X-Forwarded-For", "X-Forwarded-For: 10.9.9.9"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := rawRoundTrip(t, srv.Listener.Addr().String(), append([]string{"X-Octopods-Auth: " + f.current}, tc.extra...))
+			want := map[string][]string{
+				"X-Octopods-Workspace":           {"acme"},
+				"X-Octopods-Workspace-Namespace": {"team-a"},
+				"X-Octopods-Key-Id":              {apikey.ID(f.current)},
+				"X-Forwarded-For":                {"127.0.0.1"},
+			}
+			for name, values := range got {
+				if IsOctopodsHeader(name) {
+					if w, ok := want[name]; !ok || fmt.Sprint(values) != fmt.Sprint(w) {
+						t.Errorf("upstream saw %s = %v", name, values)
+					}
+				}
+			}
+			for name, values := range want {
+				if fmt.Sprint(got[name]) != fmt.Sprint(values) {
+					t.Errorf("upstream saw %s = %v, want %v", name, got[name], values)
+				}
+			}
+		})
+	}
+}
+
+// rawRoundTrip writes a GET with the given header lines and decodes the echo
+// upstream's answer.
+func rawRoundTrip(t *testing.T, addr string, lines []string) http.Header {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := "GET /v1/messages HTTP/1.1\r\nHost: api.example\r\n" + strings.Join(lines, "\r\n") + "\r\nConnection: close\r\n\r\n"
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(res.Body)
+		t.Fatalf("status %d %s", res.StatusCode, body)
+	}
+	var got http.Header
+	if err := json.NewDecoder(res.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestForwardAuthRefusesUnderscoreIdentity(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(f.fwd)
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		header string
+		status int
+	}{
+		{"X_Octopods_Workspace: victim", http.StatusUnauthorized},
+		{"x_octopods-key-id: forged", http.StatusUnauthorized},
+		{"X_Octopods_Auth: forged", http.StatusUnauthorized},
+		// Spelled exactly: the gateway overwrites it with the proxy's answer.
+		{"X-Octopods-Workspace: victim", http.StatusOK},
+		{"X_Other: fine", http.StatusOK},
+	} {
+		t.Run(tc.header, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: a\r\nX-Octopods-Auth: %s\r\n%s\r\nConnection: close\r\n\r\n", f.current, tc.header)
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", res.StatusCode, tc.status)
+			}
+			if tc.status == http.StatusUnauthorized && (res.Header.Get(HeaderAuthError) != OutcomeInvalidKey || res.Header.Get(HeaderWorkspace) != "") {
+				t.Fatalf("refusal headers %v", res.Header)
+			}
+		})
+	}
+	if !strings.Contains(f.logs.String(), detailSpoofedHeader) {
+		t.Fatalf("refusal log does not say why: %s", f.logs.String())
+	}
+}
+
+func TestIsOctopodsHeader(t *testing.T) {
+	for name, want := range map[string]bool{
+		"X-Octopods-Workspace": true, "x_octopods_workspace": true, "X_OCTOPODS-KEY-ID": true,
+		"X-Octopods-Auth": true, "X-Octopods-": true, "X-Octopods": false, "X-Octopodsx": false,
+		"X-Octo": false, "Accept": false, "Xx-Octopods-Workspace": false, "": false,
+	} {
+		if got := IsOctopodsHeader(name); got != want {
+			t.Errorf("IsOctopodsHeader(%q) = %v, want %v", name, got, want)
+		}
+	}
 }
