@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,6 +25,12 @@ const (
 	// ReasonSecretConflict (Ready=False): a Secret with the target name exists
 	// and is not managed by this WorkspaceAPIKey; it is never taken over.
 	ReasonSecretConflict = "SecretConflict"
+	// ReasonSecretDeleting (Ready=False): the key's Secret is being deleted
+	// (held by someone's finalizer); none of its keys is admitted meanwhile.
+	ReasonSecretDeleting = "SecretDeleting"
+	// ReasonSecretWriteFailed (Ready=False): the API server refused writing
+	// the key's Secret; the message names the field.
+	ReasonSecretWriteFailed = "SecretWriteFailed"
 	// ReasonNoAPIKey (Workspace Ready=False): no WorkspaceAPIKey exists.
 	ReasonNoAPIKey = "NoAPIKey"
 	// ReasonKeyNotReady (Workspace Ready=False): the WorkspaceAPIKey exists
@@ -42,6 +47,9 @@ const (
 	EventKeyReissued = "KeyReissued"
 	// EventPreviousKeyExpired: the grace period of a replaced key ended.
 	EventPreviousKeyExpired = "PreviousKeyExpired"
+	// EventUntrustedKeyRemoved (Warning): a previous-api-key added to the
+	// Secret by hand was removed; it was never admitted.
+	EventUntrustedKeyRemoved = "UntrustedKeyRemoved"
 	// EventKeyRevoked: the Secret was deleted because its WorkspaceAPIKey or
 	// Workspace went away.
 	EventKeyRevoked = "KeyRevoked"
@@ -49,12 +57,14 @@ const (
 
 // warningReasons are the reasons whose Events are of type Warning.
 var warningReasons = map[string]bool{
-	EventKeyReissued:     true,
-	ReasonSecretConflict: true,
+	EventKeyReissued:         true,
+	EventUntrustedKeyRemoved: true,
+	ReasonSecretConflict:     true,
+	ReasonSecretWriteFailed:  true,
+	ReasonSecretDeleting:     true,
 }
 
-// statusReporter sets a condition and emits its Event together, so the two
-// never disagree.
+// statusReporter emits the Events that go with condition changes and actions.
 type statusReporter struct {
 	events recorder.EventRecorder
 }
@@ -68,28 +78,7 @@ func eventType(reason string) string {
 
 // setReady sets the Ready condition. Messages never contain key material.
 func setReady(obj client.Object, conditions *[]metav1.Condition, status metav1.ConditionStatus, reason, message string) {
-	meta.SetStatusCondition(conditions, metav1.Condition{
-		Type:               ConditionReady,
-		Status:             status,
-		Reason:             reason,
-		Message:            message,
-		ObservedGeneration: obj.GetGeneration(),
-	})
-}
-
-// report sets the Ready condition and, when what it says changes, emits the
-// Event of the same reason, so the two never disagree. Successful issuance is
-// reported by the write that issued the key instead: a reconcile on a cache
-// that has not seen our last status write would announce it twice.
-func (s statusReporter) report(obj client.Object, conditions *[]metav1.Condition, status metav1.ConditionStatus, reason, message string) {
-	var prev metav1.Condition // a copy: SetStatusCondition edits in place
-	if found := meta.FindStatusCondition(*conditions, ConditionReady); found != nil {
-		prev = *found
-	}
-	setReady(obj, conditions, status, reason, message)
-	if prev.Status != status || prev.Reason != reason || prev.Message != message {
-		s.event(obj, reason, message)
-	}
+	setReadyCondition(conditions, obj.GetGeneration(), status, reason, message)
 }
 
 // event emits an Event for an action that does not change a condition.

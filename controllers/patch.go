@@ -9,14 +9,16 @@ import (
 
 // writeStatus patches the status subresource when the status differs from
 // before. A merge patch sends only the changed fields, so fields written by
-// others (the proxy's lastUsedTime) are never overwritten.
+// others (the proxy's lastUsedTime) are never overwritten; the optimistic
+// lock makes a status computed from a stale read fail and be computed again,
+// so a key is never published from an outdated view.
 func writeStatus[T client.Object, S any](ctx context.Context, c client.Client, obj T, status func(T) *S, before S) error {
 	if equality.Semantic.DeepEqual(before, *status(obj)) {
 		return nil
 	}
 	original := obj.DeepCopyObject().(T)
 	*status(original) = before
-	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, client.MergeFrom(original)))
+	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})))
 }
 
 // patchMetadata writes finalizer and owner-reference changes with an

@@ -2,14 +2,17 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -33,8 +36,9 @@ const RevokeFinalizer = "octopods.io/revoke-key"
 const conflictRecheckInterval = time.Minute
 
 // WorkspaceAPIKeyReconciler issues, rotates, re-issues and revokes the key of
-// one workspace in its Secret. Its status is a projection of the Secret, so a
-// restart between the Secret write and the status write loses nothing.
+// one workspace in its Secret, and publishes the digests of the keys the
+// Secret holds for the auth proxy. Its status is derived from the Secret, so
+// a restart between the Secret write and the status write loses nothing.
 type WorkspaceAPIKeyReconciler struct {
 	client.Client
 	// APIReader reads from the API server, bypassing the cache: used to
@@ -48,15 +52,16 @@ type WorkspaceAPIKeyReconciler struct {
 	afterSecretWrite func(ctx context.Context, secret *corev1.Secret)
 }
 
-// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys,verbs=get;list;watch;patch;publish
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys/status,verbs=get;patch
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys/finalizers,verbs=update
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile: fetch → guard deletion → metadata → workspace → Secret, with one
-// deferred status write.
+// Reconcile: fetch → guard deletion → metadata → workspace → Secret. The
+// status is computed once, from what the reconcile observed, and written
+// once, in the deferred function.
 func (r *WorkspaceAPIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
 	if err := r.Get(ctx, req.NamespacedName, key); err != nil {
@@ -66,25 +71,83 @@ func (r *WorkspaceAPIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, r.finalize(ctx, key)
 	}
 
-	before := key.Status.DeepCopy()
+	run := &keyReconcile{WorkspaceAPIKeyReconciler: r, key: key, before: *key.Status.DeepCopy()}
 	defer func() {
-		if err := writeStatus(ctx, r.Client, key, keyStatus, *before); err != nil && retErr == nil {
-			result, retErr = ctrl.Result{}, err
+		retErr = kerrors.NewAggregate([]error{retErr, run.writeStatus(ctx, retErr == nil)})
+		if retErr != nil {
+			result = ctrl.Result{}
 		}
 	}()
-	key.Status.ObservedGeneration = key.Generation
 
 	ws, err := r.workspaceOf(ctx, key)
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, fmt.Errorf("read Workspace %q: %w", key.Spec.WorkspaceName, err)
 	}
 	if err := r.ensureMetadata(ctx, key, ws); err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, fmt.Errorf("add finalizer and owner reference: %w", err)
 	}
 	if ws == nil || !ws.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.waitForWorkspace(ctx, key, ws)
+		return ctrl.Result{}, run.waitForWorkspace(ctx, ws)
 	}
-	return r.reconcileSecret(ctx, key)
+	return run.reconcileSecret(ctx)
+}
+
+// keyReconcile is one reconcile of one key: what it observed, for the status.
+type keyReconcile struct {
+	*WorkspaceAPIKeyReconciler
+	key *octopodsv1alpha1.WorkspaceAPIKey
+	// before is the status as last written (read, or patched by unpublish).
+	before octopodsv1alpha1.WorkspaceAPIKeyStatus
+	obs    keyObservation
+}
+
+// writeStatus computes the status from the observation and writes it if it
+// changed, with an optimistic lock; a Ready=False change comes with its Event.
+func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
+	k.key.Status = computeKeyStatus(k.key, k.before, k.obs, succeeded)
+	if next := meta.FindStatusCondition(k.key.Status.Conditions, ConditionReady); next != nil && next.Status != metav1.ConditionTrue {
+		if prev := meta.FindStatusCondition(k.before.Conditions, ConditionReady); prev == nil || prev.Reason != next.Reason || prev.Message != next.Message {
+			k.event(k.key, next.Reason, next.Message)
+		}
+	}
+	if err := writeStatus(ctx, k.Client, k.key, keyStatus, k.before); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
+
+// The one ordering rule the auth proxy's trust rests on: status.publishedKeys
+// is a subset of the keys in the Secret at every instant. So before a Secret
+// write or delete removes a key, unpublish writes the status without it; the
+// deferred status write publishes a key only after the Secret write that
+// added it succeeded. A crash in between leaves a key unpublished (refused),
+// never a dead key admitted; the next reconcile publishes again from the
+// Secret. A grace-0 rotation is thus: unpublish → write Secret → publish.
+
+// unpublish writes status.publishedKeys without the keys that next (nil: no
+// Secret) will not hold, before that Secret write happens.
+func (k *keyReconcile) unpublish(ctx context.Context, next *corev1.Secret) error {
+	kept := make([]octopodsv1alpha1.PublishedKey, 0, len(k.before.PublishedKeys))
+	for _, p := range k.before.PublishedKeys {
+		if secretHolds(next, p.Digest) {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == len(k.before.PublishedKeys) {
+		return nil
+	}
+	if len(kept) == 0 {
+		kept = nil
+	}
+	original := k.key.DeepCopy()
+	original.Status = k.before
+	k.key.Status = *k.before.DeepCopy()
+	k.key.Status.PublishedKeys = kept
+	if err := k.Status().Patch(ctx, k.key, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("unpublish keys before changing Secret %q: %w", k.key.EffectiveSecretName(), err)
+	}
+	k.before = *k.key.Status.DeepCopy()
+	return nil
 }
 
 // workspaceOf returns the key's Workspace, or nil once the API server itself
@@ -142,64 +205,76 @@ func (r *WorkspaceAPIKeyReconciler) ensureMetadata(ctx context.Context, key *oct
 
 // waitForWorkspace revokes any key of a missing or deleting Workspace and
 // waits for the Workspace to (re)appear; its watch brings us back.
-func (r *WorkspaceAPIKeyReconciler) waitForWorkspace(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey, ws *octopodsv1alpha1.Workspace) error {
-	revoked, err := r.revoke(ctx, key)
+func (k *keyReconcile) waitForWorkspace(ctx context.Context, ws *octopodsv1alpha1.Workspace) error {
+	reason, message := ReasonWorkspaceNotFound,
+		fmt.Sprintf("Waiting for Workspace %q: the key will be issued when it exists", k.key.Spec.WorkspaceName)
+	if ws != nil {
+		reason, message = ReasonWorkspaceDeleting, fmt.Sprintf("Workspace %q is being deleted: the key is revoked", k.key.Spec.WorkspaceName)
+	}
+	k.obs.notReady(reason, message)
+	k.obs.saw(nil)
+	revoked, err := k.revoke(ctx)
 	if err != nil {
 		return err
 	}
-	reason, message := ReasonWorkspaceNotFound,
-		fmt.Sprintf("Waiting for Workspace %q: the key will be issued when it exists", key.Spec.WorkspaceName)
-	if ws != nil {
-		reason, message = ReasonWorkspaceDeleting, fmt.Sprintf("Workspace %q is being deleted: the key is revoked", key.Spec.WorkspaceName)
-	}
 	if revoked != "" {
-		r.event(key, EventKeyRevoked, fmt.Sprintf("Revoked key %s: %s", revoked, message))
+		k.event(k.key, EventKeyRevoked, fmt.Sprintf("Revoked key %s: %s", revoked, message))
 	}
-	key.Status = octopodsv1alpha1.WorkspaceAPIKeyStatus{
-		LastUsedTime:       key.Status.LastUsedTime,
-		LastRotationToken:  key.Status.LastRotationToken,
-		ObservedGeneration: key.Generation,
-		Conditions:         key.Status.Conditions,
-	}
-	r.report(key, &key.Status.Conditions, metav1.ConditionFalse, reason, message)
 	return nil
 }
 
 // reconcileSecret creates the Secret if absent and otherwise keeps, rotates,
 // re-issues or trims it as keyplan decides.
-func (r *WorkspaceAPIKeyReconciler) reconcileSecret(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) (ctrl.Result, error) {
-	secret, err := r.currentSecret(ctx, key, false)
+func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error) {
+	secret, err := k.currentSecret(ctx, k.key, false)
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, fmt.Errorf("read Secret %q: %w", k.key.EffectiveSecretName(), err)
 	}
 	if secret == nil {
-		return ctrl.Result{}, r.issue(ctx, key)
+		k.obs.saw(nil)
+		return ctrl.Result{}, k.issue(ctx)
 	}
-	if !key.ManagesSecret(secret) {
-		r.report(key, &key.Status.Conditions, metav1.ConditionFalse, ReasonSecretConflict,
+	if !k.key.ManagesSecret(secret) {
+		k.obs.saw(nil)
+		k.obs.notReady(ReasonSecretConflict,
 			fmt.Sprintf("Secret %q exists and is not managed by this WorkspaceAPIKey: it is left untouched; delete it or set spec.secretName", secret.Name))
-		key.Status.SecretName, key.Status.KeyID = "", ""
 		return ctrl.Result{RequeueAfter: conflictRecheckInterval}, nil
 	}
+	k.obs.saw(secret)
 
-	plan := keyplan.Decide(observe(secret), desired(key), r.now())
-	if plan.Action != keyplan.Keep {
-		// Replacing a key is rare and irreversible: decide again on a fresh
-		// read, not on a cache that may miss our own last write.
-		if secret, err = r.currentSecret(ctx, key, true); err != nil || secret == nil {
+	plan := keyplan.Decide(k.observe(secret), desired(k.key), k.now())
+	if plan.Action != keyplan.Keep || plan.DropPrevious || k.publishingChanges(secret) {
+		// Replacing a key is rare and irreversible, and publishing one makes
+		// the proxy admit it: decide again on a fresh read, not on a cache
+		// that may miss our own last write (and still hold a rotated key).
+		if secret, err = k.currentSecret(ctx, k.key, true); err != nil || secret == nil {
 			return ctrl.Result{}, err
 		}
-		plan = keyplan.Decide(observe(secret), desired(key), r.now())
+		k.obs.saw(secret)
+		plan = keyplan.Decide(k.observe(secret), desired(k.key), k.now())
 	}
-	if err := r.apply(ctx, key, secret, plan); err != nil {
+	if !secret.DeletionTimestamp.IsZero() {
+		// Held by someone's finalizer: its keys are on their way out, so
+		// none is published; its deletion brings us back to issue anew.
+		k.obs.notReady(ReasonSecretDeleting, fmt.Sprintf("Secret %q is being deleted: its key is no longer admitted, a new one is issued when it is gone", secret.Name))
+		return ctrl.Result{}, nil
+	}
+	log.FromContext(ctx).V(1).Info("key plan", "action", plan.Action.String(), "dropPrevious", plan.DropPrevious, "keyID", secret.Annotations[octopodsv1alpha1.KeyIDAnnotation])
+	if err := k.apply(ctx, secret, plan); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.project(key, secret)
 	if plan.RecheckAt.IsZero() {
 		return ctrl.Result{}, nil
 	}
 	// Wake up when the previous key's grace period ends, to remove it.
-	return ctrl.Result{RequeueAfter: max(plan.RecheckAt.Sub(r.now()), time.Second)}, nil
+	return ctrl.Result{RequeueAfter: max(plan.RecheckAt.Sub(k.now()), time.Second)}, nil
+}
+
+// publishingChanges reports whether the Secret, as cached, would change the
+// published keys.
+func (k *keyReconcile) publishingChanges(secret *corev1.Secret) bool {
+	next := publishedKeys(secret, k.before.PublishedKeys, parseTime(secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation]))
+	return !equality.Semantic.DeepEqual(next, k.before.PublishedKeys) && !(len(next) == 0 && len(k.before.PublishedKeys) == 0)
 }
 
 // currentSecret returns the key's Secret, or nil when the API server confirms
@@ -216,36 +291,51 @@ func (r *WorkspaceAPIKeyReconciler) currentSecret(ctx context.Context, key *octo
 
 // issue creates the Secret with a fresh key. Create fails if the name was
 // taken meanwhile, so a key is never written over another.
-func (r *WorkspaceAPIKeyReconciler) issue(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) error {
+func (k *keyReconcile) issue(ctx context.Context) error {
+	key := k.key
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.EffectiveSecretName()},
 		Type:       octopodsv1alpha1.SecretType,
 	}
-	if err := controllerutil.SetControllerReference(key, secret, r.Scheme()); err != nil {
+	if err := controllerutil.SetControllerReference(key, secret, k.Scheme()); err != nil {
 		return err
 	}
 	applyTemplate(secret, key)
 	// A rotate token present at creation is handled by this very key.
-	keyID, err := setNewKey(secret, key.Annotations[octopodsv1alpha1.RotateAnnotation], r.now())
+	keyID, err := setNewKey(secret, key.Annotations[octopodsv1alpha1.RotateAnnotation], k.now())
 	if err != nil {
 		return err
 	}
-	if err := r.Create(ctx, secret); err != nil {
+	// The keys published for a Secret that is gone are gone with it.
+	if err := k.unpublish(ctx, nil); err != nil {
 		return err
 	}
-	r.afterWrite(ctx, secret)
-	if key.Status.KeyID != "" {
-		r.event(key, EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", secret.Name, keyID, key.Status.KeyID))
-	} else {
-		r.event(key, ReasonKeyIssued, fmt.Sprintf("Issued key %s into Secret %q", keyID, secret.Name))
+	if err := k.Create(ctx, secret); err != nil {
+		return k.secretWriteFailed(secret.Name, "create", err)
 	}
-	r.project(key, secret)
+	k.obs.saw(secret)
+	k.afterWrite(ctx, secret)
+	if key.Status.KeyID != "" {
+		k.event(key, EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", secret.Name, keyID, key.Status.KeyID))
+	} else {
+		k.event(key, ReasonKeyIssued, fmt.Sprintf("Issued key %s into Secret %q", keyID, secret.Name))
+	}
 	return nil
 }
 
+// secretWriteFailed makes a failed Secret write visible as Ready=False (a
+// conflict is only a stale read, retried at once, and says nothing).
+func (k *keyReconcile) secretWriteFailed(name, verb string, err error) error {
+	if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+		k.obs.notReady(ReasonSecretWriteFailed, fmt.Sprintf("Could not %s Secret %q: %v", verb, name, err))
+	}
+	return fmt.Errorf("%s Secret %q: %w", verb, name, err)
+}
+
 // apply carries out a plan on an existing Secret with one optimistic update.
-func (r *WorkspaceAPIKeyReconciler) apply(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey, secret *corev1.Secret, plan keyplan.Plan) error {
-	original := secret.DeepCopy()
+func (k *keyReconcile) apply(ctx context.Context, current *corev1.Secret, plan keyplan.Plan) error {
+	key := k.key
+	secret := current.DeepCopy()
 	oldID := secret.Annotations[octopodsv1alpha1.KeyIDAnnotation]
 	applyTemplate(secret, key)
 
@@ -256,10 +346,10 @@ func (r *WorkspaceAPIKeyReconciler) apply(ctx context.Context, key *octopodsv1al
 		token := key.Annotations[octopodsv1alpha1.RotateAnnotation]
 		oldKey := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
 		clearPrevious(secret)
-		if newID, err = setNewKey(secret, token, r.now()); err != nil {
+		if newID, err = setNewKey(secret, token, k.now()); err != nil {
 			return err
 		}
-		secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation] = r.now().UTC().Format(time.RFC3339)
+		secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation] = k.now().UTC().Format(time.RFC3339)
 		reason, message = EventKeyRotated, fmt.Sprintf("Rotated key %s to %s for token %q", oldID, newID, token)
 		if plan.KeepPrevious {
 			secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey] = []byte(oldKey)
@@ -269,28 +359,43 @@ func (r *WorkspaceAPIKeyReconciler) apply(ctx context.Context, key *octopodsv1al
 		}
 	case keyplan.Reissue:
 		clearPrevious(secret)
-		// Keep the handled token: a hand edit is not a rotation request.
-		if newID, err = setNewKey(secret, secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation], r.now()); err != nil {
+		// A hand edit is not a rotation request: keep the handled token,
+		// unless a new one is pending, which this one new key handles too.
+		token := secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation]
+		if plan.HandlesToken {
+			token = key.Annotations[octopodsv1alpha1.RotateAnnotation]
+		}
+		if newID, err = setNewKey(secret, token, k.now()); err != nil {
 			return err
 		}
 		reason, message = EventKeyReissued, fmt.Sprintf("The key in Secret %q was edited by hand: issued new key %s", secret.Name, newID)
+		if plan.HandlesToken {
+			message += fmt.Sprintf(", which also handles rotation token %q", token)
+		}
 	case keyplan.Keep:
 		if plan.DropPrevious {
 			reason, message = EventPreviousKeyExpired, fmt.Sprintf("Previous key %s stopped working", secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation])
+			if plan.PreviousUntrusted {
+				reason, message = EventUntrustedKeyRemoved, fmt.Sprintf("Secret %q held a previous-api-key the operator never issued: removed, never admitted", secret.Name)
+			}
 			clearPrevious(secret)
 		}
 	}
-	if equality.Semantic.DeepEqual(original, secret) {
+	if equality.Semantic.DeepEqual(current, secret) {
 		return nil
+	}
+	if err := k.unpublish(ctx, secret); err != nil {
+		return err
 	}
 	// Update carries the resourceVersion we read: a concurrent change makes
 	// it fail with a conflict and we decide again, never on stale data.
-	if err := r.Update(ctx, secret); err != nil {
-		return err
+	if err := k.Update(ctx, secret); err != nil {
+		return k.secretWriteFailed(secret.Name, "update", err)
 	}
-	r.afterWrite(ctx, secret)
+	k.obs.saw(secret)
+	k.afterWrite(ctx, secret)
 	if reason != "" {
-		r.event(key, reason, message)
+		k.event(key, reason, message)
 	}
 	return nil
 }
@@ -301,27 +406,13 @@ func (r *WorkspaceAPIKeyReconciler) afterWrite(ctx context.Context, secret *core
 	}
 }
 
-// project derives the key's status from its Secret.
-func (r *WorkspaceAPIKeyReconciler) project(key *octopodsv1alpha1.WorkspaceAPIKey, secret *corev1.Secret) {
-	a := secret.Annotations
-	st := &key.Status
-	st.SecretName = secret.Name
-	st.KeyID = a[octopodsv1alpha1.KeyIDAnnotation]
-	st.LastRotationToken = a[octopodsv1alpha1.RotationTokenAnnotation]
-	st.IssuedAt = parseTime(a[octopodsv1alpha1.IssuedAtAnnotation])
-	st.RotatedAt = parseTime(a[octopodsv1alpha1.RotatedAtAnnotation])
-	st.PreviousKeyID = a[octopodsv1alpha1.PreviousKeyIDAnnotation]
-	st.PreviousValidUntil = parseTime(a[octopodsv1alpha1.PreviousValidUntilAnnotation])
-	setReady(key, &st.Conditions, metav1.ConditionTrue, ReasonKeyIssued,
-		fmt.Sprintf("Key %s is in Secret %q", st.KeyID, secret.Name))
-}
-
 // finalize revokes the key of a WorkspaceAPIKey being deleted, then lets it go.
 func (r *WorkspaceAPIKeyReconciler) finalize(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) error {
 	if !controllerutil.ContainsFinalizer(key, RevokeFinalizer) {
 		return nil
 	}
-	revoked, err := r.revoke(ctx, key)
+	run := &keyReconcile{WorkspaceAPIKeyReconciler: r, key: key, before: *key.Status.DeepCopy()}
+	revoked, err := run.revoke(ctx)
 	if err != nil {
 		return err
 	}
@@ -333,15 +424,19 @@ func (r *WorkspaceAPIKeyReconciler) finalize(ctx context.Context, key *octopodsv
 	return client.IgnoreNotFound(patchMetadata(ctx, r.Client, key, original, keyStatus))
 }
 
-// revoke deletes the key's Secret if this WorkspaceAPIKey controls it and
-// returns the revoked key ID ("" when there was nothing to revoke).
-func (r *WorkspaceAPIKeyReconciler) revoke(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) (string, error) {
-	secret, err := r.currentSecret(ctx, key, true)
-	if err != nil || secret == nil || !key.ManagesSecret(secret) {
+// revoke unpublishes every key, then deletes the key's Secret if this
+// WorkspaceAPIKey controls it, and returns the revoked key ID ("" when there
+// was nothing to revoke).
+func (k *keyReconcile) revoke(ctx context.Context) (string, error) {
+	if err := k.unpublish(ctx, nil); err != nil {
+		return "", err
+	}
+	secret, err := k.currentSecret(ctx, k.key, true)
+	if err != nil || secret == nil || !k.key.ManagesSecret(secret) {
 		return "", err
 	}
 	uid := secret.UID
-	if err := r.Delete(ctx, secret, client.Preconditions{UID: &uid}); err != nil {
+	if err := k.Delete(ctx, secret, client.Preconditions{UID: &uid}); err != nil {
 		return "", client.IgnoreNotFound(err)
 	}
 	log.FromContext(ctx).Info("revoked key", "secret", secret.Name, "keyID", secret.Annotations[octopodsv1alpha1.KeyIDAnnotation])
@@ -368,14 +463,21 @@ func keyStatus(k *octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceA
 	return &k.Status
 }
 
-func observe(secret *corev1.Secret) keyplan.Observed {
+// observe reads a managed Secret for keyplan; the previous key counts as the
+// operator's only if it was published.
+func (k *keyReconcile) observe(secret *corev1.Secret) keyplan.Observed {
 	a := secret.Annotations
+	previous := string(secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey])
+	var history []string
+	_ = json.Unmarshal([]byte(a[octopodsv1alpha1.RotationTokenHistoryAnnotation]), &history) // unreadable: none
 	return keyplan.Observed{
 		Key:                string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey]),
 		KeyID:              a[octopodsv1alpha1.KeyIDAnnotation],
 		HandledToken:       a[octopodsv1alpha1.RotationTokenAnnotation],
-		PreviousKey:        string(secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey]),
+		RecentTokens:       history,
+		PreviousKey:        previous,
 		PreviousValidUntil: a[octopodsv1alpha1.PreviousValidUntilAnnotation],
+		PreviousPublished:  previous != "" && publishes(k.before.PublishedKeys, apikey.DigestOf(previous).String()),
 	}
 }
 
@@ -401,7 +503,14 @@ func setNewKey(secret *corev1.Secret, token string, now time.Time) (string, erro
 	secret.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(k)
 	secret.Annotations[octopodsv1alpha1.KeyIDAnnotation] = id
 	secret.Annotations[octopodsv1alpha1.IssuedAtAnnotation] = now.UTC().Format(time.RFC3339)
-	if token != "" {
+	if token != "" && token != secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation] {
+		var history []string
+		_ = json.Unmarshal([]byte(secret.Annotations[octopodsv1alpha1.RotationTokenHistoryAnnotation]), &history)
+		if prev := secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation]; prev != "" {
+			history = keyplan.Remember(history, prev)
+		}
+		record, _ := json.Marshal(keyplan.Remember(history, token)) // strings: cannot fail
+		secret.Annotations[octopodsv1alpha1.RotationTokenHistoryAnnotation] = string(record)
 		secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation] = token
 	}
 	return id, nil
@@ -411,12 +520,4 @@ func clearPrevious(secret *corev1.Secret) {
 	delete(secret.Data, octopodsv1alpha1.SecretKeyPreviousAPIKey)
 	delete(secret.Annotations, octopodsv1alpha1.PreviousKeyIDAnnotation)
 	delete(secret.Annotations, octopodsv1alpha1.PreviousValidUntilAnnotation)
-}
-
-func parseTime(s string) *metav1.Time {
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return nil
-	}
-	return &metav1.Time{Time: t}
 }

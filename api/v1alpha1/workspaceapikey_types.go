@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +33,10 @@ const (
 	// RotationTokenAnnotation is the last rotation token handled, written in
 	// the same update as the key it produced.
 	RotationTokenAnnotation = "octopods.io/rotation-token"
+	// RotationTokenHistoryAnnotation (a JSON array) is the last 16 rotation
+	// tokens handled, so a token re-applied later (a GitOps tool reverting a
+	// manual change) rotates nothing.
+	RotationTokenHistoryAnnotation = "octopods.io/rotation-token-history"
 	// PreviousValidUntilAnnotation (RFC 3339) is when previous-api-key stops working.
 	PreviousValidUntilAnnotation = "octopods.io/previous-valid-until"
 	// PreviousKeyIDAnnotation is the public ID of the key in previous-api-key.
@@ -44,6 +49,11 @@ const (
 	// from spec.secretTemplate, so that a key removed from the template is
 	// removed from the Secret too, and nothing else is.
 	SecretTemplateAnnotation = "octopods.io/secret-template"
+
+	// MaxPreviousKeyLifetime: a previous key never outlives the rotation
+	// that replaced it (status.rotatedAt) by more than this, whatever its
+	// Secret or status says. The operator and the proxy both apply it.
+	MaxPreviousKeyLifetime = 24 * time.Hour
 
 	// SecretNameSuffix makes the default Secret name: <workspaceName>-api-key.
 	SecretNameSuffix = "-api-key"
@@ -133,6 +143,18 @@ type WorkspaceAPIKeyStatus struct {
 	// +optional
 	PreviousValidUntil *metav1.Time `json:"previousValidUntil,omitempty"`
 
+	// publishedKeys are the digests of the keys the auth proxy may admit:
+	// the current key, and the previous key (with validUntil) during a grace
+	// period. The proxy believes nothing else, and never reads a Secret. The
+	// operator keeps them a subset of the keys the Secret holds at every
+	// instant: a key is unpublished before it leaves the Secret, and
+	// published after it enters. Only the operator may write this field (an
+	// admission policy).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=2
+	PublishedKeys []PublishedKey `json:"publishedKeys,omitempty"`
+
 	// lastUsedTime is when the auth proxy last admitted a request with this
 	// key, written in batches (about once a minute at most).
 	// +optional
@@ -147,6 +169,22 @@ type WorkspaceAPIKeyStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// PublishedKey is one key the auth proxy may admit, by its digest only.
+type PublishedKey struct {
+	// keyID is the key's public ID.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{12}$`
+	KeyID string `json:"keyID"`
+	// digest is "sha256:" and the 64 hex digits of the key's SHA-256.
+	// +required
+	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{64}$`
+	Digest string `json:"digest"`
+	// validUntil is set on the previous key only: when it stops working. The
+	// proxy also caps it at status.rotatedAt + 24h.
+	// +optional
+	ValidUntil *metav1.Time `json:"validUntil,omitempty"`
 }
 
 // WorkspaceAPIKey is the API key of one workspace: creating it is clicking

@@ -49,7 +49,7 @@ func main() {
 			panic(err)
 		}
 		keys[i] = k
-		ix.Set(keyindex.SecretKeys{Namespace: "bench", Name: fmt.Sprintf("ws-%d-api-key", i), Workspace: fmt.Sprintf("ws-%d", i),
+		ix.Set(keyindex.Keys{Namespace: "bench", Name: fmt.Sprintf("ws-%d-api-key", i), Workspace: fmt.Sprintf("ws-%d", i),
 			Current: apikey.DigestOf(k), HasCurrent: true})
 	}
 	metrics := authproxy.NewMetrics(ix, func() time.Duration { return 0 })

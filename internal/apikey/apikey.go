@@ -122,6 +122,35 @@ func ID(key string) string {
 	return DigestOf(key).ID()
 }
 
+// DigestPrefix starts the text form of a digest, as published in status.
+const DigestPrefix = "sha256:"
+
+// ErrDigest: a published digest is not "sha256:" and 64 hex digits.
+var ErrDigest = errors.New(`digest is not "sha256:" followed by 64 lower-case hex digits`)
+
+// String is the published form: "sha256:" and 64 hex digits.
+func (d Digest) String() string {
+	return DigestPrefix + hex.EncodeToString(d[:])
+}
+
+// ParseDigest reads the published form of a digest.
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	if len(s) != len(DigestPrefix)+2*len(d) || s[:len(DigestPrefix)] != DigestPrefix {
+		return d, ErrDigest
+	}
+	hexPart := s[len(DigestPrefix):]
+	for i := 0; i < len(hexPart); i++ {
+		if c := hexPart[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return d, ErrDigest
+		}
+	}
+	if _, err := hex.Decode(d[:], []byte(hexPart)); err != nil {
+		return d, ErrDigest
+	}
+	return d, nil
+}
+
 // ID is the public identifier of the key this is the digest of.
 func (d Digest) ID() string {
 	return hex.EncodeToString(d[:IDLength/2])

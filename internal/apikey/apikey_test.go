@@ -167,3 +167,21 @@ func BenchmarkGenerate(b *testing.B) {
 		_, _ = Generate()
 	}
 }
+
+func TestDigestRoundTrip(t *testing.T) {
+	k, err := Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := DigestOf(k)
+	got, err := ParseDigest(d.String())
+	if err != nil || got != d {
+		t.Fatalf("ParseDigest(%s) = %x, %v", d, got, err)
+	}
+	for _, bad := range []string{"", "sha256:", "sha256:" + strings.Repeat("A", 64), "md5:" + strings.Repeat("0", 64),
+		"sha256:" + strings.Repeat("0", 63), "sha256:" + strings.Repeat("0", 65), "SHA256:" + strings.Repeat("0", 64)} {
+		if _, err := ParseDigest(bad); err == nil {
+			t.Errorf("ParseDigest(%q) accepted", bad)
+		}
+	}
+}

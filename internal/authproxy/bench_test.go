@@ -16,7 +16,7 @@ func loadedIndex(b *testing.B, n int) (*keyindex.Index, []string) {
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = mustGenerate(b)
-		ix.Set(keyindex.SecretKeys{Namespace: "bench", Name: fmt.Sprintf("ws-%d-api-key", i), Workspace: fmt.Sprintf("ws-%d", i),
+		ix.Set(keyindex.Keys{Namespace: "bench", Name: fmt.Sprintf("ws-%d-api-key", i), Workspace: fmt.Sprintf("ws-%d", i),
 			Current: apikey.DigestOf(keys[i]), HasCurrent: true})
 	}
 	return ix, keys

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -15,37 +14,35 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
 
-// The proxy talks to two resources only. Its clients know just those types:
+// The proxy talks to one resource only. Its client knows just that type:
 // client-go's full clientset registers every API group at start, which costs
 // the proxy megabytes of memory it never uses.
 
-// SecretsClient lists and watches Secrets.
-type SecretsClient interface {
-	List(ctx context.Context, namespace string, opts metav1.ListOptions) (*corev1.SecretList, error)
+// KeysClient lists and watches WorkspaceAPIKeys: the proxy reads nothing else
+// (never a Secret).
+type KeysClient interface {
+	List(ctx context.Context, namespace string, opts metav1.ListOptions) (*octopodsv1alpha1.WorkspaceAPIKeyList, error)
 	Watch(ctx context.Context, namespace string, opts metav1.ListOptions) (watch.Interface, error)
 }
 
-type secretsClient struct{ rc rest.Interface }
+type keysClient struct{ rc rest.Interface }
 
-// NewSecretsClient returns a SecretsClient for cfg.
-func NewSecretsClient(cfg *rest.Config) (SecretsClient, error) {
-	rc, err := restClientFor(cfg, corev1.SchemeGroupVersion, "/api", corev1.AddToScheme)
-	return secretsClient{rc}, err
-}
+// NewKeysClient returns a KeysClient over an octopods.io REST client.
+func NewKeysClient(rc rest.Interface) KeysClient { return keysClient{rc} }
 
-func (c secretsClient) List(ctx context.Context, ns string, opts metav1.ListOptions) (*corev1.SecretList, error) {
-	out := &corev1.SecretList{}
-	err := c.rc.Get().Namespace(ns).Resource("secrets").VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(out)
+func (c keysClient) List(ctx context.Context, ns string, opts metav1.ListOptions) (*octopodsv1alpha1.WorkspaceAPIKeyList, error) {
+	out := &octopodsv1alpha1.WorkspaceAPIKeyList{}
+	err := c.rc.Get().Namespace(ns).Resource("workspaceapikeys").VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(out)
 	return out, err
 }
 
-func (c secretsClient) Watch(ctx context.Context, ns string, opts metav1.ListOptions) (watch.Interface, error) {
+func (c keysClient) Watch(ctx context.Context, ns string, opts metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
 	var timeout time.Duration
 	if opts.TimeoutSeconds != nil {
 		timeout = time.Duration(*opts.TimeoutSeconds) * time.Second
 	}
-	return c.rc.Get().Namespace(ns).Resource("secrets").VersionedParams(&opts, metav1.ParameterCodec).Timeout(timeout).Watch(ctx)
+	return c.rc.Get().Namespace(ns).Resource("workspaceapikeys").VersionedParams(&opts, metav1.ParameterCodec).Timeout(timeout).Watch(ctx)
 }
 
 // NewOctopodsRESTClient returns a REST client for octopods.io/v1alpha1.

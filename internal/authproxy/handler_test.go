@@ -40,10 +40,10 @@ func newFixture(t testing.TB) *fixture {
 	f := &fixture{ix: keyindex.New(), logs: &strings.Builder{}, ready: true}
 	f.current, f.grace, f.expired, f.stale = mustGenerate(t), mustGenerate(t), mustGenerate(t), mustGenerate(t)
 	now := time.Now()
-	f.ix.Set(keyindex.SecretKeys{Namespace: "team-a", Name: "acme-api-key", Workspace: "acme",
+	f.ix.Set(keyindex.Keys{Namespace: "team-a", Name: "acme-api-key", Workspace: "acme",
 		Current: apikey.DigestOf(f.current), HasCurrent: true,
 		Previous: apikey.DigestOf(f.grace), HasPrevious: true, PreviousValidUntil: now.Add(time.Hour)})
-	f.ix.Set(keyindex.SecretKeys{Namespace: "team-b", Name: "globex-api-key", Workspace: "globex",
+	f.ix.Set(keyindex.Keys{Namespace: "team-b", Name: "globex-api-key", Workspace: "globex",
 		Current: apikey.DigestOf(mustGenerate(t)), HasCurrent: true,
 		Previous: apikey.DigestOf(f.expired), HasPrevious: true, PreviousValidUntil: now.Add(-time.Second)})
 	log := slog.New(slog.NewJSONHandler(f.logs, nil))

@@ -25,7 +25,7 @@ func usedKeys(t *testing.T, n int) *keyindex.Index {
 	ix := keyindex.New()
 	for i := range n {
 		key := mustGenerate(t)
-		ix.Set(keyindex.SecretKeys{Namespace: "team-a", Name: fmt.Sprintf("ws%d-api-key", i), Workspace: fmt.Sprintf("ws%d", i),
+		ix.Set(keyindex.Keys{Namespace: "team-a", Name: fmt.Sprintf("ws%d-api-key", i), Workspace: fmt.Sprintf("ws%d", i),
 			Current: apikey.DigestOf(key), HasCurrent: true})
 		if r, _ := ix.Lookup(key, time.Now()); r != keyindex.Allowed {
 			t.Fatalf("key %d not admitted", i)

@@ -64,10 +64,6 @@ type Proxy struct {
 // New builds a proxy and binds its listeners, so that Addr is known before
 // Run (":0" picks free ports).
 func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
-	secrets, err := NewSecretsClient(restCfg)
-	if err != nil {
-		return nil, err
-	}
 	octopods, err := NewOctopodsRESTClient(restCfg)
 	if err != nil {
 		return nil, err
@@ -76,7 +72,7 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		cfg.LastUsedFlushInterval = DefaultLastUsedFlushInterval
 	}
 	p := &Proxy{cfg: cfg, Index: keyindex.New(), log: log}
-	p.Source = NewSource(p.Index, secrets, cfg.Namespaces)
+	p.Source = NewSource(p.Index, NewKeysClient(octopods), cfg.Namespaces, log)
 	p.Metrics = NewMetrics(p.Index, p.Source.Staleness)
 	p.flusher = &LastUsedFlusher{Index: p.Index, Client: octopods, Interval: cfg.LastUsedFlushInterval, Metrics: p.Metrics, Log: log}
 
@@ -139,7 +135,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	probeMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	probeMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if p.stopping.Load() || !p.Source.Synced() {
-			http.Error(w, "key Secrets not synced", http.StatusServiceUnavailable)
+			http.Error(w, "published keys not synced", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok"))

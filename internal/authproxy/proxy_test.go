@@ -36,7 +36,7 @@ var _ = Describe("Refusals through the real proxy", func() {
 	var ns, key string
 	BeforeEach(func() {
 		ns, key = newNamespace(), newKey()
-		Expect(k8sClient.Create(ctx, keySecret(ns, "acme", key))).To(Succeed())
+		publishKey(k8sClient, ns, "acme", key)
 		// Each proxy has its own watch: wait until both have seen the key.
 		for _, p := range []*Proxy{reverseProxy, forwardProxy} {
 			Eventually(func() int { return status(p, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
@@ -105,38 +105,72 @@ var _ = Describe("Refusals through the real proxy", func() {
 	})
 })
 
-var _ = Describe("Propagation of Secret changes", func() {
+var _ = Describe("Propagation of published keys", func() {
 	It("admits a new key, and refuses a rotated-away, deleted or expired one, each within 1s", func() {
 		ns := newNamespace()
 		first := newKey()
-		secret := keySecret(ns, "acme", first)
-		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+		wak := publishKey(k8sClient, ns, "acme", first)
 		added := timeUntil(func() bool { return status(reverseProxy, first) == http.StatusOK }, propagationLimit)
 
 		second := newKey()
-		secret.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(second)
-		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		republish(wak, second, "", time.Time{})
 		rotated := timeUntil(func() bool { return status(reverseProxy, first) == http.StatusUnauthorized }, propagationLimit)
 		Expect(status(reverseProxy, second)).To(Equal(http.StatusOK))
 
 		// Rotation with a grace period: the previous key works until its
-		// previous-valid-until, then stops without any API change.
+		// validUntil, then stops without any API change.
 		third := newKey()
 		until := time.Now().Add(3 * time.Second).Truncate(time.Second).Add(time.Second)
-		secret.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(third)
-		secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey] = []byte(second)
-		secret.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation] = until.Format(time.RFC3339)
-		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		republish(wak, third, second, until)
 		Eventually(func() int { return status(reverseProxy, third) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 		Expect(status(reverseProxy, second)).To(Equal(http.StatusOK), "previous key works during its grace period")
 		Eventually(func() int { return status(reverseProxy, second) }, time.Until(until)+propagationLimit, pollEvery).Should(Equal(http.StatusUnauthorized))
 		expired := time.Since(until)
 
-		Expect(k8sClient.Delete(ctx, secret)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, wak)).To(Succeed())
 		deleted := timeUntil(func() bool { return status(reverseProxy, third) == http.StatusUnauthorized }, propagationLimit)
 
 		figures.Add("proxy propagation: new key admitted %s, rotated-away key refused %s, grace-expired key refused %s after expiry, deleted key refused %s (limit 1s)",
 			added.Round(10*time.Microsecond), rotated.Round(10*time.Microsecond), expired.Round(10*time.Microsecond), deleted.Round(10*time.Microsecond))
+	})
+
+	It("believes only published keys: never a Secret, a key being deleted, or a previous key past rotatedAt + 24h", func() {
+		ns := newNamespace()
+		// A Secret of the key type with every label the operator sets mints nothing.
+		forged := newKey()
+		Expect(k8sClient.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged-api-key",
+				Labels:      map[string]string{octopodsv1alpha1.WorkspaceLabel: "forged", octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue},
+				Annotations: map[string]string{octopodsv1alpha1.KeyIDAnnotation: apikey.ID(forged)}},
+			Type: octopodsv1alpha1.SecretType,
+			Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte(forged)},
+		})).To(Succeed())
+
+		// A previous key published as valid until 2099 by a rotation two
+		// days ago is capped at rotatedAt + 24h: refused.
+		current, previous := newKey(), newKey()
+		wak := publishKey(k8sClient, ns, "acme", current)
+		original := wak.DeepCopy()
+		twoDaysAgo := metav1.NewTime(time.Now().Add(-48 * time.Hour))
+		wak.Status.RotatedAt = &twoDaysAgo
+		d := apikey.DigestOf(previous)
+		wak.Status.PublishedKeys = append(wak.Status.PublishedKeys, octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String(),
+			ValidUntil: &metav1.Time{Time: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}})
+		Expect(k8sClient.Status().Patch(ctx, wak, client.MergeFrom(original))).To(Succeed())
+		Eventually(func() int { return status(reverseProxy, current) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+		Expect(status(reverseProxy, previous)).To(Equal(http.StatusUnauthorized))
+		Expect(status(reverseProxy, forged)).To(Equal(http.StatusUnauthorized))
+
+		// A WorkspaceAPIKey held in Terminating (someone's finalizer) stops
+		// admitting at once, before the operator unpublishes anything.
+		original = wak.DeepCopy()
+		wak.Finalizers = []string{"example.com/hold"}
+		Expect(k8sClient.Patch(ctx, wak, client.MergeFrom(original))).To(Succeed())
+		Expect(k8sClient.Delete(ctx, wak)).To(Succeed())
+		Eventually(func() int { return status(reverseProxy, current) }, propagationLimit, pollEvery).Should(Equal(http.StatusUnauthorized))
+		original = wak.DeepCopy()
+		wak.Finalizers = nil
+		Expect(k8sClient.Patch(ctx, wak, client.MergeFrom(original))).To(Succeed())
 	})
 })
 
@@ -145,12 +179,7 @@ var _ = Describe("lastUsedTime", func() {
 	var wak *octopodsv1alpha1.WorkspaceAPIKey
 	BeforeEach(func() {
 		key = newKey()
-		wak = &octopodsv1alpha1.WorkspaceAPIKey{
-			ObjectMeta: metav1.ObjectMeta{Namespace: newNamespace(), Name: "acme"},
-			Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: "acme"},
-		}
-		Expect(k8sClient.Create(ctx, wak)).To(Succeed())
-		Expect(k8sClient.Create(ctx, keySecret(wak.Namespace, "acme", key))).To(Succeed())
+		wak = publishKey(k8sClient, newNamespace(), "acme", key)
 	})
 
 	It("lands in the WorkspaceAPIKey status in batches, not per request", func() {
@@ -210,7 +239,8 @@ var _ = Describe("Readiness", func() {
 var _ = Describe("Losing the API server", Serial, func() {
 	It("keeps admitting the last known keys and reports the cache as stale", func() {
 		// A control plane of its own, so stopping it leaves the suite's alone.
-		env := &envtest.Environment{ControlPlaneStopTimeout: 3 * time.Second}
+		env := &envtest.Environment{ControlPlaneStopTimeout: 3 * time.Second,
+			CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 		cfg, err := env.Start()
 		Expect(err).NotTo(HaveOccurred())
 		c, err := client.New(cfg, client.Options{Scheme: scheme})
@@ -221,14 +251,14 @@ var _ = Describe("Losing the API server", Serial, func() {
 		Eventually(func() int { return get(p, "http://"+p.ProbeAddr()+"/readyz", nil).StatusCode }, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
 
 		key := newKey()
-		Expect(c.Create(ctx, keySecret("default", "acme", key))).To(Succeed())
+		publishKey(c, "default", "acme", key)
 		Eventually(func() int { return status(p, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 
 		// kube-apiserver stops listening at once but may outlive the stop
 		// timeout while it drains; what matters is that it is unreachable.
 		_ = env.ControlPlane.APIServer.Stop()
 		stoppedAt := time.Now()
-		Expect(c.List(ctx, &corev1.SecretList{})).NotTo(Succeed(), "the API server is gone")
+		Expect(c.List(ctx, &octopodsv1alpha1.WorkspaceAPIKeyList{})).NotTo(Succeed(), "the API server is gone")
 		Consistently(func() int { return status(p, key) }, 2*probeInterval, 100*time.Millisecond).Should(Equal(http.StatusOK))
 		Expect(status(p, newKey())).To(Equal(http.StatusUnauthorized))
 		staleness := counter(p, "octopods_auth_proxy_key_cache_staleness_seconds")
@@ -259,7 +289,7 @@ var _ = Describe("HTTPS", func() {
 		DeferCleanup(func() { cancel(); <-done })
 
 		ns, key := newNamespace(), newKey()
-		Expect(k8sClient.Create(ctx, keySecret(ns, "acme", key))).To(Succeed())
+		publishKey(k8sClient, ns, "acme", key)
 		tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 		// served returns the status and the serial of the certificate served.
 		served := func() (int, int64) {

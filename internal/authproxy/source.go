@@ -2,17 +2,16 @@ package authproxy
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
@@ -24,20 +23,31 @@ import (
 // there, so a quiet cluster does not look stale and a lost one does.
 const probeInterval = 5 * time.Second
 
-// Source keeps the index in step with the key Secrets: per namespace (or
-// once for all), a paginated list and then a watch from its resourceVersion,
-// relisting when the watch falls too far behind. Each page is turned into
-// digests at once, so no copy of 100k Secrets is ever held, not even while
-// the first list runs (a client-go Reflector keeps the whole list).
+// Source keeps the index in step with the keys the operator publishes in
+// WorkspaceAPIKey status: per namespace (or once for all), a paginated list
+// and then a watch from its resourceVersion, relisting when the watch falls
+// too far behind. Each page is turned into digests at once, so no copy of
+// 100k objects is ever held, not even while the first list runs (a client-go
+// Reflector keeps the whole list, and an informer a copy of every object).
 type Source struct {
-	index      *keyindex.Index
-	client     SecretsClient
-	namespaces []string // "" = all
-	synced     []atomic.Bool
-	// lastConfirmed is when the cache was last known to match the API
-	// server (unix nanoseconds).
+	index  *keyindex.Index
+	client KeysClient
+	log    *slog.Logger
+	scopes []*scope
+	// started is when Run began: a scope never confirmed is as stale as the
+	// proxy is old, never fresh.
+	started     time.Time
+	releaseOnce sync.Once
+}
+
+// scope is one namespace (or "" for all) with its own list/watch.
+type scope struct {
+	namespace string
+	synced    atomic.Bool
+	// lastConfirmed is when this scope was last known to match the API
+	// server (unix nanoseconds); 0 before its first list.
 	lastConfirmed atomic.Int64
-	releaseOnce   sync.Once
+	errors        logLimiter
 }
 
 // Paging and retry of the list/watch loop.
@@ -47,31 +57,43 @@ const (
 	maxRetryDelay  = 30 * time.Second
 	watchTimeout   = 5 * time.Minute
 	watchJitterMax = 5 * time.Minute
+	// A watch that ends sooner than this with no event was refused in
+	// effect (a proxy or API server closing it at once): back off, or the
+	// loop would open watches as fast as the network allows.
+	minHealthyWatch = time.Second
+	// errorLogInterval bounds list/watch error logs to one per scope per
+	// interval, with the count of those left out.
+	errorLogInterval = 30 * time.Second
 )
 
-// NewSource watches key Secrets in the given namespaces (none: all).
-func NewSource(ix *keyindex.Index, client SecretsClient, namespaces []string) *Source {
+// NewSource follows WorkspaceAPIKeys in the given namespaces (none: all).
+func NewSource(ix *keyindex.Index, client KeysClient, namespaces []string, log *slog.Logger) *Source {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
-	return &Source{index: ix, client: client, namespaces: namespaces, synced: make([]atomic.Bool, len(namespaces))}
+	s := &Source{index: ix, client: client, log: log, started: time.Now()}
+	for _, ns := range namespaces {
+		s.scopes = append(s.scopes, &scope{namespace: ns, errors: logLimiter{interval: errorLogInterval}})
+	}
+	return s
 }
-
-var keySecretSelector = fields.OneTermEqualSelector("type", octopodsv1alpha1.SecretType).String()
 
 // Run watches until ctx ends.
 func (s *Source) Run(ctx context.Context) {
-	for i, ns := range s.namespaces {
-		go s.follow(ctx, ns, &s.synced[i])
+	s.started = time.Now()
+	for _, sc := range s.scopes {
+		go s.follow(ctx, sc)
 	}
 	go s.probe(ctx)
 }
 
 // follow lists, then watches, forever: a closed watch resumes from the last
-// resourceVersion seen, an expired one (410 Gone) relists.
-func (s *Source) follow(ctx context.Context, ns string, synced *atomic.Bool) {
+// resourceVersion seen; an expired one (410 Gone) or one asked for a version
+// the server has not reached ("too large resource version") relists.
+func (s *Source) follow(ctx context.Context, sc *scope) {
 	delay := minRetryDelay
-	retry := func() {
+	retry := func(what string, err error) {
+		s.logError(sc, what, err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(delay):
@@ -79,13 +101,13 @@ func (s *Source) follow(ctx context.Context, ns string, synced *atomic.Bool) {
 		delay = min(2*delay, maxRetryDelay)
 	}
 	for ctx.Err() == nil {
-		rv, err := s.list(ctx, ns)
+		rv, err := s.list(ctx, sc.namespace)
 		if err != nil {
-			retry()
+			retry("list", err)
 			continue
 		}
-		synced.Store(true)
-		s.confirm()
+		sc.synced.Store(true)
+		sc.confirm()
 		if s.Synced() {
 			// Hand the garbage of the first full lists back to the OS: with
 			// 100k keys it is several times the index, and the Go runtime
@@ -94,31 +116,47 @@ func (s *Source) follow(ctx context.Context, ns string, synced *atomic.Bool) {
 		}
 		delay = minRetryDelay
 		for ctx.Err() == nil {
-			rv, err = s.watch(ctx, ns, rv)
-			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-				break // too far behind: list again
+			var events int
+			began := time.Now()
+			rv, events, err = s.watch(ctx, sc, rv)
+			if mustRelist(err) {
+				s.logError(sc, "watch (relisting)", err)
+				break
 			}
-			if err != nil {
-				retry()
-			} else {
+			switch {
+			case err != nil:
+				retry("watch", err)
+			case events == 0 && time.Since(began) < minHealthyWatch:
+				retry("watch", errWatchClosedAtOnce)
+			default:
 				delay = minRetryDelay // the watch ran and ended normally
 			}
 		}
 	}
 }
 
-// list loads every key Secret of the scope, a page at a time, and removes
-// from the index what the API server no longer has.
+// errWatchClosedAtOnce names a watch that ended at once without an event.
+var errWatchClosedAtOnce = apierrors.NewServiceUnavailable("the watch ended at once with no event")
+
+// mustRelist: the watch cannot resume from its resourceVersion.
+func mustRelist(err error) bool {
+	return apierrors.IsResourceExpired(err) || apierrors.IsGone(err) ||
+		apierrors.HasStatusCause(err, metav1.CauseTypeResourceVersionTooLarge)
+}
+
+// list loads every WorkspaceAPIKey of the scope, a page at a time, and
+// removes from the index what the API server no longer has.
 func (s *Source) list(ctx context.Context, ns string) (string, error) {
 	sync := s.index.BeginSync()
-	opts := metav1.ListOptions{FieldSelector: keySecretSelector, Limit: listPageSize}
+	opts := metav1.ListOptions{Limit: listPageSize}
 	for {
 		page, err := s.client.List(ctx, ns, opts)
 		if err != nil {
 			return "", err
 		}
+		now := time.Now()
 		for i := range page.Items {
-			sync.Set(secretKeys(&page.Items[i]))
+			sync.Set(PublishedKeys(&page.Items[i], now))
 		}
 		if page.Continue == "" {
 			sync.End(ns)
@@ -128,75 +166,116 @@ func (s *Source) list(ctx context.Context, ns string) (string, error) {
 	}
 }
 
-// watch applies changes from rv on, and returns the last resourceVersion seen.
-func (s *Source) watch(ctx context.Context, ns, rv string) (string, error) {
+// watch applies changes from rv on, and returns the last resourceVersion
+// seen and how many events came.
+func (s *Source) watch(ctx context.Context, sc *scope, rv string) (string, int, error) {
 	timeout := int64((watchTimeout + time.Duration(rand.Int64N(int64(watchJitterMax)))).Seconds())
-	w, err := s.client.Watch(ctx, ns, metav1.ListOptions{
-		FieldSelector: keySecretSelector, ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout,
+	w, err := s.client.Watch(ctx, sc.namespace, metav1.ListOptions{
+		ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout,
 	})
 	if err != nil {
-		return rv, err
+		return rv, 0, err
 	}
 	defer w.Stop()
+	events := 0
 	for ev := range w.ResultChan() {
+		events++
 		switch ev.Type {
 		case watch.Added, watch.Modified:
-			if secret, ok := ev.Object.(*corev1.Secret); ok {
-				s.index.Set(secretKeys(secret))
-				rv = secret.ResourceVersion
+			if key, ok := ev.Object.(*octopodsv1alpha1.WorkspaceAPIKey); ok {
+				s.index.Set(PublishedKeys(key, time.Now()))
+				rv = key.ResourceVersion
 			}
 		case watch.Deleted:
-			if secret, ok := ev.Object.(*corev1.Secret); ok {
-				s.index.Delete(secret.Namespace, secret.Name)
-				rv = secret.ResourceVersion
+			if key, ok := ev.Object.(*octopodsv1alpha1.WorkspaceAPIKey); ok {
+				s.index.Delete(key.Namespace, key.Name)
+				rv = key.ResourceVersion
 			}
 		case watch.Bookmark:
 			if m, err := meta.Accessor(ev.Object); err == nil {
 				rv = m.GetResourceVersion()
 			}
 		case watch.Error:
-			return rv, apierrors.FromObject(ev.Object)
+			return rv, events, apierrors.FromObject(ev.Object)
 		}
-		s.confirm()
+		sc.confirm()
 	}
-	return rv, nil
+	return rv, events, nil
 }
 
 // Synced reports whether every scope has completed its first full list.
 func (s *Source) Synced() bool {
-	for i := range s.synced {
-		if !s.synced[i].Load() {
+	for _, sc := range s.scopes {
+		if !sc.synced.Load() {
 			return false
 		}
 	}
 	return true
 }
 
-// Staleness is how long ago the cache was last confirmed current.
+// Staleness is how long ago the stalest scope was last confirmed current; a
+// scope never confirmed counts from the start.
 func (s *Source) Staleness() time.Duration {
-	last := s.lastConfirmed.Load()
-	if last == 0 {
-		return 0
+	var worst time.Duration
+	for _, sc := range s.scopes {
+		since := s.started
+		if last := sc.lastConfirmed.Load(); last != 0 {
+			since = time.Unix(0, last)
+		}
+		worst = max(worst, time.Since(since))
 	}
-	return time.Since(time.Unix(0, last))
+	return worst
 }
 
-func (s *Source) confirm() { s.lastConfirmed.Store(time.Now().UnixNano()) }
+func (sc *scope) confirm() { sc.lastConfirmed.Store(time.Now().UnixNano()) }
 
-// probe confirms the API server is reachable while watches are quiet: a
-// reachable API server with running watches means the cache is current.
+// probe confirms, scope by scope, that the API server is reachable while
+// watches are quiet: a reachable API server with running watches means the
+// cache is current. (RBAC may allow one namespace and not another.)
 func (s *Source) probe(ctx context.Context) {
 	every(ctx, probeInterval, func() {
-		if !s.Synced() {
-			return
-		}
-		pctx, cancel := context.WithTimeout(ctx, probeInterval)
-		_, err := s.client.List(pctx, s.namespaces[0], metav1.ListOptions{FieldSelector: keySecretSelector, Limit: 1})
-		cancel()
-		if err == nil {
-			s.confirm()
+		for _, sc := range s.scopes {
+			if !sc.synced.Load() {
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, probeInterval)
+			_, err := s.client.List(pctx, sc.namespace, metav1.ListOptions{Limit: 1})
+			cancel()
+			if err == nil {
+				sc.confirm()
+			} else {
+				s.logError(sc, "probe", err)
+			}
 		}
 	})
+}
+
+func (s *Source) logError(sc *scope, what string, err error) {
+	if suppressed, ok := sc.errors.allow(time.Now()); ok {
+		s.log.Warn("reading WorkspaceAPIKeys failed; serving the last known keys", "namespace", sc.namespace, "operation", what, "error", err.Error(), "suppressed", suppressed)
+	}
+}
+
+// logLimiter lets one log line through per interval and counts the rest.
+type logLimiter struct {
+	interval   time.Duration
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now, and how many lines were left out since
+// the last one logged.
+func (l *logLimiter) allow(now time.Time) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.next) {
+		l.suppressed++
+		return 0, false
+	}
+	n := l.suppressed
+	l.next, l.suppressed = now.Add(l.interval), 0
+	return n, true
 }
 
 // every calls f each interval until ctx ends.
@@ -213,17 +292,35 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 	}
 }
 
-// secretKeys reads a key Secret into digests. A malformed key is left out: no
-// well-formed presented key could match it anyway.
-func secretKeys(s *corev1.Secret) keyindex.SecretKeys {
-	k := keyindex.SecretKeys{Namespace: s.Namespace, Name: s.Name, Workspace: s.Labels[octopodsv1alpha1.WorkspaceLabel]}
-	if key := string(s.Data[octopodsv1alpha1.SecretKeyAPIKey]); apikey.Validate(key) == nil {
-		k.Current, k.HasCurrent = apikey.DigestOf(key), true
+// PublishedKeys reads what a WorkspaceAPIKey publishes into the index's
+// form. A key being deleted publishes nothing: its Secret is on the way out.
+// Entries that do not parse are left out (fail closed).
+func PublishedKeys(k *octopodsv1alpha1.WorkspaceAPIKey, now time.Time) keyindex.Keys {
+	out := keyindex.Keys{Namespace: k.Namespace, Name: k.Name, Workspace: k.Spec.WorkspaceName}
+	if !k.DeletionTimestamp.IsZero() {
+		return out
 	}
-	if key := string(s.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey]); apikey.Validate(key) == nil {
-		if until, err := time.Parse(time.RFC3339, s.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation]); err == nil {
-			k.Previous, k.HasPrevious, k.PreviousValidUntil = apikey.DigestOf(key), true, until
+	for _, p := range k.Status.PublishedKeys {
+		d, err := apikey.ParseDigest(p.Digest)
+		if err != nil {
+			continue
+		}
+		if p.ValidUntil == nil {
+			if !out.HasCurrent {
+				out.Current, out.HasCurrent = d, true
+			}
+			continue
+		}
+		if out.HasPrevious || k.Status.RotatedAt == nil {
+			continue
+		}
+		until := p.ValidUntil.Time
+		if limit := k.Status.RotatedAt.Add(octopodsv1alpha1.MaxPreviousKeyLifetime); limit.Before(until) {
+			until = limit
+		}
+		if until.After(now) {
+			out.Previous, out.HasPrevious, out.PreviousValidUntil = d, true, until
 		}
 	}
-	return k
+	return out
 }

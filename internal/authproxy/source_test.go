@@ -2,47 +2,49 @@ package authproxy
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 )
 
-// scriptedSecrets is a SecretsClient that answers lists from a script and
+// scriptedKeys is a KeysClient that answers lists from a script and
 // hands each watch to the test, recording the resourceVersion asked for.
-type scriptedSecrets struct {
+type scriptedKeys struct {
 	mu       sync.Mutex
-	lists    []*corev1.SecretList // one per List call; the last repeats
+	lists    []*octopodsv1alpha1.WorkspaceAPIKeyList // one per List call; the last repeats
 	listRVs  []string
 	watchRVs []string
 	watches  chan *watch.FakeWatcher
 }
 
-func newScriptedSecrets(lists ...*corev1.SecretList) *scriptedSecrets {
-	return &scriptedSecrets{lists: lists, watches: make(chan *watch.FakeWatcher, 8)}
+func newScriptedKeys(lists ...*octopodsv1alpha1.WorkspaceAPIKeyList) *scriptedKeys {
+	return &scriptedKeys{lists: lists, watches: make(chan *watch.FakeWatcher, 8)}
 }
 
-func (c *scriptedSecrets) List(_ context.Context, _ string, opts metav1.ListOptions) (*corev1.SecretList, error) {
+func (c *scriptedKeys) List(_ context.Context, _ string, opts metav1.ListOptions) (*octopodsv1alpha1.WorkspaceAPIKeyList, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if opts.Limit == 1 { // the Source's liveness probe
-		return &corev1.SecretList{}, nil
+		return &octopodsv1alpha1.WorkspaceAPIKeyList{}, nil
 	}
 	page := c.lists[min(len(c.listRVs), len(c.lists)-1)]
 	c.listRVs = append(c.listRVs, page.ResourceVersion)
 	return page.DeepCopy(), nil
 }
 
-func (c *scriptedSecrets) Watch(_ context.Context, _ string, opts metav1.ListOptions) (watch.Interface, error) {
+func (c *scriptedKeys) Watch(_ context.Context, _ string, opts metav1.ListOptions) (watch.Interface, error) {
 	c.mu.Lock()
 	c.watchRVs = append(c.watchRVs, opts.ResourceVersion)
 	c.mu.Unlock()
@@ -51,13 +53,13 @@ func (c *scriptedSecrets) Watch(_ context.Context, _ string, opts metav1.ListOpt
 	return w, nil
 }
 
-func (c *scriptedSecrets) calls() (lists, watches []string) {
+func (c *scriptedKeys) calls() (lists, watches []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.listRVs...), append([]string(nil), c.watchRVs...)
 }
 
-func (c *scriptedSecrets) nextWatch(t *testing.T) *watch.FakeWatcher {
+func (c *scriptedKeys) nextWatch(t *testing.T) *watch.FakeWatcher {
 	t.Helper()
 	select {
 	case w := <-c.watches:
@@ -68,27 +70,27 @@ func (c *scriptedSecrets) nextWatch(t *testing.T) *watch.FakeWatcher {
 	}
 }
 
-func secretList(rv string, secrets ...*corev1.Secret) *corev1.SecretList {
-	l := &corev1.SecretList{ListMeta: metav1.ListMeta{ResourceVersion: rv}}
-	for _, s := range secrets {
-		l.Items = append(l.Items, *s)
+func keyList(rv string, keys ...*octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceAPIKeyList {
+	l := &octopodsv1alpha1.WorkspaceAPIKeyList{ListMeta: metav1.ListMeta{ResourceVersion: rv}}
+	for _, k := range keys {
+		l.Items = append(l.Items, *k)
 	}
 	return l
 }
 
-// keyVersion is keySecret at a given resourceVersion, as a list or watch
-// returns it.
-func keyVersion(name, rv, key string) *corev1.Secret {
-	s := keySecret("team-a", name, key)
-	s.ResourceVersion = rv
-	return s
+// keyVersion is a WorkspaceAPIKey publishing key, at a given
+// resourceVersion, as a list or watch returns it.
+func keyVersion(name, rv, key string) *octopodsv1alpha1.WorkspaceAPIKey {
+	k := publishedKeyObject("team-a", name, key)
+	k.ResourceVersion = rv
+	return k
 }
 
 // runSource runs a Source over client, across all namespaces, until the
 // test ends.
-func runSource(t *testing.T, client SecretsClient) (*Source, *keyindex.Index) {
+func runSource(t *testing.T, client KeysClient) (*Source, *keyindex.Index) {
 	ix := keyindex.New()
-	src := NewSource(ix, client, nil)
+	src := NewSource(ix, client, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	src.Run(ctx)
@@ -121,11 +123,11 @@ func eventuallyAdmits(t *testing.T, ix *keyindex.Index, want map[string]bool) {
 // watching, then a watch from the new list's resourceVersion.
 func TestSourceRelistsAfterTheWatchExpires(t *testing.T) {
 	a, b, b2, c := mustGenerate(t), mustGenerate(t), mustGenerate(t), mustGenerate(t)
-	client := newScriptedSecrets(
-		secretList("10", keyVersion("alpha", "5", a), keyVersion("beta", "6", b)),
+	client := newScriptedKeys(
+		keyList("10", keyVersion("alpha", "5", a), keyVersion("beta", "6", b)),
 		// Meanwhile alpha was deleted, beta rotated and gamma created,
 		// none of it seen by the expired watch.
-		secretList("20", keyVersion("beta", "15", b2), keyVersion("gamma", "18", c)),
+		keyList("20", keyVersion("beta", "15", b2), keyVersion("gamma", "18", c)),
 	)
 	src, ix := runSource(t, client)
 
@@ -149,12 +151,12 @@ func TestSourceRelistsAfterTheWatchExpires(t *testing.T) {
 // resourceVersion it saw, bookmarks included, without a relist.
 func TestSourceResumesAWatchFromItsLastResourceVersion(t *testing.T) {
 	a, a2 := mustGenerate(t), mustGenerate(t)
-	client := newScriptedSecrets(secretList("10", keyVersion("alpha", "5", a)))
+	client := newScriptedKeys(keyList("10", keyVersion("alpha", "5", a)))
 	_, ix := runSource(t, client)
 
 	first := client.nextWatch(t)
 	first.Modify(keyVersion("alpha", "11", a2))
-	first.Action(watch.Bookmark, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "15"}})
+	first.Action(watch.Bookmark, &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "15"}})
 	eventuallyAdmits(t, ix, map[string]bool{a: false, a2: true})
 	first.Stop()
 
@@ -168,10 +170,10 @@ func TestSourceResumesAWatchFromItsLastResourceVersion(t *testing.T) {
 // Any other watch error is retried from the same resourceVersion: only 410
 // may cost a relist of every key Secret.
 func TestSourceRetriesOtherWatchErrorsWithoutRelisting(t *testing.T) {
-	client := newScriptedSecrets(secretList("10"))
+	client := newScriptedKeys(keyList("10"))
 	runSource(t, client)
 
-	client.nextWatch(t).Error(&apierrors.NewGenericServerResponse(http.StatusInternalServerError, "watch", corev1.Resource("secrets"), "", "etcd unavailable", 0, true).ErrStatus)
+	client.nextWatch(t).Error(&apierrors.NewGenericServerResponse(http.StatusInternalServerError, "watch", octopodsv1alpha1.GroupVersion.WithResource("workspaceapikeys").GroupResource(), "", "etcd unavailable", 0, true).ErrStatus)
 	client.nextWatch(t)
 	lists, watches := client.calls()
 	if !slices.Equal(lists, []string{"10"}) || !slices.Equal(watches, []string{"10", "10"}) {

@@ -13,7 +13,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -27,7 +26,7 @@ import (
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
-// propagationLimit is the contract: a Secret change is in force within 1s.
+// propagationLimit is the contract: a published change is in force within 1s.
 const (
 	propagationLimit = time.Second
 	syncTimeout      = 20 * time.Second
@@ -154,17 +153,47 @@ func status(p *Proxy, keys ...string) int { return call(p, keys...).StatusCode }
 
 func newNamespace() string { return testutil.NewNamespace(k8sClient, "octopods-proxy-") }
 
-// keySecret is a Secret of the contract's shape, as the operator writes it.
-func keySecret(ns, workspace, key string) *corev1.Secret {
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: ns, Name: workspace + "-api-key",
-			Labels:      map[string]string{octopodsv1alpha1.WorkspaceLabel: workspace, octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue},
-			Annotations: map[string]string{octopodsv1alpha1.KeyIDAnnotation: apikey.ID(key)},
+// publishedKeyObject is a WorkspaceAPIKey publishing key as its current
+// key, as the operator writes it (not yet created).
+func publishedKeyObject(ns, workspace, key string) *octopodsv1alpha1.WorkspaceAPIKey {
+	d := apikey.DigestOf(key)
+	return &octopodsv1alpha1.WorkspaceAPIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: workspace},
+		Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: workspace},
+		Status: octopodsv1alpha1.WorkspaceAPIKeyStatus{
+			KeyID:         d.ID(),
+			PublishedKeys: []octopodsv1alpha1.PublishedKey{{KeyID: d.ID(), Digest: d.String()}},
 		},
-		Type: octopodsv1alpha1.SecretType,
-		Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte(key)},
 	}
+}
+
+// publishKey creates the WorkspaceAPIKey of workspace in c's API server and
+// publishes key as the operator does (the proxy suite runs no manager).
+func publishKey(c client.Client, ns, workspace, key string) *octopodsv1alpha1.WorkspaceAPIKey {
+	wak := publishedKeyObject(ns, workspace, key)
+	status := wak.Status
+	Expect(c.Create(ctx, wak)).To(Succeed())
+	wak.Status = status
+	Expect(c.Status().Update(ctx, wak)).To(Succeed())
+	return wak
+}
+
+// republish sets the published keys of wak: current, and previous until
+// the given time (none when previous is "").
+func republish(wak *octopodsv1alpha1.WorkspaceAPIKey, current, previous string, until time.Time) {
+	original := wak.DeepCopy()
+	wak.Status.PublishedKeys = nil
+	if current != "" {
+		d := apikey.DigestOf(current)
+		wak.Status.PublishedKeys = append(wak.Status.PublishedKeys, octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String()})
+	}
+	if previous != "" {
+		d := apikey.DigestOf(previous)
+		now := metav1.Now()
+		wak.Status.RotatedAt = &now
+		wak.Status.PublishedKeys = append(wak.Status.PublishedKeys, octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String(), ValidUntil: &metav1.Time{Time: until}})
+	}
+	Expect(k8sClient.Status().Patch(ctx, wak, client.MergeFrom(original))).To(Succeed())
 }
 
 func newKey() string {

@@ -1,4 +1,4 @@
-// Package keyindex is the auth proxy's in-memory view of the key Secrets:
+// Package keyindex is the auth proxy's in-memory view of the published keys:
 // SHA-256 digests of the keys, never the keys, mapped to the workspace they
 // unlock. Lookups do not allocate.
 package keyindex
@@ -20,8 +20,9 @@ type Identity struct {
 	KeyID     string
 }
 
-// SecretKeys is what the index keeps of one key Secret.
-type SecretKeys struct {
+// Keys is what the index keeps of one WorkspaceAPIKey: the digests it
+// publishes. Name is the WorkspaceAPIKey's name.
+type Keys struct {
 	Namespace, Name string
 	Workspace       string
 	Current         apikey.Digest
@@ -131,13 +132,13 @@ func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
 
 // Set replaces everything the index knows of one Secret. Use counters
 // survive: they belong to the workspace's key, across rotations.
-func (ix *Index) Set(in SecretKeys) {
+func (ix *Index) Set(in Keys) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.setLocked(in, ix.gen)
 }
 
-func (ix *Index) setLocked(in SecretKeys, gen uint32) {
+func (ix *Index) setLocked(in Keys, gen uint32) {
 	ns, ok := ix.namespaces[in.Namespace]
 	if !ok {
 		ns = in.Namespace
@@ -311,7 +312,7 @@ func (ix *Index) BeginSync() Sync {
 }
 
 // Set records one listed Secret.
-func (s Sync) Set(in SecretKeys) {
+func (s Sync) Set(in Keys) {
 	s.ix.mu.Lock()
 	defer s.ix.mu.Unlock()
 	s.ix.setLocked(in, s.gen)

@@ -19,13 +19,13 @@ func TestLookup(t *testing.T) {
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	current, previous, expired, unknown := mustKey(t), mustKey(t), mustKey(t), mustKey(t)
 	ix := New()
-	ix.Set(SecretKeys{Namespace: "team-a", Name: "acme-api-key", Workspace: "acme",
+	ix.Set(Keys{Namespace: "team-a", Name: "acme-api-key", Workspace: "acme",
 		Current: apikey.DigestOf(current), HasCurrent: true,
 		Previous: apikey.DigestOf(previous), HasPrevious: true, PreviousValidUntil: now.Add(time.Minute)})
-	ix.Set(SecretKeys{Namespace: "team-b", Name: "globex-api-key", Workspace: "globex",
+	ix.Set(Keys{Namespace: "team-b", Name: "globex-api-key", Workspace: "globex",
 		Current: apikey.DigestOf(mustKey(t)), HasCurrent: true,
 		Previous: apikey.DigestOf(expired), HasPrevious: true, PreviousValidUntil: now})
-	ix.Set(SecretKeys{Namespace: "team-c", Name: "unbounded", Workspace: "initech",
+	ix.Set(Keys{Namespace: "team-c", Name: "unbounded", Workspace: "initech",
 		Current: apikey.DigestOf(mustKey(t)), HasCurrent: true,
 		Previous: apikey.DigestOf(unknown), HasPrevious: true}) // no expiry: never accepted
 
@@ -60,8 +60,8 @@ func TestSetReplacesAndDeleteForgets(t *testing.T) {
 	now := time.Now()
 	first, second := mustKey(t), mustKey(t)
 	ix := New()
-	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(first), HasCurrent: true})
-	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(second), HasCurrent: true})
+	ix.Set(Keys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(first), HasCurrent: true})
+	ix.Set(Keys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(second), HasCurrent: true})
 	if r, _ := ix.Lookup(first, now); r != Invalid {
 		t.Fatal("a rotated-away key (no grace) must stop working")
 	}
@@ -83,8 +83,8 @@ func TestSetReplacesAndDeleteForgets(t *testing.T) {
 func TestACopiedKeyStaysWithItsFirstSecret(t *testing.T) {
 	k := mustKey(t)
 	ix := New()
-	ix.Set(SecretKeys{Namespace: "ns", Name: "original", Workspace: "acme", Current: apikey.DigestOf(k), HasCurrent: true})
-	ix.Set(SecretKeys{Namespace: "other", Name: "copy", Workspace: "evil", Current: apikey.DigestOf(k), HasCurrent: true})
+	ix.Set(Keys{Namespace: "ns", Name: "original", Workspace: "acme", Current: apikey.DigestOf(k), HasCurrent: true})
+	ix.Set(Keys{Namespace: "other", Name: "copy", Workspace: "evil", Current: apikey.DigestOf(k), HasCurrent: true})
 	if _, who := ix.Lookup(k, time.Now()); who.Workspace != "acme" {
 		t.Fatalf("copied key resolved to %+v", who)
 	}
@@ -97,7 +97,7 @@ func TestACopiedKeyStaysWithItsFirstSecret(t *testing.T) {
 func TestUsageIsPendingOnceUntilUsedAgain(t *testing.T) {
 	k := mustKey(t)
 	ix := New()
-	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(k), HasCurrent: true})
+	ix.Set(Keys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(k), HasCurrent: true})
 	if p := ix.Pending(); len(p) != 0 {
 		t.Fatalf("pending before any use: %v", p)
 	}
@@ -121,7 +121,7 @@ func TestUsageIsPendingOnceUntilUsedAgain(t *testing.T) {
 		t.Fatalf("new use not pending: %+v", p)
 	}
 	// Rotation keeps the record: it belongs to the workspace's key.
-	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(mustKey(t)), HasCurrent: true})
+	ix.Set(Keys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(mustKey(t)), HasCurrent: true})
 	if p := ix.Pending(); len(p) != 1 {
 		t.Fatalf("rotation lost the use: %+v", p)
 	}
@@ -131,7 +131,7 @@ func TestCountsFollowTheirKeyAcrossRotation(t *testing.T) {
 	first, second, third := mustKey(t), mustKey(t), mustKey(t)
 	now := time.Now()
 	ix := New()
-	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(first), HasCurrent: true})
+	ix.Set(Keys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(first), HasCurrent: true})
 	for range 3 {
 		ix.Lookup(first, now)
 	}
@@ -146,7 +146,7 @@ func TestCountsFollowTheirKeyAcrossRotation(t *testing.T) {
 		t.Fatalf("before rotation: %v", got)
 	}
 	// Rotation with grace: first becomes previous and keeps its count.
-	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(second), HasCurrent: true,
+	ix.Set(Keys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(second), HasCurrent: true,
 		Previous: apikey.DigestOf(first), HasPrevious: true, PreviousValidUntil: now.Add(time.Hour)})
 	ix.Lookup(second, now)
 	ix.Lookup(first, now)
@@ -154,7 +154,7 @@ func TestCountsFollowTheirKeyAcrossRotation(t *testing.T) {
 		t.Fatalf("after rotation with grace: %v", got)
 	}
 	// Rotation without grace: both series end, the new key starts at zero.
-	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(third), HasCurrent: true})
+	ix.Set(Keys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(third), HasCurrent: true})
 	if got := counts(); len(got) != 0 {
 		t.Fatalf("after rotation without grace: %v", got)
 	}
@@ -163,7 +163,7 @@ func TestCountsFollowTheirKeyAcrossRotation(t *testing.T) {
 func TestLookupDoesNotAllocate(t *testing.T) {
 	k := mustKey(t)
 	ix := New()
-	ix.Set(SecretKeys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(k), HasCurrent: true})
+	ix.Set(Keys{Namespace: "ns", Name: "s", Workspace: "acme", Current: apikey.DigestOf(k), HasCurrent: true})
 	now := time.Now()
 	if n := testing.AllocsPerRun(1000, func() { ix.Lookup(k, now) }); n != 0 {
 		t.Fatalf("Lookup allocates %v times", n)
@@ -173,10 +173,10 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 func TestSyncRemovesOnlyTheUnlistedOfItsScope(t *testing.T) {
 	a, b, c := mustKey(t), mustKey(t), mustKey(t)
 	ix := New()
-	ix.Set(SecretKeys{Namespace: "one", Name: "gone", Workspace: "w1", Current: apikey.DigestOf(a), HasCurrent: true})
-	ix.Set(SecretKeys{Namespace: "two", Name: "other", Workspace: "w2", Current: apikey.DigestOf(b), HasCurrent: true})
+	ix.Set(Keys{Namespace: "one", Name: "gone", Workspace: "w1", Current: apikey.DigestOf(a), HasCurrent: true})
+	ix.Set(Keys{Namespace: "two", Name: "other", Workspace: "w2", Current: apikey.DigestOf(b), HasCurrent: true})
 	sync := ix.BeginSync()
-	sync.Set(SecretKeys{Namespace: "one", Name: "new", Workspace: "w3", Current: apikey.DigestOf(c), HasCurrent: true})
+	sync.Set(Keys{Namespace: "one", Name: "new", Workspace: "w3", Current: apikey.DigestOf(c), HasCurrent: true})
 	sync.End("one")
 	now := time.Now()
 	for key, want := range map[string]Result{a: Invalid, b: Allowed, c: Allowed} {

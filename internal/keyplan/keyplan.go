@@ -4,6 +4,7 @@
 package keyplan
 
 import (
+	"slices"
 	"time"
 
 	"github.com/octopods/octopods-operator/internal/apikey"
@@ -16,6 +17,34 @@ type Observed struct {
 	HandledToken       string // octopods.io/rotation-token
 	PreviousKey        string // data.previous-api-key
 	PreviousValidUntil string // octopods.io/previous-valid-until, RFC 3339
+	// PreviousPublished: the previous key's digest is among the keys the
+	// operator published, so the operator wrote it. A previous key added by
+	// hand is never published, and is removed.
+	PreviousPublished bool
+	// RecentTokens are the last rotation tokens handled (octopods.io/
+	// rotation-token-history), so a token re-applied later rotates nothing.
+	RecentTokens []string
+}
+
+// MaxRecentTokens is how many handled rotation tokens are remembered.
+const MaxRecentTokens = 16
+
+// Handled reports whether a rotation token was already handled.
+func (o Observed) Handled(token string) bool {
+	return token == o.HandledToken || slices.Contains(o.RecentTokens, token)
+}
+
+// Remember returns the token history after handling token: newest last, at
+// most MaxRecentTokens, no repeats.
+func Remember(history []string, token string) []string {
+	out := make([]string, 0, MaxRecentTokens)
+	for _, t := range history {
+		if t != token && t != "" {
+			out = append(out, t)
+		}
+	}
+	out = append(out, token)
+	return out[max(0, len(out)-MaxRecentTokens):]
 }
 
 // Desired is what the WorkspaceAPIKey asks for.
@@ -55,9 +84,14 @@ type Plan struct {
 	// becomes the previous one until PreviousValidUntil.
 	KeepPrevious       bool
 	PreviousValidUntil time.Time
-	// DropPrevious: the previous key is expired, malformed or unbounded and
-	// must be removed now (Keep only).
+	// DropPrevious: the previous key is expired, malformed, unbounded or
+	// was not written by the operator, and must be removed now (Keep only).
 	DropPrevious bool
+	// PreviousUntrusted: the dropped previous key was never published.
+	PreviousUntrusted bool
+	// HandlesToken: a Reissue also handles the pending rotation token, so a
+	// hand edit and a new token together make one new key, not two.
+	HandlesToken bool
 	// RecheckAt is when a kept previous key expires (zero when none).
 	RecheckAt time.Time
 }
@@ -71,11 +105,12 @@ func (o Observed) Intact() bool {
 // Decide returns the plan for a Secret. Nothing but a new rotation token or a
 // hand-edited key ever replaces a key.
 func Decide(o Observed, d Desired, now time.Time) Plan {
+	pending := d.RotateToken != "" && !o.Handled(d.RotateToken)
 	if !o.Intact() {
 		// A hand-edited Secret's previous key is not trusted either.
-		return Plan{Action: Reissue}
+		return Plan{Action: Reissue, HandlesToken: pending}
 	}
-	if d.RotateToken != "" && d.RotateToken != o.HandledToken {
+	if pending {
 		if d.GracePeriod <= 0 {
 			return Plan{Action: Rotate}
 		}
@@ -84,6 +119,9 @@ func Decide(o Observed, d Desired, now time.Time) Plan {
 	}
 	if o.PreviousKey == "" && o.PreviousValidUntil == "" {
 		return Plan{Action: Keep}
+	}
+	if o.PreviousKey != "" && !o.PreviousPublished {
+		return Plan{Action: Keep, DropPrevious: true, PreviousUntrusted: true}
 	}
 	until, err := time.Parse(time.RFC3339, o.PreviousValidUntil)
 	if err != nil || apikey.Validate(o.PreviousKey) != nil || !now.Before(until) {

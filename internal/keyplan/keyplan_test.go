@@ -1,6 +1,8 @@
 package keyplan
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,7 +17,7 @@ func TestDecide(t *testing.T) {
 	intact := Observed{Key: key, KeyID: apikey.ID(key), HandledToken: "t1"}
 	withPrevious := func(until string) Observed {
 		o := intact
-		o.PreviousKey, o.PreviousValidUntil = prev, until
+		o.PreviousKey, o.PreviousValidUntil, o.PreviousPublished = prev, until, true
 		return o
 	}
 	future, past := now.Add(time.Hour).Format(time.RFC3339), now.Add(-time.Second).Format(time.RFC3339)
@@ -42,7 +44,11 @@ func TestDecide(t *testing.T) {
 		{"key edited by hand", Observed{Key: other, KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t1"}, Plan{Action: Reissue}},
 		{"key not a key", Observed{Key: "hunter2", KeyID: apikey.ID("hunter2")}, Desired{}, Plan{Action: Reissue}},
 		{"key removed", Observed{KeyID: apikey.ID(key)}, Desired{}, Plan{Action: Reissue}},
-		{"edited and new token", Observed{Key: other, KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t2"}, Plan{Action: Reissue}},
+		{"edited and new token: one new key for both", Observed{Key: other, KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t2"}, Plan{Action: Reissue, HandlesToken: true}},
+		{"older token re-applied (GitOps revert)", Observed{Key: key, KeyID: apikey.ID(key), HandledToken: "t2", RecentTokens: []string{"t0", "t1", "t2"}}, Desired{RotateToken: "t1"}, Plan{Action: Keep}},
+		{"token forgotten after 16 more", Observed{Key: key, KeyID: apikey.ID(key), HandledToken: "t17", RecentTokens: []string{"t2", "t17"}}, Desired{RotateToken: "t1"}, Plan{Action: Rotate}},
+		{"previous added by hand", func() Observed { o := withPrevious("2099-01-01T00:00:00Z"); o.PreviousPublished = false; return o }(), Desired{RotateToken: "t1"},
+			Plan{Action: Keep, DropPrevious: true, PreviousUntrusted: true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,5 +56,16 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("Decide = %+v, want %+v", got, tc.plan)
 			}
 		})
+	}
+}
+
+func TestRemember(t *testing.T) {
+	var h []string
+	for i := range 20 {
+		h = Remember(h, fmt.Sprint("t", i))
+	}
+	h = Remember(h, "t10")
+	if len(h) != MaxRecentTokens || h[0] != "t4" || h[len(h)-1] != "t10" || slices.Index(h, "t10") != len(h)-1 {
+		t.Fatalf("history %v", h)
 	}
 }

@@ -1,0 +1,257 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+// published returns the digests a key publishes.
+func published(k *octopodsv1alpha1.WorkspaceAPIKey) []string {
+	var out []string
+	for _, p := range k.Status.PublishedKeys {
+		out = append(out, p.Digest)
+	}
+	return out
+}
+
+func digest(key string) string { return apikey.DigestOf(key).String() }
+
+// Serial: it replaces the suite's manager with one that checks, at the
+// instant of every Secret write, that nothing published is missing from it.
+var _ = Describe("Published keys", Serial, func() {
+	var (
+		ns         string
+		mu         sync.Mutex
+		violations []string
+		writes     int
+		crashOn    string // rotation token whose Secret write kills the manager
+		crashed    chan struct{}
+		crash      context.CancelFunc
+		stopHere   func()
+	)
+	startChecking := func() {
+		var crashCtx context.Context
+		crashCtx, crash = context.WithCancel(context.Background())
+		crashed = make(chan struct{})
+		var once sync.Once
+		stopHere = startManagerWithContext(crashCtx, Options{MaxConcurrentReconciles: 4, afterSecretWrite: func(_ context.Context, s *corev1.Secret) {
+			if s.Namespace != ns {
+				return
+			}
+			k := &octopodsv1alpha1.WorkspaceAPIKey{}
+			Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: s.Labels[octopodsv1alpha1.WorkspaceLabel]}, k)).To(Succeed())
+			held := map[string]bool{}
+			for _, v := range s.Data {
+				held[digest(string(v))] = true
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			writes++
+			for _, d := range published(k) {
+				if !held[d] {
+					violations = append(violations, fmt.Sprintf("after Secret write %d, %s published but not in the Secret", writes, d[:19]))
+				}
+			}
+			if crashOn != "" && s.Annotations[octopodsv1alpha1.RotationTokenAnnotation] == crashOn {
+				once.Do(func() { crash(); close(crashed) })
+			}
+		}})
+	}
+	BeforeEach(func() {
+		ns, violations, writes, crashOn = newNamespace(), nil, 0, ""
+		stopManager()
+		startChecking()
+		DeferCleanup(func() {
+			stopHere()
+			stopManager = startManager(Options{MaxConcurrentReconciles: 4})
+		})
+	})
+
+	It("publishes only keys the Secret holds, at every Secret write: issue, rotations with and without grace, expiry, re-issue, revocation", func() {
+		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		first := waitForIssuedKey(ns, "acme")
+		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(first)})) }, reconcileTimeout, pollInterval).Should(Succeed())
+
+		rotate(ns, "acme", "LEAK-1") // grace 0s: unpublish, write, publish
+		var second string
+		Eventually(func(g Gomega) {
+			second = keyIn(getSecret(g, ns, "acme-api-key"))
+			g.Expect(second).NotTo(Equal(first))
+			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(second)}))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+
+		updateKey(ns, "acme", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: 2 * time.Second}
+		})
+		rotate(ns, "acme", "PLANNED-2")
+		var third string
+		Eventually(func(g Gomega) {
+			third = keyIn(getSecret(g, ns, "acme-api-key"))
+			g.Expect(third).NotTo(Equal(second))
+			k := getKey(g, ns, "acme")
+			g.Expect(published(k)).To(Equal([]string{digest(third), digest(second)}))
+			g.Expect(k.Status.PublishedKeys[1].ValidUntil).NotTo(BeNil())
+			g.Expect(k.Status.PublishedKeys[1].KeyID).To(Equal(apikey.ID(second)))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+		Eventually(func(g Gomega) { // the grace period ends: unpublish, then remove
+			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(third)}))
+			g.Expect(getSecret(g, ns, "acme-api-key").Data).NotTo(HaveKey(octopodsv1alpha1.SecretKeyPreviousAPIKey))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+
+		planted, err := apikey.Generate()
+		Expect(err).NotTo(HaveOccurred())
+		remember(planted)
+		s := getSecret(Default, ns, "acme-api-key")
+		s.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(planted)
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		Eventually(func(g Gomega) {
+			fourth := keyIn(getSecret(g, ns, "acme-api-key"))
+			g.Expect(fourth).NotTo(BeElementOf(third, planted))
+			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(fourth)}), "a planted key is never published")
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+
+		Expect(k8sClient.Delete(ctx, getWorkspace(Default, ns, "acme"))).To(Succeed())
+		Eventually(func(g Gomega) { isNotFound(g, &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}}) }, reconcileTimeout, pollInterval).Should(Succeed())
+
+		mu.Lock()
+		defer mu.Unlock()
+		Expect(writes).To(BeNumerically(">=", 5))
+		Expect(violations).To(BeEmpty())
+	})
+
+	It("fails closed when the manager dies between a grace-0 Secret write and the publish, and re-publishes from the Secret after a restart", func() {
+		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		leaked := waitForIssuedKey(ns, "acme")
+		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(leaked)})) }, reconcileTimeout, pollInterval).Should(Succeed())
+		mu.Lock()
+		crashOn = "LEAK-9"
+		mu.Unlock()
+		rotate(ns, "acme", "LEAK-9")
+		Eventually(crashed, reconcileTimeout).Should(BeClosed())
+		stopHere()
+
+		replaced := keyIn(getSecret(Default, ns, "acme-api-key"))
+		Expect(replaced).NotTo(Equal(leaked))
+		Expect(published(getKey(Default, ns, "acme"))).To(BeEmpty(), "neither the leaked key nor the unpublished new one")
+
+		startChecking()
+		Eventually(func(g Gomega) {
+			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(replaced)}))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+		Expect(keyIn(getSecret(Default, ns, "acme-api-key"))).To(Equal(replaced), "the restart rotated nothing")
+		mu.Lock()
+		defer mu.Unlock()
+		Expect(violations).To(BeEmpty())
+	})
+})
+
+var _ = Describe("What is never published", func() {
+	var ns string
+	BeforeEach(func() {
+		ns = newNamespace()
+		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+	})
+
+	It("drops a previous-api-key added by hand, whatever its validity says, and never publishes it", func() {
+		current := waitForIssuedKey(ns, "acme")
+		planted, err := apikey.Generate()
+		Expect(err).NotTo(HaveOccurred())
+		remember(planted)
+		s := getSecret(Default, ns, "acme-api-key")
+		s.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey] = []byte(planted)
+		s.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation] = "2099-01-01T00:00:00Z"
+		s.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation] = apikey.ID(planted)
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			g.Expect(s.Data).NotTo(HaveKey(octopodsv1alpha1.SecretKeyPreviousAPIKey))
+			g.Expect(keyIn(s)).To(Equal(current), "the current key is kept")
+			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Warning/" + EventUntrustedKeyRemoved)))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+		Consistently(func(g Gomega) {
+			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(current)}))
+		}, quietPeriod, pollInterval).Should(Succeed())
+	})
+
+	It("unpublishes at once a Secret held in Terminating by someone's finalizer, then issues anew when it is gone", func() {
+		held := waitForIssuedKey(ns, "acme")
+		s := getSecret(Default, ns, "acme-api-key")
+		s.Finalizers = append(s.Finalizers, "example.com/hold")
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, s)).To(Succeed())
+		Eventually(func(g Gomega) {
+			k := getKey(g, ns, "acme")
+			g.Expect(published(k)).To(BeEmpty())
+			g.Expect(readyCondition(k).Reason).To(Equal(ReasonSecretDeleting))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+
+		s = getSecret(Default, ns, "acme-api-key")
+		s.Finalizers = nil
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		Eventually(func(g Gomega) {
+			fresh := keyIn(getSecret(g, ns, "acme-api-key"))
+			g.Expect(fresh).NotTo(Equal(held))
+			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(fresh)}))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+	})
+
+	It("rotates nothing when an older token is re-applied (GitOps revert), and makes one key for a hand edit plus a new token", func() {
+		waitForIssuedKey(ns, "acme")
+		rotate(ns, "acme", "T1")
+		var afterT1 string
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotationTokenAnnotation, "T1"))
+			afterT1 = keyIn(s)
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+		rotate(ns, "acme", "T2")
+		var afterT2 string
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotationTokenAnnotation, "T2"))
+			afterT2 = keyIn(s)
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+		Expect(afterT2).NotTo(Equal(afterT1))
+		rotate(ns, "acme", "T1") // Argo CD self-heals to the older manifest
+		Consistently(func(g Gomega) {
+			g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(afterT2))
+		}, quietPeriod, pollInterval).Should(Succeed())
+
+		// A hand edit and a new token at once: one new key, one event.
+		planted, err := apikey.Generate()
+		Expect(err).NotTo(HaveOccurred())
+		remember(planted)
+		s := getSecret(Default, ns, "acme-api-key")
+		s.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(planted)
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		rotate(ns, "acme", "T3")
+		var final string
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotationTokenAnnotation, "T3"))
+			final = keyIn(s)
+			g.Expect(final).NotTo(BeElementOf(afterT2, planted))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+		Consistently(func(g Gomega) {
+			g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(final))
+		}, quietPeriod, pollInterval).Should(Succeed())
+		reissues := 0
+		for _, e := range eventsFor(Default, ns, "acme") {
+			if len(e) > 0 && (e[:len("Warning/"+EventKeyReissued)] == "Warning/"+EventKeyReissued) {
+				reissues++
+			}
+		}
+		Expect(reissues).To(Equal(1))
+	})
+})
