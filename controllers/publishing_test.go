@@ -122,7 +122,9 @@ var _ = Describe("Published keys", Serial, func() {
 		}, reconcileTimeout, pollInterval).Should(Succeed())
 
 		Expect(k8sClient.Delete(ctx, getWorkspace(Default, ns, "acme"))).To(Succeed())
-		Eventually(func(g Gomega) { isNotFound(g, &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}}) }, reconcileTimeout, pollInterval).Should(Succeed())
+		Eventually(func(g Gomega) {
+			isNotFound(g, &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}})
+		}, reconcileTimeout, pollInterval).Should(Succeed())
 
 		mu.Lock()
 		defer mu.Unlock()

@@ -47,6 +47,9 @@ type Env struct {
 	Options
 	Config     *rest.Config
 	Kubeconfig string
+	// ManagerKubeconfig and ProxyKubeconfig hold tokens of the components'
+	// ServiceAccounts, bound to the ClusterRoles under config/.
+	ManagerKubeconfig, ProxyKubeconfig string
 
 	testEnv *envtest.Environment
 	lock    *os.File
@@ -134,13 +137,21 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 
+	e.step("binding the manager and the auth proxy to their ServiceAccounts' ClusterRoles (config/rbac, config/auth-proxy) and loading the admission policies")
+	kubeconfigs, err := e.setUpIdentities(ctx, cfg)
+	if err != nil {
+		e.Stop()
+		return nil, fmt.Errorf("component identities: %w", err)
+	}
+	e.ManagerKubeconfig, e.ProxyKubeconfig = kubeconfigs[ManagerServiceAccount], kubeconfigs[ProxyServiceAccount]
+
 	e.echo = echoServer(o.EchoAddress)
 	if err := e.StartManager(); err != nil {
 		e.Stop()
 		return nil, err
 	}
 	e.step("starting the auth proxy on %s in front of the echo upstream on %s", o.ProxyAddress, o.EchoAddress)
-	args := []string{"--kubeconfig", e.Kubeconfig, "--upstream", "http://" + o.EchoAddress,
+	args := []string{"--kubeconfig", e.ProxyKubeconfig, "--upstream", "http://" + o.EchoAddress,
 		"--listen-address", o.ProxyAddress, "--health-probe-bind-address", o.ProxyProbeAddress, "--metrics-bind-address", o.ProxyMetricsAddress}
 	if o.LastUsedFlushInterval > 0 {
 		args = append(args, "--last-used-flush-interval", o.LastUsedFlushInterval.String())
@@ -161,7 +172,7 @@ func (e *Env) StartManager() error {
 	wio := e.testEnv.WebhookInstallOptions
 	var err error
 	e.manager, err = e.launch("manager", e.ManagerBin, []string{"ENABLE_WEBHOOKS=true"},
-		"--kubeconfig", e.Kubeconfig,
+		"--kubeconfig", e.ManagerKubeconfig,
 		"--metrics-bind-address", e.ManagerMetricsAddress, "--health-probe-bind-address", e.ManagerProbeAddress,
 		"--webhook-cert-dir", wio.LocalServingCertDir, "--webhook-port", strconv.Itoa(wio.LocalServingPort))
 	if err == nil {

@@ -1,0 +1,109 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"net/http"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/localenv"
+)
+
+// impersonating returns a client acting as user (no binding made).
+func impersonating(user string, groups ...string) client.Client {
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+var _ = Describe("What the proxy trusts, with the components' real identities", Ordered, func() {
+	var ns string
+	var proxy client.Client
+	BeforeAll(func() {
+		ns = newNamespace()
+		proxy = impersonating(localenv.ServiceAccountUser(localenv.ProxyServiceAccount), "system:serviceaccounts", "system:serviceaccounts:"+localenv.SystemNamespace)
+		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, apiKey(ns, "acme"))).To(Succeed())
+		waitIssued(ns, "acme")
+	})
+
+	It("runs the proxy as a ServiceAccount that may not read any Secret", func() {
+		err := proxy.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme-api-key"}, &corev1.Secret{})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+		err = proxy.List(ctx, &corev1.SecretList{})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+		Expect(proxy.List(ctx, &octopodsv1alpha1.WorkspaceAPIKeyList{})).To(Succeed())
+	})
+
+	It("admits no hand-made Secret, however it is labelled, nor a copy of a real key in another Secret", func() {
+		forged, err := apikey.Generate()
+		Expect(err).NotTo(HaveOccurred())
+		real := string(secretOf(Default, ns, "acme").Data["api-key"])
+		for name, key := range map[string]string{"forged-api-key": forged, "copy-api-key": real} {
+			Expect(k8sClient.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+					Labels:      map[string]string{octopodsv1alpha1.WorkspaceLabel: "globex", octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue},
+					Annotations: map[string]string{octopodsv1alpha1.KeyIDAnnotation: apikey.ID(key)}},
+				Type: octopodsv1alpha1.SecretType,
+				Data: map[string][]byte{"api-key": []byte(key)},
+			})).To(Succeed())
+		}
+		Eventually(func() int { return status(real) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+		Consistently(func() int { return status(forged) }, 2*time.Second, 100*time.Millisecond).Should(Equal(http.StatusUnauthorized))
+		_, seen, _ := call(real)
+		Expect(seen.Headers.Get("X-Octopods-Workspace")).To(Equal("acme"), "the copy names no other workspace")
+
+		// The copy does not outlive the original's rotation.
+		k := keyOf(Default, ns, "acme")
+		patch := client.MergeFrom(k.DeepCopy())
+		k.Annotations = map[string]string{octopodsv1alpha1.RotateAnnotation: "LEAK-1"}
+		Expect(k8sClient.Patch(ctx, k, patch)).To(Succeed())
+		Eventually(func() int { return status(real) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
+	})
+
+	DescribeTable("lets only the manager change publishedKeys",
+		func(who func() client.Client, forbiddenBy string) {
+			k := keyOf(Default, ns, "acme")
+			patch := client.MergeFrom(k.DeepCopy())
+			forged, err := apikey.Generate()
+			Expect(err).NotTo(HaveOccurred())
+			d := apikey.DigestOf(forged)
+			k.Status.PublishedKeys = append(k.Status.PublishedKeys, octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String(), ValidUntil: &metav1.Time{Time: time.Now().Add(time.Hour)}})
+			err = who().Status().Patch(ctx, k, patch)
+			Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+			Expect(err.Error()).To(ContainSubstring(forbiddenBy))
+			Expect(status(forged)).To(Equal(http.StatusUnauthorized))
+		},
+		Entry("the auth proxy (its role may patch status)", func() client.Client { return proxy }, "only the octopods-operator manager"),
+		Entry("someone granted status patch by a custom role", func() client.Client {
+			Expect(k8sClient.Create(ctx, &rbacv1.ClusterRole{
+				ObjectMeta: metav1.ObjectMeta{Name: "status-writer-" + ns},
+				Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"octopods.io"}, Resources: []string{"workspaceapikeys/status"}, Verbs: []string{"get", "patch"}}},
+			})).To(Succeed())
+			return as(ns, "status-writer@acme.example", "status-writer-"+ns)
+		}, "only the octopods-operator manager"),
+		Entry("an editor", func() client.Client { return as(ns, "editor-publish@acme.example", "workspace-editor") }, "forbidden"),
+		Entry("a rotator", func() client.Client { return as(ns, "rotator-publish@acme.example", "key-rotator") }, "forbidden"),
+	)
+
+	It("lets the proxy record lastUsedTime", func() {
+		k := keyOf(Default, ns, "acme")
+		patch := client.MergeFrom(k.DeepCopy())
+		later := metav1.NewTime(time.Now().Add(time.Minute).Truncate(time.Second))
+		k.Status.LastUsedTime = &later
+		Expect(proxy.Status().Patch(ctx, k, patch)).To(Succeed())
+	})
+})
