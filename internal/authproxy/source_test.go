@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // scriptedKeys is a KeysClient that answers lists from a script and
@@ -178,5 +181,149 @@ func TestSourceRetriesOtherWatchErrorsWithoutRelisting(t *testing.T) {
 	lists, watches := client.calls()
 	if !slices.Equal(lists, []string{"10"}) || !slices.Equal(watches, []string{"10", "10"}) {
 		t.Fatalf("lists %v, watches from %v; want one list and two watches from 10", lists, watches)
+	}
+}
+
+// failingKeys refuses every list, or closes every watch at once.
+type failingKeys struct {
+	scriptedKeys
+	listErr       error
+	watchesOpened atomic.Int64
+}
+
+func (c *failingKeys) List(ctx context.Context, ns string, opts metav1.ListOptions) (*octopodsv1alpha1.WorkspaceAPIKeyList, error) {
+	if c.listErr != nil {
+		return nil, c.listErr
+	}
+	return c.scriptedKeys.List(ctx, ns, opts)
+}
+
+func (c *failingKeys) Watch(context.Context, string, metav1.ListOptions) (watch.Interface, error) {
+	c.watchesOpened.Add(1)
+	w := watch.NewFake()
+	w.Stop() // ends at once, with no event
+	return w, nil
+}
+
+// A watch that ends at once with no event must back off like an error: a
+// fake client once produced 456,869 watches in 200ms.
+func TestSourceBacksOffAWatchThatEndsAtOnce(t *testing.T) {
+	client := &failingKeys{scriptedKeys: *newScriptedKeys(keyList("10"))}
+	runSource(t, client)
+	time.Sleep(time.Second)
+	// With a 250ms first delay doubling: watches at ~0, 0.25, 0.75s.
+	if n := client.watchesOpened.Load(); n < 2 || n > 5 {
+		t.Fatalf("%d watches opened in 1s; want a few, backing off", n)
+	}
+}
+
+// "Too large resource version" (a watch or list ahead of the API server it
+// reached) cannot be resumed: relist, as for 410 Gone.
+func TestSourceRelistsOnTooLargeResourceVersion(t *testing.T) {
+	client := newScriptedKeys(keyList("10"), keyList("20"))
+	runSource(t, client)
+	tooLarge := apierrors.NewTimeoutError("Too large resource version: 10, current: 9", 1)
+	tooLarge.ErrStatus.Details.Causes = []metav1.StatusCause{{Type: metav1.CauseTypeResourceVersionTooLarge, Message: "Too large resource version"}}
+	client.nextWatch(t).Error(&tooLarge.ErrStatus)
+	client.nextWatch(t)
+	if lists, _ := client.calls(); !slices.Equal(lists, []string{"10", "20"}) {
+		t.Fatalf("lists %v; want a relist", lists)
+	}
+}
+
+// List errors are logged, once per interval per scope with a count of the
+// rest, and the cache is never reported fresh before its first list.
+func TestSourceLogsErrorsAndIsStaleBeforeItsFirstList(t *testing.T) {
+	logs := &testutil.SyncBuffer{}
+	client := &failingKeys{listErr: apierrors.NewForbidden(octopodsv1alpha1.GroupVersion.WithResource("workspaceapikeys").GroupResource(), "", nil)}
+	ix := keyindex.New()
+	src := NewSource(ix, client, []string{"team-a", "team-b"}, slog.New(slog.NewJSONHandler(logs, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	src.Run(ctx)
+	time.Sleep(1200 * time.Millisecond)
+	if src.Synced() {
+		t.Fatal("synced without a list")
+	}
+	if s := src.Staleness(); s < time.Second {
+		t.Fatalf("staleness %s before the first list; want the time since start", s)
+	}
+	out := logs.String()
+	for _, ns := range []string{"team-a", "team-b"} {
+		if n := strings.Count(out, `"namespace":"`+ns+`"`); n != 1 {
+			t.Fatalf("%d log lines for %s in 1.2s; want exactly 1 (rate-limited):\n%s", n, ns, out)
+		}
+	}
+	if !strings.Contains(out, "forbidden") {
+		t.Fatalf("the error is not logged: %s", out)
+	}
+}
+
+func TestLogLimiter(t *testing.T) {
+	l := logLimiter{interval: time.Minute}
+	t0 := time.Now()
+	if _, ok := l.allow(t0); !ok {
+		t.Fatal("first line suppressed")
+	}
+	for i := range 5 {
+		if _, ok := l.allow(t0.Add(time.Duration(i) * time.Second)); ok {
+			t.Fatal("line within the interval let through")
+		}
+	}
+	if n, ok := l.allow(t0.Add(time.Minute)); !ok || n != 5 {
+		t.Fatalf("after the interval: %d suppressed, %v", n, ok)
+	}
+}
+
+func TestPublishedKeys(t *testing.T) {
+	now := time.Now()
+	cur, prev := mustGenerate(t), mustGenerate(t)
+	pub := func(key string, until *time.Time) octopodsv1alpha1.PublishedKey {
+		d := apikey.DigestOf(key)
+		p := octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String()}
+		if until != nil {
+			p.ValidUntil = &metav1.Time{Time: *until}
+		}
+		return p
+	}
+	hour, y2099, past := now.Add(time.Hour), time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), now.Add(-time.Second)
+	rotated := func(ago time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(-ago)} }
+	cases := []struct {
+		name                string
+		published           []octopodsv1alpha1.PublishedKey
+		rotatedAt           *metav1.Time
+		deleting            bool
+		current, previous   bool
+		previousUntilBefore time.Time
+	}{
+		{"current only", []octopodsv1alpha1.PublishedKey{pub(cur, nil)}, nil, false, true, false, time.Time{}},
+		{"current and previous in grace", []octopodsv1alpha1.PublishedKey{pub(cur, nil), pub(prev, &hour)}, rotated(time.Minute), false, true, true, hour.Add(time.Second)},
+		{"previous to 2099 capped at rotatedAt+24h", []octopodsv1alpha1.PublishedKey{pub(cur, nil), pub(prev, &y2099)}, rotated(time.Hour), false, true, true, now.Add(23*time.Hour + time.Second)},
+		{"previous past rotatedAt+24h", []octopodsv1alpha1.PublishedKey{pub(cur, nil), pub(prev, &y2099)}, rotated(48 * time.Hour), false, true, false, time.Time{}},
+		{"previous without rotatedAt", []octopodsv1alpha1.PublishedKey{pub(cur, nil), pub(prev, &hour)}, nil, false, true, false, time.Time{}},
+		{"previous expired", []octopodsv1alpha1.PublishedKey{pub(cur, nil), pub(prev, &past)}, rotated(time.Minute), false, true, false, time.Time{}},
+		{"being deleted", []octopodsv1alpha1.PublishedKey{pub(cur, nil)}, nil, true, false, false, time.Time{}},
+		{"malformed digest", []octopodsv1alpha1.PublishedKey{{KeyID: "x", Digest: "sha256:zz"}}, nil, false, false, false, time.Time{}},
+		{"nothing published", nil, nil, false, false, false, time.Time{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "acme"}}
+			k.Spec.WorkspaceName = "acme"
+			k.Status.PublishedKeys, k.Status.RotatedAt = tc.published, tc.rotatedAt
+			if tc.deleting {
+				k.DeletionTimestamp = &metav1.Time{Time: now}
+			}
+			got := PublishedKeys(k, now)
+			if got.HasCurrent != tc.current || got.HasPrevious != tc.previous {
+				t.Fatalf("current %v previous %v", got.HasCurrent, got.HasPrevious)
+			}
+			if tc.current && got.Current != apikey.DigestOf(cur) {
+				t.Fatal("wrong current digest")
+			}
+			if tc.previous && (got.Previous != apikey.DigestOf(prev) || !got.PreviousValidUntil.Before(tc.previousUntilBefore)) {
+				t.Fatalf("previous until %s, want before %s", got.PreviousValidUntil, tc.previousUntilBefore)
+			}
+		})
 	}
 }
