@@ -17,27 +17,28 @@ import (
 	"github.com/octopods/octopods-operator/internal/authproxy"
 )
 
-// namespaces is a repeatable --namespace flag.
-type namespaces []string
+// stringList is a repeatable flag (--namespace, --trusted-proxy-cidrs).
+type stringList []string
 
-func (n *namespaces) String() string     { return strings.Join(*n, ",") }
-func (n *namespaces) Set(v string) error { *n = append(*n, v); return nil }
+func (n *stringList) String() string     { return strings.Join(*n, ",") }
+func (n *stringList) Set(v string) error { *n = append(*n, v); return nil }
 
 func main() {
 	var cfg authproxy.Config
-	var ns namespaces
+	var ns, trusted stringList
 	var qps float64
 	var kubeconfig string
 	var burst int
 	flag.StringVar(&cfg.ListenAddress, "listen-address", ":8080", "Address for proxied (or forward-auth) traffic.")
 	flag.StringVar(&cfg.Upstream, "upstream", "", "URL to forward admitted requests to; empty runs in forward-auth mode.")
-	flag.Var(&ns, "namespace", "Namespace whose key Secrets are accepted; repeatable; default all namespaces.")
+	flag.Var(&ns, "namespace", "Namespace whose WorkspaceAPIKeys are followed; repeatable; default all stringList.")
 	flag.StringVar(&cfg.HealthProbeAddress, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.StringVar(&cfg.MetricsAddress, "metrics-bind-address", ":8082", "Address of the Prometheus /metrics endpoint.")
 	flag.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "Certificate for HTTPS on --listen-address (optional).")
 	flag.StringVar(&cfg.TLSKeyFile, "tls-private-key-file", "", "Private key for HTTPS on --listen-address (optional).")
 	flag.DurationVar(&cfg.LastUsedFlushInterval, "last-used-flush-interval", authproxy.DefaultLastUsedFlushInterval, "How often used keys' status.lastUsedTime is written.")
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "On SIGTERM, keep serving this long with /readyz failing before draining.")
+	flag.Var(&trusted, "trusted-proxy-cidrs", "CIDRs of load balancers in front of the proxy whose X-Forwarded-For names the client in the refusal log; repeatable or comma-separated; default none.")
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig file; default $KUBECONFIG, ~/.kube/config, or the in-cluster service account.")
 	flag.Float64Var(&qps, "kube-api-qps", 20, "Client-side requests per second to the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 40, "Client-side burst of requests to the API server.")
@@ -47,6 +48,10 @@ func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		fail(log, "--tls-cert-file and --tls-private-key-file go together", nil)
+	}
+	var err error
+	if cfg.TrustedProxies, err = authproxy.ParseCIDRs(trusted); err != nil {
+		fail(log, "bad flag", err)
 	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig

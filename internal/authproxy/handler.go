@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -46,6 +47,7 @@ var (
 	canonicalAuthError = http.CanonicalHeaderKey(HeaderAuthError)
 	wwwAuthValue       = []string{`Key realm="octopods", header="X-Octopods-Auth"`}
 	jsonType           = []string{"application/json"}
+	connectionClose    = []string{"close"}
 )
 
 // Handler makes the decision for each request and, in reverse-proxy mode,
@@ -58,13 +60,14 @@ type Handler struct {
 	Metrics *Metrics
 	Log     *slog.Logger
 	// Upstream nil means forward-auth mode.
-	proxy *httputil.ReverseProxy
-	now   func() time.Time
+	proxy    *httputil.ReverseProxy
+	now      func() time.Time
+	refusals *refusalLog
 }
 
 // NewHandler builds a handler; upstream nil selects forward-auth mode.
 func NewHandler(ix *keyindex.Index, ready func() bool, m *Metrics, log *slog.Logger, upstream *url.URL, transport http.RoundTripper) *Handler {
-	h := &Handler{Index: ix, Ready: ready, Metrics: m, Log: log, now: time.Now}
+	h := &Handler{Index: ix, Ready: ready, Metrics: m, Log: log, now: time.Now, refusals: newRefusalLog(log, nil)}
 	if upstream != nil {
 		h.proxy = &httputil.ReverseProxy{
 			// Rewrite (unlike Director) drops client X-Forwarded-* before
@@ -82,6 +85,7 @@ func NewHandler(ix *keyindex.Index, ready func() bool, m *Metrics, log *slog.Log
 				scrub(pr.Out.Header)
 				who, _ := pr.In.Context().Value(identityKey{}).(keyindex.Identity)
 				setIdentity(pr.Out.Header, who)
+				refuseH2C(pr.Out.Header)
 			},
 			Transport: transport,
 			ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -126,6 +130,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, who)))
 }
 
+// SetTrustedProxies sets the peers (load balancers) whose X-Forwarded-For
+// names the client in the refusal log.
+func (h *Handler) SetTrustedProxies(trusted []netip.Prefix) {
+	h.refusals = newRefusalLog(h.Log, trusted)
+}
+
+// refuseH2C drops an h2c upgrade: once upgraded, the connection to the
+// upstream would carry further requests that this proxy never sees (h2c
+// smuggling). The request goes on as plain HTTP/1.1. WebSocket upgrades
+// pass, as any request does, only with a valid key.
+func refuseH2C(h http.Header) {
+	if strings.EqualFold(h.Get("Upgrade"), "h2c") {
+		h.Del("Upgrade")
+		h.Del("Connection")
+		h.Del("Http2-Settings")
+	}
+}
+
 // identityKey carries the admitted identity from ServeHTTP to Rewrite.
 type identityKey struct{}
 
@@ -151,23 +173,32 @@ func Authorize(ix *keyindex.Index, h http.Header, now time.Time) (keyindex.Resul
 const detailSpoofedHeader = "client-sent X-Octopods header spelled with underscores"
 
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, outcome, presented, detail string) {
-	attrs := []slog.Attr{
-		slog.String("reason", outcome),
-		slog.String("remote_addr", r.RemoteAddr),
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+	if client := h.refusals.clientAddress(r); h.refusals.allow(client, h.now()) {
+		attrs := []slog.Attr{
+			slog.String("reason", outcome),
+			slog.String("remote_addr", r.RemoteAddr),
+			slog.String("client_address", client),
+			slog.String("method", r.Method),
+			slog.String("path", truncatePath(r.URL.Path)),
+		}
+		if detail != "" {
+			attrs = append(attrs, slog.String("detail", detail))
+		}
+		// The key ID is public, and tells support which key is being
+		// tried; only a well-formed key has one. The key is never logged.
+		if presented != "" && apikey.Validate(presented) == nil {
+			attrs = append(attrs, slog.String("key_id", apikey.ID(presented)))
+		}
+		h.Log.LogAttrs(r.Context(), slog.LevelInfo, "request refused", attrs...)
 	}
-	if detail != "" {
-		attrs = append(attrs, slog.String("detail", detail))
-	}
-	// The key ID is public, and tells support which key is being tried;
-	// only a well-formed key has one. The key itself is never logged.
-	if presented != "" && apikey.Validate(presented) == nil {
-		attrs = append(attrs, slog.String("key_id", apikey.ID(presented)))
-	}
-	h.Log.LogAttrs(r.Context(), slog.LevelInfo, "request refused", attrs...)
 
 	hdr := w.Header()
+	if r.ContentLength != 0 {
+		// Answer without reading the body: Go's server would otherwise
+		// drain up to 256 KiB of it before the 401, which a slow client
+		// can stretch for as long as it likes. The connection goes.
+		hdr["Connection"] = connectionClose
+	}
 	if h.proxy == nil {
 		// nginx drops an auth subrequest's body and, when one is sent, the
 		// keep-alive connection with it: the reason goes in a header.

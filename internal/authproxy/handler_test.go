@@ -374,3 +374,104 @@ func TestIsOctopodsHeader(t *testing.T) {
 		}
 	}
 }
+
+// A refused request is answered before its body arrives: a client that
+// declares a body and trickles it (slowloris) gets its 401 at once.
+func TestRefusalDoesNotWaitForTheBody(t *testing.T) {
+	f := newFixture(t)
+	for name, h := range map[string]*Handler{"reverse": f.reverse, "forward-auth": f.fwd} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(h)
+			t.Cleanup(srv.Close)
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "POST /v1/messages HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\nX-Octopods-Auth: %s\r\n\r\n{\"partial", mustGenerate(t))
+			_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer while the body trickles: %v", err)
+			}
+			if res.StatusCode != http.StatusUnauthorized || !res.Close {
+				t.Fatalf("status %d, close %v", res.StatusCode, res.Close)
+			}
+		})
+	}
+}
+
+func TestRefusalLogIsBoundedPerClient(t *testing.T) {
+	f := newFixture(t)
+	before := f.logs.Len()
+	for i := range 100 {
+		r := httptest.NewRequest(http.MethodGet, "/v1/"+strings.Repeat("a", 1000), nil)
+		r.RemoteAddr = "192.0.2.50:" + fmt.Sprint(1000+i)
+		r.Header.Set(HeaderAuth, mustGenerate(t))
+		f.reverse.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	serve(f.reverse, http.Header{}) // another client still gets its line
+	lines := strings.Split(strings.TrimSpace(f.logs.String()[before:]), "\n")
+	if len(lines) != refusalLogBurst+1 {
+		t.Fatalf("%d log lines for 100 refusals from one client and 1 from another; want %d", len(lines), refusalLogBurst+1)
+	}
+	var first map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := first["path"].(string); len(p) > maxLoggedPath+len("…") {
+		t.Fatalf("path of %d bytes logged", len(p))
+	}
+	f.reverse.refusals.flush(time.Now())
+	summary := f.logs.String()[before:]
+	if !strings.Contains(summary, `"client_address":"192.0.2.50","count":95`) {
+		t.Fatalf("no summary line with the count: %s", summary)
+	}
+}
+
+func TestClientAddressBehindTrustedProxies(t *testing.T) {
+	trusted, err := ParseCIDRs([]string{"10.0.0.0/8, 2001:db8::/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newRefusalLog(slog.New(slog.NewTextHandler(io.Discard, nil)), trusted)
+	for _, tc := range []struct{ peer, xff, want string }{
+		{"192.0.2.7:1", "198.51.100.1", "192.0.2.7"},                          // untrusted peer: its XFF is the client's say-so
+		{"10.1.2.3:1", "198.51.100.1", "198.51.100.1"},                        // through the load balancer
+		{"10.1.2.3:1", "203.0.113.9, 198.51.100.1, 10.9.9.9", "198.51.100.1"}, // right-most untrusted hop, not the spoofable left
+		{"10.1.2.3:1", "", "10.1.2.3"},
+		{"10.1.2.3:1", "not-an-ip", "10.1.2.3"},
+		{"[2001:db8::1]:1", "198.51.100.2", "198.51.100.2"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tc.peer
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if got := l.clientAddress(r); got != tc.want {
+			t.Errorf("peer %s XFF %q: client %s, want %s", tc.peer, tc.xff, got, tc.want)
+		}
+	}
+	if _, err := ParseCIDRs([]string{"10.0.0.0/33"}); err == nil || !strings.Contains(err.Error(), "--trusted-proxy-cidrs") {
+		t.Fatalf("bad CIDR: %v", err)
+	}
+}
+
+func TestUpgrades(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(f.reverse)
+	t.Cleanup(srv.Close)
+	// h2c: the upgrade is dropped, the request forwarded as HTTP/1.1.
+	got := rawRoundTrip(t, srv.Listener.Addr().String(), []string{"X-Octopods-Auth: " + f.current,
+		"Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c", "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"})
+	for _, h := range []string{"Upgrade", "Http2-Settings"} {
+		if _, ok := got[h]; ok {
+			t.Errorf("upstream saw %s", h)
+		}
+	}
+	// WebSocket without a valid key: refused, never switched.
+	res := serve(f.reverse, http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}})
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("websocket without a key: %d", res.StatusCode)
+	}
+}

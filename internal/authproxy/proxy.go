@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,10 @@ import (
 // unbounded headers by a slow or hostile client.
 const (
 	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds a whole request, body included: far above any
+	// API call's upload, it only ends a body trickled in to hold a
+	// connection (a refused request's body is never read at all).
+	readTimeout = 5 * time.Minute
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
 	shutdownTimeout   = 25 * time.Second
@@ -40,6 +45,9 @@ type Config struct {
 	// a renewal; zero means DefaultCertCheckInterval.
 	TLSCheckInterval      time.Duration
 	LastUsedFlushInterval time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// in the refusal log (--trusted-proxy-cidrs); none by default.
+	TrustedProxies []netip.Prefix
 	// ShutdownDelay keeps serving, with /readyz failing, so load balancers
 	// stop sending traffic before the listener closes.
 	ShutdownDelay time.Duration
@@ -83,6 +91,7 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		}
 	}
 	p.handler = NewHandler(p.Index, p.Source.Synced, p.Metrics, log, upstream, UpstreamTransport())
+	p.handler.SetTrustedProxies(cfg.TrustedProxies)
 	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
 		if p.cert, err = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log); err != nil {
 			return nil, err
@@ -130,6 +139,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.Source.Run(sourceCtx)
 	flushDone := make(chan struct{})
 	go func() { defer close(flushDone); p.flusher.Run(sourceCtx) }()
+	go p.handler.refusals.run(sourceCtx)
 
 	probeMux := http.NewServeMux()
 	probeMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
@@ -207,6 +217,7 @@ func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

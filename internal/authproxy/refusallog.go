@@ -1,0 +1,149 @@
+package authproxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Refusal log bounds: a client trying keys in a loop must not flood the log
+// (every refusal is still counted in the metrics).
+const (
+	// refusalLogBurst lines per client address per refusalLogInterval; then
+	// one summary line with the count.
+	refusalLogBurst    = 5
+	refusalLogInterval = 10 * time.Second
+	// refusalLogClients bounds the addresses tracked; past it, all further
+	// addresses share one budget, so a spray of source addresses cannot grow
+	// the map either.
+	refusalLogClients = 10_000
+	// maxLoggedPath truncates paths in the log.
+	maxLoggedPath = 256
+	otherClients  = "other"
+)
+
+// refusalLog writes the refusal audit line, bounded per client address.
+type refusalLog struct {
+	log     *slog.Logger
+	trusted []netip.Prefix
+	mu      sync.Mutex
+	clients map[string]*clientBudget
+}
+
+type clientBudget struct {
+	windowStart time.Time
+	logged      int
+	suppressed  int
+}
+
+func newRefusalLog(log *slog.Logger, trusted []netip.Prefix) *refusalLog {
+	return &refusalLog{log: log, trusted: trusted, clients: map[string]*clientBudget{}}
+}
+
+// allow reports whether to log a refusal from client now.
+func (l *refusalLog) allow(client string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.clients[client]
+	if b == nil {
+		if len(l.clients) >= refusalLogClients {
+			client = otherClients
+			b = l.clients[client]
+		}
+		if b == nil {
+			b = &clientBudget{windowStart: now}
+			l.clients[client] = b
+		}
+	}
+	if b.logged < refusalLogBurst {
+		b.logged++
+		return true
+	}
+	b.suppressed++
+	return false
+}
+
+// flush writes one summary line per client whose lines were left out, and
+// starts a new interval for everyone.
+func (l *refusalLog) flush(now time.Time) {
+	l.mu.Lock()
+	clients := l.clients
+	l.clients = map[string]*clientBudget{}
+	l.mu.Unlock()
+	for client, b := range clients {
+		if b.suppressed > 0 {
+			l.log.Info("requests refused, not logged one by one", "client_address", client, "count", b.suppressed,
+				"since", b.windowStart.UTC().Format(time.RFC3339))
+		}
+	}
+}
+
+func (l *refusalLog) run(ctx context.Context) {
+	every(ctx, refusalLogInterval, func() { l.flush(time.Now()) })
+}
+
+// clientAddress is the address the request came from: the peer, or, when
+// the peer is a trusted proxy (--trusted-proxy-cidrs), the right-most
+// X-Forwarded-For address that is not itself trusted.
+func (l *refusalLog) clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil || !l.isTrusted(addr) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return host // unreadable: trust nothing further left
+		}
+		if !l.isTrusted(hop) {
+			return hop.String()
+		}
+	}
+	return host
+}
+
+func (l *refusalLog) isTrusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range l.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseCIDRs reads --trusted-proxy-cidrs.
+func ParseCIDRs(values []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("--trusted-proxy-cidrs: %q is not a CIDR (for example 10.0.0.0/8 or 2001:db8::/32)", s)
+			}
+			out = append(out, p.Masked())
+		}
+	}
+	return out, nil
+}
+
+func truncatePath(p string) string {
+	if len(p) <= maxLoggedPath {
+		return p
+	}
+	return p[:maxLoggedPath] + "…"
+}
