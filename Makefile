@@ -74,7 +74,7 @@ bench: ## Benchmarks: key format, authorize at 10/10k/100k keys, and the load co
 	go run ./hack/loadbench
 
 .PHONY: bench-rss
-bench-rss: ## Resident memory of the auth-proxy binary with 100k key Secrets, at rest and under traffic, with the Deployment's GOMEMLIMIT (takes minutes).
+bench-rss: ## Resident memory of the auth-proxy binary with 100k published keys (WorkspaceAPIKeys), at rest and under traffic, with the Deployment's GOMEMLIMIT (takes minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/rssbench -keys $${KEYS:-100000} -env GOMEMLIMIT=48MiB
 
 ##@ Build

@@ -1,7 +1,8 @@
 // Command rssbench measures the auth-proxy binary's memory with many keys:
 // it fills a local control plane (envtest assets, KUBEBUILDER_ASSETS) with
-// key Secrets, starts the real binary against it, waits for /readyz, and
-// prints the process's resident and peak memory.
+// WorkspaceAPIKeys publishing their keys' digests, as the operator writes
+// them, starts the real binary against it, waits for /readyz, and prints the
+// process's resident and peak memory.
 package main
 
 import (
@@ -20,9 +21,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
@@ -30,19 +31,21 @@ import (
 )
 
 func main() {
-	n := flag.Int("keys", 100_000, "Key Secrets to load.")
+	n := flag.Int("keys", 100_000, "WorkspaceAPIKeys (published keys) to load.")
 	workers := flag.Int("workers", 32, "Concurrent creates.")
 	load := flag.Duration("load", 10*time.Second, "Traffic sent before the second measurement.")
 	proxyEnv := flag.String("env", "", "Extra environment for the proxy, e.g. GOMEMLIMIT=56MiB (comma-separated).")
 	flag.Parse()
 	ctx := context.Background()
 
-	env := &envtest.Environment{}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 	cfg, err := env.Start()
 	check(err)
 	defer func() { _ = env.Stop() }()
 	cfg.QPS, cfg.Burst = -1, 0
-	cs, err := kubernetes.NewForConfig(cfg)
+	scheme := runtime.NewScheme()
+	check(octopodsv1alpha1.AddToScheme(scheme))
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	check(err)
 
 	start := time.Now()
@@ -59,16 +62,24 @@ func main() {
 					sample[i] = key
 				}
 				ws := fmt.Sprintf("ws-%06d", i)
-				_, err = cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
-					ObjectMeta: metav1.ObjectMeta{Name: ws + "-api-key",
-						Labels:      map[string]string{octopodsv1alpha1.WorkspaceLabel: ws, octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue},
-						Annotations: map[string]string{octopodsv1alpha1.KeyIDAnnotation: apikey.ID(key)}},
-					Type: octopodsv1alpha1.SecretType,
-					Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte(key)},
-				}, metav1.CreateOptions{})
-				check(err)
-				if c := created.Add(1); c%20_000 == 0 {
-					fmt.Fprintf(os.Stderr, "rssbench: %d Secrets created\n", c)
+				k := &octopodsv1alpha1.WorkspaceAPIKey{
+					ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: ws},
+					Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: ws},
+				}
+				check(c.Create(ctx, k))
+				// Shaped as the operator writes it: status with a condition
+				// and the published digest.
+				d := apikey.DigestOf(key)
+				now := metav1.Now()
+				k.Status = octopodsv1alpha1.WorkspaceAPIKeyStatus{
+					SecretName: ws + "-api-key", KeyID: d.ID(), IssuedAt: &now, ObservedGeneration: k.Generation,
+					PublishedKeys: []octopodsv1alpha1.PublishedKey{{KeyID: d.ID(), Digest: d.String()}},
+					Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "KeyIssued",
+						Message: fmt.Sprintf("Key %s is in Secret %q", d.ID(), ws+"-api-key"), LastTransitionTime: now, ObservedGeneration: k.Generation}},
+				}
+				check(c.Status().Update(ctx, k))
+				if n := created.Add(1); n%20_000 == 0 {
+					fmt.Fprintf(os.Stderr, "rssbench: %d WorkspaceAPIKeys created\n", n)
 				}
 			}
 		})
@@ -78,7 +89,7 @@ func main() {
 	}
 	close(next)
 	wg.Wait()
-	fmt.Printf("rssbench: created %d key Secrets in %s\n", *n, time.Since(start).Round(time.Millisecond))
+	fmt.Printf("rssbench: created %d WorkspaceAPIKeys with published keys in %s\n", *n, time.Since(start).Round(time.Millisecond))
 
 	dir, err := os.MkdirTemp("", "rssbench")
 	check(err)
