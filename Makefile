@@ -73,6 +73,10 @@ bench: ## Benchmarks: key format, authorize at 10/10k/100k keys, and the load co
 	go test ./internal/... -run '^$$' -bench . -benchmem
 	go run ./hack/loadbench
 
+.PHONY: bench-cache
+bench-cache: ## The manager's Secret cache with 30 padded hand-made key-type Secrets, with and without its transform.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/cachebench
+
 .PHONY: bench-rss
 bench-rss: ## Resident memory of the auth-proxy binary with 100k published keys (WorkspaceAPIKeys), at rest and under traffic, with the Deployment's GOMEMLIMIT (takes minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/rssbench -keys $${KEYS:-100000} -env GOMEMLIMIT=48MiB

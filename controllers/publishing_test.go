@@ -257,3 +257,25 @@ var _ = Describe("What is never published", func() {
 		Expect(reissues).To(Equal(1))
 	})
 })
+
+var _ = Describe("The trimmed Secret cache", func() {
+	It("never writes a Secret back from it: data and metadata others added survive a template change", func() {
+		ns := newNamespace()
+		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		key := waitForIssuedKey(ns, "acme")
+		s := getSecret(Default, ns, "acme-api-key")
+		s.Data["note"] = []byte("added by someone")
+		s.Annotations["someone/else"] = "kept"
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		updateKey(ns, "acme", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Labels: map[string]string{"team": "support"}}
+		})
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			g.Expect(s.Labels).To(HaveKeyWithValue("team", "support"))
+			g.Expect(s.Data).To(HaveKeyWithValue("note", []byte("added by someone")))
+			g.Expect(s.Annotations).To(HaveKeyWithValue("someone/else", "kept"))
+			g.Expect(keyIn(s)).To(Equal(key))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+	})
+})

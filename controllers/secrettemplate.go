@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
@@ -77,4 +78,12 @@ func isOwnLabel(k string) bool {
 // operator's, including any added later, so none can come from a template.
 func isOwnAnnotation(k string) bool {
 	return strings.HasPrefix(k, octopodsv1alpha1.GroupVersion.Group+"/")
+}
+
+// templateChanges reports whether applying the template would change the
+// Secret's metadata.
+func templateChanges(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey) bool {
+	applied := secret.DeepCopy()
+	applyTemplate(applied, key)
+	return !equality.Semantic.DeepEqual(applied.ObjectMeta, secret.ObjectMeta)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -30,9 +31,39 @@ type Options struct {
 func CacheOptions() cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Field: fields.OneTermEqualSelector("type", octopodsv1alpha1.SecretType)},
+			&corev1.Secret{}: {
+				Field:     fields.OneTermEqualSelector("type", octopodsv1alpha1.SecretType),
+				Transform: TrimKeySecret,
+			},
 		},
+		// managedFields are never read, and are most of a small object.
+		DefaultTransform: cache.TransformStripManagedFields(),
 	}
+}
+
+// TrimKeySecret keeps of a key-type Secret only what the reconciler reads,
+// so that anyone who may create Secrets cannot inflate the manager's memory
+// with padded ones: a Secret no WorkspaceAPIKey controls keeps its identity
+// and owner references only (enough to see a conflict); a key Secret keeps
+// its metadata and its two keys. The cached copy is never written back:
+// every Secret write starts from a fresh read (see reconcileSecret).
+func TrimKeySecret(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
+	}
+	s.ManagedFields = nil
+	ref := metav1.GetControllerOf(s)
+	if ref == nil || ref.Kind != "WorkspaceAPIKey" {
+		s.Labels, s.Annotations, s.Data, s.StringData = nil, nil, nil, nil
+		return s, nil
+	}
+	for k := range s.Data {
+		if k != octopodsv1alpha1.SecretKeyAPIKey && k != octopodsv1alpha1.SecretKeyPreviousAPIKey {
+			delete(s.Data, k)
+		}
+	}
+	return s, nil
 }
 
 // Setup registers both controllers with the manager.

@@ -243,10 +243,12 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 	k.obs.saw(secret)
 
 	plan := keyplan.Decide(k.observe(secret), desired(k.key), k.now())
-	if plan.Action != keyplan.Keep || plan.DropPrevious || k.publishingChanges(secret) {
+	if plan.Action != keyplan.Keep || plan.DropPrevious || k.publishingChanges(secret) || templateChanges(secret, k.key) {
 		// Replacing a key is rare and irreversible, and publishing one makes
 		// the proxy admit it: decide again on a fresh read, not on a cache
 		// that may miss our own last write (and still hold a rotated key).
+		// Every write starts from this fresh read, never from the trimmed
+		// cached copy (TrimKeySecret).
 		if secret, err = k.currentSecret(ctx, k.key, true); err != nil || secret == nil {
 			return ctrl.Result{}, err
 		}

@@ -1,0 +1,38 @@
+package controllers
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+func TestTrimKeySecret(t *testing.T) {
+	pad := []byte(string(make([]byte, 1000)))
+	owned := func() *corev1.Secret {
+		return &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "acme-api-key", Labels: map[string]string{"a": "b"}, Annotations: map[string]string{octopodsv1alpha1.KeyIDAnnotation: "id"},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "octopods.io/v1alpha1", Kind: "WorkspaceAPIKey", Name: "acme", UID: "u", Controller: ptr.To(true)}},
+				ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "x"}}},
+			Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte("k"), octopodsv1alpha1.SecretKeyPreviousAPIKey: []byte("p"), "padding": pad},
+		}
+	}
+	got, _ := TrimKeySecret(owned())
+	s := got.(*corev1.Secret)
+	if len(s.Data) != 2 || s.Labels["a"] != "b" || s.Annotations[octopodsv1alpha1.KeyIDAnnotation] != "id" || s.ManagedFields != nil {
+		t.Fatalf("owned Secret trimmed to %+v", s)
+	}
+	foreign := owned()
+	foreign.OwnerReferences = nil
+	got, _ = TrimKeySecret(foreign)
+	s = got.(*corev1.Secret)
+	if s.Data != nil || s.Labels != nil || s.Annotations != nil || s.Name != "acme-api-key" {
+		t.Fatalf("foreign Secret kept %+v", s)
+	}
+	if other, _ := TrimKeySecret("not a Secret"); other != "not a Secret" {
+		t.Fatal("other objects must pass unchanged")
+	}
+}
