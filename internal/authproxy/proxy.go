@@ -26,10 +26,10 @@ const (
 	// readTimeout bounds a whole request, body included: far above any
 	// API call's upload, it only ends a body trickled in to hold a
 	// connection (a refused request's body is never read at all).
-	readTimeout = 5 * time.Minute
-	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 64 << 10
-	shutdownTimeout   = 25 * time.Second
+	readTimeout     = 5 * time.Minute
+	idleTimeout     = 120 * time.Second
+	maxHeaderBytes  = 64 << 10
+	shutdownTimeout = 25 * time.Second
 )
 
 // Config is what the auth-proxy flags set.
