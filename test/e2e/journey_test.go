@@ -136,25 +136,34 @@ var _ = Describe("A user's journey", Ordered, func() {
 		}, issueTimeout, pollEvery).Should(Succeed())
 		Eventually(func() int { return status(acmeKey) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 		Expect(status(old)).To(Equal(http.StatusOK), "the previous key works during the grace period")
-		Eventually(func() int { return status(old) }, 5*time.Second+issueTimeout, 50*time.Millisecond).Should(Equal(http.StatusUnauthorized))
+		until := keyOf(Default, ns, "acme").Status.PreviousValidUntil
+		Expect(until).NotTo(BeNil())
+		Eventually(func() int { return status(old) }, 5*time.Second+issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
+		figure("grace period end: previous key refused by the proxy %s after its validUntil", time.Since(until.Time).Round(time.Millisecond))
 		Expect(status(acmeKey)).To(Equal(http.StatusOK))
 	})
 
 	It("re-issues a deleted Secret with a new key", func() {
 		old := acmeKey
 		Expect(k8sClient.Delete(ctx, secretOf(Default, ns, "acme"))).To(Succeed())
+		deleted := time.Now()
+		Eventually(func() int { return status(old) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
+		figure("deleted Secret: its key refused by the proxy %s after the delete", time.Since(deleted).Round(time.Millisecond))
 		Eventually(func(g Gomega) {
 			acmeKey = string(secretOf(g, ns, "acme").Data["api-key"])
 			g.Expect(apikey.Validate(acmeKey)).To(Succeed())
 			g.Expect(acmeKey).NotTo(Equal(old))
 		}, issueTimeout, pollEvery).Should(Succeed())
 		Eventually(func() int { return status(acmeKey) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+		figure("re-issued key admitted by the proxy %s after the Secret was deleted", time.Since(deleted).Round(time.Millisecond))
 		Expect(status(old)).To(Equal(http.StatusUnauthorized))
 	})
 
 	It("revokes the key when the key is deleted", func() {
 		Expect(k8sClient.Delete(ctx, apiKey(ns, "acme"))).To(Succeed())
+		deleted := time.Now()
 		Eventually(func() int { return status(acmeKey) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
+		figure("deleted WorkspaceAPIKey: its key refused by the proxy %s after the delete", time.Since(deleted).Round(time.Millisecond))
 		Eventually(func(g Gomega) {
 			g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme-api-key"}, &corev1.Secret{}))).To(BeTrue())
 			ws := &octopodsv1alpha1.Workspace{}
