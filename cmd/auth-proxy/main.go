@@ -32,6 +32,7 @@ func main() {
 	flag.StringVar(&cfg.ListenAddress, "listen-address", ":8080", "Address for proxied (or forward-auth) traffic.")
 	flag.StringVar(&cfg.Upstream, "upstream", "", "URL to forward admitted requests to; empty runs in forward-auth mode.")
 	flag.Var(&ns, "namespace", "Namespace whose WorkspaceAPIKeys are followed; repeatable; default all stringList.")
+	flag.StringVar(&cfg.GRPCAddress, "grpc-bind-address", "", "Address of Envoy's ext_authz gRPC service (envoy.service.auth.v3.Authorization) and gRPC health; empty: off.")
 	flag.StringVar(&cfg.HealthProbeAddress, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.StringVar(&cfg.MetricsAddress, "metrics-bind-address", ":8082", "Address of the Prometheus /metrics endpoint.")
 	flag.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "Certificate for HTTPS on --listen-address (optional).")

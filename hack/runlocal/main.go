@@ -24,6 +24,7 @@ func main() {
 	flag.StringVar(&o.ProxyAddress, "proxy-address", "127.0.0.1:8080", "The auth proxy's traffic address.")
 	flag.StringVar(&o.ProxyProbeAddress, "proxy-probe-address", "127.0.0.1:8081", "The auth proxy's /healthz and /readyz.")
 	flag.StringVar(&o.ProxyMetricsAddress, "proxy-metrics-address", "127.0.0.1:8082", "The auth proxy's /metrics.")
+	flag.StringVar(&o.ProxyGRPCAddress, "proxy-grpc-address", "127.0.0.1:9001", "The auth proxy's Envoy ext_authz gRPC service.")
 	flag.StringVar(&o.ManagerMetricsAddress, "manager-metrics-address", "127.0.0.1:8083", "The manager's /metrics.")
 	flag.StringVar(&o.ManagerProbeAddress, "manager-probe-address", "127.0.0.1:8084", "The manager's /healthz and /readyz.")
 	flag.StringVar(&o.EchoAddress, "echo-address", "127.0.0.1:8090", "The echo upstream, which answers with the headers it received.")
@@ -52,9 +53,10 @@ Try this in another terminal:
   kubectl annotate workspaceapikey acme octopods.io/rotate=$(date +%%s) --overwrite
   curl -s -H "X-Octopods-Auth: $KEY" http://%s/v1/messages     # 401 {"error":"invalid_key"}: rotated away
   kubectl get workspaceapikeys                                  # LAST USED fills in within %s
+  # Envoy's ext_authz over gRPC is on %s (envoy.service.auth.v3.Authorization/Check)
 
 Ctrl-C stops everything.
-`, time.Since(started).Round(100*time.Millisecond), filepath.Dir(rel), rel, o.ProxyAddress, o.ProxyAddress, o.ProxyAddress, o.LastUsedFlushInterval)
+`, time.Since(started).Round(100*time.Millisecond), filepath.Dir(rel), rel, o.ProxyAddress, o.ProxyAddress, o.ProxyAddress, o.LastUsedFlushInterval, o.ProxyGRPCAddress)
 
 	<-ctx.Done()
 	fmt.Println("\nrun-local: stopping")

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 )
 
@@ -98,11 +97,11 @@ func NewHandler(ix *keyindex.Index, ready func() bool, m *Metrics, log *slog.Log
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	if !h.Ready() {
-		h.Metrics.observe(h.Metrics.notReady, start, h.now())
+		h.Metrics.observe(h.Metrics.http.notReady, start, h.now())
 		writeBody(w, http.StatusServiceUnavailable, bodyNotReady, h.proxy == nil)
 		return
 	}
-	result, who, presented := Authorize(h.Index, r.Header, start)
+	result, who, presented := Authorize(h.Index, r.Header[canonicalAuth], start)
 	detail := ""
 	if result == keyindex.Allowed && h.proxy == nil && hasSpoofedIdentity(r.Header) {
 		// In forward-auth mode the gateway, not this proxy, forwards the
@@ -111,17 +110,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// that folds "_" into "-" (CGI, WSGI, Rack, PHP): refuse it.
 		result, detail = keyindex.Invalid, detailSpoofedHeader
 	}
+	outcome, counter := h.Metrics.http.of(result)
+	h.Metrics.observe(counter, start, h.now())
 	if result != keyindex.Allowed {
-		outcome, counter := OutcomeInvalidKey, h.Metrics.invalidKey
-		if result == keyindex.Missing {
-			outcome, counter = OutcomeMissingKey, h.Metrics.missingKey
-		}
-		h.Metrics.observe(counter, start, h.now())
 		h.refuse(w, r, outcome, presented, detail)
 		return
 	}
-	h.Metrics.observe(h.Metrics.allowed, start, h.now())
-
 	if h.proxy == nil {
 		setIdentity(w.Header(), who)
 		w.WriteHeader(http.StatusOK)
@@ -151,11 +145,11 @@ func refuseH2C(h http.Header) {
 // identityKey carries the admitted identity from ServeHTTP to Rewrite.
 type identityKey struct{}
 
-// Authorize applies the contract to a request's headers: exactly one
-// X-Octopods-Auth value, holding a well-formed, known, unexpired key. It
-// returns the presented value only for the audit log's key ID.
-func Authorize(ix *keyindex.Index, h http.Header, now time.Time) (keyindex.Result, keyindex.Identity, string) {
-	values := h[canonicalAuth]
+// Authorize is the one decision of every interface: the request's
+// X-Octopods-Auth values must be exactly one, holding a well-formed, known,
+// unexpired key. It returns the presented value only for the audit log's
+// key ID. It does not allocate.
+func Authorize(ix *keyindex.Index, values []string, now time.Time) (keyindex.Result, keyindex.Identity, string) {
 	switch len(values) {
 	case 0:
 		return keyindex.Missing, keyindex.Identity{}, ""
@@ -173,24 +167,10 @@ func Authorize(ix *keyindex.Index, h http.Header, now time.Time) (keyindex.Resul
 const detailSpoofedHeader = "client-sent X-Octopods header spelled with underscores"
 
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, outcome, presented, detail string) {
-	if client := h.refusals.clientAddress(r); h.refusals.allow(client, h.now()) {
-		attrs := []slog.Attr{
-			slog.String("reason", outcome),
-			slog.String("remote_addr", r.RemoteAddr),
-			slog.String("client_address", client),
-			slog.String("method", r.Method),
-			slog.String("path", truncatePath(r.URL.Path)),
-		}
-		if detail != "" {
-			attrs = append(attrs, slog.String("detail", detail))
-		}
-		// The key ID is public, and tells support which key is being
-		// tried; only a well-formed key has one. The key is never logged.
-		if presented != "" && apikey.Validate(presented) == nil {
-			attrs = append(attrs, slog.String("key_id", apikey.ID(presented)))
-		}
-		h.Log.LogAttrs(r.Context(), slog.LevelInfo, "request refused", attrs...)
-	}
+	h.refusals.write(r.Context(), refusal{
+		iface: InterfaceHTTP, outcome: outcome, presented: presented, detail: detail,
+		remote: r.RemoteAddr, client: h.refusals.clientAddress(r), method: r.Method, path: r.URL.Path,
+	}, h.now())
 
 	hdr := w.Header()
 	if r.ContentLength != 0 {

@@ -12,9 +12,11 @@ import (
 // Metrics are the proxy's Prometheus metrics. Counters per outcome are
 // resolved once, so the request path does no label or map lookups.
 type Metrics struct {
-	Registry                                  *prometheus.Registry
-	allowed, missingKey, invalidKey, notReady prometheus.Counter
-	latency                                   prometheus.Observer
+	Registry *prometheus.Registry
+	// Request outcomes of each interface: HTTP (reverse proxy or forward
+	// auth) and gRPC ext_authz.
+	http, grpc outcomeCounters
+	latency    prometheus.Observer
 	// LastUsedWrites counts status.lastUsedTime patches by result.
 	LastUsedWrites *prometheus.CounterVec
 }
@@ -25,8 +27,8 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration) *Metrics {
 	reg := prometheus.NewRegistry()
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "octopods_auth_proxy_requests_total",
-		Help: "Requests by outcome: allowed, missing_key, invalid_key, not_ready.",
-	}, []string{"outcome"})
+		Help: "Requests by interface (http, grpc) and outcome: allowed, missing_key, invalid_key, not_ready.",
+	}, []string{"interface", "outcome"})
 	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "octopods_auth_proxy_decision_duration_seconds",
 		Help:    "Time to admit or refuse a request, excluding the upstream.",
@@ -51,12 +53,43 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration) *Metrics {
 	)
 	return &Metrics{
 		Registry:       reg,
-		allowed:        requests.WithLabelValues(OutcomeAllowed),
-		missingKey:     requests.WithLabelValues(OutcomeMissingKey),
-		invalidKey:     requests.WithLabelValues(OutcomeInvalidKey),
-		notReady:       requests.WithLabelValues(OutcomeNotReady),
+		http:           newOutcomeCounters(requests, InterfaceHTTP),
+		grpc:           newOutcomeCounters(requests, InterfaceGRPC),
 		latency:        latency,
 		LastUsedWrites: lastUsed,
+	}
+}
+
+// Interfaces, as labelled in metrics and named in the refusal log.
+const (
+	InterfaceHTTP = "http"
+	InterfaceGRPC = "grpc"
+)
+
+// outcomeCounters are one interface's request counters, resolved once so
+// the request path does no label lookups.
+type outcomeCounters struct {
+	allowed, missingKey, invalidKey, notReady prometheus.Counter
+}
+
+func newOutcomeCounters(requests *prometheus.CounterVec, iface string) outcomeCounters {
+	return outcomeCounters{
+		allowed:    requests.WithLabelValues(iface, OutcomeAllowed),
+		missingKey: requests.WithLabelValues(iface, OutcomeMissingKey),
+		invalidKey: requests.WithLabelValues(iface, OutcomeInvalidKey),
+		notReady:   requests.WithLabelValues(iface, OutcomeNotReady),
+	}
+}
+
+// of names a decision's outcome and returns its counter.
+func (c *outcomeCounters) of(r keyindex.Result) (string, prometheus.Counter) {
+	switch r {
+	case keyindex.Allowed:
+		return OutcomeAllowed, c.allowed
+	case keyindex.Missing:
+		return OutcomeMissingKey, c.missingKey
+	default:
+		return OutcomeInvalidKey, c.invalidKey
 	}
 }
 

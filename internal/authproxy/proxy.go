@@ -36,6 +36,8 @@ const (
 type Config struct {
 	ListenAddress      string
 	Upstream           string // empty: forward-auth mode
+	// GRPCAddress serves Envoy's ext_authz Check and gRPC health; empty: off.
+	GRPCAddress string
 	Namespaces         []string
 	HealthProbeAddress string
 	MetricsAddress     string
@@ -67,6 +69,7 @@ type Proxy struct {
 	stopping atomic.Bool
 
 	traffic, probes, metrics net.Listener
+	grpc                     net.Listener // nil when --grpc-bind-address is empty
 }
 
 // New builds a proxy and binds its listeners, so that Addr is known before
@@ -104,7 +107,10 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 	for _, l := range []struct {
 		addr string
 		into *net.Listener
-	}{{cfg.ListenAddress, &p.traffic}, {cfg.HealthProbeAddress, &p.probes}, {cfg.MetricsAddress, &p.metrics}} {
+	}{{cfg.ListenAddress, &p.traffic}, {cfg.HealthProbeAddress, &p.probes}, {cfg.MetricsAddress, &p.metrics}, {cfg.GRPCAddress, &p.grpc}} {
+		if l.addr == "" && l.into == &p.grpc {
+			continue
+		}
 		if *l.into, err = net.Listen("tcp", l.addr); err != nil {
 			p.closeListeners()
 			return nil, err
@@ -131,6 +137,14 @@ func (p *Proxy) ProbeAddr() string { return p.probes.Addr().String() }
 // MetricsAddr is the metrics listener's address.
 func (p *Proxy) MetricsAddr() string { return p.metrics.Addr().String() }
 
+// GRPCAddr is the gRPC listener's address ("" when off).
+func (p *Proxy) GRPCAddr() string {
+	if p.grpc == nil {
+		return ""
+	}
+	return p.grpc.Addr().String()
+}
+
 // Run serves until ctx ends, then drains: readiness fails first, in-flight
 // requests finish, and pending lastUsedTime writes are flushed.
 func (p *Proxy) Run(ctx context.Context) error {
@@ -156,7 +170,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	servers := []*http.Server{
 		NewHTTPServer(p.handler, p.log), NewHTTPServer(probeMux, p.log), NewHTTPServer(metricsMux, p.log),
 	}
-	errs := make(chan error, len(servers))
+	errs := make(chan error, len(servers)+1)
 	serve := func(s *http.Server, l net.Listener) {
 		var err error
 		if s.TLSConfig != nil {
@@ -175,7 +189,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	go serve(servers[0], p.traffic)
 	go serve(servers[1], p.probes)
 	go serve(servers[2], p.metrics)
-	p.log.Info("auth proxy started", "address", p.Addr(), "mode", p.mode(), "namespaces", p.cfg.Namespaces)
+	var grpcServer *grpcServing
+	if p.grpc != nil {
+		grpcServer = p.serveGRPC(sourceCtx, errs)
+	}
+	p.log.Info("auth proxy started", "address", p.Addr(), "grpcAddress", p.GRPCAddr(), "mode", p.mode(), "namespaces", p.cfg.Namespaces)
 
 	var runErr error
 	select {
@@ -191,6 +209,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for _, s := range servers {
 		_ = s.Shutdown(shutdownCtx)
 	}
+	grpcServer.stop(shutdownCtx)
 	stopSource()
 	<-flushDone
 	p.log.Info("auth proxy stopped")
@@ -205,7 +224,7 @@ func (p *Proxy) mode() string {
 }
 
 func (p *Proxy) closeListeners() {
-	for _, l := range []net.Listener{p.traffic, p.probes, p.metrics} {
+	for _, l := range []net.Listener{p.traffic, p.probes, p.metrics, p.grpc} {
 		if l != nil {
 			_ = l.Close()
 		}

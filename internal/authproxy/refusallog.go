@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/octopods/octopods-operator/internal/apikey"
 )
 
 // Refusal log bounds: a client trying keys in a loop must not flood the log
@@ -44,6 +46,36 @@ type clientBudget struct {
 
 func newRefusalLog(log *slog.Logger, trusted []netip.Prefix) *refusalLog {
 	return &refusalLog{log: log, trusted: trusted, clients: map[string]*clientBudget{}}
+}
+
+// refusal is what the audit line says of one refused request.
+type refusal struct {
+	iface, outcome, presented, detail string
+	remote, client, method, path      string
+}
+
+// write logs a refusal unless its client is over its budget. The key ID is
+// public, and tells support which key is being tried; only a well-formed
+// key has one. The key itself is never logged.
+func (l *refusalLog) write(ctx context.Context, r refusal, now time.Time) {
+	if !l.allow(r.client, now) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("reason", r.outcome),
+		slog.String("interface", r.iface),
+		slog.String("remote_addr", r.remote),
+		slog.String("client_address", r.client),
+		slog.String("method", r.method),
+		slog.String("path", truncatePath(r.path)),
+	}
+	if r.detail != "" {
+		attrs = append(attrs, slog.String("detail", r.detail))
+	}
+	if r.presented != "" && apikey.Validate(r.presented) == nil {
+		attrs = append(attrs, slog.String("key_id", apikey.ID(r.presented)))
+	}
+	l.log.LogAttrs(ctx, slog.LevelInfo, "request refused", attrs...)
 }
 
 // allow reports whether to log a refusal from client now.

@@ -98,7 +98,7 @@ var _ = ReportAfterSuite("figures", func(Report) { figures.Print() })
 
 func startProxy(ctx context.Context, cfg *rest.Config, upstream string) *Proxy {
 	p, err := New(Config{
-		ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0",
+		ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", GRPCAddress: "127.0.0.1:0",
 		Upstream: upstream, LastUsedFlushInterval: flushInterval,
 	}, cfg, slog.New(slog.NewJSONHandler(io.MultiWriter(proxyLogs, GinkgoWriter), nil)))
 	Expect(err).NotTo(HaveOccurred())

@@ -36,6 +36,8 @@ type Options struct {
 	ProxyAddress, ProxyProbeAddress, ProxyMetricsAddress string
 	ManagerMetricsAddress, ManagerProbeAddress           string
 	EchoAddress                                          string
+	// ProxyGRPCAddress serves ext_authz over gRPC ("" : off).
+	ProxyGRPCAddress string
 	// LastUsedFlushInterval is passed to the proxy (0: its default).
 	LastUsedFlushInterval time.Duration
 	// Progress receives one line per step.
@@ -99,7 +101,10 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			return nil, err
 		}
 	}
-	for _, addr := range []string{o.ProxyAddress, o.ProxyProbeAddress, o.ProxyMetricsAddress, o.ManagerMetricsAddress, o.ManagerProbeAddress, o.EchoAddress} {
+	for _, addr := range []string{o.ProxyAddress, o.ProxyProbeAddress, o.ProxyMetricsAddress, o.ManagerMetricsAddress, o.ManagerProbeAddress, o.EchoAddress, o.ProxyGRPCAddress} {
+		if addr == "" {
+			continue
+		}
 		if err := portFree(addr); err != nil {
 			return nil, err
 		}
@@ -155,6 +160,9 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		"--listen-address", o.ProxyAddress, "--health-probe-bind-address", o.ProxyProbeAddress, "--metrics-bind-address", o.ProxyMetricsAddress}
 	if o.LastUsedFlushInterval > 0 {
 		args = append(args, "--last-used-flush-interval", o.LastUsedFlushInterval.String())
+	}
+	if o.ProxyGRPCAddress != "" {
+		args = append(args, "--grpc-bind-address", o.ProxyGRPCAddress)
 	}
 	if e.proxy, err = e.launch("auth-proxy", o.ProxyBin, nil, args...); err == nil {
 		err = waitReady(ctx, "http://"+o.ProxyProbeAddress+"/readyz", e.proxy)

@@ -1,0 +1,167 @@
+package authproxy
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/octopods/octopods-operator/internal/keyindex"
+)
+
+// ExtAuthz serves Envoy's envoy.service.auth.v3.Authorization/Check (Istio
+// CUSTOM, Envoy Gateway SecurityPolicy.extAuth.grpc, Gateway API
+// ExternalAuth with protocol GRPC, Cilium) from the same index and the same
+// Authorize as the HTTP interfaces.
+type ExtAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+	Index    *keyindex.Index
+	Ready    func() bool
+	Metrics  *Metrics
+	refusals *refusalLog
+	now      func() time.Time
+}
+
+// NewExtAuthz builds the gRPC Check service.
+func NewExtAuthz(ix *keyindex.Index, ready func() bool, m *Metrics, refusals *refusalLog) *ExtAuthz {
+	return &ExtAuthz{Index: ix, Ready: ready, Metrics: m, refusals: refusals, now: time.Now}
+}
+
+// headerAuth is X-Octopods-Auth as Envoy sends it: lower case.
+const headerAuth = "x-octopods-auth"
+
+// Refusals are fixed: built once, shared read-only by every response.
+var (
+	deniedMissingKey = denied(http.StatusUnauthorized, codes.Unauthenticated, OutcomeMissingKey, bodyMissingKey)
+	deniedInvalidKey = denied(http.StatusUnauthorized, codes.Unauthenticated, OutcomeInvalidKey, bodyInvalidKey)
+	deniedNotReady   = denied(http.StatusServiceUnavailable, codes.Unavailable, OutcomeNotReady, bodyNotReady)
+)
+
+// Check decides one request that Envoy holds.
+func (s *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := s.now()
+	if !s.Ready() {
+		s.Metrics.observe(s.Metrics.grpc.notReady, start, s.now())
+		return deniedNotReady, nil
+	}
+	httpReq := req.GetAttributes().GetRequest().GetHttp()
+	var buf [2]string
+	result, who, presented := Authorize(s.Index, authValues(httpReq, &buf), start)
+	outcome, counter := s.Metrics.grpc.of(result)
+	s.Metrics.observe(counter, start, s.now())
+	if result != keyindex.Allowed {
+		client := req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress()
+		s.refusals.write(ctx, refusal{iface: InterfaceGRPC, outcome: outcome, presented: presented,
+			remote: client, client: client, method: httpReq.GetMethod(), path: httpReq.GetPath()}, s.now())
+		if result == keyindex.Missing {
+			return deniedMissingKey, nil
+		}
+		return deniedInvalidKey, nil
+	}
+	return allowed(who, httpReq), nil
+}
+
+// authValues returns the request's X-Octopods-Auth values. Envoy joins a
+// repeated header's values with ",", which no key contains: a comma means
+// more than one header was sent. With encode_raw_headers, the headers come
+// one by one in header_map instead.
+func authValues(r *authv3.AttributeContext_HttpRequest, buf *[2]string) []string {
+	if hm := r.GetHeaderMap(); hm != nil && len(hm.GetHeaders()) > 0 {
+		n := 0
+		for _, h := range hm.GetHeaders() {
+			if strings.EqualFold(h.GetKey(), headerAuth) {
+				if n < len(buf) {
+					buf[n] = h.GetValue()
+					if buf[n] == "" {
+						buf[n] = string(h.GetRawValue())
+					}
+				}
+				n++
+			}
+		}
+		return buf[:min(n, len(buf))]
+	}
+	v, ok := r.GetHeaders()[headerAuth]
+	switch {
+	case !ok:
+		return nil
+	case strings.IndexByte(v, ',') >= 0:
+		buf[0], buf[1] = v, v
+		return buf[:2]
+	}
+	buf[0] = v
+	return buf[:1]
+}
+
+// allowed sets the identity headers (overwriting any the client sent),
+// removes the key and every other spelling of an X-Octopods-* header the
+// client sent, and hands the identity to Envoy's rate-limit and access-log
+// filters as dynamic metadata.
+func allowed(who keyindex.Identity, r *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
+	remove := []string{headerAuth}
+	for name := range r.GetHeaders() {
+		if IsOctopodsHeader(name) && name != headerAuth && !isIdentityHeader(name) {
+			remove = append(remove, name)
+		}
+	}
+	for _, h := range r.GetHeaderMap().GetHeaders() {
+		if name := strings.ToLower(h.GetKey()); IsOctopodsHeader(name) && name != headerAuth && !isIdentityHeader(name) {
+			remove = append(remove, name)
+		}
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: []*corev3.HeaderValueOption{
+				overwrite(HeaderWorkspace, who.Workspace),
+				overwrite(HeaderWorkspaceNamespace, who.Namespace),
+				overwrite(HeaderKeyID, who.KeyID),
+			},
+			HeadersToRemove: remove,
+		}},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			"workspace": structpb.NewStringValue(who.Workspace),
+			"namespace": structpb.NewStringValue(who.Namespace),
+			"keyID":     structpb.NewStringValue(who.KeyID),
+		}},
+	}
+}
+
+// isIdentityHeader: the three headers the proxy sets (lower case, exact).
+func isIdentityHeader(name string) bool {
+	return name == "x-octopods-workspace" || name == "x-octopods-workspace-namespace" || name == "x-octopods-key-id"
+}
+
+func overwrite(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// denied is a refusal with the same JSON body and headers as the HTTP
+// reverse-proxy mode's, plus the reason header of forward-auth mode.
+func denied(status int, code codes.Code, outcome string, body []byte) *authv3.CheckResponse {
+	headers := []*corev3.HeaderValueOption{
+		overwrite("content-type", "application/json"),
+		overwrite(HeaderAuthError, outcome),
+	}
+	if status == http.StatusUnauthorized {
+		headers = append(headers, overwrite("www-authenticate", wwwAuthValue[0]))
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(code), Message: outcome},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Headers: headers,
+			Body:    string(body),
+		}},
+	}
+}

@@ -1,0 +1,92 @@
+package authproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+)
+
+// gRPC settings for a fleet of Envoy sidecars, each holding a few long-lived
+// HTTP/2 connections with many concurrent Checks.
+const (
+	grpcMaxConcurrentStreams = 1024
+	// Pings keep idle connections through NATs and load balancers, and find
+	// dead peers; clients may ping as often as every 10s (Envoy's default
+	// keepalive is slower).
+	grpcKeepaliveTime    = 30 * time.Second
+	grpcKeepaliveTimeout = 10 * time.Second
+	grpcMinClientPing    = 10 * time.Second
+	// A connection is recycled now and then so that new replicas get load.
+	grpcMaxConnectionAge      = 30 * time.Minute
+	grpcMaxConnectionAgeGrace = 30 * time.Second
+	readyPollInterval         = 100 * time.Millisecond
+)
+
+// grpcServing is the running gRPC server; nil when --grpc-bind-address is empty.
+type grpcServing struct {
+	server *grpc.Server
+	health *health.Server
+}
+
+// serveGRPC serves ext_authz Check and gRPC health on p.grpc. Health says
+// SERVING only once the first sync is done, and NOT_SERVING from shutdown on.
+func (p *Proxy) serveGRPC(ctx context.Context, errs chan<- error) *grpcServing {
+	opts := []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time: grpcKeepaliveTime, Timeout: grpcKeepaliveTimeout,
+			MaxConnectionAge: grpcMaxConnectionAge, MaxConnectionAgeGrace: grpcMaxConnectionAgeGrace,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: grpcMinClientPing, PermitWithoutStream: true}),
+	}
+	if p.cert != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: p.cert.getCertificate})))
+	}
+	g := &grpcServing{server: grpc.NewServer(opts...), health: health.NewServer()}
+	authv3.RegisterAuthorizationServer(g.server, NewExtAuthz(p.Index, p.Source.Synced, p.Metrics, p.handler.refusals))
+	healthpb.RegisterHealthServer(g.server, g.health)
+	g.setServing(healthpb.HealthCheckResponse_NOT_SERVING)
+	go func() {
+		for !p.Source.Synced() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(readyPollInterval):
+			}
+		}
+		g.setServing(healthpb.HealthCheckResponse_SERVING)
+	}()
+	go func() {
+		if err := g.server.Serve(p.grpc); err != nil {
+			errs <- err
+		}
+	}()
+	return g
+}
+
+func (g *grpcServing) setServing(status healthpb.HealthCheckResponse_ServingStatus) {
+	g.health.SetServingStatus("", status)
+	g.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, status)
+}
+
+// stop drains in-flight Checks until ctx ends, then closes what is left.
+func (g *grpcServing) stop(ctx context.Context) {
+	if g == nil {
+		return
+	}
+	g.health.Shutdown()
+	done := make(chan struct{})
+	go func() { g.server.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		g.server.Stop()
+	}
+}
