@@ -34,10 +34,10 @@ const (
 
 // Config is what the auth-proxy flags set.
 type Config struct {
-	ListenAddress      string
-	Upstream           string // empty: forward-auth mode
+	ListenAddress string
+	Upstream      string // empty: forward-auth mode
 	// GRPCAddress serves Envoy's ext_authz Check and gRPC health; empty: off.
-	GRPCAddress string
+	GRPCAddress        string
 	Namespaces         []string
 	HealthProbeAddress string
 	MetricsAddress     string
