@@ -73,6 +73,10 @@ bench: ## Benchmarks: key format, authorize at 10/10k/100k keys, and the load co
 	go test ./internal/... -run '^$$' -bench . -benchmem
 	go run ./hack/loadbench
 
+.PHONY: bench-grpc
+bench-grpc: ## gRPC ext_authz Check beside HTTP forward-auth: checks/s, p50/p99 and server CPU per check at 10 and 100k keys.
+	go run ./hack/grpcbench
+
 .PHONY: bench-cache
 bench-cache: ## The manager's Secret cache with 30 padded hand-made key-type Secrets, with and without its transform.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/cachebench

@@ -1,10 +1,18 @@
 package authproxy
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
@@ -57,4 +65,55 @@ func BenchmarkAuthorizeRefusal(b *testing.B) {
 			b.Fatal("admitted an unknown key")
 		}
 	}
+}
+
+// BenchmarkCheckGRPC is one ext_authz Check through a real gRPC server and
+// client on loopback (both in this process; for profiles, and beside
+// BenchmarkForwardAuthHTTP).
+func BenchmarkCheckGRPC(b *testing.B) {
+	f := newFixture(b)
+	gs, _ := NewGRPCServer(f.fwd)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = gs.Serve(l) }()
+	b.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	client := authv3.NewAuthorizationClient(conn)
+	req := checkRequest(map[string]string{"x-octopods-auth": f.current, ":authority": "api.example", "user-agent": "bench", ":path": "/v1/messages", ":method": "GET"})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			res, err := client.Check(context.Background(), req)
+			if err != nil || res.GetOkResponse() == nil {
+				b.Fatal(err, res)
+			}
+		}
+	})
+}
+
+// BenchmarkForwardAuthHTTP is one forward-auth decision over loopback HTTP.
+func BenchmarkForwardAuthHTTP(b *testing.B) {
+	f := newFixture(b)
+	srv := httptest.NewServer(f.fwd)
+	b.Cleanup(srv.Close)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/messages", nil)
+		req.Header.Set(HeaderAuth, f.current)
+		for pb.Next() {
+			res, err := client.Do(req)
+			if err != nil || res.StatusCode != http.StatusOK {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+		}
+	})
 }

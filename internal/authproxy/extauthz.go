@@ -29,9 +29,10 @@ type ExtAuthz struct {
 	now      func() time.Time
 }
 
-// NewExtAuthz builds the gRPC Check service.
-func NewExtAuthz(ix *keyindex.Index, ready func() bool, m *Metrics, refusals *refusalLog) *ExtAuthz {
-	return &ExtAuthz{Index: ix, Ready: ready, Metrics: m, refusals: refusals, now: time.Now}
+// ExtAuthz returns the gRPC Check service deciding from the same index,
+// readiness, metrics and refusal log as the HTTP handler.
+func (h *Handler) ExtAuthz() *ExtAuthz {
+	return &ExtAuthz{Index: h.Index, Ready: h.Ready, Metrics: h.Metrics, refusals: h.refusals, now: time.Now}
 }
 
 // headerAuth is X-Octopods-Auth as Envoy sends it: lower case.

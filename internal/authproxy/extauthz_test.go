@@ -28,7 +28,9 @@ func checkRequest(headers map[string]string) *authv3.CheckRequest {
 }
 
 func newExtAuthz(f *fixture, logs io.Writer) *ExtAuthz {
-	return NewExtAuthz(f.ix, func() bool { return f.ready }, f.reverse.Metrics, newRefusalLog(slog.New(slog.NewJSONHandler(logs, nil)), nil))
+	s := f.fwd.ExtAuthz()
+	s.refusals = newRefusalLog(slog.New(slog.NewJSONHandler(logs, nil)), nil)
+	return s
 }
 
 func TestCheckRefusals(t *testing.T) {

@@ -3,6 +3,7 @@ package authproxy
 import (
 	"context"
 	"crypto/tls"
+	"runtime"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -35,24 +36,37 @@ type grpcServing struct {
 	health *health.Server
 }
 
-// serveGRPC serves ext_authz Check and gRPC health on p.grpc. Health says
-// SERVING only once the first sync is done, and NOT_SERVING from shutdown on.
-func (p *Proxy) serveGRPC(ctx context.Context, errs chan<- error) *grpcServing {
-	opts := []grpc.ServerOption{
+// NewGRPCServer is a gRPC server with the proxy's settings, serving the
+// handler's ext_authz Check and gRPC health (NOT_SERVING until set).
+func NewGRPCServer(h *Handler, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	opts := append([]grpc.ServerOption{
 		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time: grpcKeepaliveTime, Timeout: grpcKeepaliveTimeout,
 			MaxConnectionAge: grpcMaxConnectionAge, MaxConnectionAgeGrace: grpcMaxConnectionAgeGrace,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: grpcMinClientPing, PermitWithoutStream: true}),
-	}
-	if p.cert != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: p.cert.getCertificate})))
-	}
-	g := &grpcServing{server: grpc.NewServer(opts...), health: health.NewServer()}
-	authv3.RegisterAuthorizationServer(g.server, NewExtAuthz(p.Index, p.Source.Synced, p.Metrics, p.handler.refusals))
-	healthpb.RegisterHealthServer(g.server, g.health)
+		// A fixed pool of stream workers instead of a goroutine per Check.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.ForceServerCodecV2(newVTCodec()),
+	}, extra...)
+	server, hs := grpc.NewServer(opts...), health.NewServer()
+	authv3.RegisterAuthorizationServer(server, h.ExtAuthz())
+	healthpb.RegisterHealthServer(server, hs)
+	g := grpcServing{server: server, health: hs}
 	g.setServing(healthpb.HealthCheckResponse_NOT_SERVING)
+	return server, hs
+}
+
+// serveGRPC serves ext_authz Check and gRPC health on p.grpc. Health says
+// SERVING only once the first sync is done, and NOT_SERVING from shutdown on.
+func (p *Proxy) serveGRPC(ctx context.Context, errs chan<- error) *grpcServing {
+	var extra []grpc.ServerOption
+	if p.cert != nil {
+		extra = append(extra, grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: p.cert.getCertificate})))
+	}
+	g := &grpcServing{}
+	g.server, g.health = NewGRPCServer(p.handler, extra...)
 	go func() {
 		for !p.Source.Synced() {
 			select {

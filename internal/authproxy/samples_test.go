@@ -1,0 +1,83 @@
+package authproxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3" // registers the Router type
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+const samplesDir = "../../config/samples/gateways"
+
+// The Envoy sample is read by Envoy's own API types (unknown fields and
+// invalid values refused) and must ask the proxy over gRPC, fail closed and
+// reject underscore header names.
+func TestEnvoySample(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(samplesDir, "envoy-http-connection-manager.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wrapped anypb.Any
+	if err := protojson.Unmarshal(js, &wrapped); err != nil {
+		t.Fatalf("not an Envoy config: %v", err)
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := wrapped.UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	if err := hcm.ValidateAll(); err != nil {
+		t.Fatalf("Envoy would refuse it: %v", err)
+	}
+	if hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() != corev3.HttpProtocolOptions_REJECT_REQUEST {
+		t.Fatal("underscore header names are not rejected")
+	}
+	authz := &extauthzv3.ExtAuthz{}
+	if err := hcm.GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(authz); err != nil {
+		t.Fatal(err)
+	}
+	if authz.GetGrpcService().GetEnvoyGrpc().GetClusterName() == "" || authz.GetFailureModeAllow() || authz.GetTransportApiVersion() != corev3.ApiVersion_V3 {
+		t.Fatalf("ext_authz: %v", authz)
+	}
+}
+
+// The other samples are for CRDs that cannot be had here (Istio, Envoy
+// Gateway, Gateway API experimental): each must at least be well-formed
+// Kubernetes YAML pointing at the proxy's gRPC port.
+func TestGatewaySamplesAreWellFormed(t *testing.T) {
+	for _, f := range []string{"istio.yaml", "envoy-gateway.yaml", "gateway-api.yaml"} {
+		data, err := os.ReadFile(filepath.Join(samplesDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(data, []byte("9001")) {
+			t.Errorf("%s does not use the grpc-authz port 9001", f)
+		}
+		d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			var obj map[string]any
+			if err := d.Decode(&obj); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if obj["apiVersion"] == nil || obj["kind"] == nil || obj["metadata"] == nil {
+				t.Errorf("%s: an object without apiVersion, kind or metadata: %v", f, obj)
+			}
+		}
+	}
+}
