@@ -276,7 +276,7 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 // published keys.
 func (k *keyReconcile) publishingChanges(secret *corev1.Secret) bool {
 	next := publishedKeys(secret, k.before.PublishedKeys, parseTime(secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation]))
-	return !equality.Semantic.DeepEqual(next, k.before.PublishedKeys) && !(len(next) == 0 && len(k.before.PublishedKeys) == 0)
+	return !equality.Semantic.DeepEqual(next, k.before.PublishedKeys) // nil and empty are equal
 }
 
 // currentSecret returns the key's Secret, or nil when the API server confirms

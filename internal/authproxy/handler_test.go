@@ -299,20 +299,10 @@ func TestIdentityHeadersCannotBeSpoofed(t *testing.T) {
 // upstream's answer.
 func rawRoundTrip(t *testing.T, addr string, lines []string) http.Header {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	res, err := sendRaw(t, addr, "GET /v1/messages HTTP/1.1\r\nHost: api.example\r\n"+strings.Join(lines, "\r\n")+"\r\nConnection: close\r\n\r\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	req := "GET /v1/messages HTTP/1.1\r\nHost: api.example\r\n" + strings.Join(lines, "\r\n") + "\r\nConnection: close\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(res.Body)
 		t.Fatalf("status %d %s", res.StatusCode, body)
@@ -340,13 +330,8 @@ func TestForwardAuthRefusesUnderscoreIdentity(t *testing.T) {
 		{"X_Other: fine", http.StatusOK},
 	} {
 		t.Run(tc.header, func(t *testing.T) {
-			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: a\r\nX-Octopods-Auth: %s\r\n%s\r\nConnection: close\r\n\r\n", f.current, tc.header)
-			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			res, err := sendRaw(t, srv.Listener.Addr().String(),
+				fmt.Sprintf("GET / HTTP/1.1\r\nHost: a\r\nX-Octopods-Auth: %s\r\n%s\r\nConnection: close\r\n\r\n", f.current, tc.header))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -383,14 +368,8 @@ func TestRefusalDoesNotWaitForTheBody(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			srv := httptest.NewServer(h)
 			t.Cleanup(srv.Close)
-			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			fmt.Fprintf(conn, "POST /v1/messages HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\nX-Octopods-Auth: %s\r\n\r\n{\"partial", mustGenerate(t))
-			_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			res, err := sendRaw(t, srv.Listener.Addr().String(),
+				fmt.Sprintf("POST /v1/messages HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\nX-Octopods-Auth: %s\r\n\r\n{\"partial", mustGenerate(t)))
 			if err != nil {
 				t.Fatalf("no answer while the body trickles: %v", err)
 			}
@@ -422,7 +401,7 @@ func TestRefusalLogIsBoundedPerClient(t *testing.T) {
 	if p, _ := first["path"].(string); len(p) > maxLoggedPath+len("…") {
 		t.Fatalf("path of %d bytes logged", len(p))
 	}
-	f.reverse.refusals.flush(time.Now())
+	f.reverse.refusals.flush()
 	summary := f.logs.String()[before:]
 	if !strings.Contains(summary, `"client_address":"192.0.2.50","count":95`) {
 		t.Fatalf("no summary line with the count: %s", summary)
@@ -474,4 +453,24 @@ func TestUpgrades(t *testing.T) {
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("websocket without a key: %d", res.StatusCode)
 	}
+}
+
+// sendRaw writes a request exactly as given on a new connection and reads
+// the answer, waiting at most 3s for it.
+func sendRaw(t *testing.T, addr, request string) (*http.Response, error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err == nil {
+		t.Cleanup(func() { _ = res.Body.Close() })
+	}
+	return res, err
 }

@@ -103,7 +103,7 @@ func (l *refusalLog) allow(client string, now time.Time) bool {
 
 // flush writes one summary line per client whose lines were left out, and
 // starts a new interval for everyone.
-func (l *refusalLog) flush(now time.Time) {
+func (l *refusalLog) flush() {
 	l.mu.Lock()
 	clients := l.clients
 	l.clients = map[string]*clientBudget{}
@@ -117,7 +117,7 @@ func (l *refusalLog) flush(now time.Time) {
 }
 
 func (l *refusalLog) run(ctx context.Context) {
-	every(ctx, refusalLogInterval, func() { l.flush(time.Now()) })
+	every(ctx, refusalLogInterval, l.flush)
 }
 
 // clientAddress is the address the request came from: the peer, or, when
