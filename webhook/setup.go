@@ -2,6 +2,7 @@ package webhook
 
 import (
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
@@ -9,8 +10,9 @@ import (
 // Setup registers the webhooks with the manager's webhook server.
 func Setup(mgr ctrl.Manager) error {
 	reader := mgr.GetAPIReader()
+	mgr.GetWebhookServer().Register("/mutate-octopods-io-v1alpha1-workspaceapikey",
+		&admission.Webhook{Handler: WorkspaceAPIKeyDefaulter{Decoder: admission.NewDecoder(mgr.GetScheme())}})
 	if err := ctrl.NewWebhookManagedBy(mgr, &octopodsv1alpha1.WorkspaceAPIKey{}).
-		WithDefaulter(WorkspaceAPIKeyDefaulter{}).
 		WithValidator(WorkspaceAPIKeyValidator{Reader: reader}).
 		Complete(); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,6 +43,20 @@ var _ = Describe("Defaulting", func() {
 		k := getKey(Default, ns, "acme")
 		Expect(k.Spec.WorkspaceName).To(Equal("acme"))
 		Expect(k.Spec.SecretName).To(Equal("acme-api-key"))
+	})
+
+	It("never rewrites what the person wrote: rotationGracePeriod 1m stays 1m (no GitOps drift)", func() {
+		ns := newNamespace()
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "octopods.io/v1alpha1", "kind": "WorkspaceAPIKey",
+			"metadata": map[string]any{"namespace": ns, "name": "acme"},
+			"spec":     map[string]any{"rotationGracePeriod": "1m"},
+		}}
+		Expect(k8sClient.Create(ctx, u)).To(Succeed())
+		got := &unstructured.Unstructured{}
+		got.SetGroupVersionKind(u.GroupVersionKind())
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(u), got)).To(Succeed())
+		Expect(got.Object["spec"]).To(Equal(map[string]any{"rotationGracePeriod": "1m", "workspaceName": "acme", "secretName": "acme-api-key"}))
 	})
 
 	It("keeps an explicit secretName", func() {

@@ -6,7 +6,11 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
 
+	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -30,17 +34,44 @@ import (
 
 // WorkspaceAPIKeyDefaulter writes out the defaults a person would otherwise
 // have to know: the workspace is the key's name, the Secret is <name>-api-key.
-type WorkspaceAPIKeyDefaulter struct{}
+// It patches only the fields that are missing, never re-encodes the object:
+// a decoded-and-re-encoded object would rewrite what the person wrote
+// (rotationGracePeriod "1m" as "1m0s"), and GitOps tools would then show
+// drift on every sync.
+type WorkspaceAPIKeyDefaulter struct {
+	Decoder admission.Decoder
+}
 
-// Default fills spec.workspaceName and spec.secretName.
-func (WorkspaceAPIKeyDefaulter) Default(_ context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) error {
-	if key.Spec.WorkspaceName == "" {
-		key.Spec.WorkspaceName = key.Name
+// Handle answers with JSON patch operations adding the missing fields.
+func (d WorkspaceAPIKeyDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
+	key := &octopodsv1alpha1.WorkspaceAPIKey{}
+	if err := d.Decoder.Decode(req, key); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
 	}
-	if key.Spec.SecretName == "" && key.Spec.WorkspaceName != "" {
-		key.Spec.SecretName = key.EffectiveSecretName()
+	return admission.Patched("defaults written out", defaults(key)...)
+}
+
+// defaults are the patch operations that fill spec.workspaceName and
+// spec.secretName when missing.
+func defaults(key *octopodsv1alpha1.WorkspaceAPIKey) []jsonpatch.Operation {
+	var ops []jsonpatch.Operation
+	workspace := key.Spec.WorkspaceName
+	if workspace == "" {
+		workspace = key.Name
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/workspaceName", workspace))
 	}
-	return nil
+	if key.Spec.SecretName == "" && workspace != "" {
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/secretName", workspace+octopodsv1alpha1.SecretNameSuffix))
+	}
+	if len(ops) > 0 && reflect.DeepEqual(key.Spec, octopodsv1alpha1.WorkspaceAPIKeySpec{}) {
+		// No spec at all ("kubectl create" with just a name): add it whole.
+		spec := map[string]string{}
+		for _, op := range ops {
+			spec[strings.TrimPrefix(op.Path, "/spec/")] = op.Value.(string)
+		}
+		ops = []jsonpatch.Operation{jsonpatch.NewOperation("add", "/spec", spec)}
+	}
+	return ops
 }
 
 // WorkspaceAPIKeyValidator refuses keys aimed at someone else's Secret and
