@@ -50,6 +50,9 @@ const (
 	// EventUntrustedKeyRemoved (Warning): a previous-api-key added to the
 	// Secret by hand was removed; it was never admitted.
 	EventUntrustedKeyRemoved = "UntrustedKeyRemoved"
+	// EventKeyIDRepaired: the key-id annotation was edited by hand and set
+	// back; the key itself is unchanged.
+	EventKeyIDRepaired = "KeyIDRepaired"
 	// EventKeyRevoked: the Secret was deleted because its WorkspaceAPIKey or
 	// Workspace went away.
 	EventKeyRevoked = "KeyRevoked"

@@ -279,3 +279,70 @@ var _ = Describe("The trimmed Secret cache", func() {
 		}, reconcileTimeout, pollInterval).Should(Succeed())
 	})
 })
+
+var _ = Describe("A hand-edited key-id annotation", func() {
+	It("is set back, and the working key kept", func() {
+		ns := newNamespace()
+		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		key := waitForIssuedKey(ns, "acme")
+		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(key)})) }, reconcileTimeout, pollInterval).Should(Succeed())
+		s := getSecret(Default, ns, "acme-api-key")
+		s.Annotations[octopodsv1alpha1.KeyIDAnnotation] = "0123456789ab"
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.KeyIDAnnotation, apikey.ID(key)))
+			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Normal/" + EventKeyIDRepaired)))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+		Consistently(func(g Gomega) {
+			g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(key))
+		}, quietPeriod, pollInterval).Should(Succeed())
+		Expect(eventsFor(Default, ns, "acme")).NotTo(ContainElement(HavePrefix("Warning/" + EventKeyReissued)))
+	})
+})
+
+var _ = Describe("Template metadata the API server refuses", func() {
+	It("never keeps a key from being issued or rotated, and says so on Ready", func() {
+		ns := newNamespace()
+		k := apiKey(ns, "acme")
+		// A label value the CRD schema cannot check (it is a map value).
+		k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Labels: map[string]string{"team": "support & sales"}}
+		create(workspace(ns, "acme"), k)
+		first := waitForSecretKey(ns)
+		Eventually(func(g Gomega) {
+			c := readyCondition(getKey(g, ns, "acme"))
+			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(c.Reason).To(Equal(ReasonSecretWriteFailed))
+			g.Expect(c.Message).To(ContainSubstring("spec.secretTemplate could not be applied"))
+			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Warning/" + ReasonSecretWriteFailed)))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+
+		rotate(ns, "acme", "LEAK-42")
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			g.Expect(keyIn(s)).NotTo(Equal(first))
+			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotationTokenAnnotation, "LEAK-42"))
+			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(keyIn(s))}), "the leaked key is no longer admitted")
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+
+		updateKey(ns, "acme", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.Spec.SecretTemplate.Labels["team"] = "support"
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(getSecret(g, ns, "acme-api-key").Labels).To(HaveKeyWithValue("team", "support"))
+			g.Expect(readyCondition(getKey(g, ns, "acme")).Status).To(Equal(metav1.ConditionTrue))
+		}, reconcileTimeout, pollInterval).Should(Succeed())
+	})
+})
+
+// waitForSecretKey waits for the acme key Secret to hold a key, whatever the
+// key's Ready condition says, and returns the key.
+func waitForSecretKey(ns string) string {
+	var key string
+	EventuallyWithOffset(1, func(g Gomega) {
+		key = keyIn(getSecret(g, ns, "acme-api-key"))
+		g.Expect(apikey.Validate(key)).To(Succeed())
+	}, reconcileTimeout, pollInterval).Should(Succeed())
+	remember(key)
+	return key
+}

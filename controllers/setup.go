@@ -79,6 +79,6 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := keys.SetupWithManager(mgr, copts); err != nil {
 		return err
 	}
-	workspaces := &WorkspaceReconciler{Client: mgr.GetClient()}
+	workspaces := &WorkspaceReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
 	return workspaces.SetupWithManager(mgr, copts)
 }

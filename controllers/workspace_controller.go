@@ -22,6 +22,8 @@ import (
 // the key's status; it never touches Secrets.
 type WorkspaceReconciler struct {
 	client.Client
+	// APIReader confirms an absence before the finalizer lets a Workspace go.
+	APIReader client.Reader
 }
 
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaces,verbs=get;list;watch;patch
@@ -108,11 +110,14 @@ func (r *WorkspaceReconciler) finalize(ctx context.Context, ws *octopodsv1alpha1
 	if !controllerutil.ContainsFinalizer(ws, RevokeFinalizer) {
 		return nil
 	}
-	key, err := r.keyOf(ctx, ws)
+	// A key missing from the cache may be one it has not seen yet: only the
+	// API server's word lets the Workspace, and so the revocation, go.
+	key := &octopodsv1alpha1.WorkspaceAPIKey{}
+	found, err := getConfirmed(ctx, r.Client, r.APIReader, client.ObjectKeyFromObject(ws), key, false)
 	if err != nil {
-		return err
+		return fmt.Errorf("read the key of Workspace %q: %w", ws.Name, err)
 	}
-	if key != nil {
+	if found {
 		if key.DeletionTimestamp.IsZero() {
 			if err := r.Delete(ctx, key); client.IgnoreNotFound(err) != nil {
 				return err

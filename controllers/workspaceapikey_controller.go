@@ -19,16 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyplan"
 )
-
-// RevokeFinalizer makes deletion of a WorkspaceAPIKey or Workspace revoke the
-// key (delete its Secret) even where no garbage collector runs.
-const RevokeFinalizer = "octopods.io/revoke-key"
 
 // conflictRecheckInterval is how often a key blocked by a foreign Secret looks
 // again: the foreign Secret is invisible to our cache (wrong type or owner),
@@ -154,27 +149,11 @@ func (k *keyReconcile) unpublish(ctx context.Context, next *corev1.Secret) error
 // confirms it is absent: a stale cache must never revoke a live key.
 func (r *WorkspaceAPIKeyReconciler) workspaceOf(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) (*octopodsv1alpha1.Workspace, error) {
 	ws := &octopodsv1alpha1.Workspace{}
-	found, err := r.getConfirmed(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.WorkspaceName}, ws, false)
+	found, err := getConfirmed(ctx, r.Client, r.APIReader, types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.WorkspaceName}, ws, false)
 	if !found {
 		return nil, err
 	}
 	return ws, nil
-}
-
-// getConfirmed reads obj from the cache, or from the API server when fresh is
-// set or the cache misses: an absence is only believed from the API server.
-func (r *WorkspaceAPIKeyReconciler) getConfirmed(ctx context.Context, name types.NamespacedName, obj client.Object, fresh bool) (bool, error) {
-	var err error
-	if !fresh {
-		err = r.Get(ctx, name, obj)
-	}
-	if fresh || apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, name, obj)
-	}
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // ensureMetadata adds the revoke finalizer and makes the Workspace the key's
@@ -243,7 +222,7 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 	k.obs.saw(secret)
 
 	plan := keyplan.Decide(k.observe(secret), desired(k.key), k.now())
-	if plan.Action != keyplan.Keep || plan.DropPrevious || k.publishingChanges(secret) || templateChanges(secret, k.key) {
+	if plan.Action != keyplan.Keep || plan.DropPrevious || plan.RepairKeyID || k.publishingChanges(secret) || templateChanges(secret, k.key) {
 		// Replacing a key is rare and irreversible, and publishing one makes
 		// the proxy admit it: decide again on a fresh read, not on a cache
 		// that may miss our own last write (and still hold a rotated key).
@@ -284,7 +263,7 @@ func (k *keyReconcile) publishingChanges(secret *corev1.Secret) bool {
 // always checked against the API server (it may be a foreign Secret).
 func (r *WorkspaceAPIKeyReconciler) currentSecret(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey, fresh bool) (*corev1.Secret, error) {
 	secret := &corev1.Secret{}
-	found, err := r.getConfirmed(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.EffectiveSecretName()}, secret, fresh)
+	found, err := getConfirmed(ctx, r.Client, r.APIReader, types.NamespacedName{Namespace: key.Namespace, Name: key.EffectiveSecretName()}, secret, fresh)
 	if !found {
 		return nil, err
 	}
@@ -312,7 +291,25 @@ func (k *keyReconcile) issue(ctx context.Context) error {
 	if err := k.unpublish(ctx, nil); err != nil {
 		return err
 	}
-	if err := k.Create(ctx, secret); err != nil {
+	err = k.Create(ctx, secret)
+	if apierrors.IsInvalid(err) && key.Spec.SecretTemplate != nil {
+		// Template metadata the API server refuses never keeps a key from
+		// being issued: issue it without, and say so.
+		refused := err
+		bare := key.DeepCopy()
+		bare.Spec.SecretTemplate = nil
+		secret.Labels, secret.Annotations[octopodsv1alpha1.SecretTemplateAnnotation] = nil, ""
+		delete(secret.Annotations, octopodsv1alpha1.SecretTemplateAnnotation)
+		for name := range key.Spec.SecretTemplate.Annotations {
+			delete(secret.Annotations, name)
+		}
+		applyTemplate(secret, bare)
+		if err = k.Create(ctx, secret); err == nil {
+			k.obs.notReady(ReasonSecretWriteFailed, fmt.Sprintf(
+				"spec.secretTemplate could not be applied to Secret %q (%v): fix spec.secretTemplate; the key itself is issued and kept current", secret.Name, refused))
+		}
+	}
+	if err != nil {
 		return k.secretWriteFailed(secret.Name, "create", err)
 	}
 	k.obs.saw(secret)
@@ -334,30 +331,82 @@ func (k *keyReconcile) secretWriteFailed(name, verb string, err error) error {
 	return fmt.Errorf("%s Secret %q: %w", verb, name, err)
 }
 
-// apply carries out a plan on an existing Secret with one optimistic update.
+// apply carries out a plan on an existing Secret with one optimistic update,
+// template included. Template metadata the API server refuses never blocks
+// a key change: the key change is then written alone, and Ready=False says
+// why.
 func (k *keyReconcile) apply(ctx context.Context, current *corev1.Secret, plan keyplan.Plan) error {
-	key := k.key
-	secret := current.DeepCopy()
-	oldID := secret.Annotations[octopodsv1alpha1.KeyIDAnnotation]
-	applyTemplate(secret, key)
+	keyed := current.DeepCopy()
+	reason, message, err := k.changeKeys(keyed, plan)
+	if err != nil {
+		return err
+	}
+	templated := keyed.DeepCopy()
+	applyTemplate(templated, k.key)
+	if equality.Semantic.DeepEqual(current, templated) {
+		return nil
+	}
+	err = k.write(ctx, templated)
+	if apierrors.IsInvalid(err) && !equality.Semantic.DeepEqual(templated.ObjectMeta, keyed.ObjectMeta) {
+		// Invalid input no retry fixes: an edit of the template brings a
+		// new reconcile. The key change, if any, goes through without it.
+		refused := err
+		if err = nil; !equality.Semantic.DeepEqual(current, keyed) {
+			err = k.write(ctx, keyed)
+		}
+		if err == nil {
+			k.obs.notReady(ReasonSecretWriteFailed, fmt.Sprintf(
+				"spec.secretTemplate could not be applied to Secret %q (%v): fix spec.secretTemplate; the key itself is issued and kept current", keyed.Name, refused))
+		}
+	}
+	if err != nil {
+		return k.secretWriteFailed(current.Name, "update", err)
+	}
+	if reason != "" {
+		k.event(k.key, reason, message)
+	}
+	return nil
+}
 
-	var newID, message, reason string
-	var err error
+// write unpublishes what the Secret will no longer hold, then updates it.
+// Update carries the resourceVersion we read: a concurrent change makes it
+// fail with a conflict and we decide again, never on stale data.
+func (k *keyReconcile) write(ctx context.Context, secret *corev1.Secret) error {
+	if err := k.unpublish(ctx, secret); err != nil {
+		return err
+	}
+	if err := k.Update(ctx, secret); err != nil {
+		return err
+	}
+	k.obs.saw(secret)
+	k.afterWrite(ctx, secret)
+	return nil
+}
+
+// changeKeys makes the plan's key changes on secret and returns the Event
+// that announces them ("" when none).
+func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (reason, message string, err error) {
+	oldID := secret.Annotations[octopodsv1alpha1.KeyIDAnnotation]
+	if key := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey]); apikey.Validate(key) == nil {
+		oldID = apikey.ID(key) // the annotation may have been edited
+	}
+	var newID string
 	switch plan.Action {
 	case keyplan.Rotate:
-		token := key.Annotations[octopodsv1alpha1.RotateAnnotation]
+		token := k.key.Annotations[octopodsv1alpha1.RotateAnnotation]
 		oldKey := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
 		clearPrevious(secret)
 		if newID, err = setNewKey(secret, token, k.now()); err != nil {
-			return err
+			return "", "", err
 		}
 		secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation] = k.now().UTC().Format(time.RFC3339)
 		reason, message = EventKeyRotated, fmt.Sprintf("Rotated key %s to %s for token %q", oldID, newID, token)
 		if plan.KeepPrevious {
+			until := plan.PreviousValidUntil.UTC().Format(time.RFC3339)
 			secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey] = []byte(oldKey)
 			secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation] = oldID
-			secret.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation] = plan.PreviousValidUntil.UTC().Format(time.RFC3339)
-			message += fmt.Sprintf("; %s keeps working until %s", oldID, plan.PreviousValidUntil.UTC().Format(time.RFC3339))
+			secret.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation] = until
+			message += fmt.Sprintf("; %s keeps working until %s", oldID, until)
 		}
 	case keyplan.Reissue:
 		clearPrevious(secret)
@@ -365,16 +414,20 @@ func (k *keyReconcile) apply(ctx context.Context, current *corev1.Secret, plan k
 		// unless a new one is pending, which this one new key handles too.
 		token := secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation]
 		if plan.HandlesToken {
-			token = key.Annotations[octopodsv1alpha1.RotateAnnotation]
+			token = k.key.Annotations[octopodsv1alpha1.RotateAnnotation]
 		}
 		if newID, err = setNewKey(secret, token, k.now()); err != nil {
-			return err
+			return "", "", err
 		}
 		reason, message = EventKeyReissued, fmt.Sprintf("The key in Secret %q was edited by hand: issued new key %s", secret.Name, newID)
 		if plan.HandlesToken {
 			message += fmt.Sprintf(", which also handles rotation token %q", token)
 		}
 	case keyplan.Keep:
+		if plan.RepairKeyID {
+			secret.Annotations[octopodsv1alpha1.KeyIDAnnotation] = oldID
+			reason, message = EventKeyIDRepaired, fmt.Sprintf("The %s annotation of Secret %q was edited by hand: set back to %s; the key is unchanged", octopodsv1alpha1.KeyIDAnnotation, secret.Name, oldID)
+		}
 		if plan.DropPrevious {
 			reason, message = EventPreviousKeyExpired, fmt.Sprintf("Previous key %s stopped working", secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation])
 			if plan.PreviousUntrusted {
@@ -383,23 +436,7 @@ func (k *keyReconcile) apply(ctx context.Context, current *corev1.Secret, plan k
 			clearPrevious(secret)
 		}
 	}
-	if equality.Semantic.DeepEqual(current, secret) {
-		return nil
-	}
-	if err := k.unpublish(ctx, secret); err != nil {
-		return err
-	}
-	// Update carries the resourceVersion we read: a concurrent change makes
-	// it fail with a conflict and we decide again, never on stale data.
-	if err := k.Update(ctx, secret); err != nil {
-		return k.secretWriteFailed(secret.Name, "update", err)
-	}
-	k.obs.saw(secret)
-	k.afterWrite(ctx, secret)
-	if reason != "" {
-		k.event(key, reason, message)
-	}
-	return nil
+	return reason, message, nil
 }
 
 func (r *WorkspaceAPIKeyReconciler) afterWrite(ctx context.Context, secret *corev1.Secret) {
@@ -456,11 +493,6 @@ func (r *WorkspaceAPIKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		Complete(r)
 }
 
-// sameName maps a Workspace to its key and back: they share a name.
-func sameName(_ context.Context, obj client.Object) []reconcile.Request {
-	return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(obj)}}
-}
-
 func keyStatus(k *octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceAPIKeyStatus {
 	return &k.Status
 }
@@ -480,6 +512,7 @@ func (k *keyReconcile) observe(secret *corev1.Secret) keyplan.Observed {
 		PreviousKey:        previous,
 		PreviousValidUntil: a[octopodsv1alpha1.PreviousValidUntilAnnotation],
 		PreviousPublished:  previous != "" && publishes(k.before.PublishedKeys, apikey.DigestOf(previous).String()),
+		KeyPublished:       publishes(k.before.PublishedKeys, apikey.DigestOf(string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])).String()),
 	}
 }
 

@@ -204,7 +204,42 @@ var _ = Describe("API validation", func() {
 			k.Spec.SecretName = "Not_A_Name"
 			return k
 		}, "spec.secretName"),
+		Entry("a workspace name over 63 characters", func(ns string) client.Object {
+			return workspace(ns, strings.Repeat("a", 64))
+		}, "a Workspace name is at most 63 characters"),
+		Entry("a key for a workspace name over 63 characters", func(ns string) client.Object {
+			return apiKey(ns, strings.Repeat("a", 64))
+		}, "spec.workspaceName (the Workspace's name) is at most 63 characters"),
+		Entry("a template label key that is not a label key, named", func(ns string) client.Object {
+			k := apiKey(ns, "acme")
+			k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Labels: map[string]string{"team": "a", "bad key!": "x"}}
+			return k
+		}, "label key bad key! is not a valid label key"),
+		Entry("a template label reserved to the operator", func(ns string) client.Object {
+			k := apiKey(ns, "acme")
+			k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Labels: map[string]string{"octopods.io/workspace": "globex"}}
+			return k
+		}, "label octopods.io/workspace is set by the operator itself"),
+		Entry("a template annotation key that is not an annotation key", func(ns string) client.Object {
+			k := apiKey(ns, "acme")
+			k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Annotations: map[string]string{"-bad": "x"}}
+			return k
+		}, "annotation key -bad is not a valid annotation key"),
+		Entry("a template annotation reserved to the operator", func(ns string) client.Object {
+			k := apiKey(ns, "acme")
+			k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Annotations: map[string]string{"octopods.io/key-id": "forged"}}
+			return k
+		}, "annotation octopods.io/key-id is set by the operator itself"),
 	)
+
+	It("accepts a template with valid prefixed keys", func() {
+		k := apiKey(ns, "acme")
+		k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{
+			Labels:      map[string]string{"example.com/team": "support_1.a", "tier": ""},
+			Annotations: map[string]string{"reloader.stakater.com/match": "true, with any value"},
+		}
+		Expect(k8sClient.Create(ctx, k)).To(Succeed())
+	})
 
 	DescribeTable("refuses changes to immutable fields",
 		func(change func(k *octopodsv1alpha1.WorkspaceAPIKey), message string) {

@@ -62,6 +62,7 @@ type WorkspaceStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ws,categories=octopods
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a Workspace name is at most 63 characters: it is the value of the octopods.io/workspace label on its key Secret, and label values are at most 63 characters",reason=FieldValueInvalid
 // +kubebuilder:printcolumn:name="Workspace",type=string,JSONPath=`.spec.displayName`
 // +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider`
 // +kubebuilder:printcolumn:name="API Key",type=string,JSONPath=`.status.apiKey`

@@ -66,9 +66,10 @@ type WorkspaceAPIKeySpec struct {
 	// workspaceName is the Workspace this key belongs to. It must equal
 	// metadata.name, so the API server's name uniqueness allows one key per
 	// workspace. Immutable.
+	// At most 63 characters: it is a label value on the key Secret.
 	// +required
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 63",message="spec.workspaceName (the Workspace's name) is at most 63 characters: it is the value of the octopods.io/workspace label on the key Secret",reason=FieldValueInvalid
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="workspaceName is immutable"
 	WorkspaceName string `json:"workspaceName"`
 
@@ -100,11 +101,22 @@ type WorkspaceAPIKeySpec struct {
 // SecretTemplate is metadata copied onto the key Secret. Keys this operator
 // sets itself (octopods.io/*, app.kubernetes.io/managed-by) always win.
 type SecretTemplate struct {
-	// labels copied onto the Secret.
+	// labels copied onto the Secret. Keys are label keys ([prefix/]name);
+	// values at most 63 characters of letters, digits, "-", "_" and "." (a
+	// value the API server refuses shows as Ready=False, SecretWriteFailed,
+	// and never stops a rotation). octopods.io/ keys and
+	// app.kubernetes.io/managed-by are the operator's.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",messageExpression="'label key ' + self.filter(k, !(size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$')))[0] + ' is not a valid label key: use [prefix/]name, name at most 63 letters, digits, -, _ or ., starting and ending with a letter or digit (for example team or example.com/team)'",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('octopods.io/') && k != 'app.kubernetes.io/managed-by')",messageExpression="'label ' + self.filter(k, k.startsWith('octopods.io/') || k == 'app.kubernetes.io/managed-by')[0] + ' is set by the operator itself: remove it from spec.secretTemplate.labels'",reason=FieldValueForbidden
 	Labels map[string]string `json:"labels,omitempty"`
-	// annotations copied onto the Secret.
+	// annotations copied onto the Secret. Keys are annotation keys
+	// ([prefix/]name); octopods.io/ keys are the operator's.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",messageExpression="'annotation key ' + self.filter(k, !(size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$')))[0] + ' is not a valid annotation key: use [prefix/]name, name at most 63 letters, digits, -, _ or . (for example reloader.stakater.com/match)'",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('octopods.io/'))",messageExpression="'annotation ' + self.filter(k, k.startsWith('octopods.io/'))[0] + ' is set by the operator itself: remove it from spec.secretTemplate.annotations'",reason=FieldValueForbidden
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 

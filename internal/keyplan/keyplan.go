@@ -21,6 +21,9 @@ type Observed struct {
 	// operator published, so the operator wrote it. A previous key added by
 	// hand is never published, and is removed.
 	PreviousPublished bool
+	// KeyPublished: the current key's digest is among the published keys,
+	// so the operator issued it, whatever the key-id annotation says.
+	KeyPublished bool
 	// RecentTokens are the last rotation tokens handled (octopods.io/
 	// rotation-token-history), so a token re-applied later rotates nothing.
 	RecentTokens []string
@@ -92,6 +95,9 @@ type Plan struct {
 	// HandlesToken: a Reissue also handles the pending rotation token, so a
 	// hand edit and a new token together make one new key, not two.
 	HandlesToken bool
+	// RepairKeyID: the key is the operator's but its key-id annotation was
+	// edited; the annotation is written again, the key kept.
+	RepairKeyID bool
 	// RecheckAt is when a kept previous key expires (zero when none).
 	RecheckAt time.Time
 }
@@ -106,10 +112,22 @@ func (o Observed) Intact() bool {
 // hand-edited key ever replaces a key.
 func Decide(o Observed, d Desired, now time.Time) Plan {
 	pending := d.RotateToken != "" && !o.Handled(d.RotateToken)
+	repair := false
 	if !o.Intact() {
-		// A hand-edited Secret's previous key is not trusted either.
-		return Plan{Action: Reissue, HandlesToken: pending}
+		if apikey.Validate(o.Key) != nil || !o.KeyPublished {
+			// A hand-edited Secret's previous key is not trusted either.
+			return Plan{Action: Reissue, HandlesToken: pending}
+		}
+		// Only the annotation was edited: a working key is never replaced
+		// for that.
+		repair = true
 	}
+	plan := decideIntact(o, d, pending, now)
+	plan.RepairKeyID = repair
+	return plan
+}
+
+func decideIntact(o Observed, d Desired, pending bool, now time.Time) Plan {
 	if pending {
 		if d.GracePeriod <= 0 {
 			return Plan{Action: Rotate}

@@ -1,0 +1,36 @@
+package controllers
+
+import (
+	"context"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// RevokeFinalizer makes deletion of a WorkspaceAPIKey or Workspace revoke the
+// key (delete its Secret) even where no garbage collector runs.
+const RevokeFinalizer = "octopods.io/revoke-key"
+
+// sameName maps a Workspace to its key and back: they share a name.
+func sameName(_ context.Context, obj client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(obj)}}
+}
+
+// getConfirmed reads obj from the cache, or from the API server when fresh is
+// set or the cache misses: an absence is only believed from the API server,
+// by every reconciler alike.
+func getConfirmed(ctx context.Context, cache, api client.Reader, name types.NamespacedName, obj client.Object, fresh bool) (bool, error) {
+	var err error
+	if !fresh {
+		err = cache.Get(ctx, name, obj)
+	}
+	if fresh || apierrors.IsNotFound(err) {
+		err = api.Get(ctx, name, obj)
+	}
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
