@@ -216,7 +216,7 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 	if !k.key.ManagesSecret(secret) {
 		k.obs.saw(nil)
 		k.obs.notReady(ReasonSecretConflict,
-			fmt.Sprintf("Secret %q exists and is not managed by this WorkspaceAPIKey: it is left untouched; delete it or set spec.secretName", secret.Name))
+			conflictMessage(secret))
 		return ctrl.Result{RequeueAfter: conflictRecheckInterval}, nil
 	}
 	k.obs.saw(secret)
@@ -249,6 +249,15 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 	}
 	// Wake up when the previous key's grace period ends, to remove it.
 	return ctrl.Result{RequeueAfter: max(plan.RecheckAt.Sub(k.now()), time.Second)}, nil
+}
+
+// conflictMessage says whose the Secret in the way is, and what to do.
+func conflictMessage(secret *corev1.Secret) string {
+	owner := "is not managed by octopods-operator"
+	if ref := metav1.GetControllerOf(secret); ref != nil && ref.Kind == "WorkspaceAPIKey" {
+		owner = fmt.Sprintf("belongs to WorkspaceAPIKey %q", ref.Name)
+	}
+	return fmt.Sprintf("Secret %q exists and %s: it is left untouched; delete that Secret, or delete this WorkspaceAPIKey and create it again with another spec.secretName (checked again every minute)", secret.Name, owner)
 }
 
 // publishingChanges reports whether the Secret, as cached, would change the

@@ -29,8 +29,8 @@ var _ = Describe("Key issuance", func() {
 	It("issues one well-formed key into a Secret with the contract's shape", func() {
 		key := apiKey(ns, "acme")
 		key.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{
-			Labels:      map[string]string{"team": "support", octopodsv1alpha1.ManagedByLabel: "someone-else"},
-			Annotations: map[string]string{"reloader.stakater.com/match": "true", octopodsv1alpha1.KeyIDAnnotation: "forged"},
+			Labels:      map[string]string{"team": "support"},
+			Annotations: map[string]string{"reloader.stakater.com/match": "true"},
 		}
 		create(workspace(ns, "acme"), key)
 		value := waitForIssuedKey(ns, "acme")
@@ -178,7 +178,7 @@ var _ = Describe("API validation", func() {
 			k := apiKey(ns, "acme")
 			k.Spec.WorkspaceName = "globex"
 			return k
-		}, "spec.workspaceName must equal metadata.name"),
+		}, "spec.workspaceName: Invalid value: spec.workspaceName must equal metadata.name"),
 		Entry("an unknown provider, listing the allowed ones", func(ns string) client.Object {
 			w := workspace(ns, "acme")
 			w.Spec.Provider = "Zendesk"
@@ -256,7 +256,8 @@ var _ = Describe("API validation", func() {
 			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 			Expect(err.Error()).To(ContainSubstring(message))
 		},
-		Entry("secretName", func(k *octopodsv1alpha1.WorkspaceAPIKey) { k.Spec.SecretName = "elsewhere" }, "secretName is immutable"),
+		Entry("secretName", func(k *octopodsv1alpha1.WorkspaceAPIKey) { k.Spec.SecretName = "elsewhere" },
+			"spec.secretName: Forbidden: secretName is immutable: delete the WorkspaceAPIKey and create it again with the new spec.secretName"),
 		Entry("workspaceName", func(k *octopodsv1alpha1.WorkspaceAPIKey) { k.Spec.WorkspaceName = "globex" }, "workspaceName is immutable"),
 	)
 
@@ -469,7 +470,7 @@ var _ = Describe("A foreign Secret in the way", func() {
 			Eventually(func(g Gomega) {
 				k := getKey(g, ns, "acme")
 				g.Expect(readyCondition(k).Reason).To(Equal(ReasonSecretConflict))
-				g.Expect(readyCondition(k).Message).To(ContainSubstring("not managed by this WorkspaceAPIKey"))
+				g.Expect(readyCondition(k).Message).To(Equal(`Secret "acme-api-key" exists and is not managed by octopods-operator: it is left untouched; delete that Secret, or delete this WorkspaceAPIKey and create it again with another spec.secretName (checked again every minute)`))
 				g.Expect(k.Status.KeyID).To(BeEmpty())
 				g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Warning/" + ReasonSecretConflict)))
 			}, reconcileTimeout, pollInterval).Should(Succeed())

@@ -11,7 +11,7 @@ import (
 func Setup(mgr ctrl.Manager) error {
 	reader := mgr.GetAPIReader()
 	mgr.GetWebhookServer().Register("/mutate-octopods-io-v1alpha1-workspaceapikey",
-		&admission.Webhook{Handler: WorkspaceAPIKeyDefaulter{Decoder: admission.NewDecoder(mgr.GetScheme())}})
+		&admission.Webhook{Handler: WorkspaceAPIKeyDefaulter{}})
 	if err := ctrl.NewWebhookManagedBy(mgr, &octopodsv1alpha1.WorkspaceAPIKey{}).
 		WithValidator(WorkspaceAPIKeyValidator{Reader: reader}).
 		Complete(); err != nil {

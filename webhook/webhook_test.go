@@ -70,21 +70,21 @@ var _ = Describe("Defaulting", func() {
 
 var _ = Describe("Refusing a foreign Secret", func() {
 	DescribeTable("refuses a key whose Secret exists and is not this operator's for this key",
-		func(secret func(ns string) *corev1.Secret) {
+		func(secret func(ns string) *corev1.Secret, whose string) {
 			ns := newNamespace()
 			foreign := secret(ns)
 			Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
 			err := k8sClient.Create(ctx, bareKey(ns, "acme"))
 			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
-			Expect(err.Error()).To(ContainSubstring(`spec.secretName: Invalid value: "acme-api-key": Secret "acme-api-key" already exists and is not managed by octopods-operator`))
+			Expect(err.Error()).To(ContainSubstring(`spec.secretName: Invalid value: "acme-api-key": Secret "acme-api-key" already exists and ` + whose + `; the operator never takes over`))
 			Expect(apierrors.IsNotFound(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "acme"}, &octopodsv1alpha1.WorkspaceAPIKey{}))).To(BeTrue())
 		},
 		Entry("an Opaque Secret", func(ns string) *corev1.Secret {
 			return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}, Type: corev1.SecretTypeOpaque}
-		}),
+		}, "is not managed by octopods-operator"),
 		Entry("a key-typed Secret with no owner", func(ns string) *corev1.Secret {
 			return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}, Type: octopodsv1alpha1.SecretType}
-		}),
+		}, "is not managed by octopods-operator"),
 		Entry("another workspace's key Secret", func(ns string) *corev1.Secret {
 			return &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key", OwnerReferences: []metav1.OwnerReference{{
@@ -92,8 +92,20 @@ var _ = Describe("Refusing a foreign Secret", func() {
 				}}},
 				Type: octopodsv1alpha1.SecretType,
 			}
-		}),
+		}, `belongs to WorkspaceAPIKey "globex"`),
 	)
+
+	It("names the field and an example for a bad duration", func() {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "octopods.io/v1alpha1", "kind": "WorkspaceAPIKey",
+			"metadata": map[string]any{"namespace": newNamespace(), "name": "acme"},
+			"spec":     map[string]any{"rotationGracePeriod": "1x"},
+		}}
+		err := k8sClient.Create(ctx, u)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring("spec.rotationGracePeriod"))
+		Expect(err.Error()).NotTo(HavePrefix("time: "))
+	})
 
 	It("is backed by the reconciler when the Secret appears after the key was admitted", func() {
 		ns := newNamespace()

@@ -5,14 +5,15 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
-	"reflect"
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,22 +39,36 @@ import (
 // a decoded-and-re-encoded object would rewrite what the person wrote
 // (rotationGracePeriod "1m" as "1m0s"), and GitOps tools would then show
 // drift on every sync.
-type WorkspaceAPIKeyDefaulter struct {
-	Decoder admission.Decoder
-}
+type WorkspaceAPIKeyDefaulter struct{}
 
-// Handle answers with JSON patch operations adding the missing fields.
+// Handle answers with JSON patch operations adding the missing fields. It
+// reads only the name and the two fields it fills: any other field the
+// person got wrong (a duration "1x") is left to the API server's schema,
+// whose message names the field.
 func (d WorkspaceAPIKeyDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
-	key := &octopodsv1alpha1.WorkspaceAPIKey{}
-	if err := d.Decoder.Decode(req, key); err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
+	var partial struct {
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+		Spec struct {
+			WorkspaceName string `json:"workspaceName"`
+			SecretName    string `json:"secretName"`
+		} `json:"spec"`
 	}
-	return admission.Patched("defaults written out", defaults(key)...)
+	if err := json.Unmarshal(req.Object.Raw, &partial); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("reading the WorkspaceAPIKey: %w", err))
+	}
+	key := &octopodsv1alpha1.WorkspaceAPIKey{}
+	key.Name = partial.Metadata.Name
+	key.Spec.WorkspaceName, key.Spec.SecretName = partial.Spec.WorkspaceName, partial.Spec.SecretName
+	var raw map[string]json.RawMessage
+	_ = json.Unmarshal(req.Object.Raw, &raw) // read above
+	return admission.Patched("defaults written out", defaults(key, raw["spec"] != nil)...)
 }
 
 // defaults are the patch operations that fill spec.workspaceName and
 // spec.secretName when missing.
-func defaults(key *octopodsv1alpha1.WorkspaceAPIKey) []jsonpatch.Operation {
+func defaults(key *octopodsv1alpha1.WorkspaceAPIKey, hasSpec bool) []jsonpatch.Operation {
 	var ops []jsonpatch.Operation
 	workspace := key.Spec.WorkspaceName
 	if workspace == "" {
@@ -63,7 +78,7 @@ func defaults(key *octopodsv1alpha1.WorkspaceAPIKey) []jsonpatch.Operation {
 	if key.Spec.SecretName == "" && workspace != "" {
 		ops = append(ops, jsonpatch.NewOperation("add", "/spec/secretName", workspace+octopodsv1alpha1.SecretNameSuffix))
 	}
-	if len(ops) > 0 && reflect.DeepEqual(key.Spec, octopodsv1alpha1.WorkspaceAPIKeySpec{}) {
+	if len(ops) > 0 && !hasSpec {
 		// No spec at all ("kubectl create" with just a name): add it whole.
 		spec := map[string]string{}
 		for _, op := range ops {
@@ -89,10 +104,14 @@ func (v WorkspaceAPIKeyValidator) ValidateCreate(ctx context.Context, key *octop
 	err := v.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: secretName}, secret)
 	switch {
 	case err == nil && !octopodsv1alpha1.IsKeySecretOf(secret, key.Name):
+		owner := "is not managed by octopods-operator"
+		if ref := metav1.GetControllerOf(secret); ref != nil && ref.Kind == "WorkspaceAPIKey" && secret.Type == octopodsv1alpha1.SecretType {
+			owner = fmt.Sprintf("belongs to WorkspaceAPIKey %q", ref.Name)
+		}
 		return nil, apierrors.NewInvalid(key.GroupVersionKind().GroupKind(), key.Name, field.ErrorList{
 			field.Invalid(field.NewPath("spec", "secretName"), secretName, fmt.Sprintf(
-				"Secret %q already exists and is not managed by octopods-operator; the operator never takes over, overwrites or reveals another Secret: choose another spec.secretName, or delete that Secret first",
-				secretName)),
+				"Secret %q already exists and %s; the operator never takes over, overwrites or reveals another Secret: choose another spec.secretName, or delete that Secret first",
+				secretName, owner)),
 		})
 	case err != nil && !apierrors.IsNotFound(err):
 		return nil, apierrors.NewInternalError(fmt.Errorf("checking Secret %q: %w", secretName, err))

@@ -61,7 +61,7 @@ const (
 
 // WorkspaceAPIKeySpec is "Create API Key" for one workspace.
 // The effective Secret name (secretName, or its default) cannot change.
-// +kubebuilder:validation:XValidation:rule="(has(self.secretName) ? self.secretName : self.workspaceName + '-api-key') == (has(oldSelf.secretName) ? oldSelf.secretName : oldSelf.workspaceName + '-api-key')",message="secretName is immutable"
+// +kubebuilder:validation:XValidation:rule="(has(self.secretName) ? self.secretName : self.workspaceName + '-api-key') == (has(oldSelf.secretName) ? oldSelf.secretName : oldSelf.workspaceName + '-api-key')",message="secretName is immutable: delete the WorkspaceAPIKey and create it again with the new spec.secretName",fieldPath=".secretName",reason=FieldValueForbidden
 type WorkspaceAPIKeySpec struct {
 	// workspaceName is the Workspace this key belongs to. It must equal
 	// metadata.name, so the API server's name uniqueness allows one key per
@@ -70,7 +70,7 @@ type WorkspaceAPIKeySpec struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:XValidation:rule="size(self) <= 63",message="spec.workspaceName (the Workspace's name) is at most 63 characters: it is the value of the octopods.io/workspace label on the key Secret",reason=FieldValueInvalid
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="workspaceName is immutable"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="workspaceName is immutable",reason=FieldValueForbidden
 	WorkspaceName string `json:"workspaceName"`
 
 	// secretName is the Secret, in this namespace, that receives the key.
@@ -204,7 +204,7 @@ type PublishedKey struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=wsk;apikey,categories=octopods
-// +kubebuilder:validation:XValidation:rule="self.spec.workspaceName == self.metadata.name",message="spec.workspaceName must equal metadata.name: a workspace has exactly one key, the WorkspaceAPIKey named after it"
+// +kubebuilder:validation:XValidation:rule="self.spec.workspaceName == self.metadata.name",message="spec.workspaceName must equal metadata.name: a workspace has exactly one key, the WorkspaceAPIKey named after it",fieldPath=".spec.workspaceName",reason=FieldValueInvalid
 // +kubebuilder:printcolumn:name="Workspace",type=string,JSONPath=`.spec.workspaceName`
 // +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.secretName`
 // +kubebuilder:printcolumn:name="Key ID",type=string,JSONPath=`.status.keyID`

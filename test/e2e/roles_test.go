@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -127,7 +128,18 @@ var _ = Describe("The three kinds of people", Ordered, func() {
 			k.Annotations[octopodsv1alpha1.RotateAnnotation] = "TICKET-43"
 			k.Annotations["note"] = "rotated for TICKET-43"
 		}),
+		Entry("removing the revoke finalizer", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.Finalizers = nil
+		}),
+		Entry("removing the owner reference to the Workspace", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.OwnerReferences = nil
+		}),
 	)
+
+	It("lets support read the events of a key in both event APIs (kubectl describe uses core/v1)", func() {
+		Expect(rotator.List(ctx, &corev1.EventList{}, client.InNamespace(ns))).To(Succeed())
+		Expect(rotator.List(ctx, &eventsv1.EventList{}, client.InNamespace(ns))).To(Succeed())
+	})
 
 	It("still lets an editor change a key's spec", func() {
 		Eventually(func() error {

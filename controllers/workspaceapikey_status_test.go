@@ -1,0 +1,129 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+func TestComputeKeyStatus(t *testing.T) {
+	mustKey := func() string {
+		k, err := apikey.Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	cur, prev, old := mustKey(), mustKey(), mustKey()
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	rfc := func(t time.Time) string { return t.Format(time.RFC3339) }
+	secret := func(withPrevious bool, until time.Time) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "acme-api-key", Annotations: map[string]string{
+			octopodsv1alpha1.KeyIDAnnotation: apikey.ID(cur), octopodsv1alpha1.IssuedAtAnnotation: rfc(now),
+			octopodsv1alpha1.RotatedAtAnnotation: rfc(now), octopodsv1alpha1.RotationTokenAnnotation: "T2"}},
+			Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte(cur)}}
+		if withPrevious {
+			s.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey] = []byte(prev)
+			s.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation] = apikey.ID(prev)
+			s.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation] = rfc(until)
+		}
+		return s
+	}
+	lastUsed := metav1.NewTime(now.Add(-time.Minute))
+	issued := metav1.NewTime(now.Add(-time.Hour))
+	prevStatus := octopodsv1alpha1.WorkspaceAPIKeyStatus{
+		SecretName: "acme-api-key", KeyID: apikey.ID(old), IssuedAt: &issued, LastRotationToken: "T1",
+		PreviousKeyID: "stale", LastUsedTime: &lastUsed, ObservedGeneration: 1,
+		PublishedKeys: []octopodsv1alpha1.PublishedKey{publishedKey(old, nil)},
+		Conditions:    []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonKeyIssued, ObservedGeneration: 1}},
+	}
+	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Name: "acme", Generation: 2}}
+	withPrevPublished := prevStatus
+	withPrevPublished.PublishedKeys = []octopodsv1alpha1.PublishedKey{publishedKey(prev, nil)}
+
+	cases := []struct {
+		name      string
+		prev      octopodsv1alpha1.WorkspaceAPIKeyStatus
+		obs       keyObservation
+		succeeded bool
+		check     func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus)
+	}{
+		{"failed before observing anything: everything kept, generation not stamped", prevStatus, keyObservation{}, false,
+			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+				if st.ObservedGeneration != 1 || st.KeyID != apikey.ID(old) || len(st.PublishedKeys) != 1 {
+					t.Fatalf("%+v", st)
+				}
+			}},
+		{"issued: everything from the Secret, current key published, generation stamped", prevStatus, keyObservation{observed: true, secret: secret(false, time.Time{})}, true,
+			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+				if st.ObservedGeneration != 2 || st.KeyID != apikey.ID(cur) || st.LastRotationToken != "T2" || st.PreviousKeyID != "" || st.LastUsedTime != &lastUsed {
+					t.Fatalf("%+v", st)
+				}
+				if len(st.PublishedKeys) != 1 || st.PublishedKeys[0] != publishedKey(cur, nil) {
+					t.Fatalf("published %+v", st.PublishedKeys)
+				}
+				if c := meta.FindStatusCondition(st.Conditions, ConditionReady); c.Status != metav1.ConditionTrue || c.ObservedGeneration != 2 {
+					t.Fatalf("%+v", c)
+				}
+			}},
+		{"a failed write never publishes the new key, and does not stamp the generation", prevStatus, keyObservation{observed: true, secret: secret(false, time.Time{})}, false,
+			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+				if st.ObservedGeneration != 1 || len(st.PublishedKeys) != 0 {
+					t.Fatalf("%+v", st)
+				}
+			}},
+		{"conflict: no key fields of a key that no longer exists, usage and token kept", prevStatus,
+			keyObservation{observed: true, readyStatus: metav1.ConditionFalse, reason: ReasonSecretConflict, message: "m"}, true,
+			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+				if st.SecretName != "" || st.KeyID != "" || st.IssuedAt != nil || st.PreviousKeyID != "" || st.PublishedKeys != nil {
+					t.Fatalf("%+v", st)
+				}
+				if st.LastUsedTime != &lastUsed || st.LastRotationToken != "T1" || meta.FindStatusCondition(st.Conditions, ConditionReady).Reason != ReasonSecretConflict {
+					t.Fatalf("%+v", st)
+				}
+			}},
+		{"previous key published as current before: published with its validUntil", withPrevPublished,
+			keyObservation{observed: true, secret: secret(true, now.Add(time.Hour))}, true,
+			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+				if len(st.PublishedKeys) != 2 || !st.PublishedKeys[1].ValidUntil.Time.Equal(now.Add(time.Hour)) {
+					t.Fatalf("published %+v", st.PublishedKeys)
+				}
+			}},
+		{"previous key valid until 2099: capped at rotatedAt + 24h", withPrevPublished,
+			keyObservation{observed: true, secret: secret(true, time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))}, true,
+			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+				if len(st.PublishedKeys) != 2 || !st.PublishedKeys[1].ValidUntil.Time.Equal(now.Add(24*time.Hour)) {
+					t.Fatalf("published %+v", st.PublishedKeys)
+				}
+			}},
+		{"previous key never published: never published", prevStatus,
+			keyObservation{observed: true, secret: secret(true, now.Add(time.Hour))}, true,
+			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+				if len(st.PublishedKeys) != 1 {
+					t.Fatalf("published %+v", st.PublishedKeys)
+				}
+			}},
+		{"Secret being deleted: nothing published", prevStatus,
+			keyObservation{observed: true, secret: func() *corev1.Secret {
+				s := secret(false, time.Time{})
+				s.DeletionTimestamp = &metav1.Time{Time: now}
+				return s
+			}(), readyStatus: metav1.ConditionFalse, reason: ReasonSecretDeleting}, true,
+			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+				if st.PublishedKeys != nil {
+					t.Fatalf("published %+v", st.PublishedKeys)
+				}
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.check(t, computeKeyStatus(key, tc.prev, tc.obs, tc.succeeded))
+		})
+	}
+}
