@@ -22,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/logsafe"
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
@@ -49,7 +50,8 @@ var (
 func TestControllers(t *testing.T) { testutil.RunSpecs(t, "Controllers Suite") }
 
 var _ = BeforeSuite(func() {
-	ctrl.SetLogger(zap.New(zap.WriteTo(managerLogs), zap.Level(zapcore.Level(-10)), zap.UseDevMode(true)))
+	// As cmd/manager does, at the highest verbosity zap has.
+	ctrl.SetLogger(logsafe.Capped(zap.New(zap.WriteTo(managerLogs), zap.Level(zapcore.Level(-10)), zap.UseDevMode(true))))
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(octopodsv1alpha1.AddToScheme(scheme))
 

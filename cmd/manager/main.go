@@ -18,6 +18,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/controllers"
+	"github.com/octopods/octopods-operator/internal/logsafe"
 	"github.com/octopods/octopods-operator/webhook"
 )
 
@@ -61,7 +62,8 @@ func main() {
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	// No verbosity may log a key: client-go logs Secret bodies at V(8).
+	ctrl.SetLogger(logsafe.Capped(zap.New(zap.UseFlagOptions(&zapOpts))))
 	setupLog := ctrl.Log.WithName("setup")
 
 	scheme := runtime.NewScheme()
