@@ -14,11 +14,13 @@ KUBECTL ?= kubectl
 .PHONY: all
 all: build
 
-##@ General
+##@ Start here
+# make run-local   the whole system on this machine, no cluster needed
+# make test        every test, envtest included; installs what it needs
 
 .PHONY: help
-help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+help: ## Show this help (start with run-local, then test).
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } /^# make / { printf "  %s\n", substr($$0, 3) } ' $(MAKEFILE_LIST)
 
 ##@ Development
 
@@ -98,7 +100,9 @@ ENABLE_WEBHOOKS ?= false
 
 .PHONY: run-local
 run-local: build ## Run everything locally with no cluster: control plane, manager with webhooks, auth proxy on 127.0.0.1:8080, echo upstream.
-	@KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/runlocal
+	@go build -o bin/runlocal ./hack/runlocal
+	@# The built binary, not `go run`: a Ctrl-C then ends with its own exit status 0.
+	@KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" bin/runlocal
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager against the cluster in ~/.kube/config.

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"fmt"
 	"crypto/tls"
 	"flag"
 	"os"
@@ -70,7 +71,13 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(octopodsv1alpha1.AddToScheme(scheme))
 
-	cfg := ctrl.GetConfigOrDie()
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		// One line, not a stack trace: this is what someone trying the
+		// operator without a cluster meets first.
+		fmt.Fprintln(os.Stderr, "manager: no Kubernetes cluster to connect to: set KUBECONFIG (or --kubeconfig), or run `make run-local` for a local one")
+		os.Exit(1)
+	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,

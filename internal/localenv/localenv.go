@@ -96,7 +96,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if n := killStale(o.Dir); n > 0 {
 		e.step("stopped %d processes left running by an earlier run", n)
 	}
-	for _, sub := range []string{"etcd", "apiserver"} {
+	for _, sub := range []string{"etcd", "apiserver", "webhook-certs"} {
 		if err := os.RemoveAll(filepath.Join(o.Dir, sub)); err != nil {
 			return nil, err
 		}
@@ -114,11 +114,14 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	e.testEnv = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(o.Root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(o.Root, "config", "webhook")}},
+		// The webhook's serving key lives in Dir, not a temporary directory a
+		// crash would leave behind: the next start removes it.
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(o.Root, "config", "webhook")},
+			LocalServingCertDir: filepath.Join(o.Dir, "webhook-certs")},
 	}
 	e.testEnv.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(o.Dir, "etcd")}
 	e.testEnv.ControlPlane.APIServer = &envtest.APIServer{CertDir: filepath.Join(o.Dir, "apiserver")}
-	for _, d := range []string{"etcd", "apiserver"} {
+	for _, d := range []string{"etcd", "apiserver", "webhook-certs"} {
 		if err := os.MkdirAll(filepath.Join(o.Dir, d), 0o700); err != nil {
 			return nil, err
 		}
@@ -171,6 +174,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		e.Stop()
 		return nil, fmt.Errorf("auth proxy: %w (see %s)", err, e.logPath("auth-proxy"))
 	}
+	e.recordChildren()
 	return e, nil
 }
 
@@ -189,6 +193,7 @@ func (e *Env) StartManager() error {
 	if err != nil {
 		return fmt.Errorf("manager: %w (see %s)", err, e.logPath("manager"))
 	}
+	e.recordChildren()
 	return nil
 }
 
@@ -214,6 +219,9 @@ func (e *Env) Stop() {
 	}
 	if e.testEnv != nil {
 		_ = e.testEnv.Stop()
+		// The webhook's private key and the pids go with a clean stop.
+		_ = os.RemoveAll(filepath.Join(e.Dir, "webhook-certs"))
+		_ = os.Remove(filepath.Join(e.Dir, pidsFile))
 	}
 	if e.lock != nil {
 		_ = e.lock.Close() // releases the flock
@@ -282,28 +290,61 @@ func waitReady(ctx context.Context, url string, p *process) error {
 	return fmt.Errorf("not ready at %s after %s", url, readyTimeout)
 }
 
-// killStale kills processes whose command line names dir: binaries and
-// control-plane processes of an earlier run that was killed.
-func killStale(dir string) int {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return 0
-	}
+// pidsFile records the processes a run started (pid and start time), so
+// the next run stops exactly those if this one was killed: never another
+// program that merely mentions the directory (a tail -f of a log, an editor).
+const pidsFile = ".pids"
+
+// recordChildren writes this process's children (the control plane and the
+// binaries) to the pids file.
+func (e *Env) recordChildren() {
+	var b strings.Builder
 	entries, _ := os.ReadDir("/proc")
-	killed := 0
 	for _, ent := range entries {
 		pid, err := strconv.Atoi(ent.Name())
-		if err != nil || pid == os.Getpid() {
+		if err != nil {
 			continue
 		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
-		if err != nil || !strings.Contains(string(cmdline), abs+string(os.PathSeparator)) {
-			continue
-		}
-		if p, err := os.FindProcess(pid); err == nil && p.Kill() == nil {
-			killed++
+		if ppid, start, ok := procStat(pid); ok && ppid == os.Getpid() {
+			fmt.Fprintf(&b, "%d %s\n", pid, start)
 		}
 	}
+	_ = os.WriteFile(filepath.Join(e.Dir, pidsFile), []byte(b.String()), 0o600)
+}
+
+// procStat returns a process's parent and start time (clock ticks since boot).
+func procStat(pid int) (int, string, bool) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, "", false
+	}
+	// The command may contain spaces and parentheses: fields start after the last ')'.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 20 {
+		return 0, "", false
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid, fields[19], true
+}
+
+// killStale kills the processes an earlier run of dir recorded, if each is
+// still the same process (same start time: a reused pid is left alone).
+func killStale(dir string) int {
+	data, _ := os.ReadFile(filepath.Join(dir, pidsFile))
+	killed := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var pid int
+		var start string
+		if _, err := fmt.Sscan(line, &pid, &start); err != nil {
+			continue
+		}
+		if _, now, ok := procStat(pid); ok && now == start {
+			if p, err := os.FindProcess(pid); err == nil && p.Kill() == nil {
+				killed++
+			}
+		}
+	}
+	_ = os.Remove(filepath.Join(dir, pidsFile))
 	if killed > 0 {
 		time.Sleep(500 * time.Millisecond) // let the kernel release their ports
 	}

@@ -51,9 +51,11 @@ func (f *Figures) Print() {
 	}
 }
 
-// Parallel runs do(0..n-1) on workers goroutines.
+// Parallel runs do(0..n-1) on workers goroutines. A worker that fails an
+// assertion stops; the work is queued up front, so the call still returns
+// (and the spec fails at once) even when every worker has stopped.
 func Parallel(n, workers int, do func(i int)) {
-	next := make(chan int)
+	next := make(chan int, n)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
