@@ -2,9 +2,9 @@
 package main
 
 import (
-	"fmt"
 	"crypto/tls"
 	"flag"
+	"fmt"
 	"os"
 
 	"k8s.io/apimachinery/pkg/runtime"
