@@ -46,9 +46,9 @@ lint: golangci-lint ## Run golangci-lint.
 
 .PHONY: verify
 verify: manifests generate fmt ## Fail when generated or formatted files are stale.
-	@if [ -n "$$(git status --porcelain -- api config controllers internal cmd webhook)" ]; then \
-		echo "generated files are stale; run 'make manifests generate fmt' and commit:"; \
-		git status --porcelain -- api config controllers internal cmd webhook; \
+	@if [ -n "$$(git status --porcelain)" ]; then \
+		echo "generated files are stale (or the tree has uncommitted changes); run 'make manifests generate fmt' and commit:"; \
+		git status --porcelain; \
 		git --no-pager diff --stat; \
 		exit 1; \
 	fi

@@ -31,8 +31,8 @@ type WorkspaceReconciler struct {
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaces/finalizers,verbs=update
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys,verbs=get;list;watch;delete
 
-// Reconcile: fetch → guard deletion → finalizer → summary, with one deferred
-// status write.
+// Reconcile fetches → guards deletion → adds the finalizer → summarises,
+// with one deferred status write.
 func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	ws := &octopodsv1alpha1.Workspace{}
 	if err := r.Get(ctx, req.NamespacedName, ws); err != nil {

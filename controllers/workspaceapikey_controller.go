@@ -54,7 +54,7 @@ type WorkspaceAPIKeyReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile: fetch → guard deletion → metadata → workspace → Secret. The
+// Reconcile fetches → guards deletion → metadata → workspace → Secret. The
 // status is computed once, from what the reconcile observed, and written
 // once, in the deferred function.
 func (r *WorkspaceAPIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {

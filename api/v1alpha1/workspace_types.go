@@ -8,6 +8,7 @@ import (
 // +kubebuilder:validation:Enum=Intercom;HubSpot
 type Provider string
 
+// The providers a Workspace can connect.
 const (
 	ProviderIntercom Provider = "Intercom"
 	ProviderHubSpot  Provider = "HubSpot"

@@ -125,7 +125,7 @@ func ID(key string) string {
 // DigestPrefix starts the text form of a digest, as published in status.
 const DigestPrefix = "sha256:"
 
-// ErrDigest: a published digest is not "sha256:" and 64 hex digits.
+// ErrDigest says a published digest is not "sha256:" and 64 hex digits.
 var ErrDigest = errors.New(`digest is not "sha256:" followed by 64 lower-case hex digits`)
 
 // String is the published form: "sha256:" and 64 hex digits.

@@ -126,7 +126,7 @@ func echoServer() *http.Server {
 	return srv
 }
 
-func get(p *Proxy, url string, header http.Header) *http.Response {
+func get(_ *Proxy, url string, header http.Header) *http.Response {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	Expect(err).NotTo(HaveOccurred())
 	req.Header = header

@@ -84,11 +84,11 @@ func New() *Index {
 type Result int
 
 const (
-	// Allowed: the key is current, or previous within its grace period.
+	// Allowed means the key is current, or previous within its grace period.
 	Allowed Result = iota
-	// Missing: no key was presented.
+	// Missing means no key was presented.
 	Missing
-	// Invalid: malformed, failed its checksum, unknown, or expired.
+	// Invalid means malformed, failed its checksum, unknown, or expired.
 	Invalid
 )
 

@@ -78,75 +78,14 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			_ = e.lock.Close()
 		}
 	}()
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+	if err := e.claimDir(); err != nil {
 		return nil, err
 	}
-	// One run per directory: a second one would kill the first's processes
-	// as stale. The kernel drops the lock when its holder dies, so a crashed
-	// run never blocks the next.
-	lock, err := os.OpenFile(filepath.Join(o.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
+	if err := e.startControlPlane(); err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		_ = lock.Close()
-		return nil, fmt.Errorf("another run is using %s; stop it first (Ctrl-C in its terminal)", o.Dir)
-	}
-	e.lock = lock
-	if n := killStale(o.Dir); n > 0 {
-		e.step("stopped %d processes left running by an earlier run", n)
-	}
-	for _, sub := range []string{"etcd", "apiserver", "webhook-certs"} {
-		if err := os.RemoveAll(filepath.Join(o.Dir, sub)); err != nil {
-			return nil, err
-		}
-	}
-	for _, addr := range []string{o.ProxyAddress, o.ProxyProbeAddress, o.ProxyMetricsAddress, o.ManagerMetricsAddress, o.ManagerProbeAddress, o.EchoAddress, o.ProxyGRPCAddress} {
-		if addr == "" {
-			continue
-		}
-		if err := portFree(addr); err != nil {
-			return nil, err
-		}
-	}
-
-	e.step("starting a local control plane (etcd, kube-apiserver) with the CRDs and webhooks")
-	e.testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(o.Root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		// The webhook's serving key lives in Dir, not a temporary directory a
-		// crash would leave behind: the next start removes it.
-		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(o.Root, "config", "webhook")},
-			LocalServingCertDir: filepath.Join(o.Dir, "webhook-certs")},
-	}
-	e.testEnv.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(o.Dir, "etcd")}
-	e.testEnv.ControlPlane.APIServer = &envtest.APIServer{CertDir: filepath.Join(o.Dir, "apiserver")}
-	for _, d := range []string{"etcd", "apiserver", "webhook-certs"} {
-		if err := os.MkdirAll(filepath.Join(o.Dir, d), 0o700); err != nil {
-			return nil, err
-		}
-	}
-	cfg, err := e.testEnv.Start()
-	if err != nil {
-		return nil, fmt.Errorf("starting the control plane: %w", err)
-	}
-	e.Config = cfg
-	user, err := e.testEnv.ControlPlane.AddUser(envtest.User{Name: "local-admin", Groups: []string{"system:masters"}}, cfg)
-	if err != nil {
-		e.Stop()
-		return nil, err
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err == nil {
-		err = os.WriteFile(e.Kubeconfig, kubeconfig, 0o600)
-	}
-	if err != nil {
-		e.Stop()
-		return nil, err
-	}
-
 	e.step("binding the manager and the auth proxy to their ServiceAccounts' ClusterRoles (config/rbac, config/auth-proxy) and loading the admission policies")
-	kubeconfigs, err := e.setUpIdentities(ctx, cfg)
+	kubeconfigs, err := e.setUpIdentities(ctx, e.Config)
 	if err != nil {
 		e.Stop()
 		return nil, fmt.Errorf("component identities: %w", err)
@@ -158,24 +97,104 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		e.Stop()
 		return nil, err
 	}
-	e.step("starting the auth proxy on %s in front of the echo upstream on %s", o.ProxyAddress, o.EchoAddress)
-	args := []string{"--kubeconfig", e.ProxyKubeconfig, "--upstream", "http://" + o.EchoAddress,
-		"--listen-address", o.ProxyAddress, "--health-probe-bind-address", o.ProxyProbeAddress, "--metrics-bind-address", o.ProxyMetricsAddress}
-	if o.LastUsedFlushInterval > 0 {
-		args = append(args, "--last-used-flush-interval", o.LastUsedFlushInterval.String())
-	}
-	if o.ProxyGRPCAddress != "" {
-		args = append(args, "--grpc-bind-address", o.ProxyGRPCAddress)
-	}
-	if e.proxy, err = e.launch("auth-proxy", o.ProxyBin, nil, args...); err == nil {
-		err = waitReady(ctx, "http://"+o.ProxyProbeAddress+"/readyz", e.proxy)
-	}
-	if err != nil {
+	if err := e.startProxy(ctx); err != nil {
 		e.Stop()
-		return nil, fmt.Errorf("auth proxy: %w (see %s)", err, e.logPath("auth-proxy"))
+		return nil, err
 	}
 	e.recordChildren()
 	return e, nil
+}
+
+// claimDir takes Dir for this run: one run per directory (a second would
+// stop the first's processes as stale; the kernel drops the lock when its
+// holder dies, so a crashed run never blocks the next), then clears what an
+// earlier run left and checks that every port is free.
+func (e *Env) claimDir() error {
+	if err := os.MkdirAll(e.Dir, 0o755); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(filepath.Join(e.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = lock.Close()
+		return fmt.Errorf("another run is using %s; stop it first (Ctrl-C in its terminal)", e.Dir)
+	}
+	e.lock = lock
+	if n := killStale(e.Dir); n > 0 {
+		e.step("stopped %d processes left running by an earlier run", n)
+	}
+	for _, sub := range []string{"etcd", "apiserver", "webhook-certs"} {
+		if err := os.RemoveAll(filepath.Join(e.Dir, sub)); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(e.Dir, sub), 0o700); err != nil {
+			return err
+		}
+	}
+	for _, addr := range []string{e.ProxyAddress, e.ProxyProbeAddress, e.ProxyMetricsAddress, e.ManagerMetricsAddress, e.ManagerProbeAddress, e.EchoAddress, e.ProxyGRPCAddress} {
+		if addr == "" {
+			continue
+		}
+		if err := portFree(addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startControlPlane starts etcd and kube-apiserver with the CRDs and the
+// webhook configurations, and writes an admin kubeconfig for people.
+func (e *Env) startControlPlane() error {
+	e.step("starting a local control plane (etcd, kube-apiserver) with the CRDs and webhooks")
+	e.testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(e.Root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		// The webhook's serving key lives in Dir, not a temporary directory a
+		// crash would leave behind: the next start removes it.
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(e.Root, "config", "webhook")},
+			LocalServingCertDir: filepath.Join(e.Dir, "webhook-certs")},
+	}
+	e.testEnv.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(e.Dir, "etcd")}
+	e.testEnv.ControlPlane.APIServer = &envtest.APIServer{CertDir: filepath.Join(e.Dir, "apiserver")}
+	cfg, err := e.testEnv.Start()
+	if err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	e.Config = cfg
+	user, err := e.testEnv.ControlPlane.AddUser(envtest.User{Name: "local-admin", Groups: []string{"system:masters"}}, cfg)
+	if err == nil {
+		var kubeconfig []byte
+		if kubeconfig, err = user.KubeConfig(); err == nil {
+			err = os.WriteFile(e.Kubeconfig, kubeconfig, 0o600)
+		}
+	}
+	if err != nil {
+		e.Stop()
+	}
+	return err
+}
+
+// startProxy starts the auth proxy in front of the echo upstream.
+func (e *Env) startProxy(ctx context.Context) error {
+	e.step("starting the auth proxy on %s in front of the echo upstream on %s", e.ProxyAddress, e.EchoAddress)
+	args := []string{"--kubeconfig", e.ProxyKubeconfig, "--upstream", "http://" + e.EchoAddress,
+		"--listen-address", e.ProxyAddress, "--health-probe-bind-address", e.ProxyProbeAddress, "--metrics-bind-address", e.ProxyMetricsAddress}
+	if e.LastUsedFlushInterval > 0 {
+		args = append(args, "--last-used-flush-interval", e.LastUsedFlushInterval.String())
+	}
+	if e.ProxyGRPCAddress != "" {
+		args = append(args, "--grpc-bind-address", e.ProxyGRPCAddress)
+	}
+	var err error
+	if e.proxy, err = e.launch("auth-proxy", e.ProxyBin, nil, args...); err == nil {
+		err = waitReady(ctx, "http://"+e.ProxyProbeAddress+"/readyz", e.proxy)
+	}
+	if err != nil {
+		return fmt.Errorf("auth proxy: %w (see %s)", err, e.logPath("auth-proxy"))
+	}
+	return nil
 }
 
 // StartManager starts the manager with its webhooks and waits for it.

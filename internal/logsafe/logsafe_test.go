@@ -8,7 +8,7 @@ import (
 
 func TestCapped(t *testing.T) {
 	var lines []string
-	l := Capped(funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{Verbosity: 10}))
+	l := Capped(funcr.New(func(_, args string) { lines = append(lines, args) }, funcr.Options{Verbosity: 10}))
 	l.V(1).Info("decision")
 	l.V(MaxVerbosity).Info("detail")
 	l.V(8).Info("Response Body", "body", "secret")

@@ -36,11 +36,11 @@ func applyYAML(data []byte, dryRun bool, skip func(schema.GroupVersionKind) bool
 	decoder := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for {
 		obj := &unstructured.Unstructured{}
-		if err := decoder.Decode(&obj.Object); errors.Is(err, io.EOF) {
+		err := decoder.Decode(&obj.Object)
+		if errors.Is(err, io.EOF) {
 			return applied, skipped
-		} else {
-			Expect(err).NotTo(HaveOccurred())
 		}
+		Expect(err).NotTo(HaveOccurred())
 		if len(obj.Object) == 0 {
 			continue
 		}
