@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -74,9 +75,9 @@ type statusReporter struct {
 
 func eventType(reason string) string {
 	if warningReasons[reason] {
-		return "Warning"
+		return corev1.EventTypeWarning
 	}
-	return "Normal"
+	return corev1.EventTypeNormal
 }
 
 // setReady sets the Ready condition. Messages never contain key material.

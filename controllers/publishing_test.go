@@ -45,7 +45,7 @@ var _ = Describe("Published keys", Serial, func() {
 		crashCtx, crash = context.WithCancel(context.Background())
 		crashed = make(chan struct{})
 		var once sync.Once
-		stopHere = startManagerWithContext(crashCtx, Options{MaxConcurrentReconciles: 4, afterSecretWrite: func(_ context.Context, s *corev1.Secret) {
+		stopHere = startManagerWithContext(crashCtx, Options{MaxConcurrentReconciles: 4, wrapClient: afterSecretWrites(func(_ context.Context, s *corev1.Secret) {
 			if s.Namespace != ns {
 				return
 			}
@@ -66,7 +66,7 @@ var _ = Describe("Published keys", Serial, func() {
 			if crashOn != "" && s.Annotations[octopodsv1alpha1.RotationTokenAnnotation] == crashOn {
 				once.Do(func() { crash(); close(crashed) })
 			}
-		}})
+		})})
 	}
 	BeforeEach(func() {
 		ns, violations, writes, crashOn = newNamespace(), nil, 0, ""

@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"context"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,8 +20,10 @@ type Options struct {
 	// server, not the CPU, so a few run in parallel even on small nodes.
 	MaxConcurrentReconciles int
 
-	// afterSecretWrite is a test hook; see WorkspaceAPIKeyReconciler.
-	afterSecretWrite func(ctx context.Context, secret *corev1.Secret)
+	// wrapClient (tests only) wraps the key reconciler's client, e.g. with
+	// controller-runtime's interceptor to crash the manager right after a
+	// Secret write; the reconcilers know nothing of it.
+	wrapClient func(client.Client) client.Client
 }
 
 // CacheOptions restricts the manager's Secret cache to key Secrets: the
@@ -69,12 +70,15 @@ func TrimKeySecret(obj any) (any, error) {
 // Setup registers both controllers with the manager.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	copts := controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}
+	c := mgr.GetClient()
+	if opts.wrapClient != nil {
+		c = opts.wrapClient(c)
+	}
 	keys := &WorkspaceAPIKeyReconciler{
-		Client:           mgr.GetClient(),
-		APIReader:        mgr.GetAPIReader(),
-		statusReporter:   statusReporter{events: mgr.GetEventRecorder("workspaceapikey-controller")},
-		now:              time.Now,
-		afterSecretWrite: opts.afterSecretWrite,
+		Client:         c,
+		APIReader:      mgr.GetAPIReader(),
+		statusReporter: statusReporter{events: mgr.GetEventRecorder("workspaceapikey-controller")},
+		now:            time.Now,
 	}
 	if err := keys.SetupWithManager(mgr, copts); err != nil {
 		return err

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -9,13 +10,16 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -117,3 +121,32 @@ var _ = ReportAfterSuite("figures", func(Report) { figures.Print() })
 
 // newNamespace gives each spec its own namespace.
 func newNamespace() string { return testutil.NewNamespace(k8sClient, "octopods-test-") }
+
+// afterSecretWrites returns a client wrapper (controller-runtime's
+// interceptor) that calls after once each Secret create or update succeeded,
+// before the reconcile goes on: where a test crashes the manager.
+func afterSecretWrites(after func(context.Context, *corev1.Secret)) func(client.Client) client.Client {
+	return func(c client.Client) client.Client {
+		call := func(ctx context.Context, obj client.Object, err error) error {
+			if s, ok := obj.(*corev1.Secret); ok && err == nil {
+				after(ctx, s)
+			}
+			return err
+		}
+		return interceptor.NewClient(watchless{c}, interceptor.Funcs{
+			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				return call(ctx, obj, c.Create(ctx, obj, opts...))
+			},
+			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+				return call(ctx, obj, c.Update(ctx, obj, opts...))
+			},
+		})
+	}
+}
+
+// watchless lets the manager's client (which has no Watch) be intercepted.
+type watchless struct{ client.Client }
+
+func (watchless) Watch(context.Context, client.ObjectList, ...client.ListOption) (watch.Interface, error) {
+	return nil, errors.New("the manager's client does not watch")
+}

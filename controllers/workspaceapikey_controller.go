@@ -41,10 +41,6 @@ type WorkspaceAPIKeyReconciler struct {
 	APIReader client.Reader
 	statusReporter
 	now func() time.Time
-
-	// afterSecretWrite, when set (tests only), runs after a Secret write and
-	// before the status write, to simulate a crash between the two.
-	afterSecretWrite func(ctx context.Context, secret *corev1.Secret)
 }
 
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys,verbs=get;list;watch;patch;publish
@@ -322,7 +318,6 @@ func (k *keyReconcile) issue(ctx context.Context) error {
 		return k.secretWriteFailed(secret.Name, "create", err)
 	}
 	k.obs.saw(secret)
-	k.afterWrite(ctx, secret)
 	if key.Status.KeyID != "" {
 		k.event(key, EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", secret.Name, keyID, key.Status.KeyID))
 	} else {
@@ -388,7 +383,6 @@ func (k *keyReconcile) write(ctx context.Context, secret *corev1.Secret) error {
 		return err
 	}
 	k.obs.saw(secret)
-	k.afterWrite(ctx, secret)
 	return nil
 }
 
@@ -446,12 +440,6 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 		}
 	}
 	return reason, message, nil
-}
-
-func (r *WorkspaceAPIKeyReconciler) afterWrite(ctx context.Context, secret *corev1.Secret) {
-	if r.afterSecretWrite != nil {
-		r.afterSecretWrite(ctx, secret)
-	}
 }
 
 // finalize revokes the key of a WorkspaceAPIKey being deleted, then lets it go.

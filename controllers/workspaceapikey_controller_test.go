@@ -351,14 +351,14 @@ var _ = Describe("Rotation across a manager crash", Serial, func() {
 		crashed := make(chan struct{})
 		var stopCrashing func()
 		crashCtx, crash := context.WithCancel(context.Background())
-		stopCrashing = startManagerWithContext(crashCtx, Options{afterSecretWrite: func(_ context.Context, s *corev1.Secret) {
+		stopCrashing = startManagerWithContext(crashCtx, Options{wrapClient: afterSecretWrites(func(_ context.Context, s *corev1.Secret) {
 			if s.Namespace != ns || s.Annotations[octopodsv1alpha1.RotationTokenAnnotation] != "TICKET-9" {
 				return
 			}
 			// Die right after the Secret write: the manager's context is
 			// cancelled, so the status write that follows cannot land.
 			crashOnce.Do(func() { crash(); close(crashed) })
-		}})
+		})})
 		rotate(ns, "acme", "TICKET-9")
 		Eventually(crashed, reconcileTimeout).Should(BeClosed())
 		stopCrashing()
