@@ -59,7 +59,7 @@ envtest-assets: ## Provide kube-apiserver and etcd for envtest (downloads, or bu
 
 .PHONY: test
 test: manifests generate fmt vet ## Run every test: unit, fuzz seeds and envtest suites.
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test ./... -v -coverprofile cover.out -timeout 30m
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -race ./... -v -coverprofile cover.out -timeout 30m
 
 .PHONY: test-e2e
 test-e2e: manifests generate kustomize ## End-to-end suite: the real binaries on a local control plane, the whole user journey.

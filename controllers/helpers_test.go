@@ -88,7 +88,7 @@ func waitForIssuedKey(ns, name string) string {
 		value = keyIn(s)
 		g.Expect(apikey.Validate(value)).To(Succeed())
 		g.Expect(k.Status.KeyID).To(Equal(apikey.ID(value)))
-	}, reconcileTimeout, pollInterval).Should(Succeed())
+	}).Should(Succeed())
 	return value
 }
 
@@ -110,7 +110,7 @@ func updateKey(ns, name string, change func(k *octopodsv1alpha1.WorkspaceAPIKey)
 		}
 		change(k)
 		return k8sClient.Update(ctx, k)
-	}, reconcileTimeout, pollInterval).Should(Succeed())
+	}).Should(Succeed())
 }
 
 // annotate sets annotations on a WorkspaceAPIKey, as kubectl annotate does.

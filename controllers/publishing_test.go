@@ -81,7 +81,7 @@ var _ = Describe("Published keys", Serial, func() {
 	It("publishes only keys the Secret holds, at every Secret write: issue, rotations with and without grace, expiry, re-issue, revocation", func() {
 		create(workspace(ns, "acme"), apiKey(ns, "acme"))
 		first := waitForIssuedKey(ns, "acme")
-		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(first)})) }, reconcileTimeout, pollInterval).Should(Succeed())
+		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(first)})) }).Should(Succeed())
 
 		rotate(ns, "acme", "LEAK-1") // grace 0s: unpublish, write, publish
 		var second string
@@ -89,7 +89,7 @@ var _ = Describe("Published keys", Serial, func() {
 			second = keyIn(getSecret(g, ns, "acme-api-key"))
 			g.Expect(second).NotTo(Equal(first))
 			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(second)}))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		updateKey(ns, "acme", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
 			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: 2 * time.Second}
@@ -103,11 +103,11 @@ var _ = Describe("Published keys", Serial, func() {
 			g.Expect(published(k)).To(Equal([]string{digest(third), digest(second)}))
 			g.Expect(k.Status.PublishedKeys[1].ValidUntil).NotTo(BeNil())
 			g.Expect(k.Status.PublishedKeys[1].KeyID).To(Equal(apikey.ID(second)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		Eventually(func(g Gomega) { // the grace period ends: unpublish, then remove
 			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(third)}))
 			g.Expect(getSecret(g, ns, "acme-api-key").Data).NotTo(HaveKey(octopodsv1alpha1.SecretKeyPreviousAPIKey))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		planted, err := apikey.Generate()
 		Expect(err).NotTo(HaveOccurred())
@@ -119,12 +119,12 @@ var _ = Describe("Published keys", Serial, func() {
 			fourth := keyIn(getSecret(g, ns, "acme-api-key"))
 			g.Expect(fourth).NotTo(BeElementOf(third, planted))
 			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(fourth)}), "a planted key is never published")
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		Expect(k8sClient.Delete(ctx, getWorkspace(Default, ns, "acme"))).To(Succeed())
 		Eventually(func(g Gomega) {
 			isNotFound(g, &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}})
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		mu.Lock()
 		defer mu.Unlock()
@@ -135,12 +135,12 @@ var _ = Describe("Published keys", Serial, func() {
 	It("fails closed when the manager dies between a grace-0 Secret write and the publish, and re-publishes from the Secret after a restart", func() {
 		create(workspace(ns, "acme"), apiKey(ns, "acme"))
 		leaked := waitForIssuedKey(ns, "acme")
-		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(leaked)})) }, reconcileTimeout, pollInterval).Should(Succeed())
+		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(leaked)})) }).Should(Succeed())
 		mu.Lock()
 		crashOn = "LEAK-9"
 		mu.Unlock()
 		rotate(ns, "acme", "LEAK-9")
-		Eventually(crashed, reconcileTimeout).Should(BeClosed())
+		Eventually(crashed).Should(BeClosed())
 		stopHere()
 
 		replaced := keyIn(getSecret(Default, ns, "acme-api-key"))
@@ -150,7 +150,7 @@ var _ = Describe("Published keys", Serial, func() {
 		startChecking()
 		Eventually(func(g Gomega) {
 			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(replaced)}))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		Expect(keyIn(getSecret(Default, ns, "acme-api-key"))).To(Equal(replaced), "the restart rotated nothing")
 		mu.Lock()
 		defer mu.Unlock()
@@ -180,10 +180,10 @@ var _ = Describe("What is never published", func() {
 			g.Expect(s.Data).NotTo(HaveKey(octopodsv1alpha1.SecretKeyPreviousAPIKey))
 			g.Expect(keyIn(s)).To(Equal(current), "the current key is kept")
 			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Warning/" + EventUntrustedKeyRemoved)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		Consistently(func(g Gomega) {
 			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(current)}))
-		}, quietPeriod, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 
 	It("unpublishes at once a Secret held in Terminating by someone's finalizer, then issues anew when it is gone", func() {
@@ -196,7 +196,7 @@ var _ = Describe("What is never published", func() {
 			k := getKey(g, ns, "acme")
 			g.Expect(published(k)).To(BeEmpty())
 			g.Expect(readyCondition(k).Reason).To(Equal(ReasonSecretDeleting))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		s = getSecret(Default, ns, "acme-api-key")
 		s.Finalizers = nil
@@ -205,7 +205,7 @@ var _ = Describe("What is never published", func() {
 			fresh := keyIn(getSecret(g, ns, "acme-api-key"))
 			g.Expect(fresh).NotTo(Equal(held))
 			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(fresh)}))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 
 	It("rotates nothing when an older token is re-applied (GitOps revert), and makes one key for a hand edit plus a new token", func() {
@@ -216,19 +216,19 @@ var _ = Describe("What is never published", func() {
 			s := getSecret(g, ns, "acme-api-key")
 			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotationTokenAnnotation, "T1"))
 			afterT1 = keyIn(s)
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		rotate(ns, "acme", "T2")
 		var afterT2 string
 		Eventually(func(g Gomega) {
 			s := getSecret(g, ns, "acme-api-key")
 			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotationTokenAnnotation, "T2"))
 			afterT2 = keyIn(s)
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		Expect(afterT2).NotTo(Equal(afterT1))
 		rotate(ns, "acme", "T1") // Argo CD self-heals to the older manifest
 		Consistently(func(g Gomega) {
 			g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(afterT2))
-		}, quietPeriod, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		// A hand edit and a new token at once: one new key, one event.
 		planted, err := apikey.Generate()
@@ -244,10 +244,10 @@ var _ = Describe("What is never published", func() {
 			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotationTokenAnnotation, "T3"))
 			final = keyIn(s)
 			g.Expect(final).NotTo(BeElementOf(afterT2, planted))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		Consistently(func(g Gomega) {
 			g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(final))
-		}, quietPeriod, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		reissues := 0
 		for _, e := range eventsFor(Default, ns, "acme") {
 			if len(e) > 0 && (e[:len("Warning/"+EventKeyReissued)] == "Warning/"+EventKeyReissued) {
@@ -276,7 +276,7 @@ var _ = Describe("The trimmed Secret cache", func() {
 			g.Expect(s.Data).To(HaveKeyWithValue("note", []byte("added by someone")))
 			g.Expect(s.Annotations).To(HaveKeyWithValue("someone/else", "kept"))
 			g.Expect(keyIn(s)).To(Equal(key))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 })
 
@@ -285,7 +285,7 @@ var _ = Describe("A hand-edited key-id annotation", func() {
 		ns := newNamespace()
 		create(workspace(ns, "acme"), apiKey(ns, "acme"))
 		key := waitForIssuedKey(ns, "acme")
-		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(key)})) }, reconcileTimeout, pollInterval).Should(Succeed())
+		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(key)})) }).Should(Succeed())
 		s := getSecret(Default, ns, "acme-api-key")
 		s.Annotations[octopodsv1alpha1.KeyIDAnnotation] = "0123456789ab"
 		Expect(k8sClient.Update(ctx, s)).To(Succeed())
@@ -293,10 +293,10 @@ var _ = Describe("A hand-edited key-id annotation", func() {
 			s := getSecret(g, ns, "acme-api-key")
 			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.KeyIDAnnotation, apikey.ID(key)))
 			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Normal/" + EventKeyIDRepaired)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		Consistently(func(g Gomega) {
 			g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(key))
-		}, quietPeriod, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		Expect(eventsFor(Default, ns, "acme")).NotTo(ContainElement(HavePrefix("Warning/" + EventKeyReissued)))
 	})
 })
@@ -315,7 +315,7 @@ var _ = Describe("Template metadata the API server refuses", func() {
 			g.Expect(c.Reason).To(Equal(ReasonSecretWriteFailed))
 			g.Expect(c.Message).To(ContainSubstring("spec.secretTemplate could not be applied"))
 			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Warning/" + ReasonSecretWriteFailed)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		rotate(ns, "acme", "LEAK-42")
 		Eventually(func(g Gomega) {
@@ -323,7 +323,7 @@ var _ = Describe("Template metadata the API server refuses", func() {
 			g.Expect(keyIn(s)).NotTo(Equal(first))
 			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotationTokenAnnotation, "LEAK-42"))
 			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(keyIn(s))}), "the leaked key is no longer admitted")
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		updateKey(ns, "acme", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
 			k.Spec.SecretTemplate.Labels["team"] = "support"
@@ -331,7 +331,7 @@ var _ = Describe("Template metadata the API server refuses", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(getSecret(g, ns, "acme-api-key").Labels).To(HaveKeyWithValue("team", "support"))
 			g.Expect(readyCondition(getKey(g, ns, "acme")).Status).To(Equal(metav1.ConditionTrue))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 })
 
@@ -342,7 +342,7 @@ func waitForSecretKey(ns string) string {
 	EventuallyWithOffset(1, func(g Gomega) {
 		key = keyIn(getSecret(g, ns, "acme-api-key"))
 		g.Expect(apikey.Validate(key)).To(Succeed())
-	}, reconcileTimeout, pollInterval).Should(Succeed())
+	}).Should(Succeed())
 	remember(key)
 	return key
 }

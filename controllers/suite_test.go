@@ -54,6 +54,11 @@ var (
 func TestControllers(t *testing.T) { testutil.RunSpecs(t, "Controllers Suite") }
 
 var _ = BeforeSuite(func() {
+	// Timeouts set once: every Eventually and Consistently of the suite.
+	SetDefaultEventuallyTimeout(reconcileTimeout)
+	SetDefaultEventuallyPollingInterval(pollInterval)
+	SetDefaultConsistentlyDuration(quietPeriod)
+	SetDefaultConsistentlyPollingInterval(pollInterval)
 	// As cmd/manager does, at the highest verbosity zap has.
 	ctrl.SetLogger(logsafe.Capped(zap.New(zap.WriteTo(managerLogs), zap.Level(zapcore.Level(-10)), zap.UseDevMode(true))))
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))

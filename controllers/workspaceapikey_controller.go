@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyplan"
+	"github.com/octopods/octopods-operator/internal/keysecret"
 )
 
 // conflictRecheckInterval is how often a key blocked by a foreign Secret looks
@@ -120,7 +120,7 @@ func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
 func (k *keyReconcile) unpublish(ctx context.Context, next *corev1.Secret) error {
 	kept := make([]octopodsv1alpha1.PublishedKey, 0, len(k.before.PublishedKeys))
 	for _, p := range k.before.PublishedKeys {
-		if secretHolds(next, p.Digest) {
+		if keysecret.Holds(next, p.Digest) {
 			kept = append(kept, p)
 		}
 	}
@@ -217,8 +217,8 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 	}
 	k.obs.saw(secret)
 
-	plan := keyplan.Decide(k.observe(secret), desired(k.key), k.now())
-	if plan.Action != keyplan.Keep || plan.DropPrevious || plan.RepairKeyID || k.publishingChanges(secret) || templateChanges(secret, k.key) {
+	plan := keyplan.Decide(keysecret.Observe(secret, k.before.PublishedKeys), desired(k.key), k.now())
+	if plan.Action != keyplan.Keep || plan.DropPrevious || plan.RepairKeyID || k.publishingChanges(secret) || keysecret.TemplateChanges(secret, k.key) {
 		// Replacing a key is rare and irreversible, and publishing one makes
 		// the proxy admit it: decide again on a fresh read, not on a cache
 		// that may miss our own last write (and still hold a rotated key).
@@ -228,7 +228,7 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 			return ctrl.Result{}, err
 		}
 		k.obs.saw(secret)
-		plan = keyplan.Decide(k.observe(secret), desired(k.key), k.now())
+		plan = keyplan.Decide(keysecret.Observe(secret, k.before.PublishedKeys), desired(k.key), k.now())
 	}
 	if !secret.DeletionTimestamp.IsZero() {
 		// Held by someone's finalizer: its keys are on their way out, so
@@ -249,17 +249,13 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 
 // conflictMessage says whose the Secret in the way is, and what to do.
 func conflictMessage(secret *corev1.Secret) string {
-	owner := "is not managed by octopods-operator"
-	if ref := metav1.GetControllerOf(secret); ref != nil && ref.Kind == "WorkspaceAPIKey" {
-		owner = fmt.Sprintf("belongs to WorkspaceAPIKey %q", ref.Name)
-	}
-	return fmt.Sprintf("Secret %q exists and %s: it is left untouched; delete that Secret, or delete this WorkspaceAPIKey and create it again with another spec.secretName (checked again every minute)", secret.Name, owner)
+	return fmt.Sprintf("Secret %q exists and %s: it is left untouched; delete that Secret, or delete this WorkspaceAPIKey and create it again with another spec.secretName (checked again every minute)", secret.Name, keysecret.Owner(secret))
 }
 
 // publishingChanges reports whether the Secret, as cached, would change the
 // published keys.
 func (k *keyReconcile) publishingChanges(secret *corev1.Secret) bool {
-	next := publishedKeys(secret, k.before.PublishedKeys, parseTime(secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation]))
+	next := keysecret.Published(secret, k.before.PublishedKeys, keysecret.ParseTime(secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation]))
 	return !equality.Semantic.DeepEqual(next, k.before.PublishedKeys) // nil and empty are equal
 }
 
@@ -286,9 +282,9 @@ func (k *keyReconcile) issue(ctx context.Context) error {
 	if err := controllerutil.SetControllerReference(key, secret, k.Scheme()); err != nil {
 		return err
 	}
-	applyTemplate(secret, key)
+	keysecret.ApplyTemplate(secret, key)
 	// A rotate token present at creation is handled by this very key.
-	keyID, err := setNewKey(secret, key.Annotations[octopodsv1alpha1.RotateAnnotation], k.now())
+	keyID, err := keysecret.SetNewKey(secret, key.Annotations[octopodsv1alpha1.RotateAnnotation], k.now())
 	if err != nil {
 		return err
 	}
@@ -308,7 +304,7 @@ func (k *keyReconcile) issue(ctx context.Context) error {
 		for name := range key.Spec.SecretTemplate.Annotations {
 			delete(secret.Annotations, name)
 		}
-		applyTemplate(secret, bare)
+		keysecret.ApplyTemplate(secret, bare)
 		if err = k.Create(ctx, secret); err == nil {
 			k.obs.notReady(ReasonSecretWriteFailed, fmt.Sprintf(
 				"spec.secretTemplate could not be applied to Secret %q (%v): fix spec.secretTemplate; the key itself is issued and kept current", secret.Name, refused))
@@ -346,7 +342,7 @@ func (k *keyReconcile) apply(ctx context.Context, current *corev1.Secret, plan k
 		return err
 	}
 	templated := keyed.DeepCopy()
-	applyTemplate(templated, k.key)
+	keysecret.ApplyTemplate(templated, k.key)
 	if equality.Semantic.DeepEqual(current, templated) {
 		return nil
 	}
@@ -398,8 +394,8 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 	case keyplan.Rotate:
 		token := k.key.Annotations[octopodsv1alpha1.RotateAnnotation]
 		oldKey := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
-		clearPrevious(secret)
-		if newID, err = setNewKey(secret, token, k.now()); err != nil {
+		keysecret.ClearPrevious(secret)
+		if newID, err = keysecret.SetNewKey(secret, token, k.now()); err != nil {
 			return "", "", err
 		}
 		secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation] = k.now().UTC().Format(time.RFC3339)
@@ -412,14 +408,14 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 			message += fmt.Sprintf("; %s keeps working until %s", oldID, until)
 		}
 	case keyplan.Reissue:
-		clearPrevious(secret)
+		keysecret.ClearPrevious(secret)
 		// A hand edit is not a rotation request: keep the handled token,
 		// unless a new one is pending, which this one new key handles too.
 		token := secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation]
 		if plan.HandlesToken {
 			token = k.key.Annotations[octopodsv1alpha1.RotateAnnotation]
 		}
-		if newID, err = setNewKey(secret, token, k.now()); err != nil {
+		if newID, err = keysecret.SetNewKey(secret, token, k.now()); err != nil {
 			return "", "", err
 		}
 		reason, message = EventKeyReissued, fmt.Sprintf("The key in Secret %q was edited by hand: issued new key %s", secret.Name, newID)
@@ -436,7 +432,7 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 			if plan.PreviousUntrusted {
 				reason, message = EventUntrustedKeyRemoved, fmt.Sprintf("Secret %q held a previous-api-key the operator never issued: removed, never admitted", secret.Name)
 			}
-			clearPrevious(secret)
+			keysecret.ClearPrevious(secret)
 		}
 	}
 	return reason, message, nil
@@ -494,62 +490,10 @@ func keyStatus(k *octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceA
 	return &k.Status
 }
 
-// observe reads a managed Secret for keyplan; the previous key counts as the
-// operator's only if it was published.
-func (k *keyReconcile) observe(secret *corev1.Secret) keyplan.Observed {
-	a := secret.Annotations
-	previous := string(secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey])
-	var history []string
-	_ = json.Unmarshal([]byte(a[octopodsv1alpha1.RotationTokenHistoryAnnotation]), &history) // unreadable: none
-	return keyplan.Observed{
-		Key:                string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey]),
-		KeyID:              a[octopodsv1alpha1.KeyIDAnnotation],
-		HandledToken:       a[octopodsv1alpha1.RotationTokenAnnotation],
-		RecentTokens:       history,
-		PreviousKey:        previous,
-		PreviousValidUntil: a[octopodsv1alpha1.PreviousValidUntilAnnotation],
-		PreviousPublished:  previous != "" && publishes(k.before.PublishedKeys, apikey.DigestOf(previous).String()),
-		KeyPublished:       publishes(k.before.PublishedKeys, apikey.DigestOf(string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])).String()),
-	}
-}
-
 func desired(key *octopodsv1alpha1.WorkspaceAPIKey) keyplan.Desired {
 	d := keyplan.Desired{RotateToken: key.Annotations[octopodsv1alpha1.RotateAnnotation]}
 	if key.Spec.RotationGracePeriod != nil {
 		d.GracePeriod = key.Spec.RotationGracePeriod.Duration
 	}
 	return d
-}
-
-// setNewKey writes a fresh key with its ID, the rotation token it handles and
-// its issue time: all in the object that is written in one request.
-func setNewKey(secret *corev1.Secret, token string, now time.Time) (string, error) {
-	k, err := apikey.Generate()
-	if err != nil {
-		return "", err
-	}
-	if secret.Data == nil {
-		secret.Data = map[string][]byte{}
-	}
-	id := apikey.ID(k)
-	secret.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(k)
-	secret.Annotations[octopodsv1alpha1.KeyIDAnnotation] = id
-	secret.Annotations[octopodsv1alpha1.IssuedAtAnnotation] = now.UTC().Format(time.RFC3339)
-	if token != "" && token != secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation] {
-		var history []string
-		_ = json.Unmarshal([]byte(secret.Annotations[octopodsv1alpha1.RotationTokenHistoryAnnotation]), &history)
-		if prev := secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation]; prev != "" {
-			history = keyplan.Remember(history, prev)
-		}
-		record, _ := json.Marshal(keyplan.Remember(history, token)) // strings: cannot fail
-		secret.Annotations[octopodsv1alpha1.RotationTokenHistoryAnnotation] = string(record)
-		secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation] = token
-	}
-	return id, nil
-}
-
-func clearPrevious(secret *corev1.Secret) {
-	delete(secret.Data, octopodsv1alpha1.SecretKeyPreviousAPIKey)
-	delete(secret.Annotations, octopodsv1alpha1.PreviousKeyIDAnnotation)
-	delete(secret.Annotations, octopodsv1alpha1.PreviousValidUntilAnnotation)
 }

@@ -67,7 +67,7 @@ var _ = Describe("Key issuance", func() {
 			g.Expect(ws.Status.KeyID).To(Equal(apikey.ID(value)))
 			g.Expect(ws.Status.ObservedGeneration).To(Equal(ws.Generation))
 			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Normal/" + ReasonKeyIssued)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 
 	It("makes the Secret follow secretTemplate edits, key unchanged, others' metadata kept", func() {
@@ -95,7 +95,7 @@ var _ = Describe("Key issuance", func() {
 			}))
 			g.Expect(s.Annotations).NotTo(HaveKey("reloader.stakater.com/match"))
 			g.Expect(keyIn(s)).To(Equal(value))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 
 	It("honours spec.secretName", func() {
@@ -103,7 +103,7 @@ var _ = Describe("Key issuance", func() {
 		key.Spec.SecretName = "integrations-octopods"
 		create(workspace(ns, "acme"), key)
 		waitForIssuedKey(ns, "acme")
-		Eventually(func(g Gomega) { getSecret(g, ns, "integrations-octopods") }, reconcileTimeout, pollInterval).Should(Succeed())
+		Eventually(func(g Gomega) { getSecret(g, ns, "integrations-octopods") }).Should(Succeed())
 	})
 
 	It("shows 'No API key generated' for a workspace without a key", func() {
@@ -113,7 +113,7 @@ var _ = Describe("Key issuance", func() {
 			g.Expect(ws.Status.APIKey).To(Equal(octopodsv1alpha1.NoAPIKeySummary))
 			g.Expect(ws.Status.Conditions).To(ContainElement(And(
 				HaveField("Type", ConditionReady), HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonNoAPIKey))))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 
 	It("keeps a key waiting for its Workspace, then issues it when the Workspace appears", func() {
@@ -123,11 +123,11 @@ var _ = Describe("Key issuance", func() {
 			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
 			g.Expect(c.Reason).To(Equal(ReasonWorkspaceNotFound))
 			g.Expect(c.Message).To(ContainSubstring(`Workspace "acme"`))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		Consistently(func(g Gomega) {
 			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme-api-key"}, &corev1.Secret{})
 			g.Expect(apierrors.IsNotFound(err)).To(BeTrue())
-		}, quietPeriod, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		create(workspace(ns, "acme"))
 		waitForIssuedKey(ns, "acme")
@@ -160,7 +160,7 @@ var _ = Describe("Key issuance", func() {
 			list := &corev1.SecretList{}
 			g.Expect(k8sClient.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{octopodsv1alpha1.WorkspaceLabel: "acme"})).To(Succeed())
 			g.Expect(list.Items).To(HaveLen(1))
-		}, quietPeriod, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 })
 
@@ -252,7 +252,7 @@ var _ = Describe("API validation", func() {
 				change(k)
 				err = k8sClient.Update(ctx, k)
 				return !apierrors.IsConflict(err)
-			}, reconcileTimeout, pollInterval).Should(BeTrue())
+			}).Should(BeTrue())
 			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 			Expect(err.Error()).To(ContainSubstring(message))
 		},
@@ -291,20 +291,20 @@ var _ = Describe("Rotation", func() {
 			g.Expect(k.Status.KeyID).To(Equal(apikey.ID(second)))
 			g.Expect(k.Status.RotatedAt).NotTo(BeNil())
 			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Normal/" + EventKeyRotated)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		// A GitOps re-sync writes the same token again alongside other changes.
 		rotate(ns, "acme", "TICKET-1")
 		annotate(ns, "acme", map[string]string{"resync": "1"})
 		Consistently(func(g Gomega) {
 			g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(second))
-		}, quietPeriod, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		rotate(ns, "acme", "TICKET-2")
 		Eventually(func(g Gomega) {
 			third := keyIn(getSecret(g, ns, "acme-api-key"))
 			g.Expect(third).NotTo(BeElementOf(first, second))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 
 	It("keeps the previous key for the grace period, then removes it", func() {
@@ -326,7 +326,7 @@ var _ = Describe("Rotation", func() {
 			st := getKey(g, ns, "acme").Status
 			g.Expect(st.PreviousKeyID).To(Equal(apikey.ID(old)))
 			g.Expect(st.PreviousValidUntil).NotTo(BeNil())
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 
 		Eventually(func(g Gomega) {
 			s := getSecret(g, ns, "acme-api-key")
@@ -335,7 +335,7 @@ var _ = Describe("Rotation", func() {
 			g.Expect(keyIn(s)).To(Equal(current), "expiry removes only the previous key")
 			g.Expect(getKey(g, ns, "acme").Status.PreviousKeyID).To(BeEmpty())
 			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Normal/" + EventPreviousKeyExpired)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 })
 
@@ -360,7 +360,7 @@ var _ = Describe("Rotation across a manager crash", Serial, func() {
 			crashOnce.Do(func() { crash(); close(crashed) })
 		})})
 		rotate(ns, "acme", "TICKET-9")
-		Eventually(crashed, reconcileTimeout).Should(BeClosed())
+		Eventually(crashed).Should(BeClosed())
 		stopCrashing()
 
 		// The crash left the state we want to recover from: a rotated
@@ -376,10 +376,10 @@ var _ = Describe("Rotation across a manager crash", Serial, func() {
 			k := getKey(g, ns, "acme")
 			g.Expect(k.Status.LastRotationToken).To(Equal("TICKET-9"))
 			g.Expect(k.Status.KeyID).To(Equal(apikey.ID(rotated)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		Consistently(func(g Gomega) {
 			g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(rotated))
-		}, quietPeriod, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 })
 
@@ -399,7 +399,7 @@ var _ = Describe("Re-issue", func() {
 			g.Expect(keyIn(s)).NotTo(Equal(old))
 			g.Expect(getKey(g, ns, "acme").Status.KeyID).To(Equal(apikey.ID(keyIn(s))))
 			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Warning/" + EventKeyReissued)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 
 	It("re-issues a hand-edited Secret with a fresh key and a Warning", func() {
@@ -416,7 +416,7 @@ var _ = Describe("Re-issue", func() {
 			g.Expect(apikey.Validate(keyIn(s))).To(Succeed())
 			g.Expect(s.Annotations[octopodsv1alpha1.KeyIDAnnotation]).To(Equal(apikey.ID(keyIn(s))))
 			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Warning/" + EventKeyReissued)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 
 	It("changes nothing on an unrelated edit of the Secret", func() {
@@ -426,7 +426,7 @@ var _ = Describe("Re-issue", func() {
 		Expect(k8sClient.Update(ctx, s)).To(Succeed())
 		Consistently(func(g Gomega) {
 			g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(old))
-		}, quietPeriod, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 })
 
@@ -444,7 +444,7 @@ var _ = Describe("Revocation", func() {
 			isNotFound(g, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}})
 			isNotFound(g, apiKey(ns, "acme"))
 			g.Expect(getWorkspace(g, ns, "acme").Status.APIKey).To(Equal(octopodsv1alpha1.NoAPIKeySummary))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 
 	It("revokes the key when the Workspace is deleted, with no garbage collector running", func() {
@@ -453,7 +453,7 @@ var _ = Describe("Revocation", func() {
 			isNotFound(g, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}})
 			isNotFound(g, apiKey(ns, "acme"))
 			isNotFound(g, workspace(ns, "acme"))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 })
 
@@ -473,17 +473,17 @@ var _ = Describe("A foreign Secret in the way", func() {
 				g.Expect(readyCondition(k).Message).To(Equal(`Secret "acme-api-key" exists and is not managed by octopods-operator: it is left untouched; delete that Secret, or delete this WorkspaceAPIKey and create it again with another spec.secretName (checked again every minute)`))
 				g.Expect(k.Status.KeyID).To(BeEmpty())
 				g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Warning/" + ReasonSecretConflict)))
-			}, reconcileTimeout, pollInterval).Should(Succeed())
+			}).Should(Succeed())
 			Consistently(func(g Gomega) {
 				s := &corev1.Secret{}
 				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), s)).To(Succeed())
 				g.Expect(s.ResourceVersion).To(Equal(foreign.ResourceVersion), "the foreign Secret is not written")
 				g.Expect(s.OwnerReferences).To(BeEmpty())
-			}, quietPeriod, pollInterval).Should(Succeed())
+			}).Should(Succeed())
 
 			// Deleting the key must not delete someone else's Secret either.
 			Expect(k8sClient.Delete(ctx, apiKey(ns, "acme"))).To(Succeed())
-			Eventually(func(g Gomega) { isNotFound(g, apiKey(ns, "acme")) }, reconcileTimeout, pollInterval).Should(Succeed())
+			Eventually(func(g Gomega) { isNotFound(g, apiKey(ns, "acme")) }).Should(Succeed())
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), &corev1.Secret{})).To(Succeed())
 		},
 		Entry("an Opaque Secret", corev1.SecretTypeOpaque),
@@ -501,11 +501,11 @@ var _ = Describe("Key confidentiality", func() {
 		rotate(ns, "acme", "t1")
 		Eventually(func(g Gomega) {
 			g.Expect(getSecret(g, ns, "acme-api-key").Data).To(HaveKey(octopodsv1alpha1.SecretKeyPreviousAPIKey))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		Expect(k8sClient.Delete(ctx, getSecret(Default, ns, "acme-api-key"))).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Warning/" + EventKeyReissued)))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		current := waitForIssuedKey(ns, "acme")
 
 		issuedKeys.Lock()
@@ -526,7 +526,7 @@ var _ = Describe("Key confidentiality", func() {
 		}
 		logs := managerLogs.String()
 		// The capture works: the public key ID is logged (with the events).
-		Eventually(managerLogs.String, reconcileTimeout, pollInterval).Should(ContainSubstring(apikey.ID(current)))
+		Eventually(managerLogs.String).Should(ContainSubstring(apikey.ID(current)))
 		for _, k := range keys {
 			Expect(outside.String()).NotTo(ContainSubstring(k[4:]), "a key reached a status or an event")
 			Expect(logs).NotTo(ContainSubstring(k[4:]), "a key reached the manager's logs")

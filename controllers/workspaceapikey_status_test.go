@@ -10,6 +10,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/keysecret"
 )
 
 func TestComputeKeyStatus(t *testing.T) {
@@ -40,12 +41,12 @@ func TestComputeKeyStatus(t *testing.T) {
 	prevStatus := octopodsv1alpha1.WorkspaceAPIKeyStatus{
 		SecretName: "acme-api-key", KeyID: apikey.ID(old), IssuedAt: &issued, LastRotationToken: "T1",
 		PreviousKeyID: "stale", LastUsedTime: &lastUsed, ObservedGeneration: 1,
-		PublishedKeys: []octopodsv1alpha1.PublishedKey{publishedKey(old, nil)},
+		PublishedKeys: []octopodsv1alpha1.PublishedKey{keysecret.PublishedKey(old, nil)},
 		Conditions:    []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonKeyIssued, ObservedGeneration: 1}},
 	}
 	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Name: "acme", Generation: 2}}
 	withPrevPublished := prevStatus
-	withPrevPublished.PublishedKeys = []octopodsv1alpha1.PublishedKey{publishedKey(prev, nil)}
+	withPrevPublished.PublishedKeys = []octopodsv1alpha1.PublishedKey{keysecret.PublishedKey(prev, nil)}
 
 	cases := []struct {
 		name      string
@@ -65,7 +66,7 @@ func TestComputeKeyStatus(t *testing.T) {
 				if st.ObservedGeneration != 2 || st.KeyID != apikey.ID(cur) || st.LastRotationToken != "T2" || st.PreviousKeyID != "" || st.LastUsedTime != &lastUsed {
 					t.Fatalf("%+v", st)
 				}
-				if len(st.PublishedKeys) != 1 || st.PublishedKeys[0] != publishedKey(cur, nil) {
+				if len(st.PublishedKeys) != 1 || st.PublishedKeys[0] != keysecret.PublishedKey(cur, nil) {
 					t.Fatalf("published %+v", st.PublishedKeys)
 				}
 				if c := meta.FindStatusCondition(st.Conditions, ConditionReady); c.Status != metav1.ConditionTrue || c.ObservedGeneration != 2 {

@@ -43,6 +43,9 @@ var (
 func TestWebhooks(t *testing.T) { testutil.RunSpecs(t, "Webhook Suite") }
 
 var _ = BeforeSuite(func() {
+	// Timeouts set once: every Eventually of the suite.
+	SetDefaultEventuallyTimeout(reconcileTimeout)
+	SetDefaultEventuallyPollingInterval(pollInterval)
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))

@@ -113,14 +113,14 @@ var _ = Describe("Refusing a foreign Secret", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(meta.FindStatusCondition(getKey(g, ns, "acme").Status.Conditions, controllers.ConditionReady)).To(
 				HaveField("Reason", controllers.ReasonWorkspaceNotFound))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}, StringData: map[string]string{"password": "x"}}
 		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
 		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(meta.FindStatusCondition(getKey(g, ns, "acme").Status.Conditions, controllers.ConditionReady)).To(
 				HaveField("Reason", controllers.ReasonSecretConflict))
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		s := &corev1.Secret{}
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), s)).To(Succeed())
 		Expect(s.ResourceVersion).To(Equal(foreign.ResourceVersion))
@@ -137,7 +137,7 @@ var _ = Describe("Warnings", func() {
 		Eventually(func(g Gomega) {
 			k := getKey(g, ns, "acme")
 			g.Expect(meta.IsStatusConditionTrue(k.Status.Conditions, controllers.ConditionReady)).To(BeTrue())
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 	})
 
 	It("does not warn when the Workspace exists", func() {
@@ -155,7 +155,7 @@ var _ = Describe("Warnings", func() {
 		Eventually(func(g Gomega) {
 			keyID = getKey(g, ns, "acme").Status.KeyID
 			g.Expect(keyID).NotTo(BeEmpty())
-		}, reconcileTimeout, pollInterval).Should(Succeed())
+		}).Should(Succeed())
 		got := warnings.during(func() { Expect(k8sClient.Delete(ctx, workspace(ns, "acme"))).To(Succeed()) })
 		Expect(got).To(ConsistOf(`deleting Workspace "acme" revokes key ` + keyID + ` (Secret "acme-api-key") used by integrations`))
 	})

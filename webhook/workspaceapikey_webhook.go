@@ -13,13 +13,13 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/keysecret"
 )
 
 // The key webhooks run on CREATE only. On UPDATE, CEL already refuses any
@@ -104,14 +104,10 @@ func (v WorkspaceAPIKeyValidator) ValidateCreate(ctx context.Context, key *octop
 	err := v.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: secretName}, secret)
 	switch {
 	case err == nil && !octopodsv1alpha1.IsKeySecretOf(secret, key.Name):
-		owner := "is not managed by octopods-operator"
-		if ref := metav1.GetControllerOf(secret); ref != nil && ref.Kind == "WorkspaceAPIKey" && secret.Type == octopodsv1alpha1.SecretType {
-			owner = fmt.Sprintf("belongs to WorkspaceAPIKey %q", ref.Name)
-		}
 		return nil, apierrors.NewInvalid(key.GroupVersionKind().GroupKind(), key.Name, field.ErrorList{
 			field.Invalid(field.NewPath("spec", "secretName"), secretName, fmt.Sprintf(
 				"Secret %q already exists and %s; the operator never takes over, overwrites or reveals another Secret: choose another spec.secretName, or delete that Secret first",
-				secretName, owner)),
+				secretName, keysecret.Owner(secret))),
 		})
 	case err != nil && !apierrors.IsNotFound(err):
 		return nil, apierrors.NewInternalError(fmt.Errorf("checking Secret %q: %w", secretName, err))

@@ -1,4 +1,4 @@
-package controllers
+package keysecret
 
 import (
 	"encoding/json"
@@ -19,11 +19,11 @@ type templateKeys struct {
 	Annotations []string `json:"annotations,omitempty"`
 }
 
-// applyTemplate makes the Secret's metadata follow spec.secretTemplate, as
+// ApplyTemplate makes the Secret's metadata follow spec.secretTemplate, as
 // cert-manager's secretTemplate does: template keys are set, keys the
 // template no longer has are removed, and metadata from anyone else is left
 // alone. The operator's own labels and annotations always win.
-func applyTemplate(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey) {
+func ApplyTemplate(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey) {
 	if secret.Labels == nil {
 		secret.Labels = map[string]string{}
 	}
@@ -80,10 +80,10 @@ func isOwnAnnotation(k string) bool {
 	return strings.HasPrefix(k, octopodsv1alpha1.GroupVersion.Group+"/")
 }
 
-// templateChanges reports whether applying the template would change the
+// TemplateChanges reports whether applying the template would change the
 // Secret's metadata.
-func templateChanges(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey) bool {
+func TemplateChanges(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey) bool {
 	applied := secret.DeepCopy()
-	applyTemplate(applied, key)
+	ApplyTemplate(applied, key)
 	return !equality.Semantic.DeepEqual(applied.ObjectMeta, secret.ObjectMeta)
 }

@@ -1,0 +1,174 @@
+// Package keysecret owns the key Secret's shape: how its keys, annotations
+// and template metadata are read and written, which of its keys may be
+// published, and whose it is. Pure functions, used by the controller and the
+// webhook alike, each table-tested.
+package keysecret
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/keyplan"
+)
+
+// SetNewKey writes a fresh key with its ID, the rotation token it handles
+// (remembered with the last 16) and its issue time: all in the object that
+// is written in one request. It returns the new key's ID.
+func SetNewKey(secret *corev1.Secret, token string, now time.Time) (string, error) {
+	k, err := apikey.Generate()
+	if err != nil {
+		return "", err
+	}
+	if secret.Data == nil {
+		secret.Data = map[string][]byte{}
+	}
+	if secret.Annotations == nil {
+		secret.Annotations = map[string]string{}
+	}
+	id := apikey.ID(k)
+	secret.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(k)
+	secret.Annotations[octopodsv1alpha1.KeyIDAnnotation] = id
+	secret.Annotations[octopodsv1alpha1.IssuedAtAnnotation] = now.UTC().Format(time.RFC3339)
+	if token != "" && token != secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation] {
+		history := tokenHistory(secret)
+		if prev := secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation]; prev != "" {
+			history = keyplan.Remember(history, prev)
+		}
+		record, _ := json.Marshal(keyplan.Remember(history, token)) // strings: cannot fail
+		secret.Annotations[octopodsv1alpha1.RotationTokenHistoryAnnotation] = string(record)
+		secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation] = token
+	}
+	return id, nil
+}
+
+// ClearPrevious removes the previous key and what describes it.
+func ClearPrevious(secret *corev1.Secret) {
+	delete(secret.Data, octopodsv1alpha1.SecretKeyPreviousAPIKey)
+	delete(secret.Annotations, octopodsv1alpha1.PreviousKeyIDAnnotation)
+	delete(secret.Annotations, octopodsv1alpha1.PreviousValidUntilAnnotation)
+}
+
+func tokenHistory(secret *corev1.Secret) []string {
+	var history []string
+	_ = json.Unmarshal([]byte(secret.Annotations[octopodsv1alpha1.RotationTokenHistoryAnnotation]), &history) // unreadable: none
+	return history
+}
+
+// Observe reads a managed Secret for keyplan. A key counts as the operator's
+// only if it was published.
+func Observe(secret *corev1.Secret, published []octopodsv1alpha1.PublishedKey) keyplan.Observed {
+	a := secret.Annotations
+	key := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
+	previous := string(secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey])
+	return keyplan.Observed{
+		Key:                key,
+		KeyID:              a[octopodsv1alpha1.KeyIDAnnotation],
+		HandledToken:       a[octopodsv1alpha1.RotationTokenAnnotation],
+		RecentTokens:       tokenHistory(secret),
+		PreviousKey:        previous,
+		PreviousValidUntil: a[octopodsv1alpha1.PreviousValidUntilAnnotation],
+		PreviousPublished:  previous != "" && Publishes(published, apikey.DigestOf(previous).String()),
+		KeyPublished:       Publishes(published, apikey.DigestOf(key).String()),
+	}
+}
+
+// Published are the keys of a managed Secret the proxy may admit: its
+// current key when intact, and its previous key only if the operator
+// published it before (as current, or as previous) — a previous key added
+// by hand never is. A previous key's end is never later than it was
+// published with, nor than rotatedAt + MaxPreviousKeyLifetime. A Secret
+// being deleted publishes nothing.
+func Published(secret *corev1.Secret, prev []octopodsv1alpha1.PublishedKey, rotatedAt *metav1.Time) []octopodsv1alpha1.PublishedKey {
+	if secret == nil || !secret.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	var out []octopodsv1alpha1.PublishedKey
+	current := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
+	if apikey.Validate(current) == nil && apikey.ID(current) == secret.Annotations[octopodsv1alpha1.KeyIDAnnotation] {
+		out = append(out, PublishedKey(current, nil))
+	}
+	previous := string(secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey])
+	until := ParseTime(secret.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation])
+	if apikey.Validate(previous) != nil || until == nil || rotatedAt == nil || len(out) == 0 {
+		return out
+	}
+	digest := apikey.DigestOf(previous).String()
+	for _, p := range prev {
+		if p.Digest != digest {
+			continue
+		}
+		if p.ValidUntil != nil && p.ValidUntil.Before(until) {
+			until = p.ValidUntil
+		}
+		if limit := rotatedAt.Add(octopodsv1alpha1.MaxPreviousKeyLifetime); limit.Before(until.Time) {
+			until = &metav1.Time{Time: limit}
+		}
+		return append(out, PublishedKey(previous, until))
+	}
+	return out
+}
+
+// PublishedKey is the published form of a key.
+func PublishedKey(key string, validUntil *metav1.Time) octopodsv1alpha1.PublishedKey {
+	d := apikey.DigestOf(key)
+	return octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String(), ValidUntil: validUntil}
+}
+
+// Intersect keeps the entries of prev whose digest is in next: what a failed
+// reconcile may still publish (never anything new).
+func Intersect(prev, next []octopodsv1alpha1.PublishedKey) []octopodsv1alpha1.PublishedKey {
+	var out []octopodsv1alpha1.PublishedKey
+	for _, p := range prev {
+		if Publishes(next, p.Digest) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Publishes reports whether digest is among the published keys.
+func Publishes(published []octopodsv1alpha1.PublishedKey, digest string) bool {
+	for _, p := range published {
+		if p.Digest == digest {
+			return true
+		}
+	}
+	return false
+}
+
+// Holds reports whether the Secret (nil: none) holds the key of digest.
+func Holds(secret *corev1.Secret, digest string) bool {
+	if secret == nil {
+		return false
+	}
+	for _, k := range []string{octopodsv1alpha1.SecretKeyAPIKey, octopodsv1alpha1.SecretKeyPreviousAPIKey} {
+		if v, ok := secret.Data[k]; ok && apikey.DigestOf(string(v)).String() == digest {
+			return true
+		}
+	}
+	return false
+}
+
+// Owner says whose a Secret in a key's way is, for messages: another
+// key's, or nobody's the operator knows.
+func Owner(secret *corev1.Secret) string {
+	if ref := metav1.GetControllerOf(secret); ref != nil && ref.Kind == "WorkspaceAPIKey" && secret.Type == octopodsv1alpha1.SecretType {
+		return fmt.Sprintf("belongs to WorkspaceAPIKey %q", ref.Name)
+	}
+	return "is not managed by octopods-operator"
+}
+
+// ParseTime reads an RFC 3339 annotation; nil when absent or unreadable.
+func ParseTime(s string) *metav1.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return nil
+	}
+	return &metav1.Time{Time: t}
+}
