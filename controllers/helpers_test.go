@@ -146,3 +146,15 @@ func eventsFor(g Gomega, ns, name string) []string {
 	}
 	return out
 }
+
+// plantKey writes a fresh key into the data field of the acme key Secret
+// by hand, as someone with Secret access could, and returns it.
+func plantKey(ns, field string) string {
+	planted, err := apikey.Generate()
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	remember(planted)
+	s := getSecret(Default, ns, "acme-api-key")
+	s.Data[field] = []byte(planted)
+	ExpectWithOffset(1, k8sClient.Update(ctx, s)).To(Succeed())
+	return planted
+}

@@ -109,12 +109,7 @@ var _ = Describe("Published keys", Serial, func() {
 			g.Expect(getSecret(g, ns, "acme-api-key").Data).NotTo(HaveKey(octopodsv1alpha1.SecretKeyPreviousAPIKey))
 		}).Should(Succeed())
 
-		planted, err := apikey.Generate()
-		Expect(err).NotTo(HaveOccurred())
-		remember(planted)
-		s := getSecret(Default, ns, "acme-api-key")
-		s.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(planted)
-		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		planted := plantKey(ns, octopodsv1alpha1.SecretKeyAPIKey)
 		Eventually(func(g Gomega) {
 			fourth := keyIn(getSecret(g, ns, "acme-api-key"))
 			g.Expect(fourth).NotTo(BeElementOf(third, planted))
@@ -231,12 +226,7 @@ var _ = Describe("What is never published", func() {
 		}).Should(Succeed())
 
 		// A hand edit and a new token at once: one new key, one event.
-		planted, err := apikey.Generate()
-		Expect(err).NotTo(HaveOccurred())
-		remember(planted)
-		s := getSecret(Default, ns, "acme-api-key")
-		s.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(planted)
-		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		planted := plantKey(ns, octopodsv1alpha1.SecretKeyAPIKey)
 		rotate(ns, "acme", "T3")
 		var final string
 		Eventually(func(g Gomega) {
