@@ -336,3 +336,80 @@ func waitForSecretKey(ns string) string {
 	remember(key)
 	return key
 }
+
+// fakeClock is a clock a spec moves by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Serial: it replaces the suite's manager with one on a fake clock.
+var _ = Describe("Scheduled rotation", Serial, func() {
+	It("rotates once per interval, never twice, across a manager restart", func() {
+		clock := &fakeClock{t: time.Now().Truncate(time.Second)}
+		stopManager()
+		stopHere := startManager(Options{MaxConcurrentReconciles: 4, now: clock.Now})
+		DeferCleanup(func() {
+			stopHere()
+			stopManager = startManager(Options{MaxConcurrentReconciles: 4})
+		})
+		ns := newNamespace()
+		k := apiKey(ns, "acme")
+		k.Spec.RotationInterval = &metav1.Duration{Duration: time.Hour}
+		create(workspace(ns, "acme"), k)
+		first := waitForIssuedKey(ns, "acme")
+		issued := clock.Now()
+		Eventually(func(g Gomega) {
+			st := getKey(g, ns, "acme").Status
+			g.Expect(st.NextRotationAt).NotTo(BeNil())
+			g.Expect(st.NextRotationAt.Time).To(BeTemporally("==", issued.Add(time.Hour)))
+		}).Should(Succeed())
+
+		poke := func(n int) { annotate(ns, "acme", map[string]string{"poke": fmt.Sprint(n)}) }
+		clock.Add(59 * time.Minute)
+		poke(1)
+		Consistently(func(g Gomega) { g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(first)) }).Should(Succeed())
+
+		clock.Add(2 * time.Minute) // due
+		poke(2)
+		var second string
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			second = keyIn(s)
+			g.Expect(second).NotTo(Equal(first))
+			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotationTokenAnnotation, "scheduled-"+issued.Add(time.Hour).UTC().Format(time.RFC3339)))
+			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(second)}))
+			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(ContainSubstring("on schedule (every 1h0m0s")))
+		}).Should(Succeed())
+		remember(second)
+		poke(3)
+		Consistently(func(g Gomega) { g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(second)) }).Should(Succeed())
+
+		// A restart rotates nothing more.
+		stopHere()
+		stopHere = startManager(Options{MaxConcurrentReconciles: 4, now: clock.Now})
+		poke(4)
+		Consistently(func(g Gomega) { g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(second)) }).Should(Succeed())
+
+		// The next interval, counted from the new key's issue time.
+		clock.Add(time.Hour)
+		poke(5)
+		Eventually(func(g Gomega) {
+			third := keyIn(getSecret(g, ns, "acme-api-key"))
+			g.Expect(third).NotTo(BeElementOf(first, second))
+			remember(third)
+		}).Should(Succeed())
+	})
+})

@@ -24,6 +24,9 @@ type Options struct {
 	// controller-runtime's interceptor to crash the manager right after a
 	// Secret write; the reconcilers know nothing of it.
 	wrapClient func(client.Client) client.Client
+	// now (tests only) is the key reconciler's clock: scheduled rotations
+	// are tested with a fake one instead of waiting for hours.
+	now func() time.Time
 }
 
 // CacheOptions restricts the manager's Secret cache to key Secrets: the
@@ -79,6 +82,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		APIReader:      mgr.GetAPIReader(),
 		statusReporter: statusReporter{events: mgr.GetEventRecorder("workspaceapikey-controller")},
 		now:            time.Now,
+	}
+	if opts.now != nil {
+		keys.now = opts.now
 	}
 	if err := keys.SetupWithManager(mgr, copts); err != nil {
 		return err

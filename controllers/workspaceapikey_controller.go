@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -243,7 +244,8 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 	if plan.RecheckAt.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	// Wake up when the previous key's grace period ends, to remove it.
+	// Wake up when the previous key's grace period ends, to remove it, or
+	// when the next scheduled rotation is due: no polling.
 	return ctrl.Result{RequeueAfter: max(plan.RecheckAt.Sub(k.now()), time.Second)}, nil
 }
 
@@ -392,7 +394,7 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 	var newID string
 	switch plan.Action {
 	case keyplan.Rotate:
-		token := k.key.Annotations[octopodsv1alpha1.RotateAnnotation]
+		token := plan.Token
 		oldKey := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
 		keysecret.ClearPrevious(secret)
 		if newID, err = keysecret.SetNewKey(secret, token, k.now()); err != nil {
@@ -400,6 +402,9 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 		}
 		secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation] = k.now().UTC().Format(time.RFC3339)
 		reason, message = EventKeyRotated, fmt.Sprintf("Rotated key %s to %s for token %q", oldID, newID, token)
+		if strings.HasPrefix(token, keyplan.ScheduledTokenPrefix) && token != k.key.Annotations[octopodsv1alpha1.RotateAnnotation] {
+			message = fmt.Sprintf("Rotated key %s to %s on schedule (every %s; token %q)", oldID, newID, k.key.Spec.RotationInterval.Duration, token)
+		}
 		if plan.KeepPrevious {
 			until := plan.PreviousValidUntil.UTC().Format(time.RFC3339)
 			secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey] = []byte(oldKey)
@@ -413,7 +418,7 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 		// unless a new one is pending, which this one new key handles too.
 		token := secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation]
 		if plan.HandlesToken {
-			token = k.key.Annotations[octopodsv1alpha1.RotateAnnotation]
+			token = plan.Token
 		}
 		if newID, err = keysecret.SetNewKey(secret, token, k.now()); err != nil {
 			return "", "", err
@@ -494,6 +499,9 @@ func desired(key *octopodsv1alpha1.WorkspaceAPIKey) keyplan.Desired {
 	d := keyplan.Desired{RotateToken: key.Annotations[octopodsv1alpha1.RotateAnnotation]}
 	if key.Spec.RotationGracePeriod != nil {
 		d.GracePeriod = key.Spec.RotationGracePeriod.Duration
+	}
+	if key.Spec.RotationInterval != nil {
+		d.RotationInterval = key.Spec.RotationInterval.Duration
 	}
 	return d
 }

@@ -204,6 +204,16 @@ var _ = Describe("API validation", func() {
 			k.Spec.SecretName = "Not_A_Name"
 			return k
 		}, "spec.secretName"),
+		Entry("a rotation interval under 1h", func(ns string) client.Object {
+			k := apiKey(ns, "acme")
+			k.Spec.RotationInterval = &metav1.Duration{Duration: 30 * time.Minute}
+			return k
+		}, "spec.rotationInterval: Invalid value: \"30m0s\": rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days"),
+		Entry("a rotation interval over a year", func(ns string) client.Object {
+			k := apiKey(ns, "acme")
+			k.Spec.RotationInterval = &metav1.Duration{Duration: 8761 * time.Hour}
+			return k
+		}, "rotationInterval must be between 1h and 8760h"),
 		Entry("a workspace name over 63 characters", func(ns string) client.Object {
 			return workspace(ns, strings.Repeat("a", 64))
 		}, "a Workspace name is at most 63 characters"),

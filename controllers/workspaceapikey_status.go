@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/keyplan"
 	"github.com/octopods/octopods-operator/internal/keysecret"
 )
 
@@ -67,6 +68,9 @@ func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alph
 		st.RotatedAt = keysecret.ParseTime(a[octopodsv1alpha1.RotatedAtAnnotation])
 		st.PreviousKeyID = a[octopodsv1alpha1.PreviousKeyIDAnnotation]
 		st.PreviousValidUntil = keysecret.ParseTime(a[octopodsv1alpha1.PreviousValidUntilAnnotation])
+		if key.Spec.RotationInterval != nil && st.IssuedAt != nil {
+			st.NextRotationAt = &metav1.Time{Time: keyplan.NextRotation(st.IssuedAt.Time, key.Spec.RotationInterval.Duration)}
+		}
 	}
 	st.PublishedKeys = keysecret.Published(obs.secret, prev.PublishedKeys, st.RotatedAt)
 	if !succeeded {

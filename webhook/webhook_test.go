@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -138,6 +140,21 @@ var _ = Describe("Warnings", func() {
 			k := getKey(g, ns, "acme")
 			g.Expect(meta.IsStatusConditionTrue(k.Status.Conditions, controllers.ConditionReady)).To(BeTrue())
 		}).Should(Succeed())
+	})
+
+	It("warns that a schedule without a grace period cuts integrations off at each rotation", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		k := bareKey(ns, "acme")
+		k.Spec.RotationInterval = &metav1.Duration{Duration: 720 * time.Hour}
+		got := warnings.during(func() { Expect(k8sClient.Create(ctx, k)).To(Succeed()) })
+		Expect(got).To(ConsistOf(HavePrefix("spec.rotationInterval with rotationGracePeriod 0s: every scheduled rotation stops the old key at once")))
+
+		k = bareKey(ns, "globex")
+		k.Spec.RotationInterval = &metav1.Duration{Duration: 720 * time.Hour}
+		k.Spec.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+		Expect(k8sClient.Create(ctx, workspace(ns, "globex"))).To(Succeed())
+		Expect(warnings.during(func() { Expect(k8sClient.Create(ctx, k)).To(Succeed()) })).To(BeEmpty())
 	})
 
 	It("does not warn when the Workspace exists", func() {

@@ -113,16 +113,21 @@ func (v WorkspaceAPIKeyValidator) ValidateCreate(ctx context.Context, key *octop
 		return nil, apierrors.NewInternalError(fmt.Errorf("checking Secret %q: %w", secretName, err))
 	}
 
+	var warnings admission.Warnings
+	if key.Spec.RotationInterval != nil && (key.Spec.RotationGracePeriod == nil || key.Spec.RotationGracePeriod.Duration == 0) {
+		warnings = append(warnings, "spec.rotationInterval with rotationGracePeriod 0s: every scheduled rotation stops the old key at once, "+
+			"cutting integrations off until they reload the Secret; set spec.rotationGracePeriod (for example 1h)")
+	}
 	ws := &octopodsv1alpha1.Workspace{}
 	err = v.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.WorkspaceName}, ws)
 	if apierrors.IsNotFound(err) {
-		return admission.Warnings{fmt.Sprintf(
-			"Workspace %q does not exist yet: the key will be issued when workspace %s exists", key.Spec.WorkspaceName, key.Spec.WorkspaceName)}, nil
+		return append(warnings, fmt.Sprintf(
+			"Workspace %q does not exist yet: the key will be issued when workspace %s exists", key.Spec.WorkspaceName, key.Spec.WorkspaceName)), nil
 	}
 	if err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("checking Workspace %q: %w", key.Spec.WorkspaceName, err))
 	}
-	return nil, nil
+	return warnings, nil
 }
 
 // ValidateUpdate has nothing to add to CEL; it is not registered for UPDATE.

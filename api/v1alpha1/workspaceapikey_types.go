@@ -96,6 +96,16 @@ type WorkspaceAPIKeySpec struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="rotationGracePeriod must be between 0s and 24h"
 	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
+
+	// rotationInterval rotates the key on a schedule: when it has been
+	// current this long (1h to 8760h), honouring rotationGracePeriod, with
+	// the token "scheduled-<RFC 3339 time>". Changing it recomputes the next
+	// rotation from the current key's issue time. Unset: no schedule.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days",reason=FieldValueInvalid
+	RotationInterval *metav1.Duration `json:"rotationInterval,omitempty"`
 }
 
 // SecretTemplate is metadata copied onto the key Secret. Keys this operator
@@ -155,6 +165,10 @@ type WorkspaceAPIKeyStatus struct {
 	// +optional
 	PreviousValidUntil *metav1.Time `json:"previousValidUntil,omitempty"`
 
+	// nextRotationAt is when spec.rotationInterval rotates the key next.
+	// +optional
+	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
+
 	// publishedKeys are the digests of the keys the auth proxy may admit:
 	// the current key, and the previous key (with validUntil) during a grace
 	// period. The proxy believes nothing else, and never reads a Secret. The
@@ -211,6 +225,7 @@ type PublishedKey struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Last Used",type=date,JSONPath=`.status.lastUsedTime`
+// +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationAt`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WorkspaceAPIKey struct {
 	metav1.TypeMeta   `json:",inline"`

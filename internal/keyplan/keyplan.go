@@ -24,6 +24,9 @@ type Observed struct {
 	// KeyPublished: the current key's digest is among the published keys,
 	// so the operator issued it, whatever the key-id annotation says.
 	KeyPublished bool
+	// IssuedAt is when the current key was issued (octopods.io/issued-at);
+	// zero when unknown.
+	IssuedAt time.Time
 	// RecentTokens are the last rotation tokens handled (octopods.io/
 	// rotation-token-history), so a token re-applied later rotates nothing.
 	RecentTokens []string
@@ -54,6 +57,18 @@ func Remember(history []string, token string) []string {
 type Desired struct {
 	RotateToken string // octopods.io/rotate
 	GracePeriod time.Duration
+	// RotationInterval rotates the key when it has been current this long
+	// (zero: no schedule).
+	RotationInterval time.Duration
+}
+
+// NextRotation is when a key issued at issuedAt is due for its scheduled
+// rotation; zero without a schedule or an issue time.
+func NextRotation(issuedAt time.Time, interval time.Duration) time.Time {
+	if interval <= 0 || issuedAt.IsZero() {
+		return time.Time{}
+	}
+	return issuedAt.Add(interval)
 }
 
 // Action is what happens to the current key.
@@ -98,7 +113,11 @@ type Plan struct {
 	// RepairKeyID: the key is the operator's but its key-id annotation was
 	// edited; the annotation is written again, the key kept.
 	RepairKeyID bool
-	// RecheckAt is when a kept previous key expires (zero when none).
+	// Token is the rotation token a Rotate handles: the pending
+	// octopods.io/rotate, or "scheduled-<due time>" for a scheduled one.
+	Token string
+	// RecheckAt is when to look again: a kept previous key expires, or the
+	// next scheduled rotation is due (zero when neither).
 	RecheckAt time.Time
 }
 
@@ -116,7 +135,11 @@ func Decide(o Observed, d Desired, now time.Time) Plan {
 	if !o.Intact() {
 		if apikey.Validate(o.Key) != nil || !o.KeyPublished {
 			// A hand-edited Secret's previous key is not trusted either.
-			return Plan{Action: Reissue, HandlesToken: pending}
+			plan := Plan{Action: Reissue, HandlesToken: pending}
+			if pending {
+				plan.Token = d.RotateToken
+			}
+			return plan
 		}
 		// Only the annotation was edited: a working key is never replaced
 		// for that.
@@ -127,14 +150,41 @@ func Decide(o Observed, d Desired, now time.Time) Plan {
 	return plan
 }
 
+// ScheduledTokenPrefix starts the token of a scheduled rotation:
+// "scheduled-<RFC 3339 time it was due>". The due time follows from the
+// current key's issue time, so the token is the same on every reconcile and
+// after a restart until the rotation is done, and then handled (remembered).
+const ScheduledTokenPrefix = "scheduled-"
+
+// ScheduledToken is the token of the rotation due at due.
+func ScheduledToken(due time.Time) string {
+	return ScheduledTokenPrefix + due.UTC().Format(time.RFC3339)
+}
+
 func decideIntact(o Observed, d Desired, pending bool, now time.Time) Plan {
+	token := ""
 	if pending {
-		if d.GracePeriod <= 0 {
-			return Plan{Action: Rotate}
-		}
-		until := now.Add(d.GracePeriod)
-		return Plan{Action: Rotate, KeepPrevious: true, PreviousValidUntil: until, RecheckAt: until}
+		token = d.RotateToken
+	} else if due := NextRotation(o.IssuedAt, d.RotationInterval); !due.IsZero() && !now.Before(due) && !o.Handled(ScheduledToken(due)) {
+		token = ScheduledToken(due)
 	}
+	if token != "" {
+		plan := Plan{Action: Rotate, Token: token, RecheckAt: NextRotation(now, d.RotationInterval)}
+		if d.GracePeriod > 0 {
+			until := now.Add(d.GracePeriod)
+			plan.KeepPrevious, plan.PreviousValidUntil, plan.RecheckAt = true, until, earliest(until, plan.RecheckAt)
+		}
+		return plan
+	}
+	plan := decidePrevious(o, now)
+	if due := NextRotation(o.IssuedAt, d.RotationInterval); due.After(now) {
+		plan.RecheckAt = earliest(plan.RecheckAt, due)
+	}
+	return plan
+}
+
+// decidePrevious keeps, or drops, the previous key of an intact Secret.
+func decidePrevious(o Observed, now time.Time) Plan {
 	if o.PreviousKey == "" && o.PreviousValidUntil == "" {
 		return Plan{Action: Keep}
 	}
@@ -146,4 +196,12 @@ func decideIntact(o Observed, d Desired, pending bool, now time.Time) Plan {
 		return Plan{Action: Keep, DropPrevious: true}
 	}
 	return Plan{Action: Keep, RecheckAt: until}
+}
+
+// earliest is the earlier of two times, a zero one counting as none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }

@@ -21,6 +21,11 @@ func TestDecide(t *testing.T) {
 		return o
 	}
 	future, past := now.Add(time.Hour).Format(time.RFC3339), now.Add(-time.Second).Format(time.RFC3339)
+	scheduled := func(issued time.Time) Observed {
+		o := intact
+		o.IssuedAt = issued
+		return o
+	}
 
 	cases := []struct {
 		name string
@@ -31,9 +36,9 @@ func TestDecide(t *testing.T) {
 		{"steady", intact, Desired{RotateToken: "t1"}, Plan{Action: Keep}},
 		{"no token ever", Observed{Key: key, KeyID: apikey.ID(key)}, Desired{}, Plan{Action: Keep}},
 		{"token removed", intact, Desired{}, Plan{Action: Keep}},
-		{"new token, no grace", intact, Desired{RotateToken: "t2"}, Plan{Action: Rotate}},
+		{"new token, no grace", intact, Desired{RotateToken: "t2"}, Plan{Action: Rotate, Token: "t2"}},
 		{"new token, grace", intact, Desired{RotateToken: "t2", GracePeriod: time.Minute},
-			Plan{Action: Rotate, KeepPrevious: true, PreviousValidUntil: now.Add(time.Minute), RecheckAt: now.Add(time.Minute)}},
+			Plan{Action: Rotate, Token: "t2", KeepPrevious: true, PreviousValidUntil: now.Add(time.Minute), RecheckAt: now.Add(time.Minute)}},
 		{"same token re-applied", withPrevious(future), Desired{RotateToken: "t1", GracePeriod: time.Minute},
 			Plan{Action: Keep, RecheckAt: now.Add(time.Hour)}},
 		{"grace passed", withPrevious(past), Desired{RotateToken: "t1"}, Plan{Action: Keep, DropPrevious: true}},
@@ -43,13 +48,27 @@ func TestDecide(t *testing.T) {
 		{"malformed previous", func() Observed { o := withPrevious(future); o.PreviousKey = "x"; return o }(), Desired{}, Plan{Action: Keep, DropPrevious: true}},
 		{"key edited by hand", Observed{Key: other, KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t1"}, Plan{Action: Reissue}},
 		{"only the key-id annotation edited", Observed{Key: key, KeyID: "0123456789ab", HandledToken: "t1", KeyPublished: true}, Desired{RotateToken: "t1"}, Plan{Action: Keep, RepairKeyID: true}},
-		{"annotation edited and a new token", Observed{Key: key, KeyID: "0123456789ab", HandledToken: "t1", KeyPublished: true}, Desired{RotateToken: "t2"}, Plan{Action: Rotate, RepairKeyID: true}},
+		{"annotation edited and a new token", Observed{Key: key, KeyID: "0123456789ab", HandledToken: "t1", KeyPublished: true}, Desired{RotateToken: "t2"}, Plan{Action: Rotate, Token: "t2", RepairKeyID: true}},
 		{"key edited, never published", Observed{Key: other, KeyID: "0123456789ab", HandledToken: "t1"}, Desired{RotateToken: "t1"}, Plan{Action: Reissue}},
 		{"key not a key", Observed{Key: "hunter2", KeyID: apikey.ID("hunter2")}, Desired{}, Plan{Action: Reissue}},
 		{"key removed", Observed{KeyID: apikey.ID(key)}, Desired{}, Plan{Action: Reissue}},
-		{"edited and new token: one new key for both", Observed{Key: other, KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t2"}, Plan{Action: Reissue, HandlesToken: true}},
+		{"edited and new token: one new key for both", Observed{Key: other, KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t2"}, Plan{Action: Reissue, HandlesToken: true, Token: "t2"}},
 		{"older token re-applied (GitOps revert)", Observed{Key: key, KeyID: apikey.ID(key), HandledToken: "t2", RecentTokens: []string{"t0", "t1", "t2"}}, Desired{RotateToken: "t1"}, Plan{Action: Keep}},
-		{"token forgotten after 16 more", Observed{Key: key, KeyID: apikey.ID(key), HandledToken: "t17", RecentTokens: []string{"t2", "t17"}}, Desired{RotateToken: "t1"}, Plan{Action: Rotate}},
+		{"token forgotten after 16 more", Observed{Key: key, KeyID: apikey.ID(key), HandledToken: "t17", RecentTokens: []string{"t2", "t17"}}, Desired{RotateToken: "t1"}, Plan{Action: Rotate, Token: "t1"}},
+		{"schedule not due: wake up when it is", scheduled(now.Add(-time.Hour)), Desired{RotateToken: "t1", RotationInterval: 2 * time.Hour},
+			Plan{Action: Keep, RecheckAt: now.Add(time.Hour)}},
+		{"schedule due: rotate with the due time as token", scheduled(now.Add(-2 * time.Hour)), Desired{RotateToken: "t1", RotationInterval: 2 * time.Hour},
+			Plan{Action: Rotate, Token: "scheduled-2026-11-26T10:00:00Z", RecheckAt: now.Add(2 * time.Hour)}},
+		{"schedule due, with grace: previous kept, wake up at the earlier", scheduled(now.Add(-3 * time.Hour)), Desired{RotationInterval: 2 * time.Hour, GracePeriod: time.Minute},
+			Plan{Action: Rotate, Token: "scheduled-2026-11-26T09:00:00Z", KeepPrevious: true, PreviousValidUntil: now.Add(time.Minute), RecheckAt: now.Add(time.Minute)}},
+		{"scheduled token already handled: never twice", func() Observed {
+			o := scheduled(now.Add(-2 * time.Hour))
+			o.RecentTokens = []string{"scheduled-2026-11-26T10:00:00Z"}
+			return o
+		}(), Desired{RotationInterval: 2 * time.Hour}, Plan{Action: Keep}},
+		{"a pending token wins over the schedule", scheduled(now.Add(-5 * time.Hour)), Desired{RotateToken: "LEAK", RotationInterval: time.Hour},
+			Plan{Action: Rotate, Token: "LEAK", RecheckAt: now.Add(time.Hour)}},
+		{"no issue time: no schedule", intact, Desired{RotateToken: "t1", RotationInterval: time.Hour}, Plan{Action: Keep}},
 		{"previous added by hand", func() Observed { o := withPrevious("2099-01-01T00:00:00Z"); o.PreviousPublished = false; return o }(), Desired{RotateToken: "t1"},
 			Plan{Action: Keep, DropPrevious: true, PreviousUntrusted: true}},
 	}

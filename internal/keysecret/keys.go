@@ -71,6 +71,7 @@ func Observe(secret *corev1.Secret, published []octopodsv1alpha1.PublishedKey) k
 		KeyID:              a[octopodsv1alpha1.KeyIDAnnotation],
 		HandledToken:       a[octopodsv1alpha1.RotationTokenAnnotation],
 		RecentTokens:       tokenHistory(secret),
+		IssuedAt:           issuedAt(secret),
 		PreviousKey:        previous,
 		PreviousValidUntil: a[octopodsv1alpha1.PreviousValidUntilAnnotation],
 		PreviousPublished:  previous != "" && Publishes(published, apikey.DigestOf(previous).String()),
@@ -162,6 +163,12 @@ func Owner(secret *corev1.Secret) string {
 		return fmt.Sprintf("belongs to WorkspaceAPIKey %q", ref.Name)
 	}
 	return "is not managed by octopods-operator"
+}
+
+// issuedAt is when the Secret's current key was issued; zero when unknown.
+func issuedAt(secret *corev1.Secret) time.Time {
+	t, _ := time.Parse(time.RFC3339, secret.Annotations[octopodsv1alpha1.IssuedAtAnnotation]) // unreadable: zero
+	return t
 }
 
 // ParseTime reads an RFC 3339 annotation; nil when absent or unreadable.
