@@ -401,8 +401,10 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 			return "", "", err
 		}
 		secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation] = k.now().UTC().Format(time.RFC3339)
-		reason, message = EventKeyRotated, fmt.Sprintf("Rotated key %s to %s for token %q", oldID, newID, token)
-		if strings.HasPrefix(token, keyplan.ScheduledTokenPrefix) && token != k.key.Annotations[octopodsv1alpha1.RotateAnnotation] {
+		by := rotationRequester(k.key, token)
+		secret.Annotations[octopodsv1alpha1.RotatedByAnnotation] = by
+		reason, message = EventKeyRotated, fmt.Sprintf("Rotated key %s to %s for token %q, requested by %s", oldID, newID, token, by)
+		if by == octopodsv1alpha1.OperatorName {
 			message = fmt.Sprintf("Rotated key %s to %s on schedule (every %s; token %q)", oldID, newID, k.key.Spec.RotationInterval.Duration, token)
 		}
 		if plan.KeepPrevious {
@@ -423,6 +425,11 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 		if newID, err = keysecret.SetNewKey(secret, token, k.now()); err != nil {
 			return "", "", err
 		}
+		by := octopodsv1alpha1.OperatorName
+		if plan.HandlesToken {
+			by = rotationRequester(k.key, token)
+		}
+		secret.Annotations[octopodsv1alpha1.RotatedByAnnotation] = by
 		reason, message = EventKeyReissued, fmt.Sprintf("The key in Secret %q was edited by hand: issued new key %s", secret.Name, newID)
 		if plan.HandlesToken {
 			message += fmt.Sprintf(", which also handles rotation token %q", token)
@@ -493,6 +500,19 @@ func (r *WorkspaceAPIKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 
 func keyStatus(k *octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceAPIKeyStatus {
 	return &k.Status
+}
+
+// rotationRequester is who a rotation for token is attributed to: the
+// operator for a scheduled one, else the person the webhook stamped (or
+// "unknown" where no webhook runs).
+func rotationRequester(key *octopodsv1alpha1.WorkspaceAPIKey, token string) string {
+	if token != key.Annotations[octopodsv1alpha1.RotateAnnotation] && strings.HasPrefix(token, keyplan.ScheduledTokenPrefix) {
+		return octopodsv1alpha1.OperatorName
+	}
+	if by := key.Annotations[octopodsv1alpha1.RotateRequestedByAnnotation]; by != "" {
+		return by
+	}
+	return "unknown"
 }
 
 func desired(key *octopodsv1alpha1.WorkspaceAPIKey) keyplan.Desired {

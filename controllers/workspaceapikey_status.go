@@ -68,6 +68,7 @@ func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alph
 		st.RotatedAt = keysecret.ParseTime(a[octopodsv1alpha1.RotatedAtAnnotation])
 		st.PreviousKeyID = a[octopodsv1alpha1.PreviousKeyIDAnnotation]
 		st.PreviousValidUntil = keysecret.ParseTime(a[octopodsv1alpha1.PreviousValidUntilAnnotation])
+		st.LastRotatedBy = a[octopodsv1alpha1.RotatedByAnnotation]
 		if key.Spec.RotationInterval != nil && st.IssuedAt != nil {
 			st.NextRotationAt = &metav1.Time{Time: keyplan.NextRotation(st.IssuedAt.Time, key.Spec.RotationInterval.Duration)}
 		}

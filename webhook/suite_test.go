@@ -34,10 +34,12 @@ const (
 var (
 	testEnv   *envtest.Environment
 	k8sClient client.Client
-	warnings  = &warningRecorder{}
-	cancel    context.CancelFunc
-	done      = make(chan struct{})
-	ctx       = context.Background()
+	// restConfig is the API server's admin configuration.
+	restConfig *rest.Config
+	warnings   = &warningRecorder{}
+	cancel     context.CancelFunc
+	done       = make(chan struct{})
+	ctx        = context.Background()
 )
 
 func TestWebhooks(t *testing.T) { testutil.RunSpecs(t, "Webhook Suite") }
@@ -60,6 +62,7 @@ var _ = BeforeSuite(func() {
 	}
 	cfg, err := testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
+	restConfig = cfg
 
 	// The real manager: controllers and webhooks, as cmd/manager runs them.
 	wio := testEnv.WebhookInstallOptions

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
@@ -186,3 +187,42 @@ var _ = Describe("Warnings", func() {
 })
 
 func ptrTrue() *bool { t := true; return &t }
+
+// as is a client acting as user (with every permission: what matters here
+// is the name the API server gives the webhook).
+func as(user string) client.Client {
+	cfg := rest.CopyConfig(restConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:masters"}}
+	c, err := client.New(cfg, client.Options{Scheme: k8sClient.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+var _ = Describe("Who asked", func() {
+	It("stamps the creator and the rotation's requester over anything the client sent, and the rotation names them", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		k := bareKey(ns, "acme")
+		k.Annotations = map[string]string{octopodsv1alpha1.CreatedByAnnotation: "mallory", octopodsv1alpha1.RotateRequestedByAnnotation: "mallory"}
+		Expect(as("alice@acme.example").Create(ctx, k)).To(Succeed())
+		got := getKey(Default, ns, "acme")
+		Expect(got.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.CreatedByAnnotation, "alice@acme.example"))
+		Expect(got.Annotations).NotTo(HaveKey(octopodsv1alpha1.RotateRequestedByAnnotation), "no rotation was asked for")
+		Eventually(func(g Gomega) { g.Expect(getKey(g, ns, "acme").Status.KeyID).NotTo(BeEmpty()) }).Should(Succeed())
+
+		Eventually(func() error {
+			k := getKey(Default, ns, "acme")
+			patch := client.MergeFrom(k.DeepCopy())
+			k.Annotations[octopodsv1alpha1.RotateAnnotation] = "LEAK-7"
+			k.Annotations[octopodsv1alpha1.RotateRequestedByAnnotation] = "mallory"
+			return as("support@octopods.example").Patch(ctx, k, patch)
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			k := getKey(g, ns, "acme")
+			g.Expect(k.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotateRequestedByAnnotation, "support@octopods.example"))
+			g.Expect(k.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.CreatedByAnnotation, "alice@acme.example"))
+			g.Expect(k.Status.LastRotationToken).To(Equal("LEAK-7"))
+			g.Expect(k.Status.LastRotatedBy).To(Equal("support@octopods.example"))
+		}).Should(Succeed())
+	})
+})

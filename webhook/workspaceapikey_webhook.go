@@ -7,10 +7,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -31,6 +34,10 @@ import (
 // refuse to touch it, but quietly. sideEffects=None: both only read.
 
 // +kubebuilder:webhook:path=/mutate-octopods-io-v1alpha1-workspaceapikey,mutating=true,failurePolicy=fail,sideEffects=None,groups=octopods.io,resources=workspaceapikeys,verbs=create,versions=v1alpha1,name=mworkspaceapikey.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5
+// The rotation stamp needs UPDATE too, but only for a change of the rotate
+// annotation (matchConditions), so the controller's own patches never call
+// the webhook.
+// +kubebuilder:webhook:path=/mutate-octopods-io-v1alpha1-workspaceapikey,mutating=true,failurePolicy=fail,sideEffects=None,groups=octopods.io,resources=workspaceapikeys,verbs=update,versions=v1alpha1,name=mworkspaceapikey-rotate.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"rotate-annotation-changed","expression":"(has(object.metadata.annotations) && 'octopods.io/rotate' in object.metadata.annotations ? object.metadata.annotations['octopods.io/rotate'] : '') != (has(oldObject.metadata.annotations) && 'octopods.io/rotate' in oldObject.metadata.annotations ? oldObject.metadata.annotations['octopods.io/rotate'] : '')"}]}`
 // +kubebuilder:webhook:path=/validate-octopods-io-v1alpha1-workspaceapikey,mutating=false,failurePolicy=fail,sideEffects=None,groups=octopods.io,resources=workspaceapikeys,verbs=create,versions=v1alpha1,name=vworkspaceapikey.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5
 
 // WorkspaceAPIKeyDefaulter writes out the defaults a person would otherwise
@@ -48,7 +55,8 @@ type WorkspaceAPIKeyDefaulter struct{}
 func (d WorkspaceAPIKeyDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
 	var partial struct {
 		Metadata struct {
-			Name string `json:"name"`
+			Name        string            `json:"name"`
+			Annotations map[string]string `json:"annotations"`
 		} `json:"metadata"`
 		Spec struct {
 			WorkspaceName string `json:"workspaceName"`
@@ -63,7 +71,41 @@ func (d WorkspaceAPIKeyDefaulter) Handle(_ context.Context, req admission.Reques
 	key.Spec.WorkspaceName, key.Spec.SecretName = partial.Spec.WorkspaceName, partial.Spec.SecretName
 	var raw map[string]json.RawMessage
 	_ = json.Unmarshal(req.Object.Raw, &raw) // read above
-	return admission.Patched("defaults written out", defaults(key, raw["spec"] != nil)...)
+	ops := stamps(partial.Metadata.Annotations, req.Operation == admissionv1.Create, req.UserInfo.Username)
+	if req.Operation == admissionv1.Create {
+		ops = append(ops, defaults(key, raw["spec"] != nil)...)
+	}
+	return admission.Patched("defaults and stamps written", ops...)
+}
+
+// stamps record who created the key and who asked for its rotation, over
+// anything the client sent: the webhook is called on CREATE, and on UPDATE
+// only when octopods.io/rotate changes (matchConditions).
+func stamps(annotations map[string]string, create bool, user string) []jsonpatch.Operation {
+	set := map[string]string{octopodsv1alpha1.RotateRequestedByAnnotation: user}
+	if create {
+		set = map[string]string{octopodsv1alpha1.CreatedByAnnotation: user}
+		if annotations[octopodsv1alpha1.RotateAnnotation] != "" {
+			set[octopodsv1alpha1.RotateRequestedByAnnotation] = user
+		}
+	}
+	if annotations == nil {
+		return []jsonpatch.Operation{jsonpatch.NewOperation("add", "/metadata/annotations", set)}
+	}
+	var ops []jsonpatch.Operation
+	for _, name := range slices.Sorted(maps.Keys(set)) {
+		ops = append(ops, jsonpatch.NewOperation("add", annotationPath(name), set[name]))
+	}
+	if _, forged := annotations[octopodsv1alpha1.RotateRequestedByAnnotation]; forged && set[octopodsv1alpha1.RotateRequestedByAnnotation] == "" {
+		// A create that asks for no rotation names no requester.
+		ops = append(ops, jsonpatch.NewOperation("remove", annotationPath(octopodsv1alpha1.RotateRequestedByAnnotation), nil))
+	}
+	return ops
+}
+
+// annotationPath is the JSON pointer of an annotation ("/" escaped as "~1").
+func annotationPath(name string) string {
+	return "/metadata/annotations/" + strings.ReplaceAll(name, "/", "~1")
 }
 
 // defaults are the patch operations that fill spec.workspaceName and

@@ -14,6 +14,20 @@ const (
 	// new value rotates the key exactly once.
 	RotateAnnotation = "octopods.io/rotate"
 
+	// CreatedByAnnotation is who created the WorkspaceAPIKey, stamped by
+	// the mutating webhook over anything a client sent.
+	CreatedByAnnotation = "octopods.io/created-by"
+	// RotateRequestedByAnnotation is who last changed octopods.io/rotate,
+	// stamped by the mutating webhook over anything a client sent.
+	RotateRequestedByAnnotation = "octopods.io/rotate-requested-by"
+	// RotatedByAnnotation, on the Secret, is who asked for the rotation
+	// that produced its key ("octopods-operator" for a scheduled rotation
+	// or a re-issue), written in the same update as the key.
+	RotatedByAnnotation = "octopods.io/rotated-by"
+	// OperatorName is who a rotation or re-issue the operator decided on
+	// is attributed to.
+	OperatorName = "octopods-operator"
+
 	// SecretType is the type of every key Secret; the auth proxy watches only it.
 	SecretType = "octopods.io/workspace-api-key"
 	// SecretKeyAPIKey holds the current key.
@@ -165,6 +179,12 @@ type WorkspaceAPIKeyStatus struct {
 	// +optional
 	PreviousValidUntil *metav1.Time `json:"previousValidUntil,omitempty"`
 
+	// lastRotatedBy is who asked for the last rotation: the username the
+	// webhook stamped in octopods.io/rotate-requested-by, or
+	// "octopods-operator" for a scheduled rotation or a re-issue.
+	// +optional
+	LastRotatedBy string `json:"lastRotatedBy,omitempty"`
+
 	// nextRotationAt is when spec.rotationInterval rotates the key next.
 	// +optional
 	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
@@ -225,6 +245,7 @@ type PublishedKey struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Last Used",type=date,JSONPath=`.status.lastUsedTime`
+// +kubebuilder:printcolumn:name="Rotated By",type=string,JSONPath=`.status.lastRotatedBy`,priority=1
 // +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationAt`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WorkspaceAPIKey struct {

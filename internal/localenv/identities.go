@@ -50,7 +50,7 @@ var identities = []identity{
 }
 
 // policies are the admission policies config/default installs.
-var policies = []string{"rbac/key_rotator_policy.yaml", "rbac/published_keys_policy.yaml"}
+var policies = []string{"rbac/key_rotator_policy.yaml", "rbac/published_keys_policy.yaml", "rbac/audit_stamps_policy.yaml"}
 
 // setUpIdentities applies the components' ClusterRoles and the admission
 // policies, binds each role to its ServiceAccount, and writes a kubeconfig

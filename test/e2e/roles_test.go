@@ -141,6 +141,23 @@ var _ = Describe("The three kinds of people", Ordered, func() {
 		Expect(rotator.List(ctx, &eventsv1.EventList{}, client.InNamespace(ns))).To(Succeed())
 	})
 
+	It("names who asked for a rotation, and lets nobody forge it", func() {
+		Eventually(func(g Gomega) {
+			k := keyOf(g, ns, "acme")
+			g.Expect(k.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotateRequestedByAnnotation, "support@octopods.example"))
+			g.Expect(k.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.CreatedByAnnotation, "member@acme.example"))
+			g.Expect(k.Status.LastRotatedBy).To(Equal("support@octopods.example"))
+		}, issueTimeout, pollEvery).Should(Succeed())
+		for _, stamp := range []string{octopodsv1alpha1.CreatedByAnnotation, octopodsv1alpha1.RotateRequestedByAnnotation} {
+			k := keyOf(Default, ns, "acme")
+			patch := client.MergeFrom(k.DeepCopy())
+			k.Annotations[stamp] = "someone-else@acme.example"
+			err := editor.Patch(ctx, k, patch)
+			Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+			Expect(err.Error()).To(ContainSubstring(stamp + " is stamped by the operator"))
+		}
+	})
+
 	It("still lets an editor change a key's spec", func() {
 		Eventually(func() error {
 			k := &octopodsv1alpha1.WorkspaceAPIKey{}

@@ -67,10 +67,7 @@ var _ = Describe("What the proxy trusts, with the components' real identities", 
 		Expect(seen.Headers.Get("X-Octopods-Workspace")).To(Equal("acme"), "the copy names no other workspace")
 
 		// The copy does not outlive the original's rotation.
-		k := keyOf(Default, ns, "acme")
-		patch := client.MergeFrom(k.DeepCopy())
-		k.Annotations = map[string]string{octopodsv1alpha1.RotateAnnotation: "LEAK-1"}
-		Expect(k8sClient.Patch(ctx, k, patch)).To(Succeed())
+		rotate(ns, "acme", "LEAK-1")
 		Eventually(func() int { return status(real) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
 	})
 
