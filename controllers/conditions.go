@@ -48,6 +48,9 @@ const (
 	EventKeyReissued = "KeyReissued"
 	// EventPreviousKeyExpired: the grace period of a replaced key ended.
 	EventPreviousKeyExpired = "PreviousKeyExpired"
+	// EventPreviousKeyRevoked: octopods.io/revoke-previous ended a grace
+	// period early.
+	EventPreviousKeyRevoked = "PreviousKeyRevoked"
 	// EventUntrustedKeyRemoved (Warning): a previous-api-key added to the
 	// Secret by hand was removed; it was never admitted.
 	EventUntrustedKeyRemoved = "UntrustedKeyRemoved"

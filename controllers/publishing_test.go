@@ -413,3 +413,37 @@ var _ = Describe("Scheduled rotation", Serial, func() {
 		}).Should(Succeed())
 	})
 })
+
+var _ = Describe("Cutting a grace period short", func() {
+	It("unpublishes and removes the previous key at once for a new revoke-previous token, each token once", func() {
+		ns := newNamespace()
+		k := apiKey(ns, "acme")
+		k.Spec.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+		create(workspace(ns, "acme"), k)
+		old := waitForIssuedKey(ns, "acme")
+		rotate(ns, "acme", "PLANNED-1")
+		Eventually(func(g Gomega) {
+			g.Expect(published(getKey(g, ns, "acme"))).To(ContainElement(digest(old)))
+		}).Should(Succeed())
+
+		annotate(ns, "acme", map[string]string{octopodsv1alpha1.RevokePreviousAnnotation: "LEAK-2"})
+		var current string
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			current = keyIn(s)
+			g.Expect(s.Data).NotTo(HaveKey(octopodsv1alpha1.SecretKeyPreviousAPIKey))
+			g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(current)}))
+			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(HavePrefix("Normal/" + EventPreviousKeyRevoked)))
+		}).Should(Succeed())
+
+		// The same token re-applied never cuts the next grace period short.
+		rotate(ns, "acme", "PLANNED-2")
+		Eventually(func(g Gomega) {
+			g.Expect(published(getKey(g, ns, "acme"))).To(ContainElement(digest(current)))
+		}).Should(Succeed())
+		annotate(ns, "acme", map[string]string{"resync": "1", octopodsv1alpha1.RevokePreviousAnnotation: "LEAK-2"})
+		Consistently(func(g Gomega) {
+			g.Expect(published(getKey(g, ns, "acme"))).To(ContainElement(digest(current)))
+		}).Should(Succeed())
+	})
+})

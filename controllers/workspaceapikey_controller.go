@@ -219,7 +219,7 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 	k.obs.saw(secret)
 
 	plan := keyplan.Decide(keysecret.Observe(secret, k.before.PublishedKeys), desired(k.key), k.now())
-	if plan.Action != keyplan.Keep || plan.DropPrevious || plan.RepairKeyID || k.publishingChanges(secret) || keysecret.TemplateChanges(secret, k.key) {
+	if plan.Action != keyplan.Keep || plan.DropPrevious || plan.RepairKeyID || plan.RevokeToken != "" || k.publishingChanges(secret) || keysecret.TemplateChanges(secret, k.key) {
 		// Replacing a key is rare and irreversible, and publishing one makes
 		// the proxy admit it: decide again on a fresh read, not on a cache
 		// that may miss our own last write (and still hold a rotated key).
@@ -396,6 +396,10 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 	case keyplan.Rotate:
 		token := plan.Token
 		oldKey := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
+		endedEarly := ""
+		if earlier := secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation]; earlier != "" {
+			endedEarly = fmt.Sprintf("; the earlier previous key %s stopped working before the end of its grace period", earlier)
+		}
 		keysecret.ClearPrevious(secret)
 		if newID, err = keysecret.SetNewKey(secret, token, k.now()); err != nil {
 			return "", "", err
@@ -414,6 +418,7 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 			secret.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation] = until
 			message += fmt.Sprintf("; %s keeps working until %s", oldID, until)
 		}
+		message += endedEarly
 	case keyplan.Reissue:
 		keysecret.ClearPrevious(secret)
 		// A hand edit is not a rotation request: keep the handled token,
@@ -435,19 +440,32 @@ func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (rea
 			message += fmt.Sprintf(", which also handles rotation token %q", token)
 		}
 	case keyplan.Keep:
-		if plan.RepairKeyID {
-			secret.Annotations[octopodsv1alpha1.KeyIDAnnotation] = oldID
-			reason, message = EventKeyIDRepaired, fmt.Sprintf("The %s annotation of Secret %q was edited by hand: set back to %s; the key is unchanged", octopodsv1alpha1.KeyIDAnnotation, secret.Name, oldID)
-		}
-		if plan.DropPrevious {
-			reason, message = EventPreviousKeyExpired, fmt.Sprintf("Previous key %s stopped working", secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation])
-			if plan.PreviousUntrusted {
-				reason, message = EventUntrustedKeyRemoved, fmt.Sprintf("Secret %q held a previous-api-key the operator never issued: removed, never admitted", secret.Name)
-			}
-			keysecret.ClearPrevious(secret)
-		}
+		reason, message = keepChanges(secret, plan, oldID)
 	}
 	return reason, message, nil
+}
+
+// keepChanges makes a Keep plan's changes (key ID repair, revoke-previous
+// record, previous key removal) and returns the Event that announces them.
+func keepChanges(secret *corev1.Secret, plan keyplan.Plan, keyID string) (reason, message string) {
+	if plan.RepairKeyID {
+		secret.Annotations[octopodsv1alpha1.KeyIDAnnotation] = keyID
+		reason, message = EventKeyIDRepaired, fmt.Sprintf("The %s annotation of Secret %q was edited by hand: set back to %s; the key is unchanged", octopodsv1alpha1.KeyIDAnnotation, secret.Name, keyID)
+	}
+	if plan.RevokeToken != "" {
+		secret.Annotations[octopodsv1alpha1.RevokePreviousTokenAnnotation] = plan.RevokeToken
+	}
+	if plan.DropPrevious {
+		reason, message = EventPreviousKeyExpired, fmt.Sprintf("Previous key %s stopped working", secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation])
+		if plan.RevokeToken != "" {
+			reason, message = EventPreviousKeyRevoked, fmt.Sprintf("Previous key %s stopped working before the end of its grace period, for revoke-previous token %q", secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation], plan.RevokeToken)
+		}
+		if plan.PreviousUntrusted {
+			reason, message = EventUntrustedKeyRemoved, fmt.Sprintf("Secret %q held a previous-api-key the operator never issued: removed, never admitted", secret.Name)
+		}
+		keysecret.ClearPrevious(secret)
+	}
+	return reason, message
 }
 
 // finalize revokes the key of a WorkspaceAPIKey being deleted, then lets it go.
@@ -523,5 +541,6 @@ func desired(key *octopodsv1alpha1.WorkspaceAPIKey) keyplan.Desired {
 	if key.Spec.RotationInterval != nil {
 		d.RotationInterval = key.Spec.RotationInterval.Duration
 	}
+	d.RevokePreviousToken = key.Annotations[octopodsv1alpha1.RevokePreviousAnnotation]
 	return d
 }

@@ -14,6 +14,14 @@ const (
 	// new value rotates the key exactly once.
 	RotateAnnotation = "octopods.io/rotate"
 
+	// RevokePreviousAnnotation on a WorkspaceAPIKey ends a running grace
+	// period at once: the previous key is unpublished and removed. Each
+	// distinct new value acts once.
+	RevokePreviousAnnotation = "octopods.io/revoke-previous"
+	// RevokePreviousTokenAnnotation, on the Secret, is the last
+	// revoke-previous token handled.
+	RevokePreviousTokenAnnotation = "octopods.io/revoke-previous-token"
+
 	// CreatedByAnnotation is who created the WorkspaceAPIKey, stamped by
 	// the mutating webhook over anything a client sent.
 	CreatedByAnnotation = "octopods.io/created-by"

@@ -24,6 +24,9 @@ type Observed struct {
 	// KeyPublished: the current key's digest is among the published keys,
 	// so the operator issued it, whatever the key-id annotation says.
 	KeyPublished bool
+	// HandledRevokeToken is the last octopods.io/revoke-previous token
+	// handled (octopods.io/revoke-previous-token).
+	HandledRevokeToken string
 	// IssuedAt is when the current key was issued (octopods.io/issued-at);
 	// zero when unknown.
 	IssuedAt time.Time
@@ -60,6 +63,9 @@ type Desired struct {
 	// RotationInterval rotates the key when it has been current this long
 	// (zero: no schedule).
 	RotationInterval time.Duration
+	// RevokePreviousToken is octopods.io/revoke-previous: a new value ends
+	// a running grace period at once.
+	RevokePreviousToken string
 }
 
 // NextRotation is when a key issued at issuedAt is due for its scheduled
@@ -113,6 +119,9 @@ type Plan struct {
 	// RepairKeyID: the key is the operator's but its key-id annotation was
 	// edited; the annotation is written again, the key kept.
 	RepairKeyID bool
+	// RevokeToken, when set, is a new revoke-previous token to record as
+	// handled; with a previous key present, DropPrevious is set with it.
+	RevokeToken string
 	// Token is the rotation token a Rotate handles: the pending
 	// octopods.io/rotate, or "scheduled-<due time>" for a scheduled one.
 	Token string
@@ -177,6 +186,14 @@ func decideIntact(o Observed, d Desired, pending bool, now time.Time) Plan {
 		return plan
 	}
 	plan := decidePrevious(o, now)
+	if d.RevokePreviousToken != "" && d.RevokePreviousToken != o.HandledRevokeToken {
+		// Support ends the grace period now (or, with none running, the
+		// token is only recorded, so it can never cut a later one short).
+		plan.RevokeToken = d.RevokePreviousToken
+		if o.PreviousKey != "" || o.PreviousValidUntil != "" {
+			plan.DropPrevious, plan.RecheckAt = true, time.Time{}
+		}
+	}
 	if due := NextRotation(o.IssuedAt, d.RotationInterval); due.After(now) {
 		plan.RecheckAt = earliest(plan.RecheckAt, due)
 	}

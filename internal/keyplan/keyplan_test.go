@@ -69,6 +69,12 @@ func TestDecide(t *testing.T) {
 		{"a pending token wins over the schedule", scheduled(now.Add(-5 * time.Hour)), Desired{RotateToken: "LEAK", RotationInterval: time.Hour},
 			Plan{Action: Rotate, Token: "LEAK", RecheckAt: now.Add(time.Hour)}},
 		{"no issue time: no schedule", intact, Desired{RotateToken: "t1", RotationInterval: time.Hour}, Plan{Action: Keep}},
+		{"revoke-previous during a grace: dropped at once", withPrevious(future), Desired{RotateToken: "t1", RevokePreviousToken: "R1"},
+			Plan{Action: Keep, DropPrevious: true, RevokeToken: "R1"}},
+		{"revoke-previous token already handled: the grace goes on", func() Observed { o := withPrevious(future); o.HandledRevokeToken = "R1"; return o }(),
+			Desired{RotateToken: "t1", RevokePreviousToken: "R1"}, Plan{Action: Keep, RecheckAt: now.Add(time.Hour)}},
+		{"revoke-previous with no grace running: only recorded", intact, Desired{RotateToken: "t1", RevokePreviousToken: "R2"},
+			Plan{Action: Keep, RevokeToken: "R2"}},
 		{"previous added by hand", func() Observed { o := withPrevious("2099-01-01T00:00:00Z"); o.PreviousPublished = false; return o }(), Desired{RotateToken: "t1"},
 			Plan{Action: Keep, DropPrevious: true, PreviousUntrusted: true}},
 	}

@@ -71,6 +71,7 @@ func Observe(secret *corev1.Secret, published []octopodsv1alpha1.PublishedKey) k
 		KeyID:              a[octopodsv1alpha1.KeyIDAnnotation],
 		HandledToken:       a[octopodsv1alpha1.RotationTokenAnnotation],
 		RecentTokens:       tokenHistory(secret),
+		HandledRevokeToken: a[octopodsv1alpha1.RevokePreviousTokenAnnotation],
 		IssuedAt:           issuedAt(secret),
 		PreviousKey:        previous,
 		PreviousValidUntil: a[octopodsv1alpha1.PreviousValidUntilAnnotation],

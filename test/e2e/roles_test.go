@@ -141,6 +141,13 @@ var _ = Describe("The three kinds of people", Ordered, func() {
 		Expect(rotator.List(ctx, &eventsv1.EventList{}, client.InNamespace(ns))).To(Succeed())
 	})
 
+	It("lets support cut a grace period short", func() {
+		k := keyOf(Default, ns, "acme")
+		patch := client.MergeFrom(k.DeepCopy())
+		k.Annotations[octopodsv1alpha1.RevokePreviousAnnotation] = "TICKET-42"
+		Expect(rotator.Patch(ctx, k, patch)).To(Succeed())
+	})
+
 	It("names who asked for a rotation, and lets nobody forge it", func() {
 		Eventually(func(g Gomega) {
 			k := keyOf(g, ns, "acme")
