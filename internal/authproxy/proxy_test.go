@@ -18,8 +18,12 @@ import (
 	"path/filepath"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -296,7 +300,7 @@ var _ = Describe("HTTPS", func() {
 		pool := x509.NewCertPool()
 		certFile, keyFile := selfSignedCert(dir, 1, pool)
 		p, err := New(Config{
-			ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0",
+			ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", GRPCAddress: "127.0.0.1:0",
 			TLSCertFile: certFile, TLSKeyFile: keyFile, TLSCheckInterval: certCheckInterval,
 		}, restCfg, slog.New(slog.NewJSONHandler(GinkgoWriter, nil)))
 		Expect(err).NotTo(HaveOccurred())
@@ -336,6 +340,19 @@ var _ = Describe("HTTPS", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.StatusCode).To(Equal(http.StatusBadRequest), "plain HTTP is refused by the TLS listener")
 		_ = res.Body.Close()
+
+		// gRPC ext_authz serves the same, renewed, certificate.
+		conn, err := grpc.NewClient(p.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})))
+		Expect(err).NotTo(HaveOccurred())
+		defer func() { _ = conn.Close() }()
+		var peerInfo peer.Peer
+		check, err := authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Headers: map[string]string{"x-octopods-auth": key}}}}}, grpc.Peer(&peerInfo))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(check.GetOkResponse()).NotTo(BeNil())
+		tlsInfo, ok := peerInfo.AuthInfo.(credentials.TLSInfo)
+		Expect(ok).To(BeTrue(), "the gRPC connection is TLS")
+		Expect(tlsInfo.State.PeerCertificates[0].SerialNumber.Int64()).To(BeEquivalentTo(2))
 	})
 })
 
