@@ -51,10 +51,12 @@ func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alph
 		return st
 	}
 	st := octopodsv1alpha1.WorkspaceAPIKeyStatus{
-		LastRotationToken:  prev.LastRotationToken,
-		LastUsedTime:       prev.LastUsedTime,
-		ObservedGeneration: prev.ObservedGeneration,
-		Conditions:         append([]metav1.Condition(nil), prev.Conditions...),
+		LastRotationToken: prev.LastRotationToken,
+		LastUsedTime:      prev.LastUsedTime,
+		// The proxy's: kept as it wrote it.
+		PreviousKeyLastUsedTime: prev.PreviousKeyLastUsedTime,
+		ObservedGeneration:      prev.ObservedGeneration,
+		Conditions:              append([]metav1.Condition(nil), prev.Conditions...),
 	}
 	if succeeded {
 		st.ObservedGeneration = key.Generation

@@ -156,6 +156,7 @@ type SecretTemplate struct {
 // lastUsedTime only moves forward: each auth proxy replica writes the uses it
 // saw, and the API server keeps the latest whatever the order of the writes.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastUsedTime) || (has(self.lastUsedTime) && self.lastUsedTime >= oldSelf.lastUsedTime)",message="lastUsedTime never moves backwards"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.previousKeyLastUsedTime) || (has(self.previousKeyLastUsedTime) && self.previousKeyLastUsedTime >= oldSelf.previousKeyLastUsedTime)",message="previousKeyLastUsedTime never moves backwards"
 type WorkspaceAPIKeyStatus struct {
 	// secretName is the Secret that holds the key.
 	// +optional
@@ -214,6 +215,12 @@ type WorkspaceAPIKeyStatus struct {
 	// +optional
 	LastUsedTime *metav1.Time `json:"lastUsedTime,omitempty"`
 
+	// previousKeyLastUsedTime is when the auth proxy last admitted a request
+	// with the previous key (during a grace period), written like
+	// lastUsedTime: after a rotation, it tells whether clients moved.
+	// +optional
+	PreviousKeyLastUsedTime *metav1.Time `json:"previousKeyLastUsedTime,omitempty"`
+
 	// observedGeneration is the generation this status was computed from.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -253,6 +260,7 @@ type PublishedKey struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Last Used",type=date,JSONPath=`.status.lastUsedTime`
+// +kubebuilder:printcolumn:name="Previous Key Used",type=date,JSONPath=`.status.previousKeyLastUsedTime`,priority=1
 // +kubebuilder:printcolumn:name="Rotated By",type=string,JSONPath=`.status.lastRotatedBy`,priority=1
 // +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationAt`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -209,6 +209,10 @@ func (in *WorkspaceAPIKeyStatus) DeepCopyInto(out *WorkspaceAPIKeyStatus) {
 		in, out := &in.LastUsedTime, &out.LastUsedTime
 		*out = (*in).DeepCopy()
 	}
+	if in.PreviousKeyLastUsedTime != nil {
+		in, out := &in.PreviousKeyLastUsedTime, &out.PreviousKeyLastUsedTime
+		*out = (*in).DeepCopy()
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

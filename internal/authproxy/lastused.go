@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +77,14 @@ func (f *LastUsedFlusher) Flush(ctx context.Context) {
 // write patches one key's lastUsedTime and returns an error only for a
 // failure worth retrying; the use then stays pending.
 func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) error {
-	body := fmt.Appendf(nil, `{"status":{"lastUsedTime":%q}}`, u.LastUsed.UTC().Format(time.RFC3339))
+	fields := make([]string, 0, 2)
+	if !u.LastUsed.IsZero() {
+		fields = append(fields, fmt.Sprintf(`"lastUsedTime":%q`, u.LastUsed.UTC().Format(time.RFC3339)))
+	}
+	if !u.PreviousLastUsed.IsZero() {
+		fields = append(fields, fmt.Sprintf(`"previousKeyLastUsedTime":%q`, u.PreviousLastUsed.UTC().Format(time.RFC3339)))
+	}
+	body := []byte(`{"status":{` + strings.Join(fields, ",") + `}}`)
 	err := f.Client.Patch(types.MergePatchType).
 		Namespace(u.Namespace).Resource("workspaceapikeys").Name(u.Workspace).SubResource("status").
 		Body(body).Do(ctx).Error()

@@ -224,6 +224,21 @@ var _ = Describe("lastUsedTime", func() {
 		Expect(counter(reverseProxy, "octopods_auth_proxy_allowed_requests_total", "key_id", apikey.ID(key))).To(BeNumerically(">=", 201))
 	})
 
+	It("records the previous key's uses apart during a grace period", func() {
+		Eventually(func() int { return status(reverseProxy, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+		next := newKey()
+		republish(wak, next, key, time.Now().Add(time.Hour))
+		Eventually(func() int { return status(reverseProxy, next) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+		Expect(status(reverseProxy, key)).To(Equal(http.StatusOK), "the previous key, in its grace period")
+		Eventually(func(g Gomega) {
+			got := &octopodsv1alpha1.WorkspaceAPIKey{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(wak), got)).To(Succeed())
+			g.Expect(got.Status.PreviousKeyLastUsedTime).NotTo(BeNil())
+			g.Expect(got.Status.PreviousKeyLastUsedTime.Time).To(BeTemporally("~", time.Now(), 5*time.Second))
+			g.Expect(got.Status.LastUsedTime).NotTo(BeNil())
+		}, 5*flushInterval+time.Second, pollEvery).Should(Succeed())
+	})
+
 	It("never moves backwards: a replica flushing an older use is superseded", func() {
 		// Another replica, or one whose clock runs ahead, recorded a later use.
 		later := metav1.NewTime(time.Now().Add(time.Hour).Truncate(time.Second))

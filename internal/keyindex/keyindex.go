@@ -50,8 +50,9 @@ type secret struct {
 	gen        uint32
 	previous   *previousKey // nil outside a grace period
 
-	// Whole seconds: the request path writes the shared word at most once a
-	// second, so concurrent requests with one key do not fight over it.
+	// Last use of the current key, in whole seconds: the request path
+	// writes the shared word at most once a second, so concurrent requests
+	// with one key do not fight over it.
 	lastUsed atomic.Int64
 	flushed  atomic.Int64
 	// Admitted requests per key, so a counter per key ID only ever grows.
@@ -62,6 +63,9 @@ type secret struct {
 type previousKey struct {
 	digest apikey.Digest
 	until  int64 // unix nanoseconds
+	// Last use of this key, kept apart from the current key's so support
+	// can tell whether clients moved (status.previousKeyLastUsedTime).
+	lastUsed, flushed atomic.Int64
 }
 
 // Index maps key digests to identities.
@@ -113,19 +117,20 @@ func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
 		return Invalid, Identity{}
 	}
 	var who Identity
+	var lastUsed *atomic.Int64
 	switch {
 	case s.hasCurrent && subtle.ConstantTimeCompare(s.current[:], digest[:]) == 1:
-		who = s.identity
+		who, lastUsed = s.identity, &s.lastUsed
 		s.allowedCurrent.Add(1)
 	case s.previous != nil && subtle.ConstantTimeCompare(s.previous.digest[:], digest[:]) == 1 && now.UnixNano() < s.previous.until:
-		who = s.identity
+		who, lastUsed = s.identity, &s.previous.lastUsed
 		who.KeyID = s.previous.digest.ID() // rare: only during a grace period
 		s.allowedPrevious.Add(1)
 	default:
 		return Invalid, Identity{}
 	}
-	if sec := now.Unix(); s.lastUsed.Load() < sec {
-		s.lastUsed.Store(sec)
+	if sec := now.Unix(); lastUsed.Load() < sec {
+		lastUsed.Store(sec)
 	}
 	return Allowed, who
 }
@@ -182,10 +187,17 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 	if in.HasPrevious && !in.PreviousValidUntil.IsZero() && ix.linkLocked(&in.Previous, s) {
 		if previous == nil || previous.digest != in.Previous {
 			previous = &previousKey{digest: in.Previous}
+			if hadCurrent && in.Previous == oldCurrent {
+				// The current key became the previous one: so does its use,
+				// and the new current key has not been used yet.
+				previous.lastUsed.Store(s.lastUsed.Swap(0))
+				previous.flushed.Store(s.flushed.Swap(0))
+			}
 		}
 		previous.until = in.PreviousValidUntil.UnixNano()
 		s.previous = previous
 	}
+
 }
 
 // linkLocked maps d to s unless another Secret holds it: two Secrets never
@@ -244,11 +256,14 @@ func (ix *Index) Len() int {
 	return len(ix.byDigest)
 }
 
-// Usage is one workspace key's last use, for status.lastUsedTime.
+// Usage is one workspace's last uses not yet written: of its current key
+// (status.lastUsedTime) and of its previous key (previousKeyLastUsedTime);
+// either is zero when nothing new is pending for it.
 type Usage struct {
 	Identity
-	LastUsed time.Time
-	s        *secret
+	LastUsed, PreviousLastUsed time.Time
+	s                          *secret
+	p                          *previousKey
 }
 
 // Pending returns the workspace keys used since their last Flushed call.
@@ -257,8 +272,17 @@ func (ix *Index) Pending() []Usage {
 	defer ix.mu.RUnlock()
 	var out []Usage
 	ix.each(func(s *secret) {
+		u := Usage{Identity: s.identity, s: s, p: s.previous}
 		if last := s.lastUsed.Load(); last > s.flushed.Load() {
-			out = append(out, Usage{Identity: s.identity, LastUsed: time.Unix(last, 0), s: s})
+			u.LastUsed = time.Unix(last, 0)
+		}
+		if p := s.previous; p != nil {
+			if last := p.lastUsed.Load(); last > p.flushed.Load() {
+				u.PreviousLastUsed = time.Unix(last, 0)
+			}
+		}
+		if !u.LastUsed.IsZero() || !u.PreviousLastUsed.IsZero() {
+			out = append(out, u)
 		}
 	})
 	return out
@@ -291,8 +315,11 @@ func (ix *Index) Counts() []KeyCount {
 
 // Flushed marks a use written, so it is not pending until a newer one.
 func (u Usage) Flushed() {
-	if sec := u.LastUsed.Unix(); u.s.flushed.Load() < sec {
+	if sec := u.LastUsed.Unix(); !u.LastUsed.IsZero() && u.s.flushed.Load() < sec {
 		u.s.flushed.Store(sec)
+	}
+	if sec := u.PreviousLastUsed.Unix(); !u.PreviousLastUsed.IsZero() && u.p.flushed.Load() < sec {
+		u.p.flushed.Store(sec)
 	}
 }
 

@@ -189,3 +189,30 @@ func TestSyncRemovesOnlyTheUnlistedOfItsScope(t *testing.T) {
 		t.Fatalf("Replace of all scopes left %d digests", ix.Len())
 	}
 }
+
+// After a rotation with a grace period the previous key's uses are kept
+// apart from the new key's, so support can tell whether clients moved.
+func TestPreviousKeyUseIsKeptApart(t *testing.T) {
+	old, cur := mustKey(t), mustKey(t)
+	ix := New()
+	t0 := time.Unix(1_800_000_000, 0)
+	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(old), HasCurrent: true})
+	ix.Lookup(old, t0)
+	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(cur), HasCurrent: true,
+		Previous: apikey.DigestOf(old), HasPrevious: true, PreviousValidUntil: t0.Add(time.Hour)})
+	p := ix.Pending()
+	if len(p) != 1 || !p[0].LastUsed.IsZero() || !p[0].PreviousLastUsed.Equal(t0) {
+		t.Fatalf("the old key's use did not move with it: %+v", p)
+	}
+	p[0].Flushed()
+	ix.Lookup(old, t0.Add(10*time.Second))
+	ix.Lookup(cur, t0.Add(20*time.Second))
+	p = ix.Pending()
+	if len(p) != 1 || !p[0].LastUsed.Equal(t0.Add(20*time.Second)) || !p[0].PreviousLastUsed.Equal(t0.Add(10*time.Second)) {
+		t.Fatalf("pending = %+v", p)
+	}
+	p[0].Flushed()
+	if again := ix.Pending(); len(again) != 0 {
+		t.Fatalf("flushed uses still pending: %+v", again)
+	}
+}
