@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -131,11 +132,9 @@ func (k *keyReconcile) unpublish(ctx context.Context, next *corev1.Secret) error
 	if len(kept) == 0 {
 		kept = nil
 	}
-	original := k.key.DeepCopy()
-	original.Status = k.before
 	k.key.Status = *k.before.DeepCopy()
 	k.key.Status.PublishedKeys = kept
-	if err := k.Status().Patch(ctx, k.key, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := writeStatus(ctx, k.Client, k.key, keyStatus, k.before); err != nil {
 		return fmt.Errorf("unpublish keys before changing Secret %q: %w", k.key.EffectiveSecretName(), err)
 	}
 	k.before = *k.key.Status.DeepCopy()
@@ -277,16 +276,18 @@ func (r *WorkspaceAPIKeyReconciler) currentSecret(ctx context.Context, key *octo
 // taken meanwhile, so a key is never written over another.
 func (k *keyReconcile) issue(ctx context.Context) error {
 	key := k.key
-	secret := &corev1.Secret{
+	keyed := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.EffectiveSecretName()},
 		Type:       octopodsv1alpha1.SecretType,
 	}
-	if err := controllerutil.SetControllerReference(key, secret, k.Scheme()); err != nil {
+	if err := controllerutil.SetControllerReference(key, keyed, k.Scheme()); err != nil {
 		return err
 	}
-	keysecret.ApplyTemplate(secret, key)
+	bare := key.DeepCopy()
+	bare.Spec.SecretTemplate = nil
+	keysecret.ApplyTemplate(keyed, bare) // the operator's own labels only
 	// A rotate token present at creation is handled by this very key.
-	keyID, err := keysecret.SetNewKey(secret, key.Annotations[octopodsv1alpha1.RotateAnnotation], k.now())
+	keyID, err := keysecret.SetNewKey(keyed, key.Annotations[octopodsv1alpha1.RotateAnnotation], k.now())
 	if err != nil {
 		return err
 	}
@@ -294,32 +295,20 @@ func (k *keyReconcile) issue(ctx context.Context) error {
 	if err := k.unpublish(ctx, nil); err != nil {
 		return err
 	}
-	err = k.Create(ctx, secret)
-	if apierrors.IsInvalid(err) && key.Spec.SecretTemplate != nil {
-		// Template metadata the API server refuses never keeps a key from
-		// being issued: issue it without, and say so.
-		refused := err
-		bare := key.DeepCopy()
-		bare.Spec.SecretTemplate = nil
-		secret.Labels, secret.Annotations[octopodsv1alpha1.SecretTemplateAnnotation] = nil, ""
-		delete(secret.Annotations, octopodsv1alpha1.SecretTemplateAnnotation)
-		for name := range key.Spec.SecretTemplate.Annotations {
-			delete(secret.Annotations, name)
+	create := func(ctx context.Context, s *corev1.Secret) error {
+		if err := k.Create(ctx, s); err != nil {
+			return err
 		}
-		keysecret.ApplyTemplate(secret, bare)
-		if err = k.Create(ctx, secret); err == nil {
-			k.obs.notReady(ReasonSecretWriteFailed, fmt.Sprintf(
-				"spec.secretTemplate could not be applied to Secret %q (%v): fix spec.secretTemplate; the key itself is issued and kept current", secret.Name, refused))
-		}
+		k.obs.saw(s)
+		return nil
 	}
-	if err != nil {
-		return k.secretWriteFailed(secret.Name, "create", err)
+	if err := k.writeTemplated(ctx, nil, keyed, create); err != nil {
+		return k.secretWriteFailed(keyed.Name, "create", err)
 	}
-	k.obs.saw(secret)
 	if key.Status.KeyID != "" {
-		k.event(key, EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", secret.Name, keyID, key.Status.KeyID))
+		k.event(key, EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", keyed.Name, keyID, key.Status.KeyID))
 	} else {
-		k.event(key, ReasonKeyIssued, fmt.Sprintf("Issued key %s into Secret %q", keyID, secret.Name))
+		k.event(key, ReasonKeyIssued, fmt.Sprintf("Issued key %s into Secret %q", keyID, keyed.Name))
 	}
 	return nil
 }
@@ -343,30 +332,44 @@ func (k *keyReconcile) apply(ctx context.Context, current *corev1.Secret, plan k
 	if err != nil {
 		return err
 	}
-	templated := keyed.DeepCopy()
-	keysecret.ApplyTemplate(templated, k.key)
-	if equality.Semantic.DeepEqual(current, templated) {
-		return nil
-	}
-	err = k.write(ctx, templated)
-	if apierrors.IsInvalid(err) && !equality.Semantic.DeepEqual(templated.ObjectMeta, keyed.ObjectMeta) {
-		// Invalid input no retry fixes: an edit of the template brings a
-		// new reconcile. The key change, if any, goes through without it.
-		refused := err
-		if err = nil; !equality.Semantic.DeepEqual(current, keyed) {
-			err = k.write(ctx, keyed)
+	if err := k.writeTemplated(ctx, current, keyed, k.write); err != nil {
+		if errors.Is(err, errNothingToWrite) {
+			return nil
 		}
-		if err == nil {
-			k.obs.notReady(ReasonSecretWriteFailed, fmt.Sprintf(
-				"spec.secretTemplate could not be applied to Secret %q (%v): fix spec.secretTemplate; the key itself is issued and kept current", keyed.Name, refused))
-		}
-	}
-	if err != nil {
 		return k.secretWriteFailed(current.Name, "update", err)
 	}
 	if reason != "" {
 		k.event(k.key, reason, message)
 	}
+	return nil
+}
+
+// errNothingToWrite: the Secret already is what the plan and template ask.
+var errNothingToWrite = errors.New("nothing to write")
+
+// writeTemplated writes keyed (the key changes, on current, or a new Secret
+// when current is nil) with spec.secretTemplate applied. Invalid template
+// metadata is input no retry fixes (an edit of the template brings a new
+// reconcile), and it never blocks a key change: keyed is then written
+// alone, and Ready=False says why.
+func (k *keyReconcile) writeTemplated(ctx context.Context, current, keyed *corev1.Secret, write func(context.Context, *corev1.Secret) error) error {
+	templated := keyed.DeepCopy()
+	keysecret.ApplyTemplate(templated, k.key)
+	if current != nil && equality.Semantic.DeepEqual(current, templated) {
+		return errNothingToWrite
+	}
+	err := write(ctx, templated)
+	if !apierrors.IsInvalid(err) || equality.Semantic.DeepEqual(templated.ObjectMeta, keyed.ObjectMeta) {
+		return err
+	}
+	refused := err
+	if current == nil || !equality.Semantic.DeepEqual(current, keyed) {
+		if err := write(ctx, keyed); err != nil {
+			return err
+		}
+	}
+	k.obs.notReady(ReasonSecretWriteFailed, fmt.Sprintf(
+		"spec.secretTemplate could not be applied to Secret %q (%v): fix spec.secretTemplate; the key itself is issued and kept current", keyed.Name, refused))
 	return nil
 }
 

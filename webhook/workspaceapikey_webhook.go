@@ -58,7 +58,7 @@ func (d WorkspaceAPIKeyDefaulter) Handle(_ context.Context, req admission.Reques
 			Name        string            `json:"name"`
 			Annotations map[string]string `json:"annotations"`
 		} `json:"metadata"`
-		Spec struct {
+		Spec *struct {
 			WorkspaceName string `json:"workspaceName"`
 			SecretName    string `json:"secretName"`
 		} `json:"spec"`
@@ -68,12 +68,12 @@ func (d WorkspaceAPIKeyDefaulter) Handle(_ context.Context, req admission.Reques
 	}
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
 	key.Name = partial.Metadata.Name
-	key.Spec.WorkspaceName, key.Spec.SecretName = partial.Spec.WorkspaceName, partial.Spec.SecretName
-	var raw map[string]json.RawMessage
-	_ = json.Unmarshal(req.Object.Raw, &raw) // read above
+	if partial.Spec != nil {
+		key.Spec.WorkspaceName, key.Spec.SecretName = partial.Spec.WorkspaceName, partial.Spec.SecretName
+	}
 	ops := stamps(partial.Metadata.Annotations, req.Operation == admissionv1.Create, req.UserInfo.Username)
 	if req.Operation == admissionv1.Create {
-		ops = append(ops, defaults(key, raw["spec"] != nil)...)
+		ops = append(ops, defaults(key, partial.Spec != nil)...)
 	}
 	return admission.Patched("defaults and stamps written", ops...)
 }
