@@ -51,6 +51,9 @@ func TestCheckRefusals(t *testing.T) {
 		{"bad checksum", map[string]string{"x-octopods-auth": f.current[:52] + flipDigit(f.current[52])}, OutcomeInvalidKey},
 		{"unknown", map[string]string{"x-octopods-auth": mustGenerate(t)}, OutcomeInvalidKey},
 		{"previous after its grace", map[string]string{"x-octopods-auth": f.expired}, OutcomeInvalidKey},
+		// Envoy sends HTTP/2 (lower-case) names; another spelling is not the header.
+		{"name not lower-case", map[string]string{"X-Octopods-Auth": f.current}, OutcomeMissingKey},
+		{"underscore name", map[string]string{"x_octopods_auth": f.current}, OutcomeMissingKey},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,6 +108,7 @@ func TestCheckAllowed(t *testing.T) {
 				"x-octopods-workspace": "forged",
 				"x_octopods_workspace": "victim",
 				"x-octopods-role":      "admin",
+				"X-Octopods-Auth":      "opk_second",
 				"accept":               "*/*",
 			}))
 			if err != nil {
@@ -125,7 +129,7 @@ func TestCheckAllowed(t *testing.T) {
 			}
 			remove := ok.GetHeadersToRemove()
 			slices.Sort(remove)
-			if !slices.Equal(remove, []string{"x-octopods-auth", "x-octopods-role", "x_octopods_workspace"}) {
+			if !slices.Equal(remove, []string{"X-Octopods-Auth", "x-octopods-auth", "x-octopods-role", "x_octopods_workspace"}) {
 				t.Fatalf("headers_to_remove %v", remove)
 			}
 			md := res.GetDynamicMetadata().GetFields()

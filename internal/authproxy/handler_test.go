@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 )
@@ -473,4 +475,13 @@ func sendRaw(t *testing.T, addr, request string) (*http.Response, error) {
 		t.Cleanup(func() { _ = res.Body.Close() })
 	}
 	return res, err
+}
+
+// A bad listen address names its flag and says what to give instead.
+func TestNewNamesTheFlagOfABadAddress(t *testing.T) {
+	_, err := New(Config{ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", GRPCAddress: "not-an-address"},
+		&rest.Config{Host: "https://127.0.0.1:1"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.HasPrefix(err.Error(), `--grpc-bind-address "not-an-address": cannot listen there`) || !strings.Contains(err.Error(), "give a free host:port") {
+		t.Fatalf("error %v", err)
+	}
 }

@@ -105,15 +105,16 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 	}
 
 	for _, l := range []struct {
-		addr string
-		into *net.Listener
-	}{{cfg.ListenAddress, &p.traffic}, {cfg.HealthProbeAddress, &p.probes}, {cfg.MetricsAddress, &p.metrics}, {cfg.GRPCAddress, &p.grpc}} {
+		flag, addr string
+		into       *net.Listener
+	}{{"--listen-address", cfg.ListenAddress, &p.traffic}, {"--health-probe-bind-address", cfg.HealthProbeAddress, &p.probes},
+		{"--metrics-bind-address", cfg.MetricsAddress, &p.metrics}, {"--grpc-bind-address", cfg.GRPCAddress, &p.grpc}} {
 		if l.addr == "" && l.into == &p.grpc {
 			continue
 		}
 		if *l.into, err = net.Listen("tcp", l.addr); err != nil {
 			p.closeListeners()
-			return nil, err
+			return nil, fmt.Errorf("%s %q: cannot listen there (%w); give a free host:port such as 127.0.0.1:9001, or :9001", l.flag, l.addr, err)
 		}
 	}
 	return p, nil
