@@ -60,12 +60,16 @@ const (
 	// EventKeyRevoked: the Secret was deleted because its WorkspaceAPIKey or
 	// Workspace went away.
 	EventKeyRevoked = "KeyRevoked"
+	// EventRevokedKeyPresented (Warning): an auth proxy refused one of the
+	// key's revoked keys (status.lastRevokedKeyUse); at most one a minute.
+	EventRevokedKeyPresented = "RevokedKeyPresented"
 )
 
 // warningReasons are the reasons whose Events are of type Warning.
 var warningReasons = map[string]bool{
 	EventKeyReissued:         true,
 	EventUntrustedKeyRemoved: true,
+	EventRevokedKeyPresented: true,
 	ReasonSecretConflict:     true,
 	ReasonSecretWriteFailed:  true,
 	ReasonSecretDeleting:     true,
@@ -90,5 +94,6 @@ func setReady(obj client.Object, conditions *[]metav1.Condition, status metav1.C
 
 // event emits an Event for an action that does not change a condition.
 func (s statusReporter) event(obj runtime.Object, reason, message string) {
+	keyEvents.WithLabelValues(reason).Inc()
 	s.events.Eventf(obj, nil, eventType(reason), reason, reason, "%s", message)
 }

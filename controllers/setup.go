@@ -86,7 +86,16 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.now != nil {
 		keys.now = opts.now
 	}
+	keysCollector.use(mgr.GetCache(), keys.now)
 	if err := keys.SetupWithManager(mgr, copts); err != nil {
+		return err
+	}
+	sightings := &SightingReconciler{
+		Client:         mgr.GetClient(),
+		statusReporter: statusReporter{events: mgr.GetEventRecorder("revokedkeysighting-controller")},
+		now:            keys.now,
+	}
+	if err := sightings.SetupWithManager(mgr, copts); err != nil {
 		return err
 	}
 	workspaces := &WorkspaceReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}

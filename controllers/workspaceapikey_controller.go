@@ -97,7 +97,7 @@ type keyReconcile struct {
 // writeStatus computes the status from the observation and writes it if it
 // changed, with an optimistic lock; a Ready=False change comes with its Event.
 func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
-	k.key.Status = computeKeyStatus(k.key, k.before, k.obs, succeeded)
+	k.key.Status = computeKeyStatus(k.key, k.before, k.obs, succeeded, k.now())
 	if next := meta.FindStatusCondition(k.key.Status.Conditions, ConditionReady); next != nil && next.Status != metav1.ConditionTrue {
 		if prev := meta.FindStatusCondition(k.before.Conditions, ConditionReady); prev == nil || prev.Reason != next.Reason || prev.Message != next.Message {
 			k.event(k.key, next.Reason, next.Message)
@@ -134,6 +134,7 @@ func (k *keyReconcile) unpublish(ctx context.Context, next *corev1.Secret) error
 	}
 	k.key.Status = *k.before.DeepCopy()
 	k.key.Status.PublishedKeys = kept
+	k.key.Status.RevokedKeys = keysecret.Revoke(k.before.RevokedKeys, k.before.PublishedKeys, kept, k.now())
 	if err := writeStatus(ctx, k.Client, k.key, keyStatus, k.before); err != nil {
 		return fmt.Errorf("unpublish keys before changing Secret %q: %w", k.key.EffectiveSecretName(), err)
 	}
@@ -240,12 +241,17 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 	if err := k.apply(ctx, secret, plan); err != nil {
 		return ctrl.Result{}, err
 	}
-	if plan.RecheckAt.IsZero() {
+	wake := plan.RecheckAt
+	if expire := keysecret.RevokedKeysExpire(k.before.RevokedKeys); !expire.IsZero() && (wake.IsZero() || expire.Before(wake)) {
+		wake = expire
+	}
+	if wake.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	// Wake up when the previous key's grace period ends, to remove it, or
-	// when the next scheduled rotation is due: no polling.
-	return ctrl.Result{RequeueAfter: max(plan.RecheckAt.Sub(k.now()), time.Second)}, nil
+	// Wake up when the previous key's grace period ends, to remove it, when
+	// the next scheduled rotation is due, or when a revoked key is to be
+	// forgotten: no polling.
+	return ctrl.Result{RequeueAfter: max(wake.Sub(k.now()), time.Second)}, nil
 }
 
 // conflictMessage says whose the Secret in the way is, and what to do.

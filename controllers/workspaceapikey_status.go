@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -36,11 +37,12 @@ func (o *keyObservation) saw(secret *corev1.Secret) {
 	o.observed, o.secret = true, secret
 }
 
-// computeKeyStatus is the status of a key after a reconcile. Fields written
-// by others (the proxy's lastUsedTime) are kept. observedGeneration moves
-// only when the reconcile succeeded; published keys are only ever added by a
-// successful reconcile, and always only keys the Secret holds.
-func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alpha1.WorkspaceAPIKeyStatus, obs keyObservation, succeeded bool) octopodsv1alpha1.WorkspaceAPIKeyStatus {
+// computeKeyStatus is the status of a key after a reconcile at now. Fields
+// written by others (the proxy's lastUsedTime) are kept. observedGeneration
+// moves only when the reconcile succeeded; published keys are only ever added
+// by a successful reconcile, and always only keys the Secret holds; a key no
+// longer published is recorded in revokedKeys.
+func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alpha1.WorkspaceAPIKeyStatus, obs keyObservation, succeeded bool, now time.Time) octopodsv1alpha1.WorkspaceAPIKeyStatus {
 	if !obs.observed {
 		// Failed before learning anything: a transient error must neither
 		// wipe the status nor unpublish a working key.
@@ -52,9 +54,10 @@ func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alph
 	}
 	st := octopodsv1alpha1.WorkspaceAPIKeyStatus{
 		LastRotationToken: prev.LastRotationToken,
-		LastUsedTime:      prev.LastUsedTime,
-		// The proxy's: kept as it wrote it.
+		// The proxy's: kept as it wrote them.
+		LastUsedTime:            prev.LastUsedTime,
 		PreviousKeyLastUsedTime: prev.PreviousKeyLastUsedTime,
+		LastRevokedKeyUse:       prev.LastRevokedKeyUse,
 		ObservedGeneration:      prev.ObservedGeneration,
 		Conditions:              append([]metav1.Condition(nil), prev.Conditions...),
 	}
@@ -82,6 +85,7 @@ func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alph
 	if len(st.PublishedKeys) == 0 {
 		st.PublishedKeys = nil
 	}
+	st.RevokedKeys = keysecret.Revoke(prev.RevokedKeys, prev.PublishedKeys, st.PublishedKeys, now)
 
 	status, reason, message := obs.readyStatus, obs.reason, obs.message
 	switch {

@@ -41,8 +41,9 @@ func TestComputeKeyStatus(t *testing.T) {
 	prevStatus := octopodsv1alpha1.WorkspaceAPIKeyStatus{
 		SecretName: "acme-api-key", KeyID: apikey.ID(old), IssuedAt: &issued, LastRotationToken: "T1",
 		PreviousKeyID: "stale", LastUsedTime: &lastUsed, ObservedGeneration: 1,
-		PublishedKeys: []octopodsv1alpha1.PublishedKey{keysecret.PublishedKey(old, nil)},
-		Conditions:    []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonKeyIssued, ObservedGeneration: 1}},
+		LastRevokedKeyUse: &octopodsv1alpha1.RevokedKeyUse{Time: lastUsed, KeyID: "979690f7253f", ClientAddress: "10.2.3.4"},
+		PublishedKeys:     []octopodsv1alpha1.PublishedKey{keysecret.PublishedKey(old, nil)},
+		Conditions:        []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonKeyIssued, ObservedGeneration: 1}},
 	}
 	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Name: "acme", Generation: 2}}
 	withPrevPublished := prevStatus
@@ -69,6 +70,9 @@ func TestComputeKeyStatus(t *testing.T) {
 				if len(st.PublishedKeys) != 1 || st.PublishedKeys[0] != keysecret.PublishedKey(cur, nil) {
 					t.Fatalf("published %+v", st.PublishedKeys)
 				}
+				if len(st.RevokedKeys) != 1 || st.RevokedKeys[0].KeyID != apikey.ID(old) || !st.RevokedKeys[0].RevokedAt.Time.Equal(now) {
+					t.Fatalf("the replaced key is not recorded as revoked now: %+v", st.RevokedKeys)
+				}
 				if c := meta.FindStatusCondition(st.Conditions, ConditionReady); c.Status != metav1.ConditionTrue || c.ObservedGeneration != 2 {
 					t.Fatalf("%+v", c)
 				}
@@ -85,7 +89,7 @@ func TestComputeKeyStatus(t *testing.T) {
 				if st.SecretName != "" || st.KeyID != "" || st.IssuedAt != nil || st.PreviousKeyID != "" || st.PublishedKeys != nil {
 					t.Fatalf("%+v", st)
 				}
-				if st.LastUsedTime != &lastUsed || st.LastRotationToken != "T1" || meta.FindStatusCondition(st.Conditions, ConditionReady).Reason != ReasonSecretConflict {
+				if st.LastUsedTime != &lastUsed || st.LastRevokedKeyUse != prevStatus.LastRevokedKeyUse || st.LastRotationToken != "T1" || meta.FindStatusCondition(st.Conditions, ConditionReady).Reason != ReasonSecretConflict {
 					t.Fatalf("%+v", st)
 				}
 			}},
@@ -124,7 +128,7 @@ func TestComputeKeyStatus(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.check(t, computeKeyStatus(key, tc.prev, tc.obs, tc.succeeded))
+			tc.check(t, computeKeyStatus(key, tc.prev, tc.obs, tc.succeeded, now))
 		})
 	}
 }

@@ -77,6 +77,13 @@ const (
 	// Secret or status says. The operator and the proxy both apply it.
 	MaxPreviousKeyLifetime = 24 * time.Hour
 
+	// MaxRevokedKeys and RevokedKeyRetention bound status.revokedKeys: the
+	// last 5 revoked keys, each for 30 days. The proxy applies the retention
+	// too, so an entry past it is never reported, whenever the operator
+	// trims it.
+	MaxRevokedKeys      = 5
+	RevokedKeyRetention = 30 * 24 * time.Hour
+
 	// SecretNameSuffix makes the default Secret name: <workspaceName>-api-key.
 	SecretNameSuffix = "-api-key"
 )
@@ -157,6 +164,7 @@ type SecretTemplate struct {
 // saw, and the API server keeps the latest whatever the order of the writes.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastUsedTime) || (has(self.lastUsedTime) && self.lastUsedTime >= oldSelf.lastUsedTime)",message="lastUsedTime never moves backwards"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.previousKeyLastUsedTime) || (has(self.previousKeyLastUsedTime) && self.previousKeyLastUsedTime >= oldSelf.previousKeyLastUsedTime)",message="previousKeyLastUsedTime never moves backwards"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastRevokedKeyUse) || (has(self.lastRevokedKeyUse) && self.lastRevokedKeyUse.time >= oldSelf.lastRevokedKeyUse.time)",message="lastRevokedKeyUse never moves backwards"
 type WorkspaceAPIKeyStatus struct {
 	// secretName is the Secret that holds the key.
 	// +optional
@@ -221,6 +229,24 @@ type WorkspaceAPIKeyStatus struct {
 	// +optional
 	PreviousKeyLastUsedTime *metav1.Time `json:"previousKeyLastUsedTime,omitempty"`
 
+	// revokedKeys are the last keys of this WorkspaceAPIKey that stopped
+	// working (rotated away, grace period over or cut short, re-issued after
+	// a hand edit), newest first: at most 5, each kept 30 days. The auth
+	// proxy still refuses them like any unknown key, but reports each
+	// attempt (lastRevokedKeyUse), so support learns who still holds a
+	// leaked key. Only the operator may write this field.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=5
+	RevokedKeys []RevokedKey `json:"revokedKeys,omitempty"`
+
+	// lastRevokedKeyUse is the latest attempt with one of revokedKeys that an
+	// auth proxy saw, written in batches like lastUsedTime (so within about a
+	// minute) and never moving backwards. Each new one becomes a Warning
+	// event RevokedKeyPresented (at most one a minute).
+	// +optional
+	LastRevokedKeyUse *RevokedKeyUse `json:"lastRevokedKeyUse,omitempty"`
+
 	// observedGeneration is the generation this status was computed from.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -246,6 +272,38 @@ type PublishedKey struct {
 	// proxy also caps it at status.rotatedAt + 24h.
 	// +optional
 	ValidUntil *metav1.Time `json:"validUntil,omitempty"`
+}
+
+// RevokedKey is a key that no longer works, by its digest only.
+type RevokedKey struct {
+	// keyID is the key's public ID.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{12}$`
+	KeyID string `json:"keyID"`
+	// digest is "sha256:" and the 64 hex digits of the key's SHA-256.
+	// +required
+	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{64}$`
+	Digest string `json:"digest"`
+	// revokedAt is when the key stopped working.
+	// +required
+	RevokedAt metav1.Time `json:"revokedAt"`
+}
+
+// RevokedKeyUse is one attempt to use a revoked key.
+type RevokedKeyUse struct {
+	// time is when the attempt was made (whole seconds).
+	// +required
+	Time metav1.Time `json:"time"`
+	// keyID is the revoked key's public ID.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{12}$`
+	KeyID string `json:"keyID"`
+	// clientAddress is where the attempt came from: the peer's address, or
+	// the client named by X-Forwarded-For when the peer is one of the auth
+	// proxy's --trusted-proxy-cidrs.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ClientAddress string `json:"clientAddress,omitempty"`
 }
 
 // WorkspaceAPIKey is the API key of one workspace: creating it is clicking

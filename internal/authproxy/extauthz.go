@@ -60,7 +60,8 @@ func (s *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 	if result != keyindex.Allowed {
 		client := req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress()
 		s.refusals.write(ctx, refusal{iface: InterfaceGRPC, outcome: outcome, presented: presented,
-			remote: client, client: client, method: httpReq.GetMethod(), path: httpReq.GetPath()}, s.now())
+			revoked: result == keyindex.Revoked, who: who, remote: client, client: client,
+			method: httpReq.GetMethod(), path: httpReq.GetPath(), userAgent: httpReq.GetHeaders()["user-agent"]}, s.now())
 		if result == keyindex.Missing {
 			return deniedMissingKey, nil
 		}

@@ -29,7 +29,7 @@ func checkRequest(headers map[string]string) *authv3.CheckRequest {
 
 func newExtAuthz(f *fixture, logs io.Writer) *ExtAuthz {
 	s := f.fwd.ExtAuthz()
-	s.refusals = newRefusalLog(slog.New(slog.NewJSONHandler(logs, nil)), nil)
+	s.refusals = newRefusalLog(slog.New(slog.NewJSONHandler(logs, nil)), s.Index, nil)
 	return s
 }
 
@@ -51,6 +51,7 @@ func TestCheckRefusals(t *testing.T) {
 		{"bad checksum", map[string]string{"x-octopods-auth": f.current[:52] + flipDigit(f.current[52])}, OutcomeInvalidKey},
 		{"unknown", map[string]string{"x-octopods-auth": mustGenerate(t)}, OutcomeInvalidKey},
 		{"previous after its grace", map[string]string{"x-octopods-auth": f.expired}, OutcomeInvalidKey},
+		{"revoked: answered as unknown", map[string]string{"x-octopods-auth": f.revoked, "user-agent": "leaky-cron/1.0"}, OutcomeInvalidKey},
 		// Envoy sends HTTP/2 (lower-case) names; another spelling is not the header.
 		{"name not lower-case", map[string]string{"X-Octopods-Auth": f.current}, OutcomeMissingKey},
 		{"underscore name", map[string]string{"x_octopods_auth": f.current}, OutcomeMissingKey},
@@ -64,7 +65,8 @@ func TestCheckRefusals(t *testing.T) {
 			assertDenied(t, res, http.StatusUnauthorized, codes.Unauthenticated, tc.reason)
 		})
 	}
-	if strings.Contains(logs.String(), f.current[4:]) || !strings.Contains(logs.String(), `"interface":"grpc"`) || !strings.Contains(logs.String(), `"client_address":"192.0.2.9"`) {
+	if strings.Contains(logs.String(), f.current[4:]) || !strings.Contains(logs.String(), `"interface":"grpc"`) || !strings.Contains(logs.String(), `"client_address":"192.0.2.9"`) ||
+		!strings.Contains(logs.String(), `"reason":"revoked_key"`) || !strings.Contains(logs.String(), `"user_agent":"leaky-cron/1.0"`) {
 		t.Fatalf("refusal log: %s", logs.String())
 	}
 }

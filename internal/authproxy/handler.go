@@ -66,7 +66,7 @@ type Handler struct {
 
 // NewHandler builds a handler; upstream nil selects forward-auth mode.
 func NewHandler(ix *keyindex.Index, ready func() bool, m *Metrics, log *slog.Logger, upstream *url.URL, transport http.RoundTripper) *Handler {
-	h := &Handler{Index: ix, Ready: ready, Metrics: m, Log: log, now: time.Now, refusals: newRefusalLog(log, nil)}
+	h := &Handler{Index: ix, Ready: ready, Metrics: m, Log: log, now: time.Now, refusals: newRefusalLog(log, ix, nil)}
 	if upstream != nil {
 		h.proxy = &httputil.ReverseProxy{
 			// Rewrite (unlike Director) drops client X-Forwarded-* before
@@ -113,7 +113,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	outcome, counter := h.Metrics.http.of(result)
 	h.Metrics.observe(counter, start, h.now())
 	if result != keyindex.Allowed {
-		h.refuse(w, r, outcome, presented, detail)
+		h.refuse(w, r, refusal{outcome: outcome, presented: presented, detail: detail, revoked: result == keyindex.Revoked, who: who})
 		return
 	}
 	if h.proxy == nil {
@@ -127,7 +127,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // SetTrustedProxies sets the peers (load balancers) whose X-Forwarded-For
 // names the client in the refusal log.
 func (h *Handler) SetTrustedProxies(trusted []netip.Prefix) {
-	h.refusals = newRefusalLog(h.Log, trusted)
+	h.refusals = newRefusalLog(h.Log, h.Index, trusted)
 }
 
 // refuseH2C drops an h2c upgrade: once upgraded, the connection to the
@@ -166,11 +166,20 @@ func Authorize(ix *keyindex.Index, values []string, now time.Time) (keyindex.Res
 // key refused for an identity header spelled with underscores.
 const detailSpoofedHeader = "client-sent X-Octopods header spelled with underscores"
 
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, outcome, presented, detail string) {
-	h.refusals.write(r.Context(), refusal{
-		iface: InterfaceHTTP, outcome: outcome, presented: presented, detail: detail,
-		remote: r.RemoteAddr, client: h.refusals.clientAddress(r), method: r.Method, path: r.URL.Path,
-	}, h.now())
+// refuse answers a refused request, and logs it with where it came from.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, why refusal) {
+	why.iface, why.remote, why.client = InterfaceHTTP, r.RemoteAddr, h.refusals.clientAddress(r)
+	why.method, why.path, why.userAgent = r.Method, r.URL.Path, r.UserAgent()
+	if h.proxy == nil {
+		// The gateway's subrequest: the client's own request is named in
+		// X-Original-URI (nginx) or X-Forwarded-Uri (Traefik).
+		why.originalURI = r.Header.Get("X-Original-Uri")
+		if why.originalURI == "" {
+			why.originalURI = r.Header.Get("X-Forwarded-Uri")
+		}
+	}
+	h.refusals.write(r.Context(), why, h.now())
+	outcome := why.outcome
 
 	hdr := w.Header()
 	if r.ContentLength != 0 {

@@ -33,6 +33,7 @@ type fixture struct {
 	ix             *keyindex.Index
 	current, grace string
 	expired, stale string
+	revoked        string // one of globex's revoked keys
 	reverse, fwd   *Handler
 	logs           *strings.Builder
 	ready          bool
@@ -40,14 +41,15 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	f := &fixture{ix: keyindex.New(), logs: &strings.Builder{}, ready: true}
-	f.current, f.grace, f.expired, f.stale = mustGenerate(t), mustGenerate(t), mustGenerate(t), mustGenerate(t)
+	f.current, f.grace, f.expired, f.stale, f.revoked = mustGenerate(t), mustGenerate(t), mustGenerate(t), mustGenerate(t), mustGenerate(t)
 	now := time.Now()
 	f.ix.Set(keyindex.Keys{Namespace: "team-a", Name: "acme-api-key", Workspace: "acme",
 		Current: apikey.DigestOf(f.current), HasCurrent: true,
 		Previous: apikey.DigestOf(f.grace), HasPrevious: true, PreviousValidUntil: now.Add(time.Hour)})
 	f.ix.Set(keyindex.Keys{Namespace: "team-b", Name: "globex-api-key", Workspace: "globex",
 		Current: apikey.DigestOf(mustGenerate(t)), HasCurrent: true,
-		Previous: apikey.DigestOf(f.expired), HasPrevious: true, PreviousValidUntil: now.Add(-time.Second)})
+		Previous: apikey.DigestOf(f.expired), HasPrevious: true, PreviousValidUntil: now.Add(-time.Second),
+		Revoked: []apikey.Digest{apikey.DigestOf(f.revoked)}})
 	log := slog.New(slog.NewJSONHandler(f.logs, nil))
 	m := NewMetrics(f.ix, func() time.Duration { return 0 })
 	up, _ := url.Parse(echoUpstream(t).URL)
@@ -415,7 +417,7 @@ func TestClientAddressBehindTrustedProxies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newRefusalLog(slog.New(slog.NewTextHandler(io.Discard, nil)), trusted)
+	l := newRefusalLog(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, trusted)
 	for _, tc := range []struct{ peer, xff, want string }{
 		{"192.0.2.7:1", "198.51.100.1", "192.0.2.7"},                          // untrusted peer: its XFF is the client's say-so
 		{"10.1.2.3:1", "198.51.100.1", "198.51.100.1"},                        // through the load balancer
@@ -483,5 +485,52 @@ func TestNewNamesTheFlagOfABadAddress(t *testing.T) {
 		&rest.Config{Host: "https://127.0.0.1:1"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.HasPrefix(err.Error(), `--grpc-bind-address "not-an-address": cannot listen there`) || !strings.Contains(err.Error(), "give a free host:port") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+func TestRevokedKeyIsRefusedAsUnknownButReported(t *testing.T) {
+	f := newFixture(t)
+	for _, h := range []*Handler{f.reverse, f.fwd} {
+		res := serve(h, http.Header{HeaderAuth: {f.revoked}, "User-Agent": {"leaky-cron/1.0"}, "X-Original-Uri": {"/v1/messages?channel=sms"}})
+		body, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+		if h == f.fwd && (res.Header.Get(HeaderAuthError) != OutcomeInvalidKey || len(body) != 0) {
+			t.Fatalf("forward-auth: %q %q, want invalid_key and no body, as for any unknown key", res.Header.Get(HeaderAuthError), body)
+		}
+		if h == f.reverse && string(body) != string(bodyInvalidKey) {
+			t.Fatalf("reverse proxy: body %q, want the unknown key's", body)
+		}
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, m)
+	}
+	want := map[string]any{"reason": ReasonRevokedKey, "key_id": apikey.ID(f.revoked), "namespace": "team-b", "workspace": "globex",
+		"client_address": "192.0.2.7", "user_agent": "leaky-cron/1.0"}
+	for i, l := range lines {
+		for k, v := range want {
+			if l[k] != v {
+				t.Errorf("line %d: %s = %v, want %v (%v)", i, k, l[k], v, l)
+			}
+		}
+	}
+	if len(lines) != 2 || lines[1]["original_uri"] != "/v1/messages?channel=sms" || lines[0]["original_uri"] != nil {
+		t.Errorf("original_uri is the gateway's, in forward-auth mode only: %v", lines)
+	}
+	p := f.ix.Pending()
+	if len(p) != 1 || p[0].RevokedUse == nil || p[0].RevokedUse.ClientAddress != "192.0.2.7" || p[0].RevokedUse.KeyID != apikey.ID(f.revoked) {
+		t.Fatalf("pending sighting %+v", p)
+	}
+	if n := f.ix.RevokedPresented(); len(n) != 1 || n[0].Count != 2 {
+		t.Fatalf("counted %+v, want 2 for globex", n)
+	}
+	if strings.Contains(f.logs.String(), f.revoked[4:]) {
+		t.Fatal("the revoked key itself was logged")
 	}
 }

@@ -2,6 +2,8 @@ package authproxy
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -10,9 +12,11 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 )
 
@@ -74,20 +78,23 @@ func (f *LastUsedFlusher) Flush(ctx context.Context) {
 	}
 }
 
-// write patches one key's lastUsedTime and returns an error only for a
+// write patches one key's usage fields and returns an error only for a
 // failure worth retrying; the use then stays pending.
 func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) error {
-	fields := make([]string, 0, 2)
-	if !u.LastUsed.IsZero() {
-		fields = append(fields, fmt.Sprintf(`"lastUsedTime":%q`, u.LastUsed.UTC().Format(time.RFC3339)))
+	fields := usageFields(u)
+	err := f.patch(ctx, u, fields)
+	if apierrors.IsInvalid(err) && len(fields) > 1 {
+		// The CRD refuses a patch moving any of its times backwards: another
+		// replica recorded a later use of one key. Write each field alone,
+		// so that one superseded time does not lose the others.
+		var errs []error
+		for _, field := range fields {
+			if err := f.patch(ctx, u, []string{field}); !apierrors.IsInvalid(err) {
+				errs = append(errs, err)
+			}
+		}
+		err = errors.Join(errs...)
 	}
-	if !u.PreviousLastUsed.IsZero() {
-		fields = append(fields, fmt.Sprintf(`"previousKeyLastUsedTime":%q`, u.PreviousLastUsed.UTC().Format(time.RFC3339)))
-	}
-	body := []byte(`{"status":{` + strings.Join(fields, ",") + `}}`)
-	err := f.Client.Patch(types.MergePatchType).
-		Namespace(u.Namespace).Resource("workspaceapikeys").Name(u.Workspace).SubResource("status").
-		Body(body).Do(ctx).Error()
 	switch {
 	case err == nil:
 		u.Flushed()
@@ -106,4 +113,28 @@ func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) error {
 		return err
 	}
 	return nil
+}
+
+// usageFields are the status fields, as JSON members, that u brings.
+func usageFields(u keyindex.Usage) []string {
+	fields := make([]string, 0, 3)
+	if !u.LastUsed.IsZero() {
+		fields = append(fields, fmt.Sprintf(`"lastUsedTime":%q`, u.LastUsed.UTC().Format(time.RFC3339)))
+	}
+	if !u.PreviousLastUsed.IsZero() {
+		fields = append(fields, fmt.Sprintf(`"previousKeyLastUsedTime":%q`, u.PreviousLastUsed.UTC().Format(time.RFC3339)))
+	}
+	if s := u.RevokedUse; s != nil {
+		use, _ := json.Marshal(octopodsv1alpha1.RevokedKeyUse{Time: metav1.NewTime(s.Time), KeyID: s.KeyID, ClientAddress: s.ClientAddress})
+		fields = append(fields, `"lastRevokedKeyUse":`+string(use))
+	}
+	return fields
+}
+
+// patch merges fields into the key's status.
+func (f *LastUsedFlusher) patch(ctx context.Context, u keyindex.Usage, fields []string) error {
+	body := []byte(`{"status":{` + strings.Join(fields, ",") + `}}`)
+	return f.Client.Patch(types.MergePatchType).
+		Namespace(u.Namespace).Resource("workspaceapikeys").Name(u.Workspace).SubResource("status").
+		Body(body).Do(ctx).Error()
 }

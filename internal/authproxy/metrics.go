@@ -48,6 +48,7 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration) *Metrics {
 			Help: "Seconds since the key cache was last confirmed in sync with the API server.",
 		}, func() float64 { return staleness().Seconds() }),
 		allowedByKey{ix},
+		revokedByWorkspace{ix},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -111,5 +112,23 @@ func (c allowedByKey) Describe(ch chan<- *prometheus.Desc) { ch <- allowedByKeyD
 func (c allowedByKey) Collect(ch chan<- prometheus.Metric) {
 	for _, u := range c.ix.Counts() {
 		ch <- prometheus.MustNewConstMetric(allowedByKeyDesc, prometheus.CounterValue, float64(u.Allowed), u.Namespace, u.Workspace, u.KeyID)
+	}
+}
+
+// revokedByWorkspace exposes attempts with revoked keys per workspace, from
+// the index's counters at scrape time: one series per workspace whose
+// revoked keys were tried, surviving rotations (the key ID is in the log and
+// in status.lastRevokedKeyUse, not a label).
+type revokedByWorkspace struct{ ix *keyindex.Index }
+
+var revokedByWorkspaceDesc = prometheus.NewDesc("octopods_auth_proxy_revoked_key_presented_total",
+	"Requests refused because they presented one of the workspace's revoked keys (status.revokedKeys), since the proxy started.",
+	[]string{"namespace", "workspace"}, nil)
+
+func (c revokedByWorkspace) Describe(ch chan<- *prometheus.Desc) { ch <- revokedByWorkspaceDesc }
+
+func (c revokedByWorkspace) Collect(ch chan<- prometheus.Metric) {
+	for _, w := range c.ix.RevokedPresented() {
+		ch <- prometheus.MustNewConstMetric(revokedByWorkspaceDesc, prometheus.CounterValue, float64(w.Count), w.Namespace, w.Workspace)
 	}
 }

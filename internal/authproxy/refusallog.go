@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/keyindex"
 )
 
 // Refusal log bounds: a client trying keys in a loop must not flood the log
@@ -25,14 +26,16 @@ const (
 	// addresses share one budget, so a spray of source addresses cannot grow
 	// the map either.
 	refusalLogClients = 10_000
-	// maxLoggedPath truncates paths in the log.
+	// maxLoggedPath truncates paths, URIs and user agents in the log.
 	maxLoggedPath = 256
 	otherClients  = "other"
 )
 
-// refusalLog writes the refusal audit line, bounded per client address.
+// refusalLog writes the refusal audit line, bounded per client address, and
+// records every attempt with a revoked key in the index, logged or not.
 type refusalLog struct {
 	log     *slog.Logger
+	index   *keyindex.Index
 	trusted []netip.Prefix
 	mu      sync.Mutex
 	clients map[string]*clientBudget
@@ -44,36 +47,61 @@ type clientBudget struct {
 	suppressed  int
 }
 
-func newRefusalLog(log *slog.Logger, trusted []netip.Prefix) *refusalLog {
-	return &refusalLog{log: log, trusted: trusted, clients: map[string]*clientBudget{}}
+func newRefusalLog(log *slog.Logger, ix *keyindex.Index, trusted []netip.Prefix) *refusalLog {
+	return &refusalLog{log: log, index: ix, trusted: trusted, clients: map[string]*clientBudget{}}
 }
+
+// ReasonRevokedKey names, in the refusal log only, a key that once worked:
+// the client gets invalid_key, as for any unknown key.
+const ReasonRevokedKey = "revoked_key"
 
 // refusal is what the audit line says of one refused request.
 type refusal struct {
 	iface, outcome, presented, detail string
 	remote, client, method, path      string
+	// userAgent, and the URI the client asked the gateway for (forward
+	// auth: X-Original-URI or X-Forwarded-Uri), when known.
+	userAgent, originalURI string
+	// revoked: the key is one of who's revoked keys.
+	revoked bool
+	who     keyindex.Identity
 }
 
-// write logs a refusal unless its client is over its budget. The key ID is
+// write logs a refusal unless its client is over its budget, and records a
+// revoked key's attempt. The key ID is
 // public, and tells support which key is being tried; only a well-formed
 // key has one. The key itself is never logged.
 func (l *refusalLog) write(ctx context.Context, r refusal, now time.Time) {
-	if !l.allow(r.client, now) {
+	// A revoked key's first attempt each second is always logged, outside
+	// the client's budget: other refusals from that client cannot hide it.
+	sighted := r.revoked && l.index.SawRevoked(r.presented, r.client, now)
+	if !sighted && !l.allow(r.client, now) {
 		return
 	}
+	reason := r.outcome
+	if r.revoked {
+		reason = ReasonRevokedKey
+	}
 	attrs := []slog.Attr{
-		slog.String("reason", r.outcome),
+		slog.String("reason", reason),
 		slog.String("interface", r.iface),
 		slog.String("remote_addr", r.remote),
 		slog.String("client_address", r.client),
 		slog.String("method", r.method),
 		slog.String("path", truncatePath(r.path)),
+		slog.String("user_agent", truncatePath(r.userAgent)),
+	}
+	if r.originalURI != "" {
+		attrs = append(attrs, slog.String("original_uri", truncatePath(r.originalURI)))
 	}
 	if r.detail != "" {
 		attrs = append(attrs, slog.String("detail", r.detail))
 	}
 	if r.presented != "" && apikey.Validate(r.presented) == nil {
 		attrs = append(attrs, slog.String("key_id", apikey.ID(r.presented)))
+	}
+	if r.revoked {
+		attrs = append(attrs, slog.String("namespace", r.who.Namespace), slog.String("workspace", r.who.Workspace))
 	}
 	l.log.LogAttrs(ctx, slog.LevelInfo, "request refused", attrs...)
 }

@@ -300,6 +300,11 @@ func PublishedKeys(k *octopodsv1alpha1.WorkspaceAPIKey, now time.Time) keyindex.
 	if !k.DeletionTimestamp.IsZero() {
 		return out
 	}
+	for _, r := range k.Status.RevokedKeys {
+		if d, err := apikey.ParseDigest(r.Digest); err == nil && now.Sub(r.RevokedAt.Time) < octopodsv1alpha1.RevokedKeyRetention {
+			out.Revoked = append(out.Revoked, d)
+		}
+	}
 	for _, p := range k.Status.PublishedKeys {
 		d, err := apikey.ParseDigest(p.Digest)
 		if err != nil {

@@ -327,3 +327,25 @@ func TestPublishedKeys(t *testing.T) {
 		})
 	}
 }
+
+func TestPublishedKeysRevoked(t *testing.T) {
+	now := time.Now()
+	recent, old := mustGenerate(t), mustGenerate(t)
+	revoked := func(key string, ago time.Duration) octopodsv1alpha1.RevokedKey {
+		d := apikey.DigestOf(key)
+		return octopodsv1alpha1.RevokedKey{KeyID: d.ID(), Digest: d.String(), RevokedAt: metav1.Time{Time: now.Add(-ago)}}
+	}
+	k := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "acme"}}
+	k.Status.RevokedKeys = []octopodsv1alpha1.RevokedKey{
+		revoked(recent, time.Hour),
+		revoked(old, octopodsv1alpha1.RevokedKeyRetention+time.Minute), // the operator has not trimmed it yet
+		{KeyID: "x", Digest: "sha256:zz"},
+	}
+	if got := PublishedKeys(k, now).Revoked; len(got) != 1 || got[0] != apikey.DigestOf(recent) {
+		t.Fatalf("revoked %v: want only the recent, well-formed one", got)
+	}
+	k.DeletionTimestamp = &metav1.Time{Time: now}
+	if got := PublishedKeys(k, now).Revoked; len(got) != 0 {
+		t.Fatalf("a key being deleted forgets its revoked keys: %v", got)
+	}
+}

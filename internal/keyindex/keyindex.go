@@ -31,6 +31,8 @@ type Keys struct {
 	HasPrevious     bool
 	// PreviousValidUntil bounds Previous; a previous key without it is refused.
 	PreviousValidUntil time.Time
+	// Revoked keys are refused like unknown ones, but their use is reported.
+	Revoked []apikey.Digest
 }
 
 // shortDigest keys the lookup map: half a SHA-256 cannot collide by accident
@@ -49,6 +51,8 @@ type secret struct {
 	hasCurrent bool
 	gen        uint32
 	previous   *previousKey // nil outside a grace period
+	// revoked: digests refused but reported; rarely more than one.
+	revoked []apikey.Digest
 
 	// Last use of the current key, in whole seconds: the request path
 	// writes the shared word at most once a second, so concurrent requests
@@ -57,6 +61,18 @@ type secret struct {
 	flushed  atomic.Int64
 	// Admitted requests per key, so a counter per key ID only ever grows.
 	allowedCurrent, allowedPrevious atomic.Uint64
+	// Attempts with a revoked key: counted on the request path, and the
+	// latest one (whole seconds) kept for status.lastRevokedKeyUse.
+	revokedPresented atomic.Uint64
+	sighting         atomic.Pointer[Sighting]
+	sightingFlushed  atomic.Int64
+}
+
+// Sighting is one attempt with a revoked key.
+type Sighting struct {
+	Time          time.Time
+	KeyID         string
+	ClientAddress string
 }
 
 // previousKey is the key a rotation replaced, during its grace period.
@@ -72,6 +88,8 @@ type previousKey struct {
 type Index struct {
 	mu       sync.RWMutex
 	byDigest map[shortDigest]*secret
+	// revoked maps revoked keys' digests, looked at only on a miss.
+	revoked map[shortDigest]*secret
 	// bySecret is namespace → name → secret; the namespace string is
 	// interned, shared by all of its Secrets.
 	bySecret   map[string]map[string]*secret
@@ -81,7 +99,7 @@ type Index struct {
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{byDigest: map[shortDigest]*secret{}, bySecret: map[string]map[string]*secret{}, namespaces: map[string]string{}}
+	return &Index{byDigest: map[shortDigest]*secret{}, revoked: map[shortDigest]*secret{}, bySecret: map[string]map[string]*secret{}, namespaces: map[string]string{}}
 }
 
 // Result says why a lookup failed, or that it succeeded.
@@ -94,6 +112,9 @@ const (
 	Missing
 	// Invalid means malformed, failed its checksum, unknown, or expired.
 	Invalid
+	// Revoked is a key that once worked (status.revokedKeys): refused as
+	// Invalid is, but reported with the identity it belonged to.
+	Revoked
 )
 
 // Lookup authenticates a presented key and records its use. It checks format
@@ -114,7 +135,7 @@ func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
 	defer ix.mu.RUnlock()
 	s := ix.byDigest[short(&digest)]
 	if s == nil {
-		return Invalid, Identity{}
+		return ix.lookupRevokedLocked(&digest)
 	}
 	var who Identity
 	var lastUsed *atomic.Int64
@@ -127,12 +148,54 @@ func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
 		who.KeyID = s.previous.digest.ID() // rare: only during a grace period
 		s.allowedPrevious.Add(1)
 	default:
-		return Invalid, Identity{}
+		return ix.lookupRevokedLocked(&digest)
 	}
 	if sec := now.Unix(); lastUsed.Load() < sec {
 		lastUsed.Store(sec)
 	}
 	return Allowed, who
+}
+
+// lookupRevokedLocked reports a digest that is not admitted: Revoked with
+// its identity if it is one of a key's revoked keys, else Invalid.
+func (ix *Index) lookupRevokedLocked(digest *apikey.Digest) (Result, Identity) {
+	s := ix.revoked[short(digest)]
+	if s == nil {
+		return Invalid, Identity{}
+	}
+	for i := range s.revoked {
+		if subtle.ConstantTimeCompare(s.revoked[i][:], digest[:]) == 1 {
+			s.revokedPresented.Add(1)
+			who := s.identity
+			who.KeyID = digest.ID() // only on this rare path
+			return Revoked, who
+		}
+	}
+	return Invalid, Identity{}
+}
+
+// SawRevoked records where and when a key that Lookup found Revoked was
+// presented, for status.lastRevokedKeyUse: the latest attempt wins, at most
+// one kept per second per workspace. It reports whether this attempt is the
+// one kept.
+func (ix *Index) SawRevoked(key, clientAddress string, now time.Time) bool {
+	digest := apikey.DigestOf(key)
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	s := ix.revoked[short(&digest)]
+	if s == nil {
+		return false
+	}
+	at := now.Truncate(time.Second)
+	for {
+		last := s.sighting.Load()
+		if last != nil && !at.After(last.Time) {
+			return false
+		}
+		if s.sighting.CompareAndSwap(last, &Sighting{Time: at, KeyID: digest.ID(), ClientAddress: clientAddress}) {
+			return true
+		}
+	}
 }
 
 // Set replaces everything the index knows of one Secret. Use counters
@@ -197,7 +260,18 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 		previous.until = in.PreviousValidUntil.UnixNano()
 		s.previous = previous
 	}
-
+	s.revoked = s.revoked[:0]
+	for i := range in.Revoked {
+		d := &in.Revoked[i]
+		if other, taken := ix.revoked[short(d)]; taken && other != s {
+			continue
+		}
+		ix.revoked[short(d)] = s
+		s.revoked = append(s.revoked, *d)
+	}
+	if len(s.revoked) == 0 {
+		s.revoked = nil
+	}
 }
 
 // linkLocked maps d to s unless another Secret holds it: two Secrets never
@@ -216,6 +290,11 @@ func (ix *Index) unlinkLocked(s *secret) {
 	}
 	if s.previous != nil && ix.byDigest[short(&s.previous.digest)] == s {
 		delete(ix.byDigest, short(&s.previous.digest))
+	}
+	for i := range s.revoked {
+		if ix.revoked[short(&s.revoked[i])] == s {
+			delete(ix.revoked, short(&s.revoked[i]))
+		}
 	}
 }
 
@@ -257,11 +336,13 @@ func (ix *Index) Len() int {
 }
 
 // Usage is one workspace's last uses not yet written: of its current key
-// (status.lastUsedTime) and of its previous key (previousKeyLastUsedTime);
-// either is zero when nothing new is pending for it.
+// (status.lastUsedTime), of its previous key (previousKeyLastUsedTime) and
+// of a revoked key (lastRevokedKeyUse); each is zero (nil) when nothing new
+// is pending for it.
 type Usage struct {
 	Identity
 	LastUsed, PreviousLastUsed time.Time
+	RevokedUse                 *Sighting
 	s                          *secret
 	p                          *previousKey
 }
@@ -281,7 +362,10 @@ func (ix *Index) Pending() []Usage {
 				u.PreviousLastUsed = time.Unix(last, 0)
 			}
 		}
-		if !u.LastUsed.IsZero() || !u.PreviousLastUsed.IsZero() {
+		if sighting := s.sighting.Load(); sighting != nil && sighting.Time.Unix() > s.sightingFlushed.Load() {
+			u.RevokedUse = sighting
+		}
+		if !u.LastUsed.IsZero() || !u.PreviousLastUsed.IsZero() || u.RevokedUse != nil {
 			out = append(out, u)
 		}
 	})
@@ -321,6 +405,29 @@ func (u Usage) Flushed() {
 	if sec := u.PreviousLastUsed.Unix(); !u.PreviousLastUsed.IsZero() && u.p.flushed.Load() < sec {
 		u.p.flushed.Store(sec)
 	}
+	if u.RevokedUse != nil && u.s.sightingFlushed.Load() < u.RevokedUse.Time.Unix() {
+		u.s.sightingFlushed.Store(u.RevokedUse.Time.Unix())
+	}
+}
+
+// WorkspaceCount is a count for one workspace.
+type WorkspaceCount struct {
+	Namespace, Workspace string
+	Count                uint64
+}
+
+// RevokedPresented returns, per workspace, the attempts with one of its
+// revoked keys since the proxy started (workspaces with none are left out).
+func (ix *Index) RevokedPresented() []WorkspaceCount {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []WorkspaceCount
+	ix.each(func(s *secret) {
+		if n := s.revokedPresented.Load(); n > 0 {
+			out = append(out, WorkspaceCount{Namespace: s.identity.Namespace, Workspace: s.identity.Workspace, Count: n})
+		}
+	})
+	return out
 }
 
 // Sync is one full list of a scope: Secrets it does not Set are removed at End.

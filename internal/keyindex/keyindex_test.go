@@ -216,3 +216,64 @@ func TestPreviousKeyUseIsKeptApart(t *testing.T) {
 		t.Fatalf("flushed uses still pending: %+v", again)
 	}
 }
+
+func TestRevokedKeysAreRefusedButReported(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	current, revoked, other := mustKey(t), mustKey(t), mustKey(t)
+	ix := New()
+	ix.Set(Keys{Namespace: "team-a", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(current), HasCurrent: true,
+		Revoked: []apikey.Digest{apikey.DigestOf(other), apikey.DigestOf(revoked)}})
+
+	got, who := ix.Lookup(revoked, now)
+	if want := (Identity{Namespace: "team-a", Workspace: "acme", KeyID: apikey.ID(revoked)}); got != Revoked || who != want {
+		t.Fatalf("Lookup(revoked) = %v %+v, want Revoked %+v", got, who, want)
+	}
+	if p := ix.Pending(); len(p) != 0 {
+		t.Fatalf("a lookup alone is not a sighting yet: %+v", p)
+	}
+	// 100 attempts over two seconds, from two clients: one sighting pending,
+	// the first of the latest second (attempt 50).
+	for i := range 100 {
+		at := now.Add(time.Duration(i) * 20 * time.Millisecond)
+		if r, _ := ix.Lookup(revoked, at); r != Revoked {
+			t.Fatalf("attempt %d: %v", i, r)
+		}
+		ix.SawRevoked(revoked, []string{"10.2.3.4", "10.9.9.9"}[i%2], at)
+	}
+	ix.SawRevoked(revoked, "10.0.0.1", now) // older: ignored
+	p := ix.Pending()
+	if len(p) != 1 || p[0].RevokedUse == nil || !p[0].LastUsed.IsZero() {
+		t.Fatalf("pending %+v, want one revoked-key sighting and no use", p)
+	}
+	if s := *p[0].RevokedUse; !s.Time.Equal(now.Add(time.Second)) || s.KeyID != apikey.ID(revoked) || s.ClientAddress != "10.2.3.4" {
+		t.Fatalf("sighting %+v, want the latest second's, from 10.2.3.4", s)
+	}
+	p[0].Flushed()
+	if p := ix.Pending(); len(p) != 0 {
+		t.Fatalf("flushed sighting pending again: %+v", p)
+	}
+	if c := ix.RevokedPresented(); len(c) != 1 || c[0].Count != 101 || c[0].Workspace != "acme" {
+		t.Fatalf("RevokedPresented = %+v, want 101 for acme", c)
+	}
+
+	// The current key still works; a key revoked nowhere is merely invalid;
+	// once the status forgets the revoked key, it is merely invalid too.
+	if r, _ := ix.Lookup(current, now); r != Allowed {
+		t.Fatalf("current key: %v", r)
+	}
+	if r, who := ix.Lookup(mustKey(t), now); r != Invalid || who != (Identity{}) {
+		t.Fatalf("unknown key: %v %+v", r, who)
+	}
+	ix.Set(Keys{Namespace: "team-a", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(current), HasCurrent: true})
+	if r, _ := ix.Lookup(revoked, now); r != Invalid {
+		t.Fatalf("forgotten revoked key: %v", r)
+	}
+	if c := ix.RevokedPresented(); len(c) != 1 || c[0].Count != 101 {
+		t.Fatalf("the counter survives an update of the key: %+v", c)
+	}
+	ix.Set(Keys{Namespace: "team-a", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(current), HasCurrent: true, Revoked: []apikey.Digest{apikey.DigestOf(revoked)}})
+	ix.Delete("team-a", "acme")
+	if r, _ := ix.Lookup(revoked, now); r != Invalid {
+		t.Fatalf("revoked key of a deleted WorkspaceAPIKey: %v", r)
+	}
+}

@@ -134,6 +134,48 @@ func Intersect(prev, next []octopodsv1alpha1.PublishedKey) []octopodsv1alpha1.Pu
 	return out
 }
 
+// Revoke records as revoked at now the keys published before and not after,
+// newest first, and returns the revoked keys to keep: none published again
+// (a key unpublished before a Secret write that then failed comes back), at
+// most MaxRevokedKeys, none older than RevokedKeyRetention.
+func Revoke(revoked []octopodsv1alpha1.RevokedKey, before, after []octopodsv1alpha1.PublishedKey, now time.Time) []octopodsv1alpha1.RevokedKey {
+	var out []octopodsv1alpha1.RevokedKey
+	for _, p := range before {
+		if !Publishes(after, p.Digest) && !isRevoked(revoked, p.Digest) {
+			out = append(out, octopodsv1alpha1.RevokedKey{KeyID: p.KeyID, Digest: p.Digest, RevokedAt: metav1.Time{Time: now.UTC().Truncate(time.Second)}})
+		}
+	}
+	for _, r := range revoked {
+		if !Publishes(after, r.Digest) && now.Sub(r.RevokedAt.Time) < octopodsv1alpha1.RevokedKeyRetention {
+			out = append(out, r)
+		}
+	}
+	if len(out) > octopodsv1alpha1.MaxRevokedKeys {
+		out = out[:octopodsv1alpha1.MaxRevokedKeys]
+	}
+	return out
+}
+
+func isRevoked(revoked []octopodsv1alpha1.RevokedKey, digest string) bool {
+	for _, r := range revoked {
+		if r.Digest == digest {
+			return true
+		}
+	}
+	return false
+}
+
+// RevokedKeysExpire is when the oldest revoked key is forgotten (zero: none).
+func RevokedKeysExpire(revoked []octopodsv1alpha1.RevokedKey) time.Time {
+	var first time.Time
+	for _, r := range revoked {
+		if t := r.RevokedAt.Add(octopodsv1alpha1.RevokedKeyRetention); first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	return first
+}
+
 // Publishes reports whether digest is among the published keys.
 func Publishes(published []octopodsv1alpha1.PublishedKey, digest string) bool {
 	for _, p := range published {

@@ -71,3 +71,57 @@ func mustKey(t *testing.T) string {
 	}
 	return k
 }
+
+func TestRevoke(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	keys := make([]string, 8)
+	for i := range keys {
+		keys[i] = mustKey(t)
+	}
+	pub := func(n int) octopodsv1alpha1.PublishedKey {
+		d := apikey.DigestOf(keys[n])
+		return octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String()}
+	}
+	rev := func(n int, at time.Time) octopodsv1alpha1.RevokedKey {
+		p := pub(n)
+		return octopodsv1alpha1.RevokedKey{KeyID: p.KeyID, Digest: p.Digest, RevokedAt: metav1.Time{Time: at}}
+	}
+	list := func(p ...octopodsv1alpha1.PublishedKey) []octopodsv1alpha1.PublishedKey { return p }
+	revs := func(r ...octopodsv1alpha1.RevokedKey) []octopodsv1alpha1.RevokedKey { return r }
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name          string
+		revoked       []octopodsv1alpha1.RevokedKey
+		before, after []octopodsv1alpha1.PublishedKey
+		want          []octopodsv1alpha1.RevokedKey
+	}{
+		{name: "nothing unpublished", before: list(pub(1)), after: list(pub(1))},
+		{name: "rotated with grace: both still published", before: list(pub(1)), after: list(pub(2), pub(1))},
+		{name: "grace-0 rotation revokes the old key", before: list(pub(1)), after: list(pub(2)), want: revs(rev(1, now))},
+		{name: "grace over revokes the previous key", before: list(pub(2), pub(1)), after: list(pub(2)), want: revs(rev(1, now))},
+		{name: "a revocation keeps its first time", revoked: revs(rev(1, now.Add(-time.Hour))), before: list(pub(1)), after: nil, want: revs(rev(1, now.Add(-time.Hour)))},
+		{name: "newest first", revoked: revs(rev(1, now.Add(-day))), before: list(pub(2)), after: list(pub(3)), want: revs(rev(2, now), rev(1, now.Add(-day)))},
+		{name: "published again: no longer revoked", revoked: revs(rev(1, now.Add(-time.Minute))), after: list(pub(1))},
+		{
+			name: "at most five", revoked: revs(rev(1, now.Add(-1*day)), rev(2, now.Add(-2*day)), rev(3, now.Add(-3*day)), rev(4, now.Add(-4*day)), rev(5, now.Add(-5*day))),
+			before: list(pub(6)), after: list(pub(7)),
+			want: revs(rev(6, now), rev(1, now.Add(-1*day)), rev(2, now.Add(-2*day)), rev(3, now.Add(-3*day)), rev(4, now.Add(-4*day))),
+		},
+		{name: "dropped after 30 days", revoked: revs(rev(1, now.Add(-29*day)), rev(2, now.Add(-30*day))), want: revs(rev(1, now.Add(-29*day)))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Revoke(tc.revoked, tc.before, tc.after, now)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d revoked keys %v, want %v", len(got), got, tc.want)
+			}
+			for i := range got {
+				if got[i].Digest != tc.want[i].Digest || got[i].KeyID != tc.want[i].KeyID || !got[i].RevokedAt.Equal(&tc.want[i].RevokedAt) {
+					t.Errorf("[%d] = %+v, want %+v", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+	if exp := RevokedKeysExpire(revs(rev(1, now), rev(2, now.Add(-day)))); !exp.Equal(now.Add(29 * day)) {
+		t.Errorf("RevokedKeysExpire = %v, want the older entry's 30th day %v", exp, now.Add(29*day))
+	}
+}
