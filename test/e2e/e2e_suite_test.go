@@ -7,9 +7,11 @@ package e2e
 
 import (
 	"context"
+	"github.com/go-logr/logr"
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"testing"
 	"time"
 
@@ -46,6 +48,9 @@ func TestE2E(t *testing.T) { testutil.RunSpecs(t, "End-to-end Suite") }
 var _ = BeforeSuite(func() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(octopodsv1alpha1.AddToScheme(scheme))
+	// The suite's own clients log nothing worth reading; the binaries log
+	// to their own output.
+	ctrllog.SetLogger(logr.Discard())
 	var err error
 	root, err = filepath.Abs(filepath.Join("..", ".."))
 	Expect(err).NotTo(HaveOccurred())

@@ -35,16 +35,22 @@ func as(ns, user, clusterRole string) client.Client {
 	return c
 }
 
+// applyPeopleRoles applies the ClusterRoles people are bound to (editor,
+// viewer, rotator) and the rotator's policy, as a platform team would.
+func applyPeopleRoles() {
+	for _, f := range []string{"workspace_editor_role.yaml", "workspace_viewer_role.yaml", "key_rotator_role.yaml", "key_rotator_policy.yaml"} {
+		data, err := os.ReadFile(filepath.Join(root, "config", "rbac", f))
+		Expect(err).NotTo(HaveOccurred())
+		applyYAML(data, false, func(schema.GroupVersionKind) bool { return false })
+	}
+}
+
 var _ = Describe("The three kinds of people", Ordered, func() {
 	var ns string
 	var editor, viewer, rotator client.Client
 
 	BeforeAll(func() {
-		for _, f := range []string{"workspace_editor_role.yaml", "workspace_viewer_role.yaml", "key_rotator_role.yaml", "key_rotator_policy.yaml"} {
-			data, err := os.ReadFile(filepath.Join(root, "config", "rbac", f))
-			Expect(err).NotTo(HaveOccurred())
-			applyYAML(data, false, func(schema.GroupVersionKind) bool { return false })
-		}
+		applyPeopleRoles()
 		ns = newNamespace()
 		editor = as(ns, "member@acme.example", "workspace-editor")
 		viewer = as(ns, "viewer@acme.example", "workspace-viewer")

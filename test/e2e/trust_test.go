@@ -96,6 +96,16 @@ var _ = Describe("What the proxy trusts, with the components' real identities", 
 		Entry("a rotator", func() client.Client { return as(ns, "rotator-publish@acme.example", "key-rotator") }, "forbidden"),
 	)
 
+	It("lets nobody but the manager make the proxy forget a revoked key", func() {
+		Eventually(func(g Gomega) { g.Expect(keyOf(g, ns, "acme").Status.RevokedKeys).NotTo(BeEmpty()) }, issueTimeout, pollEvery).Should(Succeed())
+		k := keyOf(Default, ns, "acme")
+		patch := client.MergeFrom(k.DeepCopy())
+		k.Status.RevokedKeys = nil
+		err := proxy.Status().Patch(ctx, k, patch)
+		Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring("only the octopods-operator manager"))
+	})
+
 	It("lets the proxy record lastUsedTime", func() {
 		k := keyOf(Default, ns, "acme")
 		patch := client.MergeFrom(k.DeepCopy())
