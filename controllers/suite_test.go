@@ -129,7 +129,10 @@ func newNamespace() string { return testutil.NewNamespace(k8sClient, "octopods-t
 
 // afterSecretWrites returns a client wrapper (controller-runtime's
 // interceptor) that calls after once each Secret create or update succeeded,
-// before the reconcile goes on: where a test crashes the manager.
+// before the reconcile goes on: where a test crashes the manager by
+// cancelling its context. A crashed process writes nothing more, so no
+// write starts once the reconcile's context is done (a cancelled request
+// may still reach the API server, which a real crash never allows).
 func afterSecretWrites(after func(context.Context, *corev1.Secret)) func(client.Client) client.Client {
 	return func(c client.Client) client.Client {
 		call := func(ctx context.Context, obj client.Object, err error) error {
@@ -140,10 +143,34 @@ func afterSecretWrites(after func(context.Context, *corev1.Secret)) func(client.
 		}
 		return interceptor.NewClient(watchless{c}, interceptor.Funcs{
 			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 				return call(ctx, obj, c.Create(ctx, obj, opts...))
 			},
 			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 				return call(ctx, obj, c.Update(ctx, obj, opts...))
+			},
+			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return c.Patch(ctx, obj, patch, opts...)
+			},
+			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return c.Delete(ctx, obj, opts...)
+			},
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
 			},
 		})
 	}
