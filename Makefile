@@ -1,5 +1,6 @@
 # octopods-operator: kubebuilder-style targets.
-IMG ?= ghcr.io/octopods/octopods-operator:latest
+VERSION ?= 0.1.0
+IMG ?= ghcr.io/octopods/octopods-operator:$(VERSION)
 CONTAINER_TOOL ?= docker
 
 LOCALBIN ?= $(shell pwd)/bin
@@ -45,7 +46,7 @@ lint: golangci-lint ## Run golangci-lint.
 	$(GOLANGCI_LINT) run
 
 .PHONY: verify
-verify: manifests generate fmt ## Fail when generated or formatted files are stale.
+verify: manifests generate fmt chart build-installer ## Fail when generated files (CRDs, RBAC, deepcopy, the chart, dist/install.yaml) or formatting are stale.
 	@if [ -n "$$(git status --porcelain)" ]; then \
 		echo "generated files are stale (or the tree has uncommitted changes); run 'make manifests generate fmt' and commit:"; \
 		git status --porcelain; \
@@ -128,18 +129,49 @@ install: manifests kustomize ## Install the CRDs into the cluster in ~/.kube/con
 	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side -f -
 
 .PHONY: uninstall
-uninstall: manifests kustomize ## Uninstall the CRDs.
+uninstall: manifests kustomize ## Delete the CRDs, and with them EVERY Workspace, key and key Secret in the cluster (asks for DELETE_ALL_KEYS=yes).
+	@n=$$($(KUBECTL) get workspaceapikeys -A --no-headers 2>/dev/null | wc -l); \
+	if [ "$$n" -gt 0 ] && [ "$(DELETE_ALL_KEYS)" != "yes" ]; then \
+	  echo "make uninstall deletes the CRDs, and with them all $$n WorkspaceAPIKeys, their Workspaces and every key Secret, in every namespace:"; \
+	  echo "every integration loses its key. Run 'make uninstall DELETE_ALL_KEYS=yes' if that is what you want."; \
+	  exit 1; \
+	fi
 	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
 
+# kustomize-image builds $(1) with the image IMG, through a throwaway overlay
+# in bin/, so no tracked file is edited.
+define kustomize-image
+	@rm -rf $(LOCALBIN)/overlay && mkdir -p $(LOCALBIN)/overlay && \
+	printf 'resources:\n- ../../$(1)\n' > $(LOCALBIN)/overlay/kustomization.yaml && \
+	cd $(LOCALBIN)/overlay && $(KUSTOMIZE) edit set image ghcr.io/octopods/octopods-operator=$(IMG)
+	@$(KUSTOMIZE) build $(LOCALBIN)/overlay
+endef
+
 .PHONY: deploy
-deploy: manifests kustomize ## Deploy the operator and the auth proxy with image IMG (needs cert-manager).
-	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	cd config/auth-proxy && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
+deploy: manifests kustomize ## Deploy the operator and the auth proxy with image IMG (checks that cert-manager is installed first).
+	@$(KUBECTL) get crd certificates.cert-manager.io issuers.cert-manager.io >/dev/null 2>&1 || { \
+	  echo "cert-manager is not installed (no certificates.cert-manager.io / issuers.cert-manager.io CRDs): nothing was applied."; \
+	  echo "The webhooks need it for their certificate; without it every key create would fail. Install cert-manager, or use the Helm chart with webhook.certManager.enabled=false."; \
+	  exit 1; }
+	$(call kustomize-image,config/default) | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
-undeploy: kustomize ## Remove the operator.
-	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
+undeploy: kustomize ## Remove the operator; CRDs, Workspaces, keys and the namespace stay (see uninstall).
+	$(KUSTOMIZE) build config/undeploy | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
+	@echo "The CRDs, every Workspace and key, and their Secrets are left in place; 'make deploy' picks them up again."
+
+.PHONY: build-installer
+build-installer: manifests kustomize ## Write dist/install.yaml: everything config/default installs, in one file, with image IMG.
+	@mkdir -p dist
+	$(call kustomize-image,config/default) > dist/install.yaml
+
+.PHONY: chart
+chart: manifests kustomize ## Regenerate the chart's generated templates from config/ (hack/chartgen).
+	$(KUSTOMIZE) build config/default | go run ./hack/chartgen charts/octopods-operator/templates/generated
+
+.PHONY: helm-package
+helm-package: chart ## Package the chart into dist/ (Helm SDK; publishing: see README).
+	go run ./hack/helmpackage charts/octopods-operator dist
 
 ##@ Tools (pinned, installed into bin/)
 
