@@ -1,0 +1,364 @@
+// Package chart tests the Helm chart with the Helm SDK (pinned in go.mod),
+// with no cluster and no network: rendering against config/, a values
+// matrix, lint and schema, and (envtest) a server-side dry-run of every
+// object and a real install, upgrade and uninstall.
+package chart
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+const (
+	chartDir    = "../../charts/octopods-operator"
+	installYAML = "../../dist/install.yaml"
+	releaseNS   = "octopods-system"
+)
+
+func loadChart(t testing.TB) *chart.Chart {
+	t.Helper()
+	c, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// render is `helm template` through the SDK: a client-only dry-run install.
+func render(t testing.TB, vals map[string]any) ([]*unstructured.Unstructured, error) {
+	t.Helper()
+	install := action.NewInstall(&action.Configuration{})
+	install.DryRun, install.ClientOnly, install.Replace = true, true, true
+	install.ReleaseName, install.Namespace = "octopods-operator", releaseNS
+	install.KubeVersion = &chartutil.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
+	rel, err := install.Run(loadChart(t), vals)
+	if err != nil {
+		return nil, err
+	}
+	return decode(t, rel.Manifest), nil
+}
+
+func mustRender(t testing.TB, vals map[string]any) []*unstructured.Unstructured {
+	t.Helper()
+	objs, err := render(t, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+func decode(t testing.TB, manifest string) []*unstructured.Unstructured {
+	t.Helper()
+	var out []*unstructured.Unstructured
+	d := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		err := d.Decode(&obj.Object)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(obj.Object) > 0 {
+			out = append(out, obj)
+		}
+	}
+}
+
+func id(o *unstructured.Unstructured) string {
+	return o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
+}
+
+func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	return nil
+}
+
+// helmOnlyAnnotations are what the chart adds on purpose over config/.
+var helmOnlyAnnotations = []string{"helm.sh/resource-policy"}
+
+// TestDefaultValuesInstallWhatKustomizeInstalls: the chart with default
+// values is dist/install.yaml (`make build-installer`, kept fresh by `make
+// verify`) object by object, but for the Namespace (Helm installs into the
+// release's) and the CRDs' keep annotation.
+func TestDefaultValuesInstallWhatKustomizeInstalls(t *testing.T) {
+	data, err := os.ReadFile(installYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]*unstructured.Unstructured{}
+	for _, o := range decode(t, string(data)) {
+		if o.GetKind() != "Namespace" {
+			want[id(o)] = o
+		}
+	}
+	got := map[string]*unstructured.Unstructured{}
+	for _, o := range mustRender(t, nil) {
+		annotations := o.GetAnnotations()
+		for _, a := range helmOnlyAnnotations {
+			delete(annotations, a)
+		}
+		if len(annotations) == 0 {
+			annotations = nil
+		}
+		o.SetAnnotations(annotations)
+		got[id(o)] = o
+	}
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			t.Errorf("%s is in dist/install.yaml but not in the chart", k)
+			continue
+		}
+		if diff := cmp.Diff(w.Object, g.Object); diff != "" {
+			t.Errorf("%s: the chart differs from config/ (-kustomize +chart):\n%s", k, diff)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s is in the chart but not in dist/install.yaml", k)
+		}
+	}
+	t.Logf("compared %d objects: chart (default values) = kustomize build config/default", len(want))
+}
+
+// TestCertificateNamesItsIssuer: kustomize does not follow cert-manager's
+// issuerRef through namePrefix on its own (config/default replaces it).
+func TestCertificateNamesItsIssuer(t *testing.T) {
+	data, err := os.ReadFile(installYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := decode(t, string(data))
+	for _, c := range objs {
+		if c.GetKind() != "Certificate" {
+			continue
+		}
+		issuer, _, _ := unstructured.NestedString(c.Object, "spec", "issuerRef", "name")
+		if find(objs, "Issuer", issuer) == nil {
+			t.Errorf("Certificate %s names Issuer %q, which is not installed", c.GetName(), issuer)
+		}
+	}
+}
+
+func args(t *testing.T, objs []*unstructured.Unstructured, deployment string) []string {
+	t.Helper()
+	d := find(objs, "Deployment", deployment)
+	if d == nil {
+		t.Fatalf("no Deployment %s", deployment)
+	}
+	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	a, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	return a
+}
+
+// valuesMatrix is every values combination the tests render and dry-run.
+var valuesMatrix = []struct {
+	name  string
+	vals  map[string]any
+	check func(t *testing.T, objs []*unstructured.Unstructured)
+}{
+	{"defaults", nil, func(t *testing.T, objs []*unstructured.Unstructured) {
+		if a := args(t, objs, "octopods-auth-proxy"); !slices.Contains(a, "--upstream=http://octopods-api.octopods.svc.cluster.local") || !slices.Contains(a, "--grpc-bind-address=:9001") {
+			t.Errorf("proxy args %v", a)
+		}
+	}},
+	{"forward-auth", map[string]any{"authProxy": map[string]any{"upstream": ""}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		for _, a := range args(t, objs, "octopods-auth-proxy") {
+			if strings.HasPrefix(a, "--upstream") {
+				t.Errorf("forward-auth mode has %s", a)
+			}
+		}
+	}},
+	{"namespaced proxy", map[string]any{"authProxy": map[string]any{"namespaces": []any{"team-a", "team-b"}, "trustedProxyCIDRs": []any{"10.0.0.0/8"}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		if find(objs, "ClusterRoleBinding", "octopods-auth-proxy-rolebinding") != nil {
+			t.Error("a namespaced proxy must not be bound cluster-wide")
+		}
+		var bound []string
+		for _, o := range objs {
+			if o.GetKind() == "RoleBinding" && o.GetName() == "octopods-auth-proxy-rolebinding" {
+				bound = append(bound, o.GetNamespace())
+			}
+		}
+		if !reflect.DeepEqual(bound, []string{"team-a", "team-b"}) {
+			t.Errorf("RoleBindings in %v", bound)
+		}
+		a := args(t, objs, "octopods-auth-proxy")
+		for _, want := range []string{"--namespace=team-a", "--namespace=team-b", "--trusted-proxy-cidrs=10.0.0.0/8"} {
+			if !slices.Contains(a, want) {
+				t.Errorf("proxy args %v lack %s", a, want)
+			}
+		}
+	}},
+	{"no cert-manager", map[string]any{"webhook": map[string]any{"certManager": map[string]any{"enabled": false}}}, checkGeneratedCert},
+	{"no CRDs", map[string]any{"crds": map[string]any{"enabled": false}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		for _, o := range objs {
+			if o.GetKind() == "CustomResourceDefinition" {
+				t.Errorf("crds.enabled=false installs %s", o.GetName())
+			}
+		}
+	}},
+	{"CRDs not kept", map[string]any{"crds": map[string]any{"keep": false}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		if crd := find(objs, "CustomResourceDefinition", "workspaceapikeys.octopods.io"); crd == nil || crd.GetAnnotations()["helm.sh/resource-policy"] != "" {
+			t.Error("crds.keep=false still keeps the CRDs")
+		}
+	}},
+	{"no auth proxy, no gRPC, ServiceMonitors, scheduling", map[string]any{
+		"authProxy": map[string]any{"enabled": false},
+		"metrics":   map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
+		"manager":   map[string]any{"replicas": 3, "nodeSelector": map[string]any{"pool": "system"}, "podAnnotations": map[string]any{"a": "b"}, "tolerations": []any{map[string]any{"key": "k", "operator": "Exists"}}},
+		"image":     map[string]any{"repository": "registry.example/octopods", "tag": "v9"},
+	}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		for _, o := range objs {
+			if strings.Contains(o.GetName(), "auth-proxy") {
+				t.Errorf("authProxy.enabled=false installs %s %s", o.GetKind(), o.GetName())
+			}
+		}
+		if find(objs, "ServiceMonitor", "octopods-controller-manager-metrics") == nil {
+			t.Error("no manager ServiceMonitor")
+		}
+		d := find(objs, "Deployment", "octopods-controller-manager")
+		replicas, _, _ := unstructured.NestedFieldNoCopy(d.Object, "spec", "replicas")
+		pool, _, _ := unstructured.NestedString(d.Object, "spec", "template", "spec", "nodeSelector", "pool")
+		containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+		if fmt.Sprint(replicas) != "3" || pool != "system" || containers[0].(map[string]any)["image"] != "registry.example/octopods:v9" {
+			t.Errorf("manager Deployment: replicas %v, pool %q, image %v", replicas, pool, containers[0].(map[string]any)["image"])
+		}
+	}},
+	{"gRPC on another port", map[string]any{"authProxy": map[string]any{"grpc": map[string]any{"port": 9191}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		if a := args(t, objs, "octopods-auth-proxy"); !slices.Contains(a, "--grpc-bind-address=:9191") {
+			t.Errorf("proxy args %v", a)
+		}
+	}},
+}
+
+func TestValuesMatrix(t *testing.T) {
+	for _, tc := range valuesMatrix {
+		t.Run(tc.name, func(t *testing.T) { tc.check(t, mustRender(t, tc.vals)) })
+	}
+}
+
+// checkGeneratedCert: without cert-manager the chart's own CA signs a
+// serving certificate for the webhook Service, and every webhook trusts it.
+func checkGeneratedCert(t *testing.T, objs []*unstructured.Unstructured) {
+	for _, kind := range []string{"Certificate", "Issuer"} {
+		for _, o := range objs {
+			if o.GetKind() == kind {
+				t.Errorf("certManager.enabled=false installs %s %s", kind, o.GetName())
+			}
+		}
+	}
+	secret := find(objs, "Secret", "webhook-server-cert")
+	if secret == nil {
+		t.Fatal("no webhook-server-cert Secret")
+	}
+	field := func(k string) []byte {
+		v, _, _ := unstructured.NestedString(secret.Object, "data", k)
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(field("ca.crt")) {
+		t.Fatal("ca.crt is not a PEM certificate")
+	}
+	block, _ := pem.Decode(field("tls.crt"))
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: "octopods-webhook-service." + releaseNS + ".svc"}); err != nil {
+		t.Errorf("serving certificate does not verify for the webhook Service: %v", err)
+	}
+	caB64, _, _ := unstructured.NestedString(secret.Object, "data", "ca.crt")
+	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+		for _, o := range objs {
+			if o.GetKind() != kind {
+				continue
+			}
+			if _, ok := o.GetAnnotations()["cert-manager.io/inject-ca-from"]; ok {
+				t.Errorf("%s still asks cert-manager to inject", o.GetName())
+			}
+			webhooks, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
+			for _, w := range webhooks {
+				if ca, _, _ := unstructured.NestedString(w.(map[string]any), "clientConfig", "caBundle"); ca != caB64 {
+					t.Errorf("%s webhook %v: caBundle is not the chart's CA", o.GetName(), w.(map[string]any)["name"])
+				}
+			}
+		}
+	}
+}
+
+func TestLint(t *testing.T) {
+	lint := action.NewLint()
+	lint.Strict = true
+	res := lint.Run([]string{chartDir}, nil)
+	for _, m := range res.Messages {
+		t.Log(m)
+	}
+	if len(res.Errors) > 0 {
+		t.Fatalf("helm lint --strict: %v", res.Errors)
+	}
+}
+
+func TestSchemaRejectsTypos(t *testing.T) {
+	for name, vals := range map[string]map[string]any{
+		"misspelt key":       {"authProxy": map[string]any{"upstrem": "http://api"}},
+		"unknown top level":  {"webhooks": map[string]any{}},
+		"wrong type":         {"crds": map[string]any{"keep": "yes"}},
+		"bad namespace name": {"authProxy": map[string]any{"namespaces": []any{"Team_A"}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := render(t, vals)
+			if err == nil || !strings.Contains(err.Error(), "values don't meet the specifications of the schema") {
+				t.Fatalf("accepted, or refused for another reason: %v", err)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// TestGeneratedTemplatesAreFresh: the committed generated templates are what
+// hack/chartgen writes from dist/install.yaml's source (make verify runs
+// `make chart` too; this says so without git).
+func TestGeneratedTemplatesAreMarked(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(chartDir, "templates", "generated", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no generated templates: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(b, []byte("# Generated by hack/chartgen")) {
+			t.Errorf("%s is not marked as generated", f)
+		}
+	}
+}
