@@ -8,8 +8,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"helm.sh/helm/v3/pkg/action"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -21,6 +23,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
@@ -147,6 +150,7 @@ func TestEveryObjectPassesServerSideDryRun(t *testing.T) {
 			a.apply(t, o, false)
 		}
 	}
+	waitServed(t, a, schema.GroupVersionKind{Group: "octopods.io", Version: "v1alpha1", Kind: "WorkspaceAPIKey"})
 	skipped := map[string]bool{}
 	for _, tc := range valuesMatrix {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,7 +213,15 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 		"metadata": map[string]any{"name": "acme", "namespace": "team-install"},
 		"spec":     map[string]any{"workspaceName": "acme"},
 	}}
-	a.apply(t, key, false)
+	// The CRDs serve once discovery lists them.
+	deadline := time.Now().Add(30 * time.Second)
+	for !a.apply(t, key, false) {
+		if time.Now().After(deadline) {
+			t.Fatal("the CRDs were never served")
+		}
+		time.Sleep(100 * time.Millisecond)
+		a.mapper.Reset()
+	}
 
 	cfg := helmConfig(t, kubeconfig)
 	install := action.NewInstall(cfg)
@@ -233,11 +245,16 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 		t.Errorf("upgrade did not apply authProxy.replicas: %v", r)
 	}
 
+	checkReleaseIdentities(t, restCfg, "team-install")
+
 	if _, err := action.NewUninstall(cfg).Run("octopods-operator"); err != nil {
 		t.Fatalf("helm uninstall: %v", err)
 	}
 	for _, crd := range []string{"workspaces.octopods.io", "workspaceapikeys.octopods.io"} {
-		get(t, a, schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}, "", crd)
+		o := get(t, a, schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}, "", crd)
+		if o.GetDeletionTimestamp() != nil {
+			t.Errorf("helm uninstall deletes CRD %s (annotations %v)", crd, o.GetAnnotations())
+		}
 	}
 	get(t, a, schema.GroupVersionResource{Group: "octopods.io", Version: "v1alpha1", Resource: "workspaceapikeys"}, "team-install", "acme")
 	_, err := a.dyn.Resource(schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}).Namespace(releaseNS).Get(context.Background(), "octopods-controller-manager", metav1.GetOptions{})
@@ -272,4 +289,57 @@ func webhookCA(t *testing.T, a *applier) string {
 		}
 	}
 	return ca
+}
+
+// checkReleaseIdentities asks the API server what the release's
+// ServiceAccounts may do: the manager issues keys anywhere and alone may
+// publish them; the proxy reads keys and records their use, and no Secret.
+func checkReleaseIdentities(t *testing.T, cfg *rest.Config, ns string) {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := func(name string) string { return "system:serviceaccount:" + releaseNS + ":" + name }
+	for _, c := range []struct {
+		user, verb, group, resource, sub string
+		want                             bool
+	}{
+		{sa("octopods-controller-manager"), "create", "", "secrets", "", true},
+		{sa("octopods-controller-manager"), "publish", "octopods.io", "workspaceapikeys", "", true},
+		{sa("octopods-controller-manager"), "patch", "octopods.io", "workspaceapikeys", "status", true},
+		{sa("octopods-auth-proxy"), "watch", "octopods.io", "workspaceapikeys", "", true},
+		{sa("octopods-auth-proxy"), "patch", "octopods.io", "workspaceapikeys", "status", true},
+		{sa("octopods-auth-proxy"), "get", "", "secrets", "", false},
+		{sa("octopods-auth-proxy"), "list", "", "secrets", "", false},
+		{sa("octopods-auth-proxy"), "publish", "octopods.io", "workspaceapikeys", "", false},
+	} {
+		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: c.user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNS, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: c.verb, Group: c.group, Resource: c.resource, Subresource: c.sub},
+		}}
+		got, err := cs.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), review, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Allowed != c.want {
+			t.Errorf("%s %s %s/%s in %s: allowed=%v, want %v", c.user, c.verb, c.resource, c.sub, ns, got.Status.Allowed, c.want)
+		}
+	}
+}
+
+// waitServed waits until discovery serves gvk (a CRD just created).
+func waitServed(t *testing.T, a *applier, gvk schema.GroupVersionKind) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a.mapper.Reset()
+		if _, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never served", gvk)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
