@@ -14,6 +14,16 @@ COPY webhook/ webhook/
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/manager ./cmd/auth-proxy
 
 FROM gcr.io/distroless/static:nonroot
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="octopods-operator" \
+      org.opencontainers.image.description="Workspace API Keys for Octopods: the operator (/manager) and the auth proxy (/auth-proxy)" \
+      org.opencontainers.image.source="https://github.com/octopods/octopods-operator" \
+      org.opencontainers.image.url="https://github.com/octopods/octopods-operator" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="Octopods"
 WORKDIR /
 COPY --from=builder /out/manager /manager
 COPY --from=builder /out/auth-proxy /auth-proxy

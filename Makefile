@@ -112,7 +112,7 @@ run: manifests generate fmt vet ## Run the manager against the cluster in ~/.kub
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
-	$(CONTAINER_TOOL) build -t $(IMG) .
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) -t $(IMG) .
 
 .PHONY: docker-push
 docker-push: ## Push the container image.

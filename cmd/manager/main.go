@@ -28,8 +28,10 @@ import (
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
-func metricsOptions(addr string, secure bool) metricsserver.Options {
-	o := metricsserver.Options{BindAddress: addr, SecureServing: secure, TLSOpts: []func(*tls.Config){http1Only}}
+func metricsOptions(addr string, secure bool, certDir string) metricsserver.Options {
+	// With certDir (a cert-manager Certificate), Prometheus can verify the
+	// server; without it, controller-runtime serves a self-signed one.
+	o := metricsserver.Options{BindAddress: addr, SecureServing: secure, CertDir: certDir, TLSOpts: []func(*tls.Config){http1Only}}
 	if secure {
 		o.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
@@ -49,10 +51,12 @@ func main() {
 		qps                    float64
 		burst, concurrency     int
 		webhookCertDir         string
+		metricsCertDir         string
 		webhookPort            int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus /metrics endpoint; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve /metrics over HTTPS, only to callers the API server authenticates and authorizes (get on /metrics).")
+	flag.StringVar(&metricsCertDir, "metrics-cert-dir", "", "Directory with the metrics server's tls.crt and tls.key, reloaded when renewed (default: a self-signed certificate).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles.")
 	flag.Float64Var(&qps, "kube-api-qps", 50, "Client-side requests per second to the API server.")
@@ -82,7 +86,7 @@ func main() {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  controllers.CacheOptions(),
-		Metrics:                metricsOptions(metricsAddr, secureMetrics),
+		Metrics:                metricsOptions(metricsAddr, secureMetrics, metricsCertDir),
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "octopods-operator.octopods.io",

@@ -43,7 +43,10 @@ var handWritten = map[string]bool{
 	"Service/octopods-auth-proxy":                        true,
 	"ClusterRoleBinding/octopods-auth-proxy-rolebinding": true,
 	"Certificate/octopods-serving-cert":                  true,
+	"Certificate/octopods-metrics-certs":                 true,
 	"Issuer/octopods-selfsigned-issuer":                  true,
+	"PodDisruptionBudget/octopods-controller-manager":    true,
+	"PodDisruptionBudget/octopods-auth-proxy":            true,
 }
 
 // authProxyOnly are installed only with authProxy.enabled.

@@ -79,6 +79,20 @@ var _ = Describe("Deployment manifests", func() {
 			"ClusterRole/octopods-workspace-editor", "ClusterRole/octopods-workspace-viewer", "ClusterRole/octopods-key-rotator",
 			"ValidatingWebhookConfiguration/octopods-validating-webhook-configuration",
 			"ValidatingAdmissionPolicy/octopods-workspaceapikey-spec-needs-update"))
-		Expect(skipped).To(ConsistOf("Issuer/octopods-selfsigned-issuer", "Certificate/octopods-serving-cert"))
+		Expect(skipped).To(ConsistOf("Issuer/octopods-selfsigned-issuer", "Certificate/octopods-serving-cert", "Certificate/octopods-metrics-certs"))
+
+		samples, err := os.ReadFile(filepath.Join(root, "config", "samples", "networkpolicy.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		applied, _ = applyYAML(samples, true, func(schema.GroupVersionKind) bool { return false })
+		Expect(applied).To(ConsistOf("NetworkPolicy/octopods-controller-manager", "NetworkPolicy/octopods-auth-proxy"))
+	})
+
+	It("undeploy removes the operator but never the CRDs (and with them every key) nor its namespace", func() {
+		out, err := exec.Command(os.Getenv("KUSTOMIZE"), "build", filepath.Join(root, "config", "undeploy")).Output()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(out)).NotTo(ContainSubstring("kind: CustomResourceDefinition"))
+		Expect(string(out)).NotTo(ContainSubstring("kind: Namespace"))
+		Expect(string(out)).To(ContainSubstring("name: octopods-controller-manager"))
+		Expect(string(out)).To(ContainSubstring("kind: MutatingWebhookConfiguration"))
 	})
 })

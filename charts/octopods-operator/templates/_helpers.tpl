@@ -31,14 +31,18 @@ the Secret), computed once per render so the Secret and every caBundle agree.
 {{- define "octopods.webhookCert" -}}
 {{- if not (hasKey .Values "generatedWebhookCert") }}
 {{- $secret := lookup "v1" "Secret" .Release.Namespace "webhook-server-cert" }}
-{{- if and $secret $secret.data (hasKey $secret.data "ca.crt") }}
-{{- $_ := set .Values "generatedWebhookCert" (dict "ca" (index $secret.data "ca.crt") "crt" (index $secret.data "tls.crt") "key" (index $secret.data "tls.key")) }}
+{{- $metrics := lookup "v1" "Secret" .Release.Namespace "metrics-server-cert" }}
+{{- if and $secret $secret.data (hasKey $secret.data "ca.crt") $metrics $metrics.data }}
+{{- $_ := set .Values "generatedWebhookCert" (dict "ca" (index $secret.data "ca.crt") "crt" (index $secret.data "tls.crt") "key" (index $secret.data "tls.key") "metricsCrt" (index $metrics.data "tls.crt") "metricsKey" (index $metrics.data "tls.key")) }}
 {{- else }}
 {{- $ca := genCA "octopods-webhook-ca" 3650 }}
 {{- $svc := "octopods-webhook-service" }}
 {{- $names := list (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) }}
 {{- $cert := genSignedCert (first $names) nil $names 3650 $ca }}
-{{- $_ := set .Values "generatedWebhookCert" (dict "ca" ($ca.Cert | b64enc) "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc)) }}
+{{- $msvc := "octopods-controller-manager-metrics" }}
+{{- $mnames := list (printf "%s.%s.svc" $msvc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $msvc .Release.Namespace) }}
+{{- $mcert := genSignedCert (first $mnames) nil $mnames 3650 $ca }}
+{{- $_ := set .Values "generatedWebhookCert" (dict "ca" ($ca.Cert | b64enc) "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) "metricsCrt" ($mcert.Cert | b64enc) "metricsKey" ($mcert.Key | b64enc)) }}
 {{- end }}
 {{- end }}
 {{- end }}
