@@ -52,6 +52,7 @@ func main() {
 		burst, concurrency     int
 		webhookCertDir         string
 		metricsCertDir         string
+		leaderElectionNS       string
 		webhookPort            int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus /metrics endpoint; 0 disables it.")
@@ -59,6 +60,7 @@ func main() {
 	flag.StringVar(&metricsCertDir, "metrics-cert-dir", "", "Directory with the metrics server's tls.crt and tls.key, reloaded when renewed (default: a self-signed certificate).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles.")
+	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's own; required out of cluster).")
 	flag.Float64Var(&qps, "kube-api-qps", 50, "Client-side requests per second to the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 100, "Client-side burst of requests to the API server.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "Reconciles run in parallel per controller.")
@@ -84,13 +86,14 @@ func main() {
 	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  controllers.CacheOptions(),
-		Metrics:                metricsOptions(metricsAddr, secureMetrics, metricsCertDir),
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "octopods-operator.octopods.io",
-		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{CertDir: webhookCertDir, Port: webhookPort, TLSOpts: []func(*tls.Config){http1Only}}),
+		Scheme:                  scheme,
+		Cache:                   controllers.CacheOptions(),
+		Metrics:                 metricsOptions(metricsAddr, secureMetrics, metricsCertDir),
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "octopods-operator.octopods.io",
+		LeaderElectionNamespace: leaderElectionNS,
+		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{CertDir: webhookCertDir, Port: webhookPort, TLSOpts: []func(*tls.Config){http1Only}}),
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")

@@ -141,6 +141,8 @@ func render(obj *unstructured.Unstructured) (string, error) {
 		fmt.Fprintf(&b, "{{- if .Values.crds.enabled }}\n%s{{- end }}\n", text)
 	case authProxyOnly[id]:
 		fmt.Fprintf(&b, "{{- if .Values.authProxy.enabled }}\n%s{{- end }}\n", text)
+	case kind == "MutatingWebhookConfiguration" || kind == "ValidatingWebhookConfiguration":
+		fmt.Fprintf(&b, "{{- if .Values.webhook.enabled }}\n%s{{- end }}\n", text)
 	default:
 		b.WriteString(text)
 	}

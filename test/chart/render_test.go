@@ -216,6 +216,19 @@ var valuesMatrix = []struct {
 		}
 	}},
 	{"no cert-manager", map[string]any{"webhook": map[string]any{"certManager": map[string]any{"enabled": false}}}, checkGeneratedCert},
+	{"no webhooks", map[string]any{"webhook": map[string]any{"enabled": false}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		for _, o := range objs {
+			if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
+				t.Errorf("webhook.enabled=false installs %s", o.GetName())
+			}
+		}
+		d := find(objs, "Deployment", "octopods-controller-manager")
+		containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+		env, _, _ := unstructured.NestedSlice(containers[0].(map[string]any), "env")
+		if len(env) != 1 || env[0].(map[string]any)["name"] != "ENABLE_WEBHOOKS" || env[0].(map[string]any)["value"] != "false" {
+			t.Errorf("the manager still serves webhooks: env %v", env)
+		}
+	}},
 	{"no CRDs", map[string]any{"crds": map[string]any{"enabled": false}}, func(t *testing.T, objs []*unstructured.Unstructured) {
 		for _, o := range objs {
 			if o.GetKind() == "CustomResourceDefinition" {
