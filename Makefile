@@ -91,10 +91,11 @@ bench-rss: ## Resident memory of the auth-proxy binary with 100k published keys 
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager and auth-proxy binaries into bin/.
+build: manifests generate fmt vet ## Build the manager, auth-proxy, opk-verify and kubectl-octopods binaries into bin/.
 	go build -o bin/manager ./cmd/manager
 	go build -o bin/auth-proxy ./cmd/auth-proxy
 	go build -o bin/opk-verify ./cmd/opk-verify
+	go build -o bin/kubectl-octopods ./cmd/kubectl-octopods
 
 # Out of cluster there is no webhook certificate unless you pass
 # --webhook-cert-dir; set ENABLE_WEBHOOKS=true to serve them.

@@ -44,15 +44,16 @@ func main() {
 
 Try this in another terminal:
 
-  export KUBECONFIG=%s
+  export KUBECONFIG=%s PATH=$PWD/bin:$PATH     # bin/kubectl-octopods is the kubectl plugin
   kubectl apply -k config/samples/
-  kubectl get workspaces
-  KEY=$(kubectl get secret acme-api-key -o jsonpath='{.data.api-key}' | base64 -d)
+  kubectl octopods get                                          # the settings table
+  kubectl octopods ui                                           # the settings page in your browser
+  KEY=$(kubectl octopods copy acme)
   curl -s -H "X-Octopods-Auth: $KEY" http://%s/v1/messages     # 200, echoed headers show the workspace
   curl -s http://%s/v1/messages                                 # 401 {"error":"missing_key"}
-  kubectl annotate workspaceapikey acme octopods.io/rotate=$(date +%%s) --overwrite
+  kubectl octopods rotate acme                                  # or: kubectl annotate workspaceapikey acme octopods.io/rotate=<token>
   curl -s -H "X-Octopods-Auth: $KEY" http://%s/v1/messages     # 401 {"error":"invalid_key"}: rotated away
-  kubectl get workspaceapikeys                                  # LAST USED fills in within %s
+  kubectl octopods audit acme                                   # LAST USED fills in within %s
   # Envoy's ext_authz over gRPC is on %s (envoy.service.auth.v3.Authorization/Check)
 
 Ctrl-C stops everything.

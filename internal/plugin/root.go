@@ -1,0 +1,348 @@
+// Package plugin is `kubectl octopods`: the Octopods settings page as
+// commands (get, create, copy, rotate, audit) and as a local web page (ui),
+// acting with the person's own kubeconfig, so RBAC decides everything.
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/settings"
+)
+
+// copyWait is how long copy waits for a key just created.
+const copyWait = 10 * time.Second
+
+// rotateWait is how long rotate waits for the new key.
+const rotateWait = 30 * time.Second
+
+// Options are what every command shares: kubectl's flags and the streams.
+type Options struct {
+	Flags *genericclioptions.ConfigFlags
+	genericiooptions.IOStreams
+	// IsTerminal reports whether stdout is a terminal (tests replace it).
+	IsTerminal func() bool
+	// Now is the clock (tests replace it).
+	Now func() time.Time
+}
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(octopodsv1alpha1.AddToScheme(scheme))
+}
+
+// client returns a client acting as the person, and the namespace to use.
+func (o *Options) client() (client.Client, string, error) {
+	cfg, err := o.Flags.ToRESTConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("no cluster to talk to: %w (kubectl octopods uses your kubeconfig, as kubectl does)", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, "", err
+	}
+	ns, _, err := o.Flags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, "", err
+	}
+	return c, ns, nil
+}
+
+// NewCommand is `kubectl octopods`.
+func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	return newCommand(&Options{
+		Flags:      genericclioptions.NewConfigFlags(true),
+		IOStreams:  streams,
+		IsTerminal: func() bool { f, ok := streams.Out.(*os.File); return ok && term.IsTerminal(int(f.Fd())) },
+		Now:        time.Now,
+	})
+}
+
+func newCommand(o *Options) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "octopods",
+		// kubectl runs us as kubectl-octopods; help and examples say
+		// `kubectl octopods`.
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl octopods"},
+		Short: "Workspace API Keys of Octopods: list, create, copy, rotate and audit them, or open the settings page",
+		Long: `kubectl octopods is the Octopods settings page ("Workspace API Keys") for your cluster.
+Every command acts as you, with your kubeconfig: what you may do is what your RBAC allows.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	o.Flags.AddFlags(root.PersistentFlags())
+	root.AddCommand(o.getCommand(), o.createCommand(), o.copyCommand(), o.rotateCommand(), o.auditCommand(), o.uiCommand())
+	return root
+}
+
+// Execute runs the plugin and prints an error as one line.
+func Execute(ctx context.Context) int {
+	cmd := NewCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return 1
+	}
+	return 0
+}
+
+// completeWorkspaces completes workspace names in the chosen namespace.
+func (o *Options) completeWorkspaces(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	c, ns, err := o.client()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var list octopodsv1alpha1.WorkspaceList
+	if err := c.List(cmd.Context(), &list, client.InNamespace(ns)); err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	names := make([]string, 0, len(list.Items))
+	for _, ws := range list.Items {
+		names = append(names, ws.Name)
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+func (o *Options) getCommand() *cobra.Command {
+	var all bool
+	var output string
+	cmd := &cobra.Command{
+		Use:   "get [WORKSPACE...]",
+		Short: "The Workspace API Keys table: workspace, provider, masked key, key ID, last use",
+		Example: `  kubectl octopods get
+  kubectl octopods get acme -n team-a
+  kubectl octopods get -A -o json`,
+		ValidArgsFunction: o.completeWorkspaces,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := o.client()
+			if err != nil {
+				return err
+			}
+			if all {
+				ns = ""
+			}
+			rows, err := settings.Rows(cmd.Context(), c, ns, args)
+			if err != nil {
+				return err
+			}
+			return o.printRows(cmd.Context(), c, rows, output, all)
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "List the workspaces of every namespace.")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "Output format: json or yaml (for scripts; never the key itself).")
+	return cmd
+}
+
+func (o *Options) printRows(ctx context.Context, c client.Reader, rows []settings.Row, output string, all bool) error {
+	switch output {
+	case "json", "yaml":
+		if rows == nil {
+			rows = []settings.Row{}
+		}
+		data, err := json.MarshalIndent(rows, "", "  ")
+		if err == nil && output == "yaml" {
+			data, err = yaml.JSONToYAML(data)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(o.Out, string(data))
+		return err
+	case "":
+	default:
+		return fmt.Errorf("--output %q: use json or yaml, or leave it out for the table", output)
+	}
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(o.ErrOut, "No workspaces found.")
+		return err
+	}
+	w := tabwriter.NewWriter(o.Out, 0, 0, 3, ' ', 0)
+	if all {
+		fmt.Fprint(w, "NAMESPACE\t")
+	}
+	fmt.Fprintln(w, "WORKSPACE\tPROVIDER\tAPI KEY\tKEY ID\tLAST USED")
+	for _, r := range rows {
+		if all {
+			fmt.Fprintf(w, "%s\t", r.Namespace)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Workspace, r.Provider, o.shownKey(ctx, c, r), dash(r.KeyID), o.lastUsed(r))
+	}
+	return w.Flush()
+}
+
+// shownKey is the API KEY column: the masked key when the person may read
+// it, else what the page says.
+func (o *Options) shownKey(ctx context.Context, c client.Reader, r settings.Row) string {
+	switch {
+	case !r.HasKey:
+		return settings.NoKey
+	case !r.Issued:
+		return "(" + r.State + ")"
+	}
+	key, err := settings.ReadKey(ctx, c, r.Namespace, r.Workspace, 0)
+	if err != nil {
+		return "opk_… (hidden)"
+	}
+	return settings.Mask(key)
+}
+
+func (o *Options) lastUsed(r settings.Row) string {
+	if r.LastUsed == nil {
+		return "never"
+	}
+	return settings.Ago(*r.LastUsed, o.Now())
+}
+
+func (o *Options) createCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "create WORKSPACE",
+		Short: `"Create API Key" for an existing workspace`,
+		Example: `  kubectl octopods create acme
+  kubectl octopods create acme -n team-a && kubectl octopods copy acme -n team-a | pbcopy`,
+		Args:              exactlyOneWorkspace,
+		ValidArgsFunction: o.completeWorkspaces,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := o.client()
+			if err != nil {
+				return err
+			}
+			if err := settings.CreateKey(cmd.Context(), c, ns, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "API key created for workspace %s. Copy it with: kubectl octopods copy %s -n %s | pbcopy\n", args[0], args[0], ns)
+			return nil
+		},
+	}
+}
+
+func (o *Options) copyCommand() *cobra.Command {
+	var show bool
+	cmd := &cobra.Command{
+		Use:   "copy WORKSPACE",
+		Short: "The key on stdout and nothing else, for pipes and secret managers",
+		Long: `copy prints the workspace's API key, waiting a few seconds for a key just created.
+It refuses to print to a terminal, so the key does not stay in your scrollback: pipe it, or give --show.`,
+		Example: `  kubectl octopods copy acme | pbcopy            # macOS
+  kubectl octopods copy acme | xclip -selection clipboard
+  kubectl octopods copy acme | vault kv put secret/octopods/acme key=-
+  kubectl octopods copy acme --show`,
+		Args:              exactlyOneWorkspace,
+		ValidArgsFunction: o.completeWorkspaces,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.IsTerminal() && !show {
+				return fmt.Errorf("not printing the key of %q to a terminal, where it would stay in the scrollback: pipe it (kubectl octopods copy %s | pbcopy), or give --show", args[0], args[0])
+			}
+			c, ns, err := o.client()
+			if err != nil {
+				return err
+			}
+			key, err := settings.ReadKey(cmd.Context(), c, ns, args[0], copyWait)
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(o.Out, key+"\n")
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&show, "show", false, "Print the key even to a terminal.")
+	return cmd
+}
+
+func (o *Options) rotateCommand() *cobra.Command {
+	var tok string
+	cmd := &cobra.Command{
+		Use:   "rotate WORKSPACE",
+		Short: "Replace the key with a new one (the old one works for the key's grace period)",
+		Example: `  kubectl octopods rotate acme
+  kubectl octopods rotate acme --token LEAK-2026-11-27`,
+		Args:              exactlyOneWorkspace,
+		ValidArgsFunction: o.completeWorkspaces,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := o.client()
+			if err != nil {
+				return err
+			}
+			if tok == "" {
+				tok = settings.DefaultRotationToken(o.Now())
+			}
+			before, err := settings.RequestRotation(cmd.Context(), c, ns, args[0], tok)
+			if err != nil {
+				return err
+			}
+			after, err := settings.WaitForRotation(cmd.Context(), c, ns, args[0], tok, rotateWait)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "Rotated the key of %s: %s → %s (token %q).\n", args[0], dash(before.Status.KeyID), after.Status.KeyID, tok)
+			if after.Status.PreviousKeyID != "" && after.Status.PreviousValidUntil != nil {
+				fmt.Fprintf(o.Out, "The old key %s keeps working until %s (grace period %s).\n", after.Status.PreviousKeyID, after.Status.PreviousValidUntil.UTC().Format(time.RFC3339), gracePeriod(after))
+			} else {
+				fmt.Fprintf(o.Out, "The old key stopped working at once (grace period 0s): integrations must load the new key.\n")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&tok, "token", "", "Rotation token, used once (default: a time stamp); a ticket number reads well in the audit.")
+	return cmd
+}
+
+func gracePeriod(k *octopodsv1alpha1.WorkspaceAPIKey) string {
+	if k.Spec.RotationGracePeriod == nil {
+		return "0s"
+	}
+	return k.Spec.RotationGracePeriod.Duration.String()
+}
+
+func (o *Options) auditCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:               "audit WORKSPACE",
+		Short:             "Who created and rotated the key, its last uses, revoked keys still tried, and recent events",
+		Example:           `  kubectl octopods audit acme -n team-a`,
+		Args:              exactlyOneWorkspace,
+		ValidArgsFunction: o.completeWorkspaces,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := o.client()
+			if err != nil {
+				return err
+			}
+			report, err := settings.Audit(cmd.Context(), c, ns, args[0], o.Now())
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(o.Out, report)
+			return err
+		},
+	}
+}
+
+func exactlyOneWorkspace(_ *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return errors.New("give one WORKSPACE name (`kubectl octopods get` lists them)")
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

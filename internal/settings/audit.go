@@ -1,0 +1,157 @@
+package settings
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// maxAuditEvents bounds the events of a report: the most recent ones.
+const maxAuditEvents = 15
+
+// Audit gathers what support needs about one workspace's key.
+func Audit(ctx context.Context, c client.Reader, namespace, workspace string, now time.Time) (string, error) {
+	key := &octopodsv1alpha1.WorkspaceAPIKey{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, key); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("workspace %q in namespace %q has no API key: nothing to audit", workspace, namespace)
+		}
+		return "", explain(err, "get", "workspaceapikeys", namespace)
+	}
+	var events corev1.EventList
+	if err := c.List(ctx, &events, client.InNamespace(namespace)); err != nil {
+		return "", explain(err, "list", "events", namespace)
+	}
+	var mine []corev1.Event
+	for _, e := range events.Items {
+		if e.InvolvedObject.Name == workspace && (e.InvolvedObject.Kind == "WorkspaceAPIKey" || e.InvolvedObject.Kind == "Workspace") {
+			mine = append(mine, e)
+		}
+	}
+	return FormatAudit(key, mine, now), nil
+}
+
+// FormatAudit is the audit report: the key's life, its last uses, the
+// revoked keys still being tried, and the recent events.
+func FormatAudit(key *octopodsv1alpha1.WorkspaceAPIKey, events []corev1.Event, now time.Time) string {
+	var b strings.Builder
+	st := key.Status
+	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	line := func(label, value string) { fmt.Fprintf(w, "%s:\t%s\n", label, value) }
+	line("Workspace", key.Namespace+"/"+key.Spec.WorkspaceName)
+	line("Key ID", orNone(st.KeyID))
+	line("Secret", orNone(st.SecretName))
+	line("Created by", orNone(key.Annotations[octopodsv1alpha1.CreatedByAnnotation]))
+	line("Issued", when(st.IssuedAt, now))
+	line("Rotated", when(st.RotatedAt, now)+by(st.LastRotatedBy)+token(st.LastRotationToken))
+	if st.NextRotationAt != nil {
+		line("Next rotation", when(st.NextRotationAt, now))
+	}
+	line("Last used", when(st.LastUsedTime, now))
+	if st.PreviousKeyID != "" {
+		line("Previous key", fmt.Sprintf("%s, works until %s, last used %s", st.PreviousKeyID, when(st.PreviousValidUntil, now), when(st.PreviousKeyLastUsedTime, now)))
+	}
+	_ = w.Flush()
+	b.WriteString("\nRevoked keys (kept 30 days):\n")
+	if len(st.RevokedKeys) == 0 {
+		b.WriteString("  none\n")
+	}
+	for _, r := range st.RevokedKeys {
+		fmt.Fprintf(&b, "  %s  revoked %s\n", r.KeyID, when(&r.RevokedAt, now))
+	}
+	if u := st.LastRevokedKeyUse; u != nil {
+		fmt.Fprintf(&b, "  Last attempt with a revoked key: %s from %s, %s\n", u.KeyID, orNone(u.ClientAddress), when(&u.Time, now))
+	}
+	b.WriteString("\nRecent events:\n")
+	writeEvents(&b, events, now)
+	return b.String()
+}
+
+func writeEvents(b *strings.Builder, events []corev1.Event, now time.Time) {
+	sort.Slice(events, func(i, j int) bool { return lastSeen(&events[i]).Before(lastSeen(&events[j])) })
+	if len(events) > maxAuditEvents {
+		events = events[len(events)-maxAuditEvents:]
+	}
+	if len(events) == 0 {
+		b.WriteString("  none\n")
+	}
+	w := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	for i := range events {
+		e := &events[i]
+		t := metav1.NewTime(lastSeen(e))
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", when(&t, now), e.Type, e.Reason, e.Message)
+	}
+	_ = w.Flush()
+}
+
+func lastSeen(e *corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case e.Series != nil:
+		return e.Series.LastObservedTime.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func by(who string) string {
+	if who == "" {
+		return ""
+	}
+	return " by " + who
+}
+
+func token(t string) string {
+	if t == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (token %q)", t)
+}
+
+// when is a time as "2026-11-27T10:04:05Z (3m ago)", or "never".
+func when(t *metav1.Time, now time.Time) string {
+	if t == nil || t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339) + " (" + Ago(t.Time, now) + ")"
+}
+
+// Ago says how long ago t was, roughly, as kubectl does.
+func Ago(t, now time.Time) string {
+	d := now.Sub(t)
+	if d < 0 {
+		return "in " + roundDuration(-d)
+	}
+	return roundDuration(d) + " ago"
+}
+
+func roundDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}

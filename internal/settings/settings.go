@@ -1,0 +1,171 @@
+// Package settings is what the Octopods settings page does ("Workspace API
+// Keys": list, create, copy, rotate, audit), for `kubectl octopods` and its
+// web page, always with the person's own client, so RBAC decides.
+package settings
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+// NoKey is what the settings page shows for a workspace without a key.
+const NoKey = "No API key generated"
+
+// Row is one line of the "Workspace API Keys" table. It never holds a key.
+type Row struct {
+	Namespace   string     `json:"namespace"`
+	Workspace   string     `json:"workspace"`
+	DisplayName string     `json:"displayName"`
+	Provider    string     `json:"provider"`
+	HasKey      bool       `json:"hasKey"`      // a WorkspaceAPIKey exists
+	Issued      bool       `json:"issued"`      // and its key is in its Secret
+	KeyID       string     `json:"keyID"`       // public
+	State       string     `json:"state"`       // why not issued, when not
+	LastUsed    *time.Time `json:"lastUsed"`    // by the auth proxy
+	SecretName  string     `json:"secretName"`  // where the key is
+	GracePeriod string     `json:"gracePeriod"` // how long a rotated key keeps working
+}
+
+// Rows lists the workspaces of namespace ("" with all: every namespace)
+// with their keys, sorted by namespace and name.
+func Rows(ctx context.Context, c client.Reader, namespace string, names []string) ([]Row, error) {
+	var workspaces octopodsv1alpha1.WorkspaceList
+	if err := c.List(ctx, &workspaces, client.InNamespace(namespace)); err != nil {
+		return nil, explain(err, "list", "workspaces", namespace)
+	}
+	var keys octopodsv1alpha1.WorkspaceAPIKeyList
+	if err := c.List(ctx, &keys, client.InNamespace(namespace)); err != nil {
+		return nil, explain(err, "list", "workspaceapikeys", namespace)
+	}
+	byName := map[string]*octopodsv1alpha1.WorkspaceAPIKey{}
+	for i := range keys.Items {
+		byName[keys.Items[i].Namespace+"/"+keys.Items[i].Name] = &keys.Items[i]
+	}
+	wanted := map[string]bool{}
+	for _, n := range names {
+		wanted[n] = true
+	}
+	var rows []Row
+	for _, ws := range workspaces.Items {
+		if len(wanted) > 0 && !wanted[ws.Name] {
+			continue
+		}
+		rows = append(rows, rowOf(&ws, byName[ws.Namespace+"/"+ws.Name]))
+		delete(wanted, ws.Name)
+	}
+	if len(wanted) > 0 {
+		missing := make([]string, 0, len(wanted))
+		for n := range wanted {
+			missing = append(missing, n)
+		}
+		sort.Strings(missing)
+		return rows, fmt.Errorf("no workspace %s in namespace %q: `kubectl octopods get` lists them", strings.Join(missing, ", "), namespace)
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		return rows[i].Namespace+"/"+rows[i].Workspace < rows[j].Namespace+"/"+rows[j].Workspace
+	})
+	return rows, nil
+}
+
+func rowOf(ws *octopodsv1alpha1.Workspace, key *octopodsv1alpha1.WorkspaceAPIKey) Row {
+	r := Row{Namespace: ws.Namespace, Workspace: ws.Name, DisplayName: ws.Spec.DisplayName, Provider: string(ws.Spec.Provider)}
+	if key == nil {
+		return r
+	}
+	r.HasKey, r.KeyID, r.SecretName = true, key.Status.KeyID, key.EffectiveSecretName()
+	r.GracePeriod = "0s"
+	if g := key.Spec.RotationGracePeriod; g != nil {
+		r.GracePeriod = g.Duration.String()
+	}
+	if t := key.Status.LastUsedTime; t != nil {
+		used := t.UTC()
+		r.LastUsed = &used
+	}
+	ready := meta.FindStatusCondition(key.Status.Conditions, "Ready")
+	switch {
+	case ready != nil && ready.Status == "True" && key.Status.KeyID != "":
+		r.Issued = true
+	case ready != nil:
+		r.State = ready.Reason + ": " + ready.Message
+	default:
+		r.State = "Being issued"
+	}
+	return r
+}
+
+// Mask shows a key as the settings page's read-only field does: the prefix
+// and four characters, never enough to use or guess it.
+func Mask(key string) string {
+	if apikey.Validate(key) != nil {
+		return "opk_…"
+	}
+	return key[:len(apikey.Prefix)+4] + "…"
+}
+
+// ReadKey returns the workspace's key from its Secret, waiting up to wait
+// for a key just created. It is the one place a key leaves the API server.
+func ReadKey(ctx context.Context, c client.Reader, namespace, workspace string, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		key, err := readKeyOnce(ctx, c, namespace, workspace)
+		if err == nil || !errors.Is(err, errNotIssuedYet) || time.Now().After(deadline) {
+			return key, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+var errNotIssuedYet = errors.New("not issued yet")
+
+func readKeyOnce(ctx context.Context, c client.Reader, namespace, workspace string) (string, error) {
+	key := &octopodsv1alpha1.WorkspaceAPIKey{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, key); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("workspace %q in namespace %q has no API key: create one with `kubectl octopods create %s`", workspace, namespace, workspace)
+		}
+		return "", explain(err, "get", "workspaceapikeys", namespace)
+	}
+	secret := &corev1.Secret{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: key.EffectiveSecretName()}, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", fmt.Errorf("the key of %q is %w (Secret %q not there yet)", workspace, errNotIssuedYet, key.EffectiveSecretName())
+	case err != nil:
+		return "", explain(err, "get", "secrets", namespace)
+	}
+	value := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
+	if apikey.Validate(value) != nil || !key.ManagesSecret(secret) {
+		return "", fmt.Errorf("the key of %q is %w (Secret %q holds no key of this workspace yet)", workspace, errNotIssuedYet, secret.Name)
+	}
+	return value, nil
+}
+
+// explain turns an API error into a sentence that says what to do; a
+// Forbidden names the verb and resource RBAC must grant.
+func explain(err error, verb, resource, namespace string) error {
+	if apierrors.IsForbidden(err) {
+		where := "in namespace " + namespace
+		if namespace == "" {
+			where = "in all namespaces"
+		}
+		return fmt.Errorf("you may not %s %s %s: ask for a role that grants verb %q on %q (octopods-workspace-editor creates and copies keys, octopods-key-rotator rotates them)",
+			verb, resource, where, verb, resource)
+	}
+	return fmt.Errorf("%s %s: %w", verb, resource, err)
+}
