@@ -79,11 +79,11 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 
 func newCommand(o *Options) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "octopods",
+		Use: "octopods",
 		// kubectl runs us as kubectl-octopods; help and examples say
 		// `kubectl octopods`.
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl octopods"},
-		Short: "Workspace API Keys of Octopods: list, create, copy, rotate and audit them, or open the settings page",
+		Short:       "Workspace API Keys of Octopods: list, create, copy, rotate and audit them, or open the settings page",
 		Long: `kubectl octopods is the Octopods settings page ("Workspace API Keys") for your cluster.
 Every command acts as you, with your kubeconfig: what you may do is what your RBAC allows.`,
 		SilenceUsage:  true,
@@ -105,7 +105,7 @@ func Execute(ctx context.Context) int {
 }
 
 // completeWorkspaces completes workspace names in the chosen namespace.
-func (o *Options) completeWorkspaces(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+func (o *Options) completeWorkspaces(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
 	c, ns, err := o.client()
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
@@ -176,14 +176,14 @@ func (o *Options) printRows(ctx context.Context, c client.Reader, rows []setting
 	}
 	w := tabwriter.NewWriter(o.Out, 0, 0, 3, ' ', 0)
 	if all {
-		fmt.Fprint(w, "NAMESPACE\t")
+		_, _ = fmt.Fprint(w, "NAMESPACE\t")
 	}
-	fmt.Fprintln(w, "WORKSPACE\tPROVIDER\tAPI KEY\tKEY ID\tLAST USED")
+	_, _ = fmt.Fprintln(w, "WORKSPACE\tPROVIDER\tAPI KEY\tKEY ID\tLAST USED")
 	for _, r := range rows {
 		if all {
-			fmt.Fprintf(w, "%s\t", r.Namespace)
+			_, _ = fmt.Fprintf(w, "%s\t", r.Namespace)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Workspace, r.Provider, o.shownKey(ctx, c, r), dash(r.KeyID), o.lastUsed(r))
+		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Workspace, r.Provider, o.shownKey(ctx, c, r), dash(r.KeyID), o.lastUsed(r))
 	}
 	return w.Flush()
 }
@@ -227,7 +227,7 @@ func (o *Options) createCommand() *cobra.Command {
 			if err := settings.CreateKey(cmd.Context(), c, ns, args[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(o.Out, "API key created for workspace %s. Copy it with: kubectl octopods copy %s -n %s | pbcopy\n", args[0], args[0], ns)
+			_, _ = fmt.Fprintf(o.Out, "API key created for workspace %s. Copy it with: kubectl octopods copy %s -n %s | pbcopy\n", args[0], args[0], ns)
 			return nil
 		},
 	}
@@ -291,11 +291,11 @@ func (o *Options) rotateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(o.Out, "Rotated the key of %s: %s → %s (token %q).\n", args[0], dash(before.Status.KeyID), after.Status.KeyID, tok)
+			_, _ = fmt.Fprintf(o.Out, "Rotated the key of %s: %s → %s (token %q).\n", args[0], dash(before.Status.KeyID), after.Status.KeyID, tok)
 			if after.Status.PreviousKeyID != "" && after.Status.PreviousValidUntil != nil {
-				fmt.Fprintf(o.Out, "The old key %s keeps working until %s (grace period %s).\n", after.Status.PreviousKeyID, after.Status.PreviousValidUntil.UTC().Format(time.RFC3339), gracePeriod(after))
+				_, _ = fmt.Fprintf(o.Out, "The old key %s keeps working until %s (grace period %s).\n", after.Status.PreviousKeyID, after.Status.PreviousValidUntil.UTC().Format(time.RFC3339), gracePeriod(after))
 			} else {
-				fmt.Fprintf(o.Out, "The old key stopped working at once (grace period 0s): integrations must load the new key.\n")
+				_, _ = fmt.Fprintf(o.Out, "The old key stopped working at once (grace period 0s): integrations must load the new key.\n")
 			}
 			return nil
 		},

@@ -39,7 +39,7 @@ buttons show only where your RBAC allows them. Ctrl-C stops it.`,
 			if err != nil {
 				return fmt.Errorf("listen on 127.0.0.1: %w", err)
 			}
-			fmt.Fprintf(o.Out, "Settings page: %s\n(one-time link: it logs this browser in; Ctrl-C stops the page)\n", url)
+			_, _ = fmt.Fprintf(o.Out, "Settings page: %s\n(one-time link: it logs this browser in; Ctrl-C stops the page)\n", url)
 			if !noBrowser {
 				openBrowser(url)
 			}

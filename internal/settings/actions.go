@@ -37,7 +37,9 @@ func CreateKey(ctx context.Context, c client.Client, namespace, workspace string
 }
 
 // DefaultRotationToken is a time stamp: a new token each time.
-func DefaultRotationToken(now time.Time) string { return "rotate-" + now.UTC().Format("20060102T150405Z") }
+func DefaultRotationToken(now time.Time) string {
+	return "rotate-" + now.UTC().Format("20060102T150405Z")
+}
 
 // RequestRotation sets octopods.io/rotate=token on the workspace's key and
 // returns the key as it was (its key ID and grace period).

@@ -47,7 +47,7 @@ func FormatAudit(key *octopodsv1alpha1.WorkspaceAPIKey, events []corev1.Event, n
 	var b strings.Builder
 	st := key.Status
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	line := func(label, value string) { fmt.Fprintf(w, "%s:\t%s\n", label, value) }
+	line := func(label, value string) { _, _ = fmt.Fprintf(w, "%s:\t%s\n", label, value) }
 	line("Workspace", key.Namespace+"/"+key.Spec.WorkspaceName)
 	line("Key ID", orNone(st.KeyID))
 	line("Secret", orNone(st.SecretName))
@@ -89,7 +89,7 @@ func writeEvents(b *strings.Builder, events []corev1.Event, now time.Time) {
 	for i := range events {
 		e := &events[i]
 		t := metav1.NewTime(lastSeen(e))
-		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", when(&t, now), e.Type, e.Reason, e.Message)
+		_, _ = fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", when(&t, now), e.Type, e.Reason, e.Message)
 	}
 	_ = w.Flush()
 }
