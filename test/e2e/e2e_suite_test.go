@@ -35,6 +35,8 @@ const (
 )
 
 var (
+	// pluginBin is the built kubectl plugin.
+	pluginBin  string
 	env        *localenv.Env
 	k8sClient  client.Client
 	scheme     = runtime.NewScheme()
@@ -57,7 +59,8 @@ var _ = BeforeSuite(func() {
 
 	// The real binaries, built as `make build` builds them.
 	bin := GinkgoT().TempDir()
-	for _, b := range []string{"manager", "auth-proxy"} {
+	pluginBin = filepath.Join(bin, "kubectl-octopods")
+	for _, b := range []string{"manager", "auth-proxy", "kubectl-octopods"} {
 		build := exec.Command("go", "build", "-o", filepath.Join(bin, b), "./cmd/"+b)
 		build.Dir = root
 		out, err := build.CombinedOutput()

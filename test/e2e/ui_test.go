@@ -1,0 +1,175 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+// browserTimeout bounds each browser session.
+const browserTimeout = 90 * time.Second
+
+// settingsPage runs `kubectl octopods ui` as user in ns and returns the
+// one-time login URL.
+func settingsPage(ns, user string) string {
+	cmd := exec.Command(pluginBin, "ui", "--no-browser", "--kubeconfig", env.Kubeconfig, "-n", ns, "--as", user)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	Expect(err).NotTo(HaveOccurred())
+	cmd.Stderr = GinkgoWriter
+	Expect(cmd.Start()).To(Succeed())
+	DeferCleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	Expect(err).NotTo(HaveOccurred())
+	url := strings.TrimSpace(strings.TrimPrefix(line, "Settings page: "))
+	Expect(url).To(MatchRegexp(`^http://127\.0\.0\.1:\d+/login\?token=[A-Za-z0-9_-]{43}$`))
+	return url
+}
+
+// newBrowser is a headless Chromium (Debian's, which .ci/run installs).
+func newBrowser() context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.WindowSize(1280, 860),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(alloc)
+	tctx, cancelTimeout := context.WithTimeout(bctx, browserTimeout)
+	DeferCleanup(func() { cancelTimeout(); cancelBrowser(); cancelAlloc() })
+	return tctx
+}
+
+func outerHTML(b context.Context) string {
+	html, err := chromedp.Run(b, chromedp.OuterHTML(chromedp.CSS("html")))
+	Expect(err).NotTo(HaveOccurred())
+	return html
+}
+
+// allowClipboard lets the page write and read the clipboard, as a person's
+// click would.
+func allowClipboard(b context.Context, origin string) {
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		_, err := chromedp.CallBrowser(b, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: name, AllowWithoutSanitization: true},
+			Setting:    "granted", Origin: origin,
+		})
+		Expect(err).NotTo(HaveOccurred())
+	}
+}
+
+var _ = Describe("The settings page in a real browser", func() {
+	It("creates a key, shows it masked, copies exactly the Secret's key with a green check mark; a viewer gets no buttons", func() {
+		applyPeopleRoles()
+		ns := newNamespace()
+		as(ns, "member@acme.example", "workspace-editor")
+		as(ns, "viewer@acme.example", "workspace-viewer")
+		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, workspace(ns, "globex"))).To(Succeed())
+		started := time.Now()
+
+		login := settingsPage(ns, "member@acme.example")
+		origin := strings.SplitN(login, "/login", 2)[0]
+		b := newBrowser()
+		Expect(chromedp.Do(b, chromedp.Navigate("about:blank"))).To(Succeed())
+		allowClipboard(b, origin)
+		Expect(chromedp.Do(b,
+			chromedp.Navigate(login),
+			chromedp.WaitVisible(chromedp.CSS(`tr[data-workspace="acme"] .no-key`)),
+		)).To(Succeed())
+		noKey, err := chromedp.Run(b, chromedp.Text(chromedp.CSS(`tr[data-workspace="acme"] .no-key`)))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(noKey).To(Equal("No API key generated"))
+
+		By("Create API Key")
+		Expect(chromedp.Do(b,
+			chromedp.Click(chromedp.CSS(`tr[data-workspace="acme"] button.create`)),
+			chromedp.WaitVisible(chromedp.CSS(`#key-acme`)),
+		)).To(Succeed())
+		masked, err := chromedp.Run(b, chromedp.Value(chromedp.CSS(`#key-acme`)))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(masked).To(HavePrefix("opk_•"))
+		key := waitIssued(ns, "acme")
+		Expect(outerHTML(b)).NotTo(ContainSubstring(key[4:]), "the key is not in the page before it is copied")
+
+		By("copy: a green check mark, and the Secret's key on the clipboard")
+		Expect(chromedp.Do(b,
+			chromedp.Click(chromedp.CSS(`tr[data-workspace="acme"] button.copy`)),
+			chromedp.WaitVisible(chromedp.CSS(`tr[data-workspace="acme"] button.copy.copied`)),
+		)).To(Succeed())
+		check, err := chromedp.Run(b, chromedp.Text(chromedp.CSS(`tr[data-workspace="acme"] button.copy`)))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(check).To(Equal("✓"))
+		color, err := chromedp.Run(b, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('tr[data-workspace="acme"] button.copy')).backgroundColor`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(color).To(Equal("rgb(26, 127, 55)"), "green")
+		clipboard, err := chromedp.Run(b, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(clipboard).To(Equal(key))
+		Expect(outerHTML(b)).NotTo(ContainSubstring(key[4:]), "copying does not put the key in the page")
+		screenshot, err := chromedp.Run(b, chromedp.FullScreenshot(100))
+		Expect(err).NotTo(HaveOccurred())
+		saveScreenshot(screenshot)
+		Expect(chromedp.Do(b, chromedp.WaitNotPresent(chromedp.CSS(`tr[data-workspace="acme"] button.copy.copied`)))).To(Succeed(),
+			"the check mark goes back after about two seconds")
+
+		By("requests without the cookie, or from another origin, are refused")
+		cookies, err := chromedp.Call(b, network.GetCookies, network.GetCookiesParams{URLs: []string{origin}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cookies.Cookies).To(HaveLen(1))
+		session := cookies.Cookies[0]
+		Expect(session.HTTPOnly).To(BeTrue())
+		Expect(string(session.SameSite)).To(Equal("Strict"))
+		post := func(withCookie bool, from string) int {
+			req, _ := http.NewRequest(http.MethodPost, origin+"/api/copy", strings.NewReader(`{"namespace":"`+ns+`","workspace":"acme"}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Origin", from)
+			if withCookie {
+				req.AddCookie(&http.Cookie{Name: session.Name, Value: session.Value})
+			}
+			res, err := httpClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			_ = res.Body.Close()
+			return res.StatusCode
+		}
+		Expect(post(false, origin)).To(Equal(http.StatusUnauthorized))
+		Expect(post(true, "https://evil.example")).To(Equal(http.StatusForbidden))
+		Expect(post(true, origin)).To(Equal(http.StatusOK), "the same request from the page's own origin works")
+
+		By("a viewer sees the table and no button")
+		viewer := newBrowser()
+		Expect(chromedp.Do(viewer,
+			chromedp.Navigate(settingsPage(ns, "viewer@acme.example")),
+			chromedp.WaitVisible(chromedp.CSS(`tr[data-workspace="globex"] .no-key`)),
+			chromedp.WaitVisible(chromedp.CSS(`#key-acme`)),
+		)).To(Succeed())
+		buttons, err := chromedp.Run(viewer, chromedp.Evaluate[int](`document.querySelectorAll("button.create, button.copy, button.reveal, button.rotate").length`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(buttons).To(BeZero())
+		figure("settings page in headless Chromium: create, copy, refusals and the viewer's page took %s", time.Since(started).Round(100*time.Millisecond))
+	})
+})
+
+// saveScreenshot keeps the page as a test artifact (bin/e2e-artifacts), and
+// as the README's picture when UPDATE_SCREENSHOT=1.
+func saveScreenshot(png []byte) {
+	dir := filepath.Join(root, "bin", "e2e-artifacts")
+	Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+	Expect(os.WriteFile(filepath.Join(dir, "settings-page.png"), png, 0o644)).To(Succeed())
+	if os.Getenv("UPDATE_SCREENSHOT") == "1" {
+		Expect(os.WriteFile(filepath.Join(root, "docs", "settings-page.png"), png, 0o644)).To(Succeed())
+	}
+}
