@@ -89,7 +89,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	ix := keyindex.New()
 	ix.Set(keyindex.Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Revoked: []apikey.Digest{apikey.DigestOf(revoked)}})
 	ix.Lookup(revoked, time.Now())
-	families, err := authproxy.NewMetrics(ix, func() time.Duration { return 0 }).Registry.Gather()
+	families, err := authproxy.NewMetrics(ix, func() time.Duration { return 0 }, true).Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

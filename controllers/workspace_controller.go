@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -139,7 +140,7 @@ func workspaceStatus(ws *octopodsv1alpha1.Workspace) *octopodsv1alpha1.Workspace
 func (r *WorkspaceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&octopodsv1alpha1.Workspace{}).
-		Watches(&octopodsv1alpha1.WorkspaceAPIKey{}, handler.EnqueueRequestsFromMapFunc(sameName)).
+		Watches(&octopodsv1alpha1.WorkspaceAPIKey{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(ignoreUsageUpdates)).
 		WithOptions(opts).
 		Named("workspace").
 		Complete(r)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -517,7 +518,7 @@ func (k *keyReconcile) revoke(ctx context.Context) (string, error) {
 // SetupWithManager watches keys, their Secrets and their Workspaces.
 func (r *WorkspaceAPIKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&octopodsv1alpha1.WorkspaceAPIKey{}).
+		For(&octopodsv1alpha1.WorkspaceAPIKey{}, builder.WithPredicates(ignoreUsageUpdates)).
 		Owns(&corev1.Secret{}).
 		Watches(&octopodsv1alpha1.Workspace{}, handler.EnqueueRequestsFromMapFunc(sameName)).
 		WithOptions(opts).

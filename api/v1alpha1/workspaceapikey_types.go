@@ -218,8 +218,14 @@ type WorkspaceAPIKeyStatus struct {
 	// +kubebuilder:validation:MaxItems=2
 	PublishedKeys []PublishedKey `json:"publishedKeys,omitempty"`
 
-	// lastUsedTime is when the auth proxy last admitted a request with this
-	// key, written in batches (about once a minute at most).
+	// lastUsedTime is when the auth proxy last admitted a request with the
+	// current key, written in batches and coarsened for keys in constant
+	// use: the first use after an hour without a recorded one is written
+	// within the flush interval (a minute); while the key stays in use it is
+	// written again only once the recorded time is an hour old
+	// (--last-used-refresh-interval), so it may be up to that much behind.
+	// It never moves backwards. After a rotation the new key's first use is
+	// written at once.
 	// +optional
 	LastUsedTime *metav1.Time `json:"lastUsedTime,omitempty"`
 

@@ -176,7 +176,7 @@ func serve(n int, keysFile string) {
 	}
 	check(os.WriteFile(keysFile, []byte(keys.String()), 0o600))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h := authproxy.NewHandler(ix, func() bool { return true }, authproxy.NewMetrics(ix, func() time.Duration { return 0 }), quiet, nil, nil)
+	h := authproxy.NewHandler(ix, func() bool { return true }, authproxy.NewMetrics(ix, func() time.Duration { return 0 }, true), quiet, nil, nil)
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)
 	gl, err := net.Listen("tcp", "127.0.0.1:0")

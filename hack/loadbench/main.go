@@ -52,7 +52,7 @@ func main() {
 		ix.Set(keyindex.Keys{Namespace: "bench", Name: fmt.Sprintf("ws-%d-api-key", i), Workspace: fmt.Sprintf("ws-%d", i),
 			Current: apikey.DigestOf(k), HasCurrent: true})
 	}
-	metrics := authproxy.NewMetrics(ix, func() time.Duration { return 0 })
+	metrics := authproxy.NewMetrics(ix, func() time.Duration { return 0 }, true)
 	auth := serve(authproxy.NewHandler(ix, func() bool { return true }, metrics, quiet, target, authproxy.UpstreamTransport()))
 
 	fmt.Printf("loadbench: %d keys, %d connections, %d rounds of %s per target, GOMAXPROCS=%s\n",

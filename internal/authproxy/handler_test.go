@@ -51,7 +51,7 @@ func newFixture(t testing.TB) *fixture {
 		Previous: apikey.DigestOf(f.expired), HasPrevious: true, PreviousValidUntil: now.Add(-time.Second),
 		Revoked: []apikey.Digest{apikey.DigestOf(f.revoked)}})
 	log := slog.New(slog.NewJSONHandler(f.logs, nil))
-	m := NewMetrics(f.ix, func() time.Duration { return 0 })
+	m := NewMetrics(f.ix, func() time.Duration { return 0 }, true)
 	up, _ := url.Parse(echoUpstream(t).URL)
 	ready := func() bool { return f.ready }
 	f.reverse = NewHandler(f.ix, ready, m, log, up, UpstreamTransport())

@@ -24,6 +24,10 @@ import (
 // most about once a minute, never per request.
 const DefaultLastUsedFlushInterval = time.Minute
 
+// DefaultLastUsedRefreshInterval is how old a recorded lastUsedTime must be
+// before a key in constant use writes it again (keyindex.PendingAt).
+const DefaultLastUsedRefreshInterval = time.Hour
+
 // lastUsedWriters bounds the concurrent status patches of one flush.
 const lastUsedWriters = 4
 
@@ -35,8 +39,10 @@ type LastUsedFlusher struct {
 	Index    *keyindex.Index
 	Client   rest.Interface // for the octopods.io/v1alpha1 group
 	Interval time.Duration
-	Metrics  *Metrics
-	Log      *slog.Logger
+	// Refresh coarsens the current key's lastUsedTime (0: every flush).
+	Refresh time.Duration
+	Metrics *Metrics
+	Log     *slog.Logger
 }
 
 // Run flushes every Interval until ctx ends, then once more.
@@ -51,7 +57,7 @@ func (f *LastUsedFlusher) Run(ctx context.Context) {
 // not once per key: with the API server gone, a busy proxy would otherwise
 // log a line for every key it admitted.
 func (f *LastUsedFlusher) Flush(ctx context.Context) {
-	pending := f.Index.Pending()
+	pending := f.Index.PendingAt(time.Now(), f.Refresh)
 	work := make(chan keyindex.Usage)
 	var (
 		wg       sync.WaitGroup

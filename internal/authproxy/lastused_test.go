@@ -78,7 +78,7 @@ func TestLastUsedFlushOutcomes(t *testing.T) {
 			ix := usedKeys(t, keys)
 			logs := &testutil.SyncBuffer{}
 			f := &LastUsedFlusher{Index: ix, Client: octopods, Interval: time.Minute,
-				Metrics: NewMetrics(ix, func() time.Duration { return 0 }), Log: slog.New(slog.NewJSONHandler(logs, nil))}
+				Metrics: NewMetrics(ix, func() time.Duration { return 0 }, true), Log: slog.New(slog.NewJSONHandler(logs, nil))}
 
 			f.Flush(context.Background())
 

@@ -22,8 +22,9 @@ type Metrics struct {
 }
 
 // NewMetrics registers the proxy's metrics. staleness reports how long ago
-// the key cache was last known to match the API server.
-func NewMetrics(ix *keyindex.Index, staleness func() time.Duration) *Metrics {
+// the key cache was last known to match the API server; perKey adds a
+// series per key ID (--metrics-per-key).
+func NewMetrics(ix *keyindex.Index, staleness func() time.Duration, perKey bool) *Metrics {
 	reg := prometheus.NewRegistry()
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "octopods_auth_proxy_requests_total",
@@ -47,11 +48,14 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration) *Metrics {
 			Name: "octopods_auth_proxy_key_cache_staleness_seconds",
 			Help: "Seconds since the key cache was last confirmed in sync with the API server.",
 		}, func() float64 { return staleness().Seconds() }),
-		allowedByKey{ix},
+		allowedByWorkspace{ix},
 		revokedByWorkspace{ix},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if perKey {
+		reg.MustRegister(allowedByKey{ix})
+	}
 	return &Metrics{
 		Registry:       reg,
 		http:           newOutcomeCounters(requests, InterfaceHTTP),
@@ -104,8 +108,8 @@ func (m *Metrics) observe(outcome prometheus.Counter, start, end time.Time) {
 // never used produce no series.
 type allowedByKey struct{ ix *keyindex.Index }
 
-var allowedByKeyDesc = prometheus.NewDesc("octopods_auth_proxy_allowed_requests_total",
-	"Requests admitted per key, since the proxy started.", []string{"namespace", "workspace", "key_id"}, nil)
+var allowedByKeyDesc = prometheus.NewDesc("octopods_auth_proxy_allowed_requests_by_key_total",
+	"Requests admitted per key, since the proxy started (--metrics-per-key): a rotation starts a new series.", []string{"namespace", "workspace", "key_id"}, nil)
 
 func (c allowedByKey) Describe(ch chan<- *prometheus.Desc) { ch <- allowedByKeyDesc }
 
@@ -130,5 +134,20 @@ func (c revokedByWorkspace) Describe(ch chan<- *prometheus.Desc) { ch <- revoked
 func (c revokedByWorkspace) Collect(ch chan<- prometheus.Metric) {
 	for _, w := range c.ix.RevokedPresented() {
 		ch <- prometheus.MustNewConstMetric(revokedByWorkspaceDesc, prometheus.CounterValue, float64(w.Count), w.Namespace, w.Workspace)
+	}
+}
+
+// allowedByWorkspace exposes admitted requests per workspace: one series per
+// workspace that admitted a request, surviving rotations.
+type allowedByWorkspace struct{ ix *keyindex.Index }
+
+var allowedByWorkspaceDesc = prometheus.NewDesc("octopods_auth_proxy_allowed_requests_total",
+	"Requests admitted per workspace, whatever key admitted them, since the proxy started.", []string{"namespace", "workspace"}, nil)
+
+func (c allowedByWorkspace) Describe(ch chan<- *prometheus.Desc) { ch <- allowedByWorkspaceDesc }
+
+func (c allowedByWorkspace) Collect(ch chan<- prometheus.Metric) {
+	for _, w := range c.ix.AllowedByWorkspace() {
+		ch <- prometheus.MustNewConstMetric(allowedByWorkspaceDesc, prometheus.CounterValue, float64(w.Count), w.Namespace, w.Workspace)
 	}
 }

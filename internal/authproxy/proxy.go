@@ -47,6 +47,11 @@ type Config struct {
 	// a renewal; zero means DefaultCertCheckInterval.
 	TLSCheckInterval      time.Duration
 	LastUsedFlushInterval time.Duration
+	// LastUsedRefreshInterval coarsens lastUsedTime of keys in constant use
+	// (0: DefaultLastUsedRefreshInterval; negative: every flush).
+	LastUsedRefreshInterval time.Duration
+	// MetricsPerKey adds a series per key ID to the per-workspace ones.
+	MetricsPerKey bool
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// in the refusal log (--trusted-proxy-cidrs); none by default.
 	TrustedProxies []netip.Prefix
@@ -84,8 +89,12 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 	}
 	p := &Proxy{cfg: cfg, Index: keyindex.New(), log: log}
 	p.Source = NewSource(p.Index, NewKeysClient(octopods), cfg.Namespaces, log)
-	p.Metrics = NewMetrics(p.Index, p.Source.Staleness)
-	p.flusher = &LastUsedFlusher{Index: p.Index, Client: octopods, Interval: cfg.LastUsedFlushInterval, Metrics: p.Metrics, Log: log}
+	p.Metrics = NewMetrics(p.Index, p.Source.Staleness, cfg.MetricsPerKey)
+	refresh := cfg.LastUsedRefreshInterval
+	if refresh == 0 {
+		refresh = DefaultLastUsedRefreshInterval
+	}
+	p.flusher = &LastUsedFlusher{Index: p.Index, Client: octopods, Interval: cfg.LastUsedFlushInterval, Refresh: refresh, Metrics: p.Metrics, Log: log}
 
 	var upstream *url.URL
 	if cfg.Upstream != "" {

@@ -221,7 +221,7 @@ var _ = Describe("lastUsedTime", func() {
 		}, 5*flushInterval+time.Second, pollEvery).Should(Succeed())
 		elapsed := time.Since(start)
 		Expect(writes).To(BeNumerically("<=", float64(elapsed/flushInterval)+1), "at most one write per flush interval")
-		Expect(counter(reverseProxy, "octopods_auth_proxy_allowed_requests_total", "key_id", apikey.ID(key))).To(BeNumerically(">=", 201))
+		Expect(counter(reverseProxy, "octopods_auth_proxy_allowed_requests_total", "namespace", wak.Namespace, "workspace", "acme")).To(BeNumerically(">=", 201))
 	})
 
 	It("records the previous key's uses apart during a grace period", func() {

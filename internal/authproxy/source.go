@@ -300,6 +300,11 @@ func PublishedKeys(k *octopodsv1alpha1.WorkspaceAPIKey, now time.Time) keyindex.
 	if !k.DeletionTimestamp.IsZero() {
 		return out
 	}
+	// The recorded last use seeds the index only when it is the current
+	// key's: a new key's first use is then written at once.
+	if used, issued := k.Status.LastUsedTime, k.Status.IssuedAt; used != nil && issued != nil && !used.Before(issued) {
+		out.LastUsed = used.Time
+	}
 	for _, r := range k.Status.RevokedKeys {
 		if d, err := apikey.ParseDigest(r.Digest); err == nil && now.Sub(r.RevokedAt.Time) < octopodsv1alpha1.RevokedKeyRetention {
 			out.Revoked = append(out.Revoked, d)

@@ -33,6 +33,10 @@ type Keys struct {
 	PreviousValidUntil time.Time
 	// Revoked keys are refused like unknown ones, but their use is reported.
 	Revoked []apikey.Digest
+	// LastUsed is the current key's last use already recorded
+	// (status.lastUsedTime, by any replica): not written again until it is
+	// older than the refresh interval (PendingAt).
+	LastUsed time.Time
 }
 
 // shortDigest keys the lookup map: half a SHA-256 cannot collide by accident
@@ -59,8 +63,11 @@ type secret struct {
 	// with one key do not fight over it.
 	lastUsed atomic.Int64
 	flushed  atomic.Int64
-	// Admitted requests per key, so a counter per key ID only ever grows.
+	// Admitted requests per key, so a counter per key ID only ever grows;
+	// retired holds those of keys rotated away (written under the write
+	// lock), so the workspace's total survives rotations.
 	allowedCurrent, allowedPrevious atomic.Uint64
+	retired                         uint64
 	// Attempts with a revoked key: counted on the request path, and the
 	// latest one (whole seconds) kept for status.lastRevokedKeyUse.
 	revokedPresented atomic.Uint64
@@ -228,8 +235,10 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 	countCurrent, countPrevious := s.allowedCurrent.Load(), s.allowedPrevious.Load()
 	switch {
 	case hadCurrent && in.HasPrevious && in.Previous == oldCurrent:
+		s.retired += countPrevious
 		countCurrent, countPrevious = 0, countCurrent
 	case !hadCurrent || in.Current != oldCurrent:
+		s.retired += countCurrent + countPrevious
 		countCurrent, countPrevious = 0, 0
 	}
 	s.allowedCurrent.Store(countCurrent)
@@ -259,6 +268,9 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 		}
 		previous.until = in.PreviousValidUntil.UnixNano()
 		s.previous = previous
+	}
+	if sec := in.LastUsed.Unix(); !in.LastUsed.IsZero() && s.hasCurrent && s.flushed.Load() < sec {
+		s.flushed.Store(sec)
 	}
 	s.revoked = s.revoked[:0]
 	for i := range in.Revoked {
@@ -348,13 +360,24 @@ type Usage struct {
 }
 
 // Pending returns the workspace keys used since their last Flushed call.
-func (ix *Index) Pending() []Usage {
+func (ix *Index) Pending() []Usage { return ix.PendingAt(time.Time{}, 0) }
+
+// PendingAt is Pending with the current key's use coarsened: a use is
+// pending only when the last recorded one (written by any replica) is at
+// least refresh old at now. So the first use after refresh without a
+// recorded use is written at the next flush, and a key in constant use is
+// written once per refresh, not once per flush: at 100,000 keys in use and
+// a refresh of an hour, 28 writes a second instead of 1,667. The previous
+// key's use (a grace period: does anyone still use the old key?) and
+// revoked-key sightings are never coarsened.
+func (ix *Index) PendingAt(now time.Time, refresh time.Duration) []Usage {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var out []Usage
+	due := now.Add(-refresh).Unix()
 	ix.each(func(s *secret) {
 		u := Usage{Identity: s.identity, s: s, p: s.previous}
-		if last := s.lastUsed.Load(); last > s.flushed.Load() {
+		if last, flushed := s.lastUsed.Load(), s.flushed.Load(); last > flushed && (refresh <= 0 || flushed <= due) {
 			u.LastUsed = time.Unix(last, 0)
 		}
 		if p := s.previous; p != nil {
@@ -414,6 +437,21 @@ func (u Usage) Flushed() {
 type WorkspaceCount struct {
 	Namespace, Workspace string
 	Count                uint64
+}
+
+// AllowedByWorkspace returns, per workspace, the requests admitted since
+// the proxy started, whatever key admitted them (workspaces with none are
+// left out): a series that survives rotations.
+func (ix *Index) AllowedByWorkspace() []WorkspaceCount {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []WorkspaceCount
+	ix.each(func(s *secret) {
+		if n := s.retired + s.allowedCurrent.Load() + s.allowedPrevious.Load(); n > 0 {
+			out = append(out, WorkspaceCount{Namespace: s.identity.Namespace, Workspace: s.identity.Workspace, Count: n})
+		}
+	})
+	return out
 }
 
 // RevokedPresented returns, per workspace, the attempts with one of its

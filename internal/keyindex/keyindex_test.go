@@ -1,6 +1,7 @@
 package keyindex
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -158,6 +159,11 @@ func TestCountsFollowTheirKeyAcrossRotation(t *testing.T) {
 	if got := counts(); len(got) != 0 {
 		t.Fatalf("after rotation without grace: %v", got)
 	}
+	// The workspace's series survives both rotations: 4 + 1, then one more.
+	ix.Lookup(third, now)
+	if w := ix.AllowedByWorkspace(); len(w) != 1 || w[0].Count != 6 || w[0].Workspace != "acme" {
+		t.Fatalf("per workspace: %+v, want 6 for acme", w)
+	}
 }
 
 func TestLookupDoesNotAllocate(t *testing.T) {
@@ -275,5 +281,90 @@ func TestRevokedKeysAreRefusedButReported(t *testing.T) {
 	ix.Delete("team-a", "acme")
 	if r, _ := ix.Lookup(revoked, now); r != Invalid {
 		t.Fatalf("revoked key of a deleted WorkspaceAPIKey: %v", r)
+	}
+}
+
+func TestLastUsedIsCoarsenedForKeysInConstantUse(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	key, next := mustKey(t), mustKey(t)
+	ix := New()
+	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(key), HasCurrent: true})
+	flush := func(at time.Time) []Usage {
+		p := ix.PendingAt(at, time.Hour)
+		for _, u := range p {
+			u.Flushed()
+		}
+		return p
+	}
+	ix.Lookup(key, t0)
+	if p := flush(t0.Add(time.Minute)); len(p) != 1 || !p[0].LastUsed.Equal(t0) {
+		t.Fatalf("first use: %+v", p)
+	}
+	ix.Lookup(key, t0.Add(30*time.Minute))
+	if p := flush(t0.Add(31 * time.Minute)); len(p) != 0 {
+		t.Fatalf("a use 30 minutes after a recorded one is not written yet: %+v", p)
+	}
+	ix.Lookup(key, t0.Add(61*time.Minute))
+	if p := flush(t0.Add(62 * time.Minute)); len(p) != 1 || !p[0].LastUsed.Equal(t0.Add(61*time.Minute)) {
+		t.Fatalf("an hour after the recorded use, the latest use is written: %+v", p)
+	}
+
+	// Another replica recorded a use: the watch brings it, nothing to write.
+	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(key), HasCurrent: true, LastUsed: t0.Add(3 * time.Hour)})
+	ix.Lookup(key, t0.Add(3*time.Hour+time.Minute))
+	if p := flush(t0.Add(3*time.Hour + 2*time.Minute)); len(p) != 0 {
+		t.Fatalf("another replica's recent record: %+v", p)
+	}
+
+	// After a rotation with grace, the new key's first use is written at
+	// once, and the previous key's every flush.
+	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(next), HasCurrent: true,
+		Previous: apikey.DigestOf(key), HasPrevious: true, PreviousValidUntil: t0.Add(5 * time.Hour)})
+	ix.Lookup(next, t0.Add(3*time.Hour+3*time.Minute))
+	ix.Lookup(key, t0.Add(3*time.Hour+3*time.Minute))
+	p := flush(t0.Add(3*time.Hour + 4*time.Minute))
+	if len(p) != 1 || p[0].LastUsed.IsZero() || p[0].PreviousLastUsed.IsZero() {
+		t.Fatalf("after rotation: %+v", p)
+	}
+	ix.Lookup(key, t0.Add(3*time.Hour+5*time.Minute))
+	if p := flush(t0.Add(3*time.Hour + 6*time.Minute)); len(p) != 1 || p[0].PreviousLastUsed.IsZero() {
+		t.Fatalf("the previous key's uses are not coarsened: %+v", p)
+	}
+}
+
+// BenchmarkLastUsedWritesAtScale simulates keys in constant use (each used
+// every minute) for three hours of one-minute flushes, and reports the
+// status writes a second one replica makes, scaled to 100,000 keys, with
+// the shipped one-hour refresh and with the baseline (every flush).
+func BenchmarkLastUsedWritesAtScale(b *testing.B) {
+	const keys, flushes = 10_000, 180
+	ids := make([]string, keys)
+	for i := range ids {
+		ids[i] = mustKey(b)
+	}
+	simulate := func(refresh time.Duration) float64 {
+		ix := New()
+		for i, k := range ids {
+			ix.Set(Keys{Namespace: "ns", Name: fmt.Sprint("ws-", i), Workspace: fmt.Sprint("ws-", i), Current: apikey.DigestOf(k), HasCurrent: true})
+		}
+		t0 := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+		writes := 0
+		for f := 1; f <= flushes; f++ {
+			at := t0.Add(time.Duration(f) * time.Minute)
+			for i, k := range ids {
+				ix.Lookup(k, at.Add(-time.Duration(i%60)*time.Second))
+			}
+			for _, u := range ix.PendingAt(at, refresh) {
+				u.Flushed()
+				writes++
+			}
+		}
+		return float64(writes) / (flushes * 60) * (100_000 / keys)
+	}
+	for b.Loop() {
+		coarse, every := simulate(time.Hour), simulate(0)
+		b.ReportMetric(coarse, "writes/s@100k")
+		b.ReportMetric(every, "baseline-writes/s@100k")
+		b.ReportMetric(coarse/every, "ratio")
 	}
 }

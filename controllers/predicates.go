@@ -1,0 +1,34 @@
+package controllers
+
+import (
+	"k8s.io/apimachinery/pkg/api/equality"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// ignoreUsageUpdates drops the updates of a WorkspaceAPIKey that changed
+// only what the auth proxies record (lastUsedTime, previousKeyLastUsedTime,
+// lastRevokedKeyUse): with many keys in use they are most updates, and
+// nothing the key or Workspace reconcilers decide depends on them.
+var ignoreUsageUpdates = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		before, ok1 := e.ObjectOld.(*octopodsv1alpha1.WorkspaceAPIKey)
+		after, ok2 := e.ObjectNew.(*octopodsv1alpha1.WorkspaceAPIKey)
+		return !ok1 || !ok2 || !usageOnly(before, after)
+	},
+}
+
+// usageOnly reports whether after differs from before in usage fields only.
+func usageOnly(before, after *octopodsv1alpha1.WorkspaceAPIKey) bool {
+	b, a := withoutUsage(before), withoutUsage(after)
+	return equality.Semantic.DeepEqual(b, a)
+}
+
+func withoutUsage(k *octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceAPIKey {
+	c := k.DeepCopy()
+	c.ResourceVersion, c.ManagedFields = "", nil
+	c.Status.LastUsedTime, c.Status.PreviousKeyLastUsedTime, c.Status.LastRevokedKeyUse = nil, nil, nil
+	return c
+}
