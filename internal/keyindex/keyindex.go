@@ -230,19 +230,8 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 		byName[in.Name] = s
 	}
 	ix.unlinkLocked(s)
-	// Counters follow their key: a rotation turns current into previous.
 	oldCurrent, hadCurrent := s.current, s.hasCurrent
-	countCurrent, countPrevious := s.allowedCurrent.Load(), s.allowedPrevious.Load()
-	switch {
-	case hadCurrent && in.HasPrevious && in.Previous == oldCurrent:
-		s.retired += countPrevious
-		countCurrent, countPrevious = 0, countCurrent
-	case !hadCurrent || in.Current != oldCurrent:
-		s.retired += countCurrent + countPrevious
-		countCurrent, countPrevious = 0, 0
-	}
-	s.allowedCurrent.Store(countCurrent)
-	s.allowedPrevious.Store(countPrevious)
+	s.moveCounts(in)
 	s.gen = gen
 	keyID := s.identity.KeyID
 	s.identity = Identity{Namespace: ns, Workspace: in.Workspace}
@@ -272,9 +261,31 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 	if sec := in.LastUsed.Unix(); !in.LastUsed.IsZero() && s.hasCurrent && s.flushed.Load() < sec {
 		s.flushed.Store(sec)
 	}
+	ix.linkRevokedLocked(s, in.Revoked)
+}
+
+// moveCounts makes the counters follow their key: a rotation turns current
+// into previous, and the counts of a key that goes are retired.
+func (s *secret) moveCounts(in Keys) {
+	countCurrent, countPrevious := s.allowedCurrent.Load(), s.allowedPrevious.Load()
+	switch {
+	case s.hasCurrent && in.HasPrevious && in.Previous == s.current:
+		s.retired += countPrevious
+		countCurrent, countPrevious = 0, countCurrent
+	case !s.hasCurrent || in.Current != s.current:
+		s.retired += countCurrent + countPrevious
+		countCurrent, countPrevious = 0, 0
+	}
+	s.allowedCurrent.Store(countCurrent)
+	s.allowedPrevious.Store(countPrevious)
+}
+
+// linkRevokedLocked maps the revoked digests to s, but none that another
+// Secret's revoked keys hold already.
+func (ix *Index) linkRevokedLocked(s *secret, revoked []apikey.Digest) {
 	s.revoked = s.revoked[:0]
-	for i := range in.Revoked {
-		d := &in.Revoked[i]
+	for i := range revoked {
+		d := &revoked[i]
 		if other, taken := ix.revoked[short(d)]; taken && other != s {
 			continue
 		}
