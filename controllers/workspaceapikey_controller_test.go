@@ -580,7 +580,7 @@ var _ = Describe("Scale", Serial, func() {
 			g.Expect(ready).To(Equal(n))
 		}, bulkTimeout, 200*time.Millisecond).Should(Succeed())
 		issued := time.Since(started)
-		Consistently(func(g Gomega) {}).Should(Succeed()) // let the last status and event writes land
+		Consistently(func(Gomega) {}).Should(Succeed()) // let the last status and event writes land
 		writes := apiServerWrites().minus(writesBefore)
 		writes.add("POST workspaces", -n) // the test's own creates
 		writes.add("POST workspaceapikeys", -n)
