@@ -358,13 +358,7 @@ func (c *fakeClock) Add(d time.Duration) {
 // Serial: it replaces the suite's manager with one on a fake clock.
 var _ = Describe("Scheduled rotation", Serial, func() {
 	It("rotates once per interval, never twice, across a manager restart", func() {
-		clock := &fakeClock{t: time.Now().Truncate(time.Second)}
-		stopManager()
-		stopHere := startManager(Options{MaxConcurrentReconciles: 4, now: clock.Now})
-		DeferCleanup(func() {
-			stopHere()
-			stopManager = startManager(Options{MaxConcurrentReconciles: 4})
-		})
+		clock, restart := onFakeClock()
 		ns := newNamespace()
 		k := apiKey(ns, "acme")
 		k.Spec.RotationInterval = &metav1.Duration{Duration: time.Hour}
@@ -398,8 +392,7 @@ var _ = Describe("Scheduled rotation", Serial, func() {
 		Consistently(func(g Gomega) { g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(second)) }).Should(Succeed())
 
 		// A restart rotates nothing more.
-		stopHere()
-		stopHere = startManager(Options{MaxConcurrentReconciles: 4, now: clock.Now})
+		restart()
 		poke(4)
 		Consistently(func(g Gomega) { g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(second)) }).Should(Succeed())
 

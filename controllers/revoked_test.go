@@ -15,16 +15,20 @@ import (
 )
 
 // onFakeClock replaces the suite's manager with one on a fake clock for the
-// spec, and puts the suite's back after it.
-func onFakeClock() *fakeClock {
-	clock := &fakeClock{t: time.Now().Truncate(time.Second)}
+// spec, and puts the suite's back after it. restart restarts the fake-clock
+// manager, as a crash and a new pod would.
+func onFakeClock() (clock *fakeClock, restart func()) {
+	clock = &fakeClock{t: time.Now().Truncate(time.Second)}
 	stopManager()
 	stopHere := startManager(Options{MaxConcurrentReconciles: 4, now: clock.Now})
 	DeferCleanup(func() {
 		stopHere()
 		stopManager = startManager(Options{MaxConcurrentReconciles: 4})
 	})
-	return clock
+	return clock, func() {
+		stopHere()
+		stopHere = startManager(Options{MaxConcurrentReconciles: 4, now: clock.Now})
+	}
 }
 
 // revokedIDs returns the key IDs of status.revokedKeys, newest first.
@@ -39,7 +43,7 @@ func revokedIDs(k *octopodsv1alpha1.WorkspaceAPIKey) []string {
 // Serial: each spec runs the manager on a fake clock.
 var _ = Describe("Revoked keys", Serial, func() {
 	It("keeps the last 5 revoked keys, each for 30 days", func() {
-		clock := onFakeClock()
+		clock, _ := onFakeClock()
 		ns := newNamespace()
 		create(workspace(ns, "acme"), apiKey(ns, "acme")) // grace 0
 		keyIDs := []string{apikey.ID(waitForIssuedKey(ns, "acme"))}
@@ -69,7 +73,7 @@ var _ = Describe("Revoked keys", Serial, func() {
 	})
 
 	It("turns a new lastRevokedKeyUse into one Warning event a minute at most", func() {
-		clock := onFakeClock()
+		clock, _ := onFakeClock()
 		ns := newNamespace()
 		create(workspace(ns, "acme"), apiKey(ns, "acme"))
 		old := apikey.ID(waitForIssuedKey(ns, "acme"))

@@ -454,25 +454,22 @@ type WorkspaceCount struct {
 // the proxy started, whatever key admitted them (workspaces with none are
 // left out): a series that survives rotations.
 func (ix *Index) AllowedByWorkspace() []WorkspaceCount {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	var out []WorkspaceCount
-	ix.each(func(s *secret) {
-		if n := s.retired + s.allowedCurrent.Load() + s.allowedPrevious.Load(); n > 0 {
-			out = append(out, WorkspaceCount{Namespace: s.identity.Namespace, Workspace: s.identity.Workspace, Count: n})
-		}
-	})
-	return out
+	return ix.perWorkspace(func(s *secret) uint64 { return s.retired + s.allowedCurrent.Load() + s.allowedPrevious.Load() })
 }
 
 // RevokedPresented returns, per workspace, the attempts with one of its
 // revoked keys since the proxy started (workspaces with none are left out).
 func (ix *Index) RevokedPresented() []WorkspaceCount {
+	return ix.perWorkspace(func(s *secret) uint64 { return s.revokedPresented.Load() })
+}
+
+// perWorkspace returns the non-zero counts of every workspace.
+func (ix *Index) perWorkspace(count func(s *secret) uint64) []WorkspaceCount {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var out []WorkspaceCount
 	ix.each(func(s *secret) {
-		if n := s.revokedPresented.Load(); n > 0 {
+		if n := count(s); n > 0 {
 			out = append(out, WorkspaceCount{Namespace: s.identity.Namespace, Workspace: s.identity.Workspace, Count: n})
 		}
 	})

@@ -219,17 +219,13 @@ func (o *Options) createCommand() *cobra.Command {
   kubectl octopods create acme -n team-a && kubectl octopods copy acme -n team-a | pbcopy`,
 		Args:              exactlyOneWorkspace,
 		ValidArgsFunction: o.completeWorkspaces,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := o.client()
-			if err != nil {
+		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns, ws string) error {
+			if err := settings.CreateKey(ctx, c, ns, ws); err != nil {
 				return err
 			}
-			if err := settings.CreateKey(cmd.Context(), c, ns, args[0]); err != nil {
-				return err
-			}
-			_, _ = fmt.Fprintf(o.Out, "API key created for workspace %s. Copy it with: kubectl octopods copy %s -n %s | pbcopy\n", args[0], args[0], ns)
+			_, _ = fmt.Fprintf(o.Out, "API key created for workspace %s. Copy it with: kubectl octopods copy %s -n %s | pbcopy\n", ws, ws, ns)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -246,21 +242,17 @@ It refuses to print to a terminal, so the key does not stay in your scrollback: 
   kubectl octopods copy acme --show`,
 		Args:              exactlyOneWorkspace,
 		ValidArgsFunction: o.completeWorkspaces,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns, ws string) error {
 			if o.IsTerminal() && !show {
-				return fmt.Errorf("not printing the key of %q to a terminal, where it would stay in the scrollback: pipe it (kubectl octopods copy %s | pbcopy), or give --show", args[0], args[0])
+				return fmt.Errorf("not printing the key of %q to a terminal, where it would stay in the scrollback: pipe it (kubectl octopods copy %s | pbcopy), or give --show", ws, ws)
 			}
-			c, ns, err := o.client()
-			if err != nil {
-				return err
-			}
-			key, err := settings.ReadKey(cmd.Context(), c, ns, args[0], copyWait)
+			key, err := settings.ReadKey(ctx, c, ns, ws, copyWait)
 			if err != nil {
 				return err
 			}
 			_, err = io.WriteString(o.Out, key+"\n")
 			return err
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&show, "show", false, "Print the key even to a terminal.")
 	return cmd
@@ -275,30 +267,26 @@ func (o *Options) rotateCommand() *cobra.Command {
   kubectl octopods rotate acme --token LEAK-2026-11-27`,
 		Args:              exactlyOneWorkspace,
 		ValidArgsFunction: o.completeWorkspaces,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := o.client()
-			if err != nil {
-				return err
-			}
+		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns, ws string) error {
 			if tok == "" {
 				tok = settings.DefaultRotationToken(o.Now())
 			}
-			before, err := settings.RequestRotation(cmd.Context(), c, ns, args[0], tok)
+			before, err := settings.RequestRotation(ctx, c, ns, ws, tok)
 			if err != nil {
 				return err
 			}
-			after, err := settings.WaitForRotation(cmd.Context(), c, ns, args[0], tok, rotateWait)
+			after, err := settings.WaitForRotation(ctx, c, ns, ws, tok, rotateWait)
 			if err != nil {
 				return err
 			}
-			_, _ = fmt.Fprintf(o.Out, "Rotated the key of %s: %s → %s (token %q).\n", args[0], dash(before.Status.KeyID), after.Status.KeyID, tok)
+			_, _ = fmt.Fprintf(o.Out, "Rotated the key of %s: %s → %s (token %q).\n", ws, dash(before.Status.KeyID), after.Status.KeyID, tok)
 			if after.Status.PreviousKeyID != "" && after.Status.PreviousValidUntil != nil {
 				_, _ = fmt.Fprintf(o.Out, "The old key %s keeps working until %s (grace period %s).\n", after.Status.PreviousKeyID, after.Status.PreviousValidUntil.UTC().Format(time.RFC3339), gracePeriod(after))
 			} else {
 				_, _ = fmt.Fprintf(o.Out, "The old key stopped working at once (grace period 0s): integrations must load the new key.\n")
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&tok, "token", "", "Rotation token, used once (default: a time stamp); a ticket number reads well in the audit.")
 	return cmd
@@ -318,18 +306,25 @@ func (o *Options) auditCommand() *cobra.Command {
 		Example:           `  kubectl octopods audit acme -n team-a`,
 		Args:              exactlyOneWorkspace,
 		ValidArgsFunction: o.completeWorkspaces,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := o.client()
-			if err != nil {
-				return err
-			}
-			report, err := settings.Audit(cmd.Context(), c, ns, args[0], o.Now())
+		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns, ws string) error {
+			report, err := settings.Audit(ctx, c, ns, ws, o.Now())
 			if err != nil {
 				return err
 			}
 			_, err = io.WriteString(o.Out, report)
 			return err
-		},
+		}),
+	}
+}
+
+// onWorkspace runs a command on its one WORKSPACE with the person's client.
+func (o *Options) onWorkspace(run func(ctx context.Context, c client.Client, namespace, workspace string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, ns, err := o.client()
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), c, ns, args[0])
 	}
 }
 
