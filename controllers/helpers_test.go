@@ -1,27 +1,21 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"sort"
-	"strings"
 	"sync"
 
 	. "github.com/onsi/gomega"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 var ctx = context.Background()
@@ -166,68 +160,9 @@ func plantKey(ns, field string) string {
 	return planted
 }
 
-// writeCounts are the API server's write requests by "VERB resource[/sub]".
-type writeCounts map[string]int
-
-// apiServerWrites reads the API server's own apiserver_request_total.
-func apiServerWrites() writeCounts {
-	cs, err := kubernetes.NewForConfig(restCfg)
+// apiServerWrites reads the API server's own write counters.
+func apiServerWrites() testutil.WriteCounts {
+	w, err := testutil.APIServerWrites(ctx, restCfg)
 	Expect(err).NotTo(HaveOccurred())
-	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	Expect(err).NotTo(HaveOccurred())
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
-	Expect(err).NotTo(HaveOccurred())
-	out := writeCounts{}
-	for _, m := range families["apiserver_request_total"].GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		switch labels["verb"] {
-		case "POST", "PUT", "PATCH", "DELETE", "APPLY":
-		default:
-			continue
-		}
-		if labels["code"] >= "400" {
-			continue
-		}
-		key := labels["verb"] + " " + labels["resource"]
-		if labels["subresource"] != "" {
-			key += "/" + labels["subresource"]
-		}
-		out[key] += int(m.GetCounter().GetValue())
-	}
-	return out
-}
-
-func (w writeCounts) minus(before writeCounts) writeCounts {
-	out := writeCounts{}
-	for k, v := range w {
-		if d := v - before[k]; d != 0 {
-			out[k] = d
-		}
-	}
-	return out
-}
-
-func (w writeCounts) add(k string, n int) { w[k] += n }
-
-func (w writeCounts) total() int {
-	t := 0
-	for _, v := range w {
-		t += v
-	}
-	return t
-}
-
-func (w writeCounts) String() string {
-	keys := make([]string, 0, len(w))
-	for k, v := range w {
-		if v != 0 {
-			keys = append(keys, fmt.Sprintf("%s %d", k, v))
-		}
-	}
-	sort.Strings(keys)
-	return strings.Join(keys, ", ")
+	return w
 }

@@ -98,6 +98,6 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := sightings.SetupWithManager(mgr, copts); err != nil {
 		return err
 	}
-	workspaces := &WorkspaceReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
+	workspaces := &WorkspaceReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), now: time.Now}
 	return workspaces.SetupWithManager(mgr, copts)
 }

@@ -7,11 +7,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
 
 // RevokeFinalizer makes deletion of a WorkspaceAPIKey or Workspace revoke the
 // key (delete its Secret) even where no garbage collector runs.
-const RevokeFinalizer = "octopods.io/revoke-key"
+const RevokeFinalizer = octopodsv1alpha1.RevokeFinalizer
 
 // sameName maps a Workspace to its key and back: they share a name.
 func sameName(_ context.Context, obj client.Object) []reconcile.Request {

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -25,6 +26,7 @@ type WorkspaceReconciler struct {
 	client.Client
 	// APIReader confirms an absence before the finalizer lets a Workspace go.
 	APIReader client.Reader
+	now       func() time.Time
 }
 
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaces,verbs=get;list;watch;patch
@@ -63,8 +65,37 @@ func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if wait := r.settling(ws, key); wait > 0 {
+		// Keep the status as it was (nothing written) and come back.
+		ws.Status = *before.DeepCopy()
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	r.summarize(ws, key)
 	return ctrl.Result{}, nil
+}
+
+// workspaceSettleTime coalesces the status of a Workspace applied with its
+// key: while both are new and the key is being issued, the Workspace gets
+// no passing "no key" or "not issued yet" status, only the final one, one
+// status write instead of two or three for every key issued.
+const workspaceSettleTime = 5 * time.Second
+
+// settling returns how long to wait before summarizing a Workspace created
+// less than workspaceSettleTime ago whose key is absent or not issued yet
+// and has not failed either (0: summarize now).
+func (r *WorkspaceReconciler) settling(ws *octopodsv1alpha1.Workspace, key *octopodsv1alpha1.WorkspaceAPIKey) time.Duration {
+	now := time.Now
+	if r.now != nil {
+		now = r.now
+	}
+	wait := ws.CreationTimestamp.Add(workspaceSettleTime).Sub(now())
+	if wait <= 0 || len(ws.Status.Conditions) > 0 {
+		return 0
+	}
+	if ready := keyReady(key); key != nil && ready != nil && (ready.Status == metav1.ConditionTrue || ready.Reason != "") {
+		return 0 // issued, or failed with a reason to show
+	}
+	return wait
 }
 
 func (r *WorkspaceReconciler) keyOf(ctx context.Context, ws *octopodsv1alpha1.Workspace) (*octopodsv1alpha1.WorkspaceAPIKey, error) {

@@ -170,8 +170,12 @@ func (r *WorkspaceAPIKeyReconciler) ensureMetadata(ctx context.Context, key *oct
 			refs = append(refs, ref)
 		}
 		key.OwnerReferences = refs
-		if err := controllerutil.SetControllerReference(ws, key, r.Scheme()); err != nil {
-			return err
+		// The webhook sets the reference at creation without
+		// blockOwnerDeletion (see webhook.ownership): keep it as it is.
+		if ref := metav1.GetControllerOf(key); ref == nil || ref.UID != ws.UID {
+			if err := controllerutil.SetControllerReference(ws, key, r.Scheme()); err != nil {
+				return err
+			}
 		}
 	}
 	if equality.Semantic.DeepEqual(original.ObjectMeta, key.ObjectMeta) {

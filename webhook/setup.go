@@ -11,7 +11,9 @@ import (
 func Setup(mgr ctrl.Manager) error {
 	reader := mgr.GetAPIReader()
 	mgr.GetWebhookServer().Register("/mutate-octopods-io-v1alpha1-workspaceapikey",
-		&admission.Webhook{Handler: WorkspaceAPIKeyDefaulter{}})
+		&admission.Webhook{Handler: WorkspaceAPIKeyDefaulter{Reader: reader}})
+	mgr.GetWebhookServer().Register("/mutate-octopods-io-v1alpha1-workspace",
+		&admission.Webhook{Handler: WorkspaceDefaulter{}})
 	if err := ctrl.NewWebhookManagedBy(mgr, &octopodsv1alpha1.WorkspaceAPIKey{}).
 		WithValidator(WorkspaceAPIKeyValidator{Reader: reader}).
 		Complete(); err != nil {

@@ -62,6 +62,26 @@ var _ = Describe("Defaulting", func() {
 		Expect(got.Object["spec"]).To(Equal(map[string]any{"rotationGracePeriod": "1m", "workspaceName": "acme", "secretName": "acme-api-key"}))
 	})
 
+	It("adds the finalizers and the Workspace owner at creation, so the operator needs no metadata write", func() {
+		ns := newNamespace()
+		ws := workspace(ns, "acme")
+		Expect(k8sClient.Create(ctx, ws)).To(Succeed())
+		Expect(ws.Finalizers).To(ConsistOf(octopodsv1alpha1.RevokeFinalizer), "as the API server returned the Workspace it created")
+		k := bareKey(ns, "acme")
+		Expect(k8sClient.Create(ctx, k)).To(Succeed())
+		Expect(k.Finalizers).To(ConsistOf(octopodsv1alpha1.RevokeFinalizer))
+		Expect(k.OwnerReferences).To(ConsistOf(And(
+			HaveField("Kind", "Workspace"), HaveField("Name", "acme"), HaveField("UID", ws.UID),
+			HaveField("Controller", HaveValue(BeTrue())), HaveField("BlockOwnerDeletion", BeNil()))))
+
+		// A key whose Workspace does not exist yet gets its finalizer, and
+		// its owner later from the reconciler.
+		orphan := bareKey(ns, "globex")
+		Expect(k8sClient.Create(ctx, orphan)).To(Succeed())
+		Expect(orphan.Finalizers).To(ConsistOf(octopodsv1alpha1.RevokeFinalizer))
+		Expect(orphan.OwnerReferences).To(BeEmpty())
+	})
+
 	It("keeps an explicit secretName", func() {
 		ns := newNamespace()
 		k := bareKey(ns, "acme")

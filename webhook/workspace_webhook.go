@@ -2,7 +2,12 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"slices"
+
+	"gomodules.xyz/jsonpatch/v2"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,4 +50,30 @@ func (v WorkspaceValidator) ValidateDelete(ctx context.Context, ws *octopodsv1al
 	default:
 		return admission.Warnings{fmt.Sprintf("deleting Workspace %q also deletes its WorkspaceAPIKey %q", ws.Name, key.Name)}, nil
 	}
+}
+
+// +kubebuilder:webhook:path=/mutate-octopods-io-v1alpha1-workspace,mutating=true,failurePolicy=ignore,sideEffects=None,groups=octopods.io,resources=workspaces,verbs=create,versions=v1alpha1,name=mworkspace.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5
+
+// WorkspaceDefaulter adds the revoke finalizer at creation, which the
+// reconciler would otherwise add with a write of its own. failurePolicy
+// Ignore: without it the reconciler still adds the finalizer.
+type WorkspaceDefaulter struct{}
+
+// Handle patches in the finalizer when missing.
+func (WorkspaceDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
+	var partial struct {
+		Metadata struct {
+			Finalizers []string `json:"finalizers"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(req.Object.Raw, &partial); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("reading the Workspace: %w", err))
+	}
+	switch {
+	case partial.Metadata.Finalizers == nil:
+		return admission.Patched("finalizer added", jsonpatch.NewOperation("add", "/metadata/finalizers", []string{octopodsv1alpha1.RevokeFinalizer}))
+	case !slices.Contains(partial.Metadata.Finalizers, octopodsv1alpha1.RevokeFinalizer):
+		return admission.Patched("finalizer added", jsonpatch.NewOperation("add", "/metadata/finalizers/-", octopodsv1alpha1.RevokeFinalizer))
+	}
+	return admission.Allowed("finalizer present")
 }

@@ -16,6 +16,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,17 +47,23 @@ import (
 // a decoded-and-re-encoded object would rewrite what the person wrote
 // (rotationGracePeriod "1m" as "1m0s"), and GitOps tools would then show
 // drift on every sync.
-type WorkspaceAPIKeyDefaulter struct{}
+type WorkspaceAPIKeyDefaulter struct {
+	// Reader reads the key's Workspace, to make it the key's owner at
+	// creation (nil: the reconciler does it, with a write of its own).
+	Reader client.Reader
+}
 
 // Handle answers with JSON patch operations adding the missing fields. It
 // reads only the name and the two fields it fills: any other field the
 // person got wrong (a duration "1x") is left to the API server's schema,
 // whose message names the field.
-func (d WorkspaceAPIKeyDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
+func (d WorkspaceAPIKeyDefaulter) Handle(ctx context.Context, req admission.Request) admission.Response {
 	var partial struct {
 		Metadata struct {
-			Name        string            `json:"name"`
-			Annotations map[string]string `json:"annotations"`
+			Name            string                  `json:"name"`
+			Annotations     map[string]string       `json:"annotations"`
+			Finalizers      []string                `json:"finalizers"`
+			OwnerReferences []metav1.OwnerReference `json:"ownerReferences"`
 		} `json:"metadata"`
 		Spec *struct {
 			WorkspaceName string `json:"workspaceName"`
@@ -74,8 +81,41 @@ func (d WorkspaceAPIKeyDefaulter) Handle(_ context.Context, req admission.Reques
 	ops := stamps(partial.Metadata.Annotations, req.Operation == admissionv1.Create, req.UserInfo.Username)
 	if req.Operation == admissionv1.Create {
 		ops = append(ops, defaults(key, partial.Spec != nil)...)
+		workspace := key.Spec.WorkspaceName
+		if workspace == "" {
+			workspace = key.Name
+		}
+		ops = append(ops, d.ownership(ctx, req.Namespace, workspace, partial.Metadata.Finalizers, partial.Metadata.OwnerReferences)...)
 	}
 	return admission.Patched("defaults and stamps written", ops...)
+}
+
+// ownership adds at creation what the reconciler would otherwise add with a
+// write of its own: the revoke finalizer, and the Workspace (if it exists)
+// as controller owner. blockOwnerDeletion stays unset: setting it would
+// need the person to be allowed to update workspaces/finalizers where the
+// OwnerReferencesPermissionEnforcement admission plugin runs.
+func (d WorkspaceAPIKeyDefaulter) ownership(ctx context.Context, namespace, workspace string, finalizers []string, owners []metav1.OwnerReference) []jsonpatch.Operation {
+	var ops []jsonpatch.Operation
+	switch {
+	case finalizers == nil:
+		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/finalizers", []string{octopodsv1alpha1.RevokeFinalizer}))
+	case !slices.Contains(finalizers, octopodsv1alpha1.RevokeFinalizer):
+		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/finalizers/-", octopodsv1alpha1.RevokeFinalizer))
+	}
+	if d.Reader == nil || slices.ContainsFunc(owners, func(o metav1.OwnerReference) bool { return o.Controller != nil && *o.Controller }) {
+		return ops
+	}
+	ws := &octopodsv1alpha1.Workspace{}
+	if err := d.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: workspace}, ws); err != nil || !ws.DeletionTimestamp.IsZero() {
+		return ops // not there yet: the reconciler claims it when it is
+	}
+	isController := true
+	ref := metav1.OwnerReference{APIVersion: octopodsv1alpha1.GroupVersion.String(), Kind: "Workspace", Name: ws.Name, UID: ws.UID, Controller: &isController}
+	if owners == nil {
+		return append(ops, jsonpatch.NewOperation("add", "/metadata/ownerReferences", []metav1.OwnerReference{ref}))
+	}
+	return append(ops, jsonpatch.NewOperation("add", "/metadata/ownerReferences/-", ref))
 }
 
 // stamps record who created the key and who asked for its rotation, over

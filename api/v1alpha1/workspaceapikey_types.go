@@ -84,6 +84,11 @@ const (
 	MaxRevokedKeys      = 5
 	RevokedKeyRetention = 30 * 24 * time.Hour
 
+	// RevokeFinalizer makes deletion of a WorkspaceAPIKey or Workspace revoke
+	// the key (delete its Secret) even where no garbage collector runs. The
+	// webhooks add it at creation, so issuing a key costs no metadata write.
+	RevokeFinalizer = "octopods.io/revoke-key"
+
 	// SecretNameSuffix makes the default Secret name: <workspaceName>-api-key.
 	SecretNameSuffix = "-api-key"
 )
