@@ -176,3 +176,12 @@ func (r *WorkspaceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 		Named("workspace").
 		Complete(r)
 }
+
+// WorkspaceStatusFor is the status the Workspace reconciler writes for ws and
+// its key (nil: none), for benchmarks like IssuedStatus.
+func WorkspaceStatusFor(ws *octopodsv1alpha1.Workspace, key *octopodsv1alpha1.WorkspaceAPIKey) octopodsv1alpha1.WorkspaceStatus {
+	ws = ws.DeepCopy()
+	ws.Status.ObservedGeneration = ws.Generation
+	(&WorkspaceReconciler{}).summarize(ws, key)
+	return ws.Status
+}

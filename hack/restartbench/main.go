@@ -1,0 +1,225 @@
+// Command restartbench measures the manager restarted over many existing
+// workspaces and keys: it fills a local control plane (envtest assets,
+// KUBEBUILDER_ASSETS) with Workspaces, WorkspaceAPIKeys and key Secrets
+// shaped exactly as the operator writes them (its own status functions),
+// then runs the real manager binary and reports how long it takes to settle
+// (every object reconciled, work queues empty), its peak memory, and how
+// many writes it made (the API server's request metrics): a restart should
+// make none. The baseline is the same binary on the same, empty, cluster.
+//
+//	go run ./hack/restartbench -workspaces 100000
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/controllers"
+	"github.com/octopods/octopods-operator/internal/keysecret"
+	"github.com/octopods/octopods-operator/internal/testutil"
+)
+
+func main() {
+	n := flag.Int("workspaces", 100_000, "Workspaces, each with an issued key, to restart the manager over.")
+	workers := flag.Int("workers", 32, "Concurrent creates.")
+	flag.Parse()
+	ctx := context.Background()
+
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	check(err)
+	defer func() { _ = env.Stop() }()
+	cfg.QPS, cfg.Burst = -1, 0
+	scheme := runtime.NewScheme()
+	check(clientgoscheme.AddToScheme(scheme))
+	check(octopodsv1alpha1.AddToScheme(scheme))
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	check(err)
+	dir, err := os.MkdirTemp("", "restartbench")
+	check(err)
+	defer func() { _ = os.RemoveAll(dir) }()
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "restartbench", Groups: []string{"system:masters"}}, cfg)
+	check(err)
+	kubeconfig, err := user.KubeConfig()
+	check(err)
+	check(os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600))
+	bin := filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	check(build.Run())
+
+	empty := restart(ctx, cfg, bin, dir, 0)
+	fmt.Printf("baseline, empty cluster: settled in %s, peak RSS %.1f MiB, %d writes\n", empty.settled.Round(time.Millisecond), empty.peakMiB, empty.writes.Total())
+
+	fill(ctx, c, *n, *workers)
+	full := restart(ctx, cfg, bin, dir, *n)
+	fmt.Printf("restart over %d workspaces and keys: settled in %s, peak RSS %.1f MiB (%.1fx the empty baseline; target 256 MiB), %d writes (%s)\n",
+		*n, full.settled.Round(time.Millisecond), full.peakMiB, full.peakMiB/empty.peakMiB, full.writes.Total(), full.writes)
+}
+
+// fill creates n Workspaces with issued keys, as the operator leaves them.
+func fill(ctx context.Context, c client.Client, n, workers int) {
+	ns := "restartbench"
+	check(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	start := time.Now()
+	var done atomic.Int64
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				issued(ctx, c, ns, fmt.Sprintf("ws-%06d", i))
+				if d := done.Add(1); d%10_000 == 0 {
+					fmt.Fprintf(os.Stderr, "created %d workspaces and keys in %s\n", d, time.Since(start).Round(time.Second))
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	fmt.Printf("created %d Workspaces, WorkspaceAPIKeys and Secrets (with statuses) in %s\n", n, time.Since(start).Round(time.Second))
+}
+
+// issued writes one workspace with its key as the operator would have.
+func issued(ctx context.Context, c client.Client, ns, name string) {
+	now := time.Now()
+	ws := &octopodsv1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Finalizers: []string{controllers.RevokeFinalizer}},
+		Spec: octopodsv1alpha1.WorkspaceSpec{DisplayName: "Workspace " + name, Provider: octopodsv1alpha1.ProviderIntercom}}
+	check(c.Create(ctx, ws))
+	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Finalizers: []string{controllers.RevokeFinalizer}},
+		Spec: octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: name, SecretName: name + octopodsv1alpha1.SecretNameSuffix}}
+	check(controllerutil.SetControllerReference(ws, key, c.Scheme()))
+	check(c.Create(ctx, key))
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: key.EffectiveSecretName()}, Type: octopodsv1alpha1.SecretType}
+	check(controllerutil.SetControllerReference(key, secret, c.Scheme()))
+	keysecret.ApplyTemplate(secret, key)
+	_, err := keysecret.SetNewKey(secret, "", now)
+	check(err)
+	check(c.Create(ctx, secret))
+	key.Status = controllers.IssuedStatus(key, secret, now)
+	check(c.Status().Update(ctx, key))
+	ws.Status = controllers.WorkspaceStatusFor(ws, key)
+	check(c.Status().Update(ctx, ws))
+}
+
+type result struct {
+	settled time.Duration
+	peakMiB float64
+	writes  testutil.WriteCounts
+}
+
+// restart runs the manager until it has reconciled n keys and n Workspaces
+// with empty work queues, and stops it.
+func restart(ctx context.Context, cfg *rest.Config, bin, dir string, n int) result {
+	before, err := testutil.APIServerWrites(ctx, cfg)
+	check(err)
+	metrics, probes := freePort(), freePort()
+	mgr := exec.Command(bin, "--kubeconfig", filepath.Join(dir, "kubeconfig"), "--metrics-bind-address", metrics, "--metrics-secure=false",
+		"--health-probe-bind-address", probes, "--zap-log-level", "error")
+	mgr.Env = append(os.Environ(), "ENABLE_WEBHOOKS=false")
+	mgr.Stderr = io.Discard
+	start := time.Now()
+	check(mgr.Start())
+	defer func() { _ = mgr.Process.Kill(); _ = mgr.Wait() }()
+	for !settled(metrics, n) {
+		time.Sleep(100 * time.Millisecond)
+		if time.Since(start) > 30*time.Minute {
+			panic("the manager did not settle in 30 minutes")
+		}
+	}
+	r := result{settled: time.Since(start), peakMiB: procKiB(mgr.Process.Pid, "VmHWM:") / 1024}
+	time.Sleep(2 * time.Second) // writes still in flight land
+	after, err := testutil.APIServerWrites(ctx, cfg)
+	check(err)
+	r.writes = after.Minus(before)
+	delete(r.writes, "PUT leases") // none without leader election; listed if any
+	return r
+}
+
+// settled: both controllers reconciled at least n objects and have nothing
+// queued or in progress.
+func settled(metricsAddr string, n int) bool {
+	res, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer func() { _ = res.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(res.Body)
+	if err != nil {
+		return false
+	}
+	value := func(family, label, name string) float64 {
+		sum := 0.0
+		for _, m := range families[family].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == name {
+					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+		return sum
+	}
+	for _, ctrl := range []string{"workspaceapikey", "workspace"} {
+		if value("controller_runtime_reconcile_total", "controller", ctrl) < float64(n) ||
+			value("workqueue_depth", "name", ctrl) > 0 || value("controller_runtime_active_workers", "controller", ctrl) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func procKiB(pid int, field string) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	check(err)
+	defer func() { _ = f.Close() }()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if strings.HasPrefix(s.Text(), field) {
+			var kb float64
+			_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(s.Text(), field)), "%f", &kb)
+			return kb
+		}
+	}
+	return 0
+}
+
+func freePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
+
+func check(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
