@@ -84,6 +84,10 @@ bench-grpc: ## gRPC ext_authz Check beside HTTP forward-auth: checks/s, p50/p99 
 bench-cache: ## The manager's Secret cache with 30 padded hand-made key-type Secrets, with and without its transform.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/cachebench
 
+.PHONY: bench-restart
+bench-restart: ## The manager restarted over WORKSPACES (default 100000) workspaces with issued keys: settle time, peak RSS, writes (takes minutes).
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/restartbench -workspaces $(or $(WORKSPACES),100000)
+
 .PHONY: bench-rss
 bench-rss: ## Resident memory of the auth-proxy binary with 100k published keys (WorkspaceAPIKeys), at rest and under traffic, with the Deployment's GOMEMLIMIT (takes minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/rssbench -keys $${KEYS:-100000} -env GOMEMLIMIT=48MiB
