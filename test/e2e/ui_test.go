@@ -42,6 +42,8 @@ func settingsPage(ns, user string) string {
 
 // newBrowser is a headless Chromium (Debian's, which .ci/run installs).
 func newBrowser() context.Context {
+	_, err := exec.LookPath("chromium")
+	Expect(err).NotTo(HaveOccurred(), "the settings page's browser test needs Chromium: apt-get install chromium (.ci/run does)")
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.NoSandbox, // CI runs as root
 		chromedp.WindowSize(1280, 860),
