@@ -37,6 +37,7 @@ func main() {
 	flag.StringVar(&cfg.MetricsAddress, "metrics-bind-address", ":8082", "Address of the Prometheus /metrics endpoint.")
 	flag.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "Certificate for HTTPS on --listen-address (optional).")
 	flag.StringVar(&cfg.TLSKeyFile, "tls-private-key-file", "", "Private key for HTTPS on --listen-address (optional).")
+	flag.Int64Var(&cfg.ListPageSize, "list-page-size", authproxy.DefaultListPageSize, "WorkspaceAPIKeys per list request when (re)syncing; bigger pages sync faster, at the cost of a bigger transient allocation.")
 	flag.BoolVar(&cfg.MetricsPerKey, "metrics-per-key", false, "Also export octopods_auth_proxy_allowed_requests_by_key_total{namespace,workspace,key_id}: up to two more series per workspace, and a new one at each rotation.")
 	flag.DurationVar(&cfg.LastUsedRefreshInterval, "last-used-refresh-interval", authproxy.DefaultLastUsedRefreshInterval, "A key in constant use writes its lastUsedTime again only when the recorded one is this old (the first use after that long is written at the next flush); bounds status writes at scale. Negative: every flush.")
 	flag.DurationVar(&cfg.LastUsedFlushInterval, "last-used-flush-interval", authproxy.DefaultLastUsedFlushInterval, "How often used keys' status.lastUsedTime is written.")

@@ -67,10 +67,12 @@ func main() {
 	kubeconfig, err := user.KubeConfig()
 	check(err)
 	check(os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600))
-	bin := filepath.Join(dir, "manager")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	check(build.Run())
+	bin, proxyBin := filepath.Join(dir, "manager"), filepath.Join(dir, "auth-proxy")
+	for out, pkg := range map[string]string{bin: "./cmd/manager", proxyBin: "./cmd/auth-proxy"} {
+		build := exec.Command("go", "build", "-o", out, pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		check(build.Run())
+	}
 
 	empty := restart(ctx, cfg, bin, dir, 0)
 	fmt.Printf("baseline, empty cluster: settled in %s, peak RSS %.1f MiB, %d writes\n", empty.settled.Round(time.Millisecond), empty.peakMiB, empty.writes.Total())
@@ -79,6 +81,47 @@ func main() {
 	full := restart(ctx, cfg, bin, dir, *n)
 	fmt.Printf("restart over %d workspaces and keys: settled in %s, peak RSS %.1f MiB (%.1fx the empty baseline; target 256 MiB), %d writes (%s)\n",
 		*n, full.settled.Round(time.Millisecond), full.peakMiB, full.peakMiB/empty.peakMiB, full.writes.Total(), full.writes)
+
+	// The auth proxy's first sync over the same keys, with the shipped
+	// Deployment's GOMEMLIMIT: the old page size (baseline) and the new.
+	var base time.Duration
+	for _, page := range []int{500, 2000, 5000} {
+		synced, rss, peak := proxySync(proxyBin, dir, page)
+		if base == 0 {
+			base = synced
+		}
+		fmt.Printf("auth proxy over %d keys, %d a list page: ready in %s (%.2fx the 500-a-page baseline; target 2s), RSS %.1f MiB at rest, peak %.1f MiB (target 64 MiB)\n",
+			*n, page, synced.Round(time.Millisecond), synced.Seconds()/base.Seconds(), rss, peak)
+	}
+}
+
+// proxySync starts the auth proxy and returns how long until /readyz (the
+// first full sync), and its resident and peak memory (MiB) once at rest.
+func proxySync(bin, dir string, page int) (time.Duration, float64, float64) {
+	probes := freePort()
+	proxy := exec.Command(bin, "--kubeconfig", filepath.Join(dir, "kubeconfig"), "--listen-address", freePort(),
+		"--health-probe-bind-address", probes, "--metrics-bind-address", freePort(), "--list-page-size", fmt.Sprint(page))
+	proxy.Env = append(os.Environ(), "GOMEMLIMIT=48MiB")
+	proxy.Stderr = io.Discard
+	start := time.Now()
+	check(proxy.Start())
+	defer func() { _ = proxy.Process.Kill(); _ = proxy.Wait() }()
+	for {
+		res, err := http.Get("http://" + probes + "/readyz")
+		if err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(start) > 10*time.Minute {
+			panic("the auth proxy never became ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	synced := time.Since(start)
+	time.Sleep(5 * time.Second)
+	return synced, procKiB(proxy.Process.Pid, "VmRSS:") / 1024, procKiB(proxy.Process.Pid, "VmHWM:") / 1024
 }
 
 // fill creates n Workspaces with issued keys, as the operator leaves them.

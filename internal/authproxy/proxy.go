@@ -50,6 +50,8 @@ type Config struct {
 	// LastUsedRefreshInterval coarsens lastUsedTime of keys in constant use
 	// (0: DefaultLastUsedRefreshInterval; negative: every flush).
 	LastUsedRefreshInterval time.Duration
+	// ListPageSize is the WorkspaceAPIKeys per list request (0: default).
+	ListPageSize int64
 	// MetricsPerKey adds a series per key ID to the per-workspace ones.
 	MetricsPerKey bool
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
@@ -89,6 +91,9 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 	}
 	p := &Proxy{cfg: cfg, Index: keyindex.New(), log: log}
 	p.Source = NewSource(p.Index, NewKeysClient(octopods), cfg.Namespaces, log)
+	if cfg.ListPageSize > 0 {
+		p.Source.PageSize = cfg.ListPageSize
+	}
 	p.Metrics = NewMetrics(p.Index, p.Source.Staleness, cfg.MetricsPerKey)
 	refresh := cfg.LastUsedRefreshInterval
 	if refresh == 0 {
