@@ -60,10 +60,10 @@ const (
 	// 5000: 32 s, 79 MiB. The API server's list of 100k custom resources,
 	// not the client's rate limit, is most of the time.
 	DefaultListPageSize = 500
-	minRetryDelay  = 250 * time.Millisecond
-	maxRetryDelay  = 30 * time.Second
-	watchTimeout   = 5 * time.Minute
-	watchJitterMax = 5 * time.Minute
+	minRetryDelay       = 250 * time.Millisecond
+	maxRetryDelay       = 30 * time.Second
+	watchTimeout        = 5 * time.Minute
+	watchJitterMax      = 5 * time.Minute
 	// A watch that ends sooner than this with no event was refused in
 	// effect (a proxy or API server closing it at once): back off, or the
 	// loop would open watches as fast as the network allows.
