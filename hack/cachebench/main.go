@@ -9,7 +9,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -17,14 +16,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/controllers"
+	"github.com/octopods/octopods-operator/hack/benchenv"
 )
 
 func main() {
@@ -32,15 +30,9 @@ func main() {
 	padding := flag.Int("padding", 900_000, "Bytes of data padding in each (the API server allows about 1 MiB), plus 100 kB in an annotation.")
 	flag.Parse()
 	ctx := context.Background()
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
-	check(err)
-	defer func() { _ = env.Stop() }()
-	scheme := kruntime.NewScheme()
-	check(clientgoscheme.AddToScheme(scheme))
-	check(octopodsv1alpha1.AddToScheme(scheme))
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	check(err)
+	env := benchenv.Start("cachebench")
+	defer env.Stop()
+	cfg, scheme, c := env.Config, env.Scheme, env.Client
 	data, annotation := strings.Repeat("x", *padding), strings.Repeat("y", 100_000)
 	for i := range *n {
 		check(c.Create(ctx, &corev1.Secret{
@@ -96,8 +88,4 @@ func liveHeap() uint64 {
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
-func check(err error) {
-	if err != nil {
-		panic(err)
-	}
-}
+var check = benchenv.Check

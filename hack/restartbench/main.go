@@ -11,17 +11,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,15 +26,12 @@ import (
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/controllers"
+	"github.com/octopods/octopods-operator/hack/benchenv"
 	"github.com/octopods/octopods-operator/internal/keysecret"
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
@@ -49,36 +42,15 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
-	check(err)
-	defer func() { _ = env.Stop() }()
-	cfg.QPS, cfg.Burst = -1, 0
-	scheme := runtime.NewScheme()
-	check(clientgoscheme.AddToScheme(scheme))
-	check(octopodsv1alpha1.AddToScheme(scheme))
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	check(err)
-	dir, err := os.MkdirTemp("", "restartbench")
-	check(err)
-	defer func() { _ = os.RemoveAll(dir) }()
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "restartbench", Groups: []string{"system:masters"}}, cfg)
-	check(err)
-	kubeconfig, err := user.KubeConfig()
-	check(err)
-	check(os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600))
-	bin, proxyBin := filepath.Join(dir, "manager"), filepath.Join(dir, "auth-proxy")
-	for out, pkg := range map[string]string{bin: "./cmd/manager", proxyBin: "./cmd/auth-proxy"} {
-		build := exec.Command("go", "build", "-o", out, pkg)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		check(build.Run())
-	}
+	env := benchenv.Start("restartbench")
+	defer env.Stop()
+	bin, proxyBin := env.Build("manager"), env.Build("auth-proxy")
 
-	empty := restart(ctx, cfg, bin, dir, 0)
+	empty := restart(ctx, env, bin, 0)
 	fmt.Printf("baseline, empty cluster: settled in %s, peak RSS %.1f MiB, %d writes\n", empty.settled.Round(time.Millisecond), empty.peakMiB, empty.writes.Total())
 
-	fill(ctx, c, *n, *workers)
-	full := restart(ctx, cfg, bin, dir, *n)
+	fill(ctx, env.Client, *n, *workers)
+	full := restart(ctx, env, bin, *n)
 	fmt.Printf("restart over %d workspaces and keys: settled in %s, peak RSS %.1f MiB (%.1fx the empty baseline; target 256 MiB), %d writes (%s)\n",
 		*n, full.settled.Round(time.Millisecond), full.peakMiB, full.peakMiB/empty.peakMiB, full.writes.Total(), full.writes)
 
@@ -86,7 +58,7 @@ func main() {
 	// Deployment's GOMEMLIMIT: the old page size (baseline) and the new.
 	var base time.Duration
 	for _, page := range []int{500, 2000, 5000} {
-		synced, rss, peak := proxySync(proxyBin, dir, page)
+		synced, rss, peak := proxySync(env, proxyBin, page)
 		if base == 0 {
 			base = synced
 		}
@@ -97,10 +69,10 @@ func main() {
 
 // proxySync starts the auth proxy and returns how long until /readyz (the
 // first full sync), and its resident and peak memory (MiB) once at rest.
-func proxySync(bin, dir string, page int) (time.Duration, float64, float64) {
-	probes := freePort()
-	proxy := exec.Command(bin, "--kubeconfig", filepath.Join(dir, "kubeconfig"), "--listen-address", freePort(),
-		"--health-probe-bind-address", probes, "--metrics-bind-address", freePort(), "--list-page-size", fmt.Sprint(page))
+func proxySync(env *benchenv.Env, bin string, page int) (time.Duration, float64, float64) {
+	probes := benchenv.FreePort()
+	proxy := exec.Command(bin, "--kubeconfig", env.Kubeconfig, "--listen-address", benchenv.FreePort(),
+		"--health-probe-bind-address", probes, "--metrics-bind-address", benchenv.FreePort(), "--list-page-size", fmt.Sprint(page))
 	proxy.Env = append(os.Environ(), "GOMEMLIMIT=48MiB")
 	proxy.Stderr = io.Discard
 	start := time.Now()
@@ -121,7 +93,7 @@ func proxySync(bin, dir string, page int) (time.Duration, float64, float64) {
 	}
 	synced := time.Since(start)
 	time.Sleep(5 * time.Second)
-	return synced, procKiB(proxy.Process.Pid, "VmRSS:") / 1024, procKiB(proxy.Process.Pid, "VmHWM:") / 1024
+	return synced, benchenv.ProcMiB(proxy.Process.Pid, "VmRSS:"), benchenv.ProcMiB(proxy.Process.Pid, "VmHWM:")
 }
 
 // fill creates n Workspaces with issued keys, as the operator leaves them.
@@ -180,11 +152,11 @@ type result struct {
 
 // restart runs the manager until it has reconciled n keys and n Workspaces
 // with empty work queues, and stops it.
-func restart(ctx context.Context, cfg *rest.Config, bin, dir string, n int) result {
-	before, err := testutil.APIServerWrites(ctx, cfg)
+func restart(ctx context.Context, env *benchenv.Env, bin string, n int) result {
+	before, err := testutil.APIServerWrites(ctx, env.Config)
 	check(err)
-	metrics, probes := freePort(), freePort()
-	mgr := exec.Command(bin, "--kubeconfig", filepath.Join(dir, "kubeconfig"), "--metrics-bind-address", metrics, "--metrics-secure=false",
+	metrics, probes := benchenv.FreePort(), benchenv.FreePort()
+	mgr := exec.Command(bin, "--kubeconfig", env.Kubeconfig, "--metrics-bind-address", metrics, "--metrics-secure=false",
 		"--health-probe-bind-address", probes, "--zap-log-level", "error")
 	mgr.Env = append(os.Environ(), "ENABLE_WEBHOOKS=false")
 	mgr.Stderr = io.Discard
@@ -197,9 +169,9 @@ func restart(ctx context.Context, cfg *rest.Config, bin, dir string, n int) resu
 			panic("the manager did not settle in 30 minutes")
 		}
 	}
-	r := result{settled: time.Since(start), peakMiB: procKiB(mgr.Process.Pid, "VmHWM:") / 1024}
+	r := result{settled: time.Since(start), peakMiB: benchenv.ProcMiB(mgr.Process.Pid, "VmHWM:")}
 	time.Sleep(2 * time.Second) // writes still in flight land
-	after, err := testutil.APIServerWrites(ctx, cfg)
+	after, err := testutil.APIServerWrites(ctx, env.Config)
 	check(err)
 	r.writes = after.Minus(before)
 	delete(r.writes, "PUT leases") // none without leader election; listed if any
@@ -239,30 +211,4 @@ func settled(metricsAddr string, n int) bool {
 	return true
 }
 
-func procKiB(pid int, field string) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	check(err)
-	defer func() { _ = f.Close() }()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if strings.HasPrefix(s.Text(), field) {
-			var kb float64
-			_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(s.Text(), field)), "%f", &kb)
-			return kb
-		}
-	}
-	return 0
-}
-
-func freePort() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer func() { _ = l.Close() }()
-	return l.Addr().String()
-}
-
-func check(err error) {
-	if err != nil {
-		panic(err)
-	}
-}
+var check = benchenv.Check

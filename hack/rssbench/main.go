@@ -6,27 +6,22 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/hack/benchenv"
 	"github.com/octopods/octopods-operator/internal/apikey"
 )
 
@@ -38,15 +33,9 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
-	check(err)
-	defer func() { _ = env.Stop() }()
-	cfg.QPS, cfg.Burst = -1, 0
-	scheme := runtime.NewScheme()
-	check(octopodsv1alpha1.AddToScheme(scheme))
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	check(err)
+	env := benchenv.Start("rssbench")
+	defer env.Stop()
+	c := env.Client
 
 	start := time.Now()
 	sample := make([]string, 1000) // keys to send traffic with
@@ -91,21 +80,9 @@ func main() {
 	wg.Wait()
 	fmt.Printf("rssbench: created %d WorkspaceAPIKeys with published keys in %s\n", *n, time.Since(start).Round(time.Millisecond))
 
-	dir, err := os.MkdirTemp("", "rssbench")
-	check(err)
-	defer func() { _ = os.RemoveAll(dir) }()
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "rssbench", Groups: []string{"system:masters"}}, cfg)
-	check(err)
-	kubeconfig, err := user.KubeConfig()
-	check(err)
-	check(os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600))
-	bin := filepath.Join(dir, "auth-proxy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/auth-proxy")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	check(build.Run())
-
-	listen, probes, metrics := freePort(), freePort(), freePort()
-	proxy := exec.Command(bin, "--kubeconfig", filepath.Join(dir, "kubeconfig"),
+	bin := env.Build("auth-proxy")
+	listen, probes, metrics := benchenv.FreePort(), benchenv.FreePort(), benchenv.FreePort()
+	proxy := exec.Command(bin, "--kubeconfig", env.Kubeconfig,
 		"--listen-address", listen, "--health-probe-bind-address", probes, "--metrics-bind-address", metrics)
 	proxy.Stderr = io.Discard
 	proxy.Env = os.Environ()
@@ -128,12 +105,12 @@ func main() {
 	}
 	time.Sleep(2 * time.Second)
 	fmt.Printf("rssbench: auth-proxy with %d keys loaded, at rest: RSS %s, peak RSS %s (target: RSS <= 64 MiB)\n",
-		*n, procStatus(proxy.Process.Pid, "VmRSS:"), procStatus(proxy.Process.Pid, "VmHWM:"))
+		*n, mib(proxy.Process.Pid, "VmRSS:"), mib(proxy.Process.Pid, "VmHWM:"))
 
 	// Steady state under traffic: request garbage grows the heap to the GC goal.
 	served := traffic("http://"+listen+"/", sample, *load)
 	fmt.Printf("rssbench: after %s of traffic (%d admitted requests): RSS %s, peak RSS %s\n",
-		*load, served, procStatus(proxy.Process.Pid, "VmRSS:"), procStatus(proxy.Process.Pid, "VmHWM:"))
+		*load, served, mib(proxy.Process.Pid, "VmRSS:"), mib(proxy.Process.Pid, "VmHWM:"))
 }
 
 // traffic sends requests with the sample keys from 16 connections for d.
@@ -173,30 +150,8 @@ func ok(url, key string) bool {
 	return res.StatusCode == http.StatusOK
 }
 
-func procStatus(pid int, field string) string {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	check(err)
-	defer func() { _ = f.Close() }()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if strings.HasPrefix(s.Text(), field) {
-			var kb int
-			_, _ = fmt.Sscanf(strings.TrimPrefix(s.Text(), field), "%d", &kb)
-			return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
-		}
-	}
-	return "unknown"
+func mib(pid int, field string) string {
+	return fmt.Sprintf("%.1f MiB", benchenv.ProcMiB(pid, field))
 }
 
-func freePort() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer func() { _ = l.Close() }()
-	return l.Addr().String()
-}
-
-func check(err error) {
-	if err != nil {
-		panic(err)
-	}
-}
+var check = benchenv.Check

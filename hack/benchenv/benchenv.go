@@ -1,0 +1,102 @@
+// Package benchenv is what the hack/ benchmarks share: a local control plane
+// with the CRDs (envtest assets, KUBEBUILDER_ASSETS), an unthrottled admin
+// client, a kubeconfig for the binaries they start, the binaries built as
+// `make build` builds them, and the figures of a process.
+package benchenv
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// Env is a running local control plane and a scratch directory.
+type Env struct {
+	Config *rest.Config
+	Scheme *runtime.Scheme
+	Client client.Client
+	// Dir holds the kubeconfig and the built binaries.
+	Dir, Kubeconfig string
+	env             *envtest.Environment
+}
+
+// Start starts the control plane (run from the repository root).
+func Start(name string) *Env {
+	e := &Env{env: &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}}
+	cfg, err := e.env.Start()
+	Check(err)
+	cfg.QPS, cfg.Burst = -1, 0 // the benchmark's own writes are not what is measured
+	e.Config = cfg
+	e.Scheme = runtime.NewScheme()
+	Check(clientgoscheme.AddToScheme(e.Scheme))
+	Check(octopodsv1alpha1.AddToScheme(e.Scheme))
+	e.Client, err = client.New(cfg, client.Options{Scheme: e.Scheme})
+	Check(err)
+	e.Dir, err = os.MkdirTemp("", name)
+	Check(err)
+	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, cfg)
+	Check(err)
+	kubeconfig, err := user.KubeConfig()
+	Check(err)
+	e.Kubeconfig = filepath.Join(e.Dir, "kubeconfig")
+	Check(os.WriteFile(e.Kubeconfig, kubeconfig, 0o600))
+	return e
+}
+
+// Stop stops the control plane and removes the scratch directory.
+func (e *Env) Stop() {
+	_ = e.env.Stop()
+	_ = os.RemoveAll(e.Dir)
+}
+
+// Build builds ./cmd/<name> into Dir and returns its path.
+func (e *Env) Build(name string) string {
+	bin := filepath.Join(e.Dir, name)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	Check(build.Run())
+	return bin
+}
+
+// ProcMiB is a memory field of /proc/<pid>/status ("VmRSS:", "VmHWM:"), in MiB.
+func ProcMiB(pid int, field string) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	Check(err)
+	defer func() { _ = f.Close() }()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if strings.HasPrefix(s.Text(), field) {
+			var kb float64
+			_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(s.Text(), field)), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// FreePort is a free 127.0.0.1 address.
+func FreePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Check(err)
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
+
+// Check ends a benchmark on an error.
+func Check(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
