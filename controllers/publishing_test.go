@@ -45,9 +45,9 @@ var _ = Describe("Published keys", Serial, func() {
 		crashCtx, crash = context.WithCancel(context.Background())
 		crashed = make(chan struct{})
 		var once sync.Once
-		stopHere = startManagerWithContext(crashCtx, Options{MaxConcurrentReconciles: 4, wrapClient: afterSecretWrites(func(_ context.Context, s *corev1.Secret) {
+		stopHere = startManagerWithContext(crashCtx, Options{MaxConcurrentReconciles: 4, wrapClient: afterSecretWrites(func(_ context.Context, s *corev1.Secret) bool {
 			if s.Namespace != ns {
-				return
+				return false
 			}
 			k := &octopodsv1alpha1.WorkspaceAPIKey{}
 			Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: s.Labels[octopodsv1alpha1.WorkspaceLabel]}, k)).To(Succeed())
@@ -65,7 +65,9 @@ var _ = Describe("Published keys", Serial, func() {
 			}
 			if crashOn != "" && s.Annotations[octopodsv1alpha1.RotationTokenAnnotation] == crashOn {
 				once.Do(func() { crash(); close(crashed) })
+				return true
 			}
+			return false
 		})})
 	}
 	BeforeEach(func() {

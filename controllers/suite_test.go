@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,45 +130,53 @@ func newNamespace() string { return testutil.NewNamespace(k8sClient, "octopods-t
 
 // afterSecretWrites returns a client wrapper (controller-runtime's
 // interceptor) that calls after once each Secret create or update succeeded,
-// before the reconcile goes on: where a test crashes the manager by
-// cancelling its context. A crashed process writes nothing more, so no
-// write starts once the reconcile's context is done (a cancelled request
-// may still reach the API server, which a real crash never allows).
-func afterSecretWrites(after func(context.Context, *corev1.Secret)) func(client.Client) client.Client {
+// before the reconcile goes on: where a test crashes the manager. When after
+// returns true the manager is dead from then on: no write of this client
+// starts any more (cancelling the manager's context alone is not enough: a
+// reconcile's context ends a moment later, and a cancelled request may
+// still reach the API server, which a real crash never allows).
+func afterSecretWrites(after func(context.Context, *corev1.Secret) (crashed bool)) func(client.Client) client.Client {
 	return func(c client.Client) client.Client {
+		var dead atomic.Bool
+		alive := func(ctx context.Context) error {
+			if dead.Load() {
+				return errors.New("the manager crashed")
+			}
+			return ctx.Err()
+		}
 		call := func(ctx context.Context, obj client.Object, err error) error {
-			if s, ok := obj.(*corev1.Secret); ok && err == nil {
-				after(ctx, s)
+			if s, ok := obj.(*corev1.Secret); ok && err == nil && after(ctx, s) {
+				dead.Store(true)
 			}
 			return err
 		}
 		return interceptor.NewClient(watchless{c}, interceptor.Funcs{
 			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-				if err := ctx.Err(); err != nil {
+				if err := alive(ctx); err != nil {
 					return err
 				}
 				return call(ctx, obj, c.Create(ctx, obj, opts...))
 			},
 			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-				if err := ctx.Err(); err != nil {
+				if err := alive(ctx); err != nil {
 					return err
 				}
 				return call(ctx, obj, c.Update(ctx, obj, opts...))
 			},
 			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-				if err := ctx.Err(); err != nil {
+				if err := alive(ctx); err != nil {
 					return err
 				}
 				return c.Patch(ctx, obj, patch, opts...)
 			},
 			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-				if err := ctx.Err(); err != nil {
+				if err := alive(ctx); err != nil {
 					return err
 				}
 				return c.Delete(ctx, obj, opts...)
 			},
 			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-				if err := ctx.Err(); err != nil {
+				if err := alive(ctx); err != nil {
 					return err
 				}
 				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)

@@ -357,17 +357,24 @@ var _ = Describe("Rotation across a manager crash", Serial, func() {
 		original := waitForIssuedKey(ns, "acme")
 
 		stopManager()
+		restarted := false
+		DeferCleanup(func() { // whatever happens below, the suite gets its manager back
+			if !restarted {
+				stopManager = startManager(Options{MaxConcurrentReconciles: 4})
+			}
+		})
 		var crashOnce sync.Once
 		crashed := make(chan struct{})
 		var stopCrashing func()
 		crashCtx, crash := context.WithCancel(context.Background())
-		stopCrashing = startManagerWithContext(crashCtx, Options{wrapClient: afterSecretWrites(func(_ context.Context, s *corev1.Secret) {
+		stopCrashing = startManagerWithContext(crashCtx, Options{wrapClient: afterSecretWrites(func(_ context.Context, s *corev1.Secret) bool {
 			if s.Namespace != ns || s.Annotations[octopodsv1alpha1.RotationTokenAnnotation] != "TICKET-9" {
-				return
+				return false
 			}
-			// Die right after the Secret write: the manager's context is
-			// cancelled, so the status write that follows cannot land.
+			// Die right after the Secret write: nothing this manager
+			// would write after it lands, the status write included.
 			crashOnce.Do(func() { crash(); close(crashed) })
+			return true
 		})})
 		rotate(ns, "acme", "TICKET-9")
 		Eventually(crashed).Should(BeClosed())
@@ -381,7 +388,7 @@ var _ = Describe("Rotation across a manager crash", Serial, func() {
 		Expect(k.Status.LastRotationToken).To(BeEmpty())
 		Expect(k.Status.KeyID).To(Equal(apikey.ID(original)))
 
-		stopManager = startManager(Options{MaxConcurrentReconciles: 4})
+		stopManager, restarted = startManager(Options{MaxConcurrentReconciles: 4}), true
 		Eventually(func(g Gomega) {
 			k := getKey(g, ns, "acme")
 			g.Expect(k.Status.LastRotationToken).To(Equal("TICKET-9"))
