@@ -26,6 +26,7 @@ import (
 // page is a settings page over a fake API server where the person may do
 // what allowed says (verb/resource).
 type page struct {
+	logs   *strings.Builder
 	srv    *Server
 	h      http.Handler
 	host   string
@@ -65,7 +66,8 @@ func newPage(t *testing.T, allowed map[string]bool) *page {
 			return c.Create(ctx, obj, opts...)
 		},
 	}).Build()
-	srv, err := New(c, "team-a", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	logs := &strings.Builder{}
+	srv, err := New(c, "team-a", slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +76,7 @@ func newPage(t *testing.T, allowed map[string]bool) *page {
 		t.Fatal(err)
 	}
 	_ = l.Close()
-	p := &page{srv: srv, h: srv.Handler(), host: srv.allowedHost, login: login, key: key}
+	p := &page{logs: logs, srv: srv, h: srv.Handler(), host: srv.allowedHost, login: login, key: key}
 	res := p.do(t, "GET", login, nil, nil)
 	if res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login: %d", res.StatusCode)
@@ -196,6 +198,9 @@ func TestHeadersAndTheKeyOnlyOnCopy(t *testing.T) {
 	res := p.do(t, "POST", "/api/copy", strings.NewReader(`{"namespace":"team-a","workspace":"acme"}`), nil)
 	if text := bodyOf(res); res.StatusCode != http.StatusOK || text != `{"key":"`+p.key+`"}`+"\n" {
 		t.Fatalf("copy: %d %s", res.StatusCode, text)
+	}
+	if !strings.Contains(p.logs.String(), "API key copied") || strings.Contains(p.logs.String(), p.key[4:]) {
+		t.Fatalf("the page's log must say a key was copied, never the key: %s", p.logs.String())
 	}
 }
 
