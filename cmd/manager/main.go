@@ -54,6 +54,7 @@ func main() {
 		metricsCertDir         string
 		leaderElectionNS       string
 		webhookPort            int
+		pprofAddr              string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus /metrics endpoint; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve /metrics over HTTPS, only to callers the API server authenticates and authorizes (get on /metrics).")
@@ -66,6 +67,7 @@ func main() {
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "Reconciles run in parallel per controller.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook server's tls.crt and tls.key (default: controller-runtime's /tmp/k8s-webhook-server/serving-certs). Lets the manager serve webhooks out of cluster.")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof endpoints, for profiling (default: off). Never expose it: it has no authentication.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -90,6 +92,7 @@ func main() {
 		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsOptions(metricsAddr, secureMetrics, metricsCertDir),
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "octopods-operator.octopods.io",
 		LeaderElectionNamespace: leaderElectionNS,
