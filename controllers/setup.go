@@ -40,9 +40,22 @@ func CacheOptions() cache.Options {
 				Transform: TrimKeySecret,
 			},
 		},
-		// managedFields are never read, and are most of a small object.
-		DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultTransform: TrimCached,
 	}
+}
+
+// TrimCached drops from every cached Workspace and WorkspaceAPIKey what the
+// manager never reads: managedFields (most of a small object), and kubectl's
+// last-applied-configuration annotation (a second copy of the object for
+// whoever uses kubectl apply or GitOps). Writing back a trimmed copy cannot
+// remove them: every write to these objects is a merge patch computed
+// against the cached copy, so what is absent from both is left alone.
+func TrimCached(obj any) (any, error) {
+	if o, ok := obj.(metav1.Object); ok {
+		o.SetManagedFields(nil)
+		delete(o.GetAnnotations(), corev1.LastAppliedConfigAnnotation)
+	}
+	return obj, nil
 }
 
 // TrimKeySecret keeps of a key-type Secret only what the reconciler reads,

@@ -36,3 +36,17 @@ func TestTrimKeySecret(t *testing.T) {
 		t.Fatal("other objects must pass unchanged")
 	}
 }
+
+func TestTrimCached(t *testing.T) {
+	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Name: "acme",
+		Annotations:   map[string]string{corev1.LastAppliedConfigAnnotation: `{"spec":{}}`, octopodsv1alpha1.RotateAnnotation: "t1"},
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
+	got, _ := TrimCached(key)
+	k := got.(*octopodsv1alpha1.WorkspaceAPIKey)
+	if k.ManagedFields != nil || len(k.Annotations) != 1 || k.Annotations[octopodsv1alpha1.RotateAnnotation] != "t1" {
+		t.Fatalf("trimmed to managedFields %v, annotations %v; want none, and the rotate annotation only", k.ManagedFields, k.Annotations)
+	}
+	if _, err := TrimCached(&octopodsv1alpha1.Workspace{}); err != nil {
+		t.Fatal("an object without annotations must pass")
+	}
+}

@@ -52,8 +52,6 @@ type Config struct {
 	LastUsedRefreshInterval time.Duration
 	// ListPageSize is the WorkspaceAPIKeys per list request (0: default).
 	ListPageSize int64
-	// PagedList loads keys with paged lists, never a watch-list.
-	PagedList bool
 	// MetricsPerKey adds a series per key ID to the per-workspace ones.
 	MetricsPerKey bool
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
@@ -93,7 +91,6 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 	}
 	p := &Proxy{cfg: cfg, Index: keyindex.New(), log: log}
 	p.Source = NewSource(p.Index, NewKeysClient(octopods), cfg.Namespaces, log)
-	p.Source.PagedList.Store(cfg.PagedList)
 	if cfg.ListPageSize > 0 {
 		p.Source.PageSize = cfg.ListPageSize
 	}

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/utils/ptr"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
@@ -25,12 +24,10 @@ import (
 const probeInterval = 5 * time.Second
 
 // Source keeps the index in step with the keys the operator publishes in
-// WorkspaceAPIKey status: per namespace (or once for all), a full load and
-// then a watch from its resourceVersion, reloading when the watch falls too
-// far behind. The load is one streaming watch-list (every key as an event,
-// served from the API server's watch cache), or paginated lists where the
-// API server refuses that. Each object is turned into digests at once, so no
-// copy of 100k objects is ever held, not even while loading (a client-go
+// WorkspaceAPIKey status: per namespace (or once for all), a paginated list
+// and then a watch from its resourceVersion, relisting when the watch falls
+// too far behind. Each page is turned into digests at once, so no copy of
+// 100k objects is ever held, not even while the first list runs (a client-go
 // Reflector keeps the whole list, and an informer a copy of every object).
 type Source struct {
 	index  *keyindex.Index
@@ -43,9 +40,6 @@ type Source struct {
 	releaseOnce sync.Once
 	// PageSize is how many WorkspaceAPIKeys each list request asks for.
 	PageSize int64
-	// PagedList loads with paginated lists instead of a watch-list; it is
-	// also set, for good, when the API server refuses a watch-list.
-	PagedList atomic.Bool
 }
 
 // scope is one namespace (or "" for all) with its own list/watch.
@@ -60,11 +54,11 @@ type scope struct {
 
 // Paging and retry of the list/watch loop.
 const (
-	// DefaultListPageSize keeps a paged load's peak memory within the
+	// DefaultListPageSize keeps the first sync's peak memory within the
 	// Deployment's budget. Measured at 100k keys (make bench-restart, one
 	// run): 500 a page ready in 40 s, peak 63 MiB; 2000: 24 s, 67 MiB;
-	// 5000: 32 s, 79 MiB. Each page is a quorum read of etcd by the API
-	// server, which is most of the time: the watch-list avoids it.
+	// 5000: 32 s, 79 MiB. The API server's list of 100k custom resources,
+	// not the client's rate limit, is most of the time.
 	DefaultListPageSize = 500
 	minRetryDelay       = 250 * time.Millisecond
 	maxRetryDelay       = 30 * time.Second
@@ -114,7 +108,7 @@ func (s *Source) follow(ctx context.Context, sc *scope) {
 		delay = min(2*delay, maxRetryDelay)
 	}
 	for ctx.Err() == nil {
-		rv, err := s.load(ctx, sc.namespace)
+		rv, err := s.list(ctx, sc.namespace)
 		if err != nil {
 			retry("list", err)
 			continue
@@ -157,66 +151,8 @@ func mustRelist(err error) bool {
 		apierrors.HasStatusCause(err, metav1.CauseTypeResourceVersionTooLarge)
 }
 
-// load loads every WorkspaceAPIKey of the scope and removes from the index
-// what the API server no longer has; it returns the resourceVersion to
-// watch from.
-func (s *Source) load(ctx context.Context, ns string) (string, error) {
-	if !s.PagedList.Load() {
-		rv, err := s.watchList(ctx, ns)
-		if !refusesWatchList(err) {
-			return rv, err
-		}
-		s.log.Warn("the API server refuses watch-lists (Kubernetes older than 1.32, or the WatchList feature off): loading keys with paged lists from now on", "error", err)
-		s.PagedList.Store(true)
-	}
-	return s.list(ctx, ns)
-}
-
-// watchList loads with one watch that first sends every existing key, then
-// a bookmark marking the end of that initial state (KEP-3157). The API
-// server answers from its watch cache: no list pages, no quorum reads of
-// etcd, and events arrive while the server still encodes the rest.
-func (s *Source) watchList(ctx context.Context, ns string) (string, error) {
-	sync := s.index.BeginSync()
-	timeout := int64((watchTimeout + time.Duration(rand.Int64N(int64(watchJitterMax)))).Seconds())
-	w, err := s.client.Watch(ctx, ns, metav1.ListOptions{
-		SendInitialEvents: ptr.To(true), ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan,
-		AllowWatchBookmarks: true, TimeoutSeconds: &timeout,
-	})
-	if err != nil {
-		return "", err
-	}
-	defer w.Stop()
-	for ev := range w.ResultChan() {
-		switch ev.Type {
-		case watch.Added, watch.Modified:
-			if key, ok := ev.Object.(*octopodsv1alpha1.WorkspaceAPIKey); ok {
-				sync.Set(PublishedKeys(key, time.Now()))
-			}
-		case watch.Bookmark:
-			m, err := meta.Accessor(ev.Object)
-			if err == nil && m.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
-				sync.End(ns)
-				return m.GetResourceVersion(), nil
-			}
-		case watch.Error:
-			return "", apierrors.FromObject(ev.Object)
-		}
-	}
-	return "", errNoInitialEventsEnd
-}
-
-// errNoInitialEventsEnd: the watch ended before marking the end of the
-// initial events, as an API server that ignores sendInitialEvents does.
-var errNoInitialEventsEnd = apierrors.NewBadRequest("the watch-list ended without its initial-events-end bookmark")
-
-// refusesWatchList: the API server does not serve watch-lists (the request
-// is invalid to it, or it ignored the request's parameters).
-func refusesWatchList(err error) bool {
-	return apierrors.IsBadRequest(err) || apierrors.IsInvalid(err)
-}
-
-// list loads every WorkspaceAPIKey of the scope, a page at a time.
+// list loads every WorkspaceAPIKey of the scope, a page at a time, and
+// removes from the index what the API server no longer has.
 func (s *Source) list(ctx context.Context, ns string) (string, error) {
 	sync := s.index.BeginSync()
 	opts := metav1.ListOptions{Limit: s.PageSize}

@@ -14,7 +14,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
@@ -90,87 +89,15 @@ func keyVersion(name, rv, key string) *octopodsv1alpha1.WorkspaceAPIKey {
 	return k
 }
 
-// runSource runs a Source loading with paged lists over client, across all
-// namespaces, until the test ends.
+// runSource runs a Source over client, across all namespaces, until the
+// test ends.
 func runSource(t *testing.T, client KeysClient) (*Source, *keyindex.Index) {
-	return startSource(t, client, true)
-}
-
-func startSource(t *testing.T, client KeysClient, paged bool) (*Source, *keyindex.Index) {
 	ix := keyindex.New()
 	src := NewSource(ix, client, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	src.PagedList.Store(paged)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	src.Run(ctx)
 	return src, ix
-}
-
-// initialEventsEnd is the bookmark that ends a watch-list's initial state.
-func initialEventsEnd(rv string) *octopodsv1alpha1.WorkspaceAPIKey {
-	return &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv,
-		Annotations: map[string]string{metav1.InitialEventsAnnotationKey: "true"}}}
-}
-
-// By default the Source loads with a watch-list: it is ready only at the
-// bookmark that ends the initial events, then watches from that bookmark's
-// resourceVersion, and a reload after 410 forgets keys deleted meanwhile.
-func TestSourceLoadsWithAWatchList(t *testing.T) {
-	a, b, c := mustGenerate(t), mustGenerate(t), mustGenerate(t)
-	client := newScriptedKeys(keyList("1"))
-	src, ix := startSource(t, client, false)
-
-	load := client.nextWatch(t)
-	load.Add(keyVersion("alpha", "5", a))
-	load.Add(keyVersion("beta", "6", b))
-	time.Sleep(50 * time.Millisecond)
-	if src.Synced() {
-		t.Fatal("ready before the initial-events-end bookmark")
-	}
-	load.Action(watch.Bookmark, initialEventsEnd("10"))
-	eventuallyAdmits(t, ix, map[string]bool{a: true, b: true})
-	follow := client.nextWatch(t) // opened only once the load has ended
-	if !src.Synced() {
-		t.Fatal("not ready after the initial-events-end bookmark")
-	}
-	follow.Error(&apierrors.NewResourceExpired("too old resource version: 10 (12)").ErrStatus)
-
-	reload := client.nextWatch(t) // alpha was deleted while no one watched
-	reload.Add(keyVersion("beta", "6", b))
-	reload.Add(keyVersion("gamma", "18", c))
-	reload.Action(watch.Bookmark, initialEventsEnd("20"))
-	eventuallyAdmits(t, ix, map[string]bool{a: false, b: true, c: true})
-	client.nextWatch(t)
-	lists, watches := client.calls()
-	if len(lists) != 0 || !slices.Equal(watches, []string{"", "10", "", "20"}) {
-		t.Fatalf("lists %v, watches from %v; want no list, and watches from [\"\" 10 \"\" 20]", lists, watches)
-	}
-}
-
-// refusingWatchList is an API server without watch-lists: it rejects
-// sendInitialEvents as an invalid parameter.
-type refusingWatchList struct{ *scriptedKeys }
-
-func (c refusingWatchList) Watch(ctx context.Context, ns string, opts metav1.ListOptions) (watch.Interface, error) {
-	if opts.SendInitialEvents != nil {
-		return nil, apierrors.NewInvalid(octopodsv1alpha1.GroupVersion.WithKind("WorkspaceAPIKey").GroupKind(), "",
-			field.ErrorList{field.Forbidden(field.NewPath("sendInitialEvents"), "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled")})
-	}
-	return c.scriptedKeys.Watch(ctx, ns, opts)
-}
-
-// An API server that refuses watch-lists gets paged lists, at once and for
-// good.
-func TestSourceFallsBackToPagedListsWhenWatchListIsRefused(t *testing.T) {
-	a := mustGenerate(t)
-	client := refusingWatchList{newScriptedKeys(keyList("10", keyVersion("alpha", "5", a)))}
-	src, ix := startSource(t, client, false)
-	eventuallyAdmits(t, ix, map[string]bool{a: true})
-	client.nextWatch(t).Error(&apierrors.NewResourceExpired("too old resource version: 10 (12)").ErrStatus)
-	client.nextWatch(t)
-	if lists, _ := client.calls(); !slices.Equal(lists, []string{"10", "10"}) || !src.PagedList.Load() {
-		t.Fatalf("lists %v; want the first load and the reload paged", lists)
-	}
 }
 
 // eventuallyAdmits waits until each key's lookup gives want.

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make bench-scale: issue 14's goals 2, 3, 5, 6 and 7 on a local control
+# plane, each against a baseline measured in the same run, then one table.
+# Goal 1 (writes and time per issued key) is printed by the e2e suite's
+# 300-workspace spec (make test-e2e). Takes about 25 minutes at 100k.
+#
+#   WORKSPACES=100000 KEYS=10000 hack/bench-scale.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+export KUBEBUILDER_ASSETS="${KUBEBUILDER_ASSETS:-$(hack/envtest-assets.sh)}"
+
+echo "== goal 3: lastUsedTime writes per proxy replica at 100k keys in use"
+go test ./internal/keyindex -run '^$' -bench LastUsedWritesAtScale -benchtime 1x | tee "$out/lastused"
+echo "== goals 6 and 7: the auth-proxy binary behind nginx auth_request, and as a reverse proxy"
+go run ./hack/gatewaybench -keys "${KEYS:-10000}" | tee "$out/gateway"
+echo "== goals 2 and 5: manager restart and auth proxy first load over ${WORKSPACES:-100000} workspaces"
+go run ./hack/restartbench -workspaces "${WORKSPACES:-100000}" | tee "$out/restart"
+
+echo
+echo "| goal | figure | measured | baseline, same run | target |"
+echo "|---|---|---|---|---|"
+awk '/writes\/s@100k/ { for (i = 1; i <= NF; i++) { if ($(i+1) == "writes/s@100k") w = $i; if ($(i+1) == "baseline-writes/s@100k") b = $i }
+      printf "| 3 | lastUsedTime writes/s per replica, 100k keys in use | %s | %s (every flush) | ≤ 50 |\n", w, b }' "$out/lastused"
+grep -h '^| ' "$out/gateway" "$out/restart" || true
