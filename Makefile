@@ -88,6 +88,14 @@ bench-cache: ## The manager's Secret cache with 30 padded hand-made key-type Sec
 bench-restart: ## The manager restarted over WORKSPACES (default 100000) workspaces with issued keys: settle time, peak RSS, writes (takes minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/restartbench -workspaces $(or $(WORKSPACES),100000)
 
+.PHONY: bench-gateway
+bench-gateway: ## The auth-proxy binary behind nginx auth_request (against nginx's own map of the same keys) and as a reverse proxy (against a bare httputil.ReverseProxy): req/s and CPU µs per request, interleaved rounds; needs nginx and wrk.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/gatewaybench -keys $${KEYS:-10000}
+
+.PHONY: bench-scale
+bench-scale: ## Issue 14's scale goals 2, 3, 5, 6, 7 on a local control plane, then one table (WORKSPACES, default 100000; takes about 30 minutes; needs nginx and wrk).
+	hack/bench-scale.sh
+
 .PHONY: bench-rss
 bench-rss: ## Resident memory of the auth-proxy binary with 100k published keys (WorkspaceAPIKeys), at rest and under traffic, with the Deployment's GOMEMLIMIT (takes minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/rssbench -keys $${KEYS:-100000} -env GOMEMLIMIT=48MiB

@@ -13,6 +13,8 @@ export KUBEBUILDER_ASSETS="${KUBEBUILDER_ASSETS:-$(hack/envtest-assets.sh)}"
 
 echo "== goal 3: lastUsedTime writes per proxy replica at 100k keys in use"
 go test ./internal/keyindex -run '^$' -bench LastUsedWritesAtScale -benchtime 1x | tee "$out/lastused"
+echo "== goal 5: the auth proxy's index at 100k and 1M keys"
+go test ./internal/authproxy -run '^$' -bench IndexMemory -benchtime 1x | tee "$out/index"
 echo "== goals 6 and 7: the auth-proxy binary behind nginx auth_request, and as a reverse proxy"
 go run ./hack/gatewaybench -keys "${KEYS:-10000}" | tee "$out/gateway"
 echo "== goals 2 and 5: manager restart and auth proxy first load over ${WORKSPACES:-100000} workspaces"
@@ -23,4 +25,6 @@ echo "| goal | figure | measured | baseline, same run | target |"
 echo "|---|---|---|---|---|"
 awk '/writes\/s@100k/ { for (i = 1; i <= NF; i++) { if ($(i+1) == "writes/s@100k") w = $i; if ($(i+1) == "baseline-writes/s@100k") b = $i }
       printf "| 3 | lastUsedTime writes/s per replica, 100k keys in use | %s | %s (every flush) | ≤ 50 |\n", w, b }' "$out/lastused"
+awk '/BenchmarkIndexMemory\/keys=/ { for (i = 1; i <= NF; i++) if ($(i+1) == "MiB") m = $i; split($1, k, "="); sub(/-.*/, "", k[2])
+      printf "| 5 | auth proxy index, %s keys (live heap) | %s MiB | (100k row) | (RSS ≤ 64 MiB at 100k) |\n", k[2], m }' "$out/index"
 grep -h '^| ' "$out/gateway" "$out/restart" || true

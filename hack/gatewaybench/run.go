@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/octopods/octopods-operator/hack/benchenv"
@@ -171,8 +172,16 @@ func start(dir, name string, cmd *exec.Cmd) (stop func()) {
 	cmd.Stdout, cmd.Stderr = log, log
 	benchenv.Check(cmd.Start())
 	return func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		// SIGTERM, so that nginx's master stops its workers too.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
 		_ = log.Close()
 	}
 }

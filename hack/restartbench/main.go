@@ -40,6 +40,7 @@ import (
 func main() {
 	n := flag.Int("workspaces", 100_000, "Workspaces, each with an issued key, to restart the manager over.")
 	workers := flag.Int("workers", 32, "Concurrent creates.")
+	flag.StringVar(&managerMemoryLimit, "manager-memory-limit", "256MiB", "The manager's GOMEMLIMIT, as its Deployment sets it from its container's memory limit (shipped: 256Mi).")
 	flag.StringVar(&heapProfile, "heap-profile", "", "Write the settled manager's heap profile (go tool pprof) to this file.")
 	flag.Parse()
 	ctx := context.Background()
@@ -228,8 +229,8 @@ func settled(metricsAddr string, n int) bool {
 	return true
 }
 
-// managerMemoryLimit is the shipped manager Deployment's memory limit.
-const managerMemoryLimit = "256MiB"
+// managerMemoryLimit is the manager's GOMEMLIMIT (-manager-memory-limit).
+var managerMemoryLimit string
 
 // heapProfile is where -heap-profile saves the settled manager's heap.
 var heapProfile string

@@ -2,11 +2,13 @@ package authproxy
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
@@ -116,4 +118,41 @@ func BenchmarkForwardAuthHTTP(b *testing.B) {
 			_ = res.Body.Close()
 		}
 	})
+}
+
+// BenchmarkIndexMemory is the live heap of the proxy's index at 100k (the
+// baseline) and 1M keys, each with a previous key in its grace period and
+// a revoked one: what the proxy holds beyond its fixed ~20 MiB, measured
+// rather than extrapolated. Its time is how long loading them takes here.
+func BenchmarkIndexMemory(b *testing.B) {
+	perKey := map[int]float64{}
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				before := liveHeap()
+				ix := keyindex.New()
+				for i := range n {
+					var cur, prev, revoked apikey.Digest
+					binary.LittleEndian.PutUint64(cur[:], uint64(3*i))
+					binary.LittleEndian.PutUint64(prev[:], uint64(3*i+1))
+					binary.LittleEndian.PutUint64(revoked[:], uint64(3*i+2))
+					ix.Set(keyindex.Keys{Namespace: "bench", Name: fmt.Sprintf("ws-%07d", i), Workspace: fmt.Sprintf("ws-%07d", i),
+						Current: cur, HasCurrent: true, Previous: prev, HasPrevious: true, PreviousValidUntil: time.Now().Add(time.Hour),
+						Revoked: []apikey.Digest{revoked}})
+				}
+				perKey[n] = float64(liveHeap()-before) / float64(n)
+				runtime.KeepAlive(ix)
+			}
+			b.ReportMetric(perKey[n], "B/key")
+			b.ReportMetric(perKey[n]*float64(n)/(1<<20), "MiB")
+			b.ReportMetric(perKey[n]/perKey[100_000], "ratio-per-key-to-100k")
+		})
+	}
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

@@ -41,6 +41,7 @@ var _ = Describe("Write amplification, as installed (webhooks on)", Serial, func
 			Expect(k8sClient.Create(ctx, workspace(ns, names[i]))).To(Succeed())
 			Expect(k8sClient.Create(ctx, apiKey(ns, names[i]))).To(Succeed())
 		})
+		created := time.Since(started) // the user's own requests, through the webhooks
 		Eventually(func(g Gomega) {
 			keys := &octopodsv1alpha1.WorkspaceAPIKeyList{}
 			g.Expect(k8sClient.List(ctx, keys, client.InNamespace(ns))).To(Succeed())
@@ -70,7 +71,8 @@ var _ = Describe("Write amplification, as installed (webhooks on)", Serial, func
 		delete(writes, "PUT leases") // leader election, not per key
 		perKey := float64(writes.Total()) / n
 		figure("writes to issue %d keys with webhooks, from the API server's request metrics: %d, %.2f per key (%s); first wave: ~8", n, writes.Total(), perKey, writes)
-		figure("300 plain Secrets: %s; 300 keys issued: %s (%.1fx)", baseline.Round(time.Millisecond), issued.Round(time.Millisecond), issued.Seconds()/baseline.Seconds())
+		figure("300 plain Secrets: %s; 300 keys issued: %s (%.1fx), of which creating the 300 Workspaces and 300 WorkspaceAPIKeys through the webhooks: %s",
+			baseline.Round(time.Millisecond), issued.Round(time.Millisecond), issued.Seconds()/baseline.Seconds(), created.Round(time.Millisecond))
 		Expect(perKey).To(BeNumerically("<=", 4), "writes per issued key: %s", writes)
 	})
 })
