@@ -301,7 +301,9 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 
 // PublishedKeys reads what a WorkspaceAPIKey publishes into the index's
 // form. A key being deleted publishes nothing: its Secret is on the way out.
-// Entries that do not parse are left out (fail closed).
+// Entries that do not parse are left out (fail closed). Listed keys carry
+// only the fields listedKey decodes: a field read here must be added there
+// (TestListDecodesWhatPublishedKeysReads).
 func PublishedKeys(k *octopodsv1alpha1.WorkspaceAPIKey, now time.Time) keyindex.Keys {
 	out := keyindex.Keys{Namespace: k.Namespace, Name: k.Name, Workspace: k.Spec.WorkspaceName}
 	if !k.DeletionTimestamp.IsZero() {
