@@ -69,9 +69,9 @@ type listedKey struct {
 		WorkspaceName string `json:"workspaceName"`
 	} `json:"spec"`
 	Status struct {
-		IssuedAt      *metav1.Time                     `json:"issuedAt"`
-		RotatedAt     *metav1.Time                     `json:"rotatedAt"`
-		LastUsedTime  *metav1.Time                     `json:"lastUsedTime"`
+		IssuedAt      *metav1.Time                    `json:"issuedAt"`
+		RotatedAt     *metav1.Time                    `json:"rotatedAt"`
+		LastUsedTime  *metav1.Time                    `json:"lastUsedTime"`
 		PublishedKeys []octopodsv1alpha1.PublishedKey `json:"publishedKeys"`
 		RevokedKeys   []octopodsv1alpha1.RevokedKey   `json:"revokedKeys"`
 	} `json:"status"`
