@@ -22,12 +22,16 @@ import (
 // endpoint alone.
 const nginxConfig = `
 worker_processes 1;
+# Run as root, the workers must read the scratch directory (0700); run as
+# anyone else, nginx ignores this line.
 user root root;
 pid {{dir}}/nginx.pid;
 error_log {{dir}}/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  client_body_temp_path {{dir}}/client-body;
+  proxy_temp_path {{dir}}/proxy-temp;
   map_hash_max_size 4194304;
   map_hash_bucket_size 256; # 128 makes nginx search minutes for a hash size
   map $http_x_octopods_auth $octopods_key_ok { default 0; include {{dir}}/keys.map; }
