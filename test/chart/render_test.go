@@ -356,6 +356,8 @@ func TestSchemaRejectsTypos(t *testing.T) {
 		"unknown top level":  {"webhooks": map[string]any{}},
 		"wrong type":         {"crds": map[string]any{"keep": "yes"}},
 		"bad namespace name": {"authProxy": map[string]any{"namespaces": []any{"Team_A"}}},
+		// Go's runtime refuses to start with a unit it does not know.
+		"GOMEMLIMIT in MB": {"authProxy": map[string]any{"goMemLimit": "48MB"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := render(t, vals)
