@@ -20,6 +20,7 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/controllers"
 	"github.com/octopods/octopods-operator/internal/logsafe"
+	"github.com/octopods/octopods-operator/internal/memlimit"
 	"github.com/octopods/octopods-operator/webhook"
 )
 
@@ -77,6 +78,9 @@ func main() {
 	// No verbosity may log a key: client-go logs Secret bodies at V(8).
 	ctrl.SetLogger(logsafe.Capped(zap.New(zap.UseFlagOptions(&zapOpts))))
 	setupLog := ctrl.Log.WithName("setup")
+	if soft := memlimit.Apply(); soft > 0 {
+		setupLog.Info("Go soft memory limit set from the container's memory limit", "bytes", soft, "ratio", memlimit.Ratio)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
