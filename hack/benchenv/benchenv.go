@@ -8,10 +8,12 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -84,6 +86,25 @@ func ProcMiB(pid int, field string) float64 {
 		}
 	}
 	return 0
+}
+
+// ProxyGoMemLimit is the auth proxy Deployment's GOMEMLIMIT, which the
+// benchmarks run it with.
+const ProxyGoMemLimit = "48MiB"
+
+// WaitReady polls url until it answers 200, for at most timeout.
+func WaitReady(url string, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(url); err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	panic(url + " never became ready")
 }
 
 // FreePort is a free 127.0.0.1 address.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/octopods/octopods-operator/hack/benchenv"
 	"github.com/octopods/octopods-operator/internal/authproxy"
@@ -74,12 +75,13 @@ func nginx(dir string, addrs map[string]string) (int, func()) {
 	benchenv.Check(os.WriteFile(dir+"/empty", nil, 0o600))
 	cmd := exec.Command("nginx", "-p", dir, "-c", dir+"/nginx.conf", "-g", "daemon off;")
 	stop := start(dir, "nginx", cmd)
-	waitReady("http://" + addrs["api"] + "/")
+	benchenv.WaitReady("http://"+addrs["api"]+"/", readyTimeout)
 	return cmd.Process.Pid, stop
 }
 
-// proxyMemoryLimit is the auth proxy Deployment's GOMEMLIMIT.
-const proxyMemoryLimit = "48MiB"
+// readyTimeout bounds nginx's start (building its map of the keys) and the
+// proxy's first sync.
+const readyTimeout = 5 * time.Minute
 
 // proxy starts the auth-proxy binary with the Deployment's GOMEMLIMIT and
 // its log in dir; it returns the pid once /readyz answers (every key loaded).
@@ -87,9 +89,9 @@ func proxy(env *benchenv.Env, bin, name, listen string, extra ...string) (int, f
 	probes := benchenv.FreePort()
 	cmd := exec.Command(bin, append([]string{"--kubeconfig", env.Kubeconfig, "--listen-address", listen,
 		"--health-probe-bind-address", probes, "--metrics-bind-address", benchenv.FreePort()}, extra...)...)
-	cmd.Env = append(os.Environ(), "GOMEMLIMIT="+proxyMemoryLimit)
+	cmd.Env = append(os.Environ(), "GOMEMLIMIT="+benchenv.ProxyGoMemLimit)
 	stop := start(env.Dir, name, cmd)
-	waitReady("http://" + probes + "/readyz")
+	benchenv.WaitReady("http://"+probes+"/readyz", readyTimeout)
 	return cmd.Process.Pid, stop
 }
 
@@ -140,10 +142,10 @@ func reverseProxy(env *benchenv.Env, bin string, w *workload, rounds int) {
 	self, err := os.Executable()
 	benchenv.Check(err)
 	bare := exec.Command(self, bareProxyCommand, bareAddr, upstream)
-	bare.Env = append(os.Environ(), "GOMEMLIMIT="+proxyMemoryLimit) // as ours
+	bare.Env = append(os.Environ(), "GOMEMLIMIT="+benchenv.ProxyGoMemLimit) // as ours
 	stopBare := start(env.Dir, "bare-proxy", bare)
 	defer stopBare()
-	waitReady("http://" + bareAddr + "/")
+	benchenv.WaitReady("http://"+bareAddr+"/", readyTimeout)
 	w.compare(comparison{title: "Reverse proxy, admitted requests (CPU: the proxy process):",
 		goal: "7", figure: "reverse proxy, admitted", target: "≥ 0.95 throughput, ≤ 1.05x CPU"},
 		side{name: "bare httputil.ReverseProxy", url: "http://" + bareAddr + "/v1/messages", script: w.admitted, pids: func() []int { return []int{bare.Process.Pid} }},

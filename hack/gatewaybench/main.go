@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/octopods/octopods-operator/hack/benchenv"
@@ -46,7 +47,7 @@ func main() {
 	w.admitted, w.refused = w.script("admitted", admitted), w.script("refused", refused)
 
 	fmt.Printf("gatewaybench: %d keys, wrk 1 thread %d connections, %d interleaved rounds of %s, %d CPUs\n",
-		*nKeys, *connections, *rounds, *duration, numCPU())
+		*nKeys, *connections, *rounds, *duration, runtime.NumCPU())
 	forwardAuth(env, proxyBin, w, *rounds)
 	reverseProxy(env, proxyBin, w, *rounds)
 }

@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -185,20 +183,3 @@ func start(dir, name string, cmd *exec.Cmd) (stop func()) {
 		_ = log.Close()
 	}
 }
-
-// waitReady polls url until it answers 200.
-func waitReady(url string) {
-	deadline := time.Now().Add(5 * time.Minute)
-	for time.Now().Before(deadline) {
-		if res, err := http.Get(url); err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	panic(url + " never became ready")
-}
-
-func numCPU() int { return runtime.NumCPU() }

@@ -86,24 +86,12 @@ func proxySync(env *benchenv.Env, bin string, flags []string) (time.Duration, fl
 	probes := benchenv.FreePort()
 	proxy := exec.Command(bin, append([]string{"--kubeconfig", env.Kubeconfig, "--listen-address", benchenv.FreePort(),
 		"--health-probe-bind-address", probes, "--metrics-bind-address", benchenv.FreePort()}, flags...)...)
-	proxy.Env = append(os.Environ(), "GOMEMLIMIT=48MiB")
+	proxy.Env = append(os.Environ(), "GOMEMLIMIT="+benchenv.ProxyGoMemLimit)
 	proxy.Stderr = io.Discard
 	start := time.Now()
 	check(proxy.Start())
 	defer func() { _ = proxy.Process.Kill(); _ = proxy.Wait() }()
-	for {
-		res, err := http.Get("http://" + probes + "/readyz")
-		if err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Since(start) > 10*time.Minute {
-			panic("the auth proxy never became ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	benchenv.WaitReady("http://"+probes+"/readyz", 10*time.Minute)
 	synced := time.Since(start)
 	time.Sleep(5 * time.Second)
 	return synced, benchenv.ProcMiB(proxy.Process.Pid, "VmRSS:"), benchenv.ProcMiB(proxy.Process.Pid, "VmHWM:")
