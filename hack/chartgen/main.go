@@ -47,6 +47,7 @@ var handWritten = map[string]bool{
 	"Issuer/octopods-selfsigned-issuer":                  true,
 	"PodDisruptionBudget/octopods-controller-manager":    true,
 	"PodDisruptionBudget/octopods-auth-proxy":            true,
+	"NetworkPolicy/octopods-auth-proxy":                  true,
 }
 
 // authProxyOnly are installed only with authProxy.enabled.

@@ -11,6 +11,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/octopods/octopods-operator/internal/keyindex"
@@ -58,9 +59,14 @@ func (s *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 	outcome, counter := s.Metrics.grpc.of(result)
 	s.Metrics.observe(counter, start, s.now())
 	if result != keyindex.Allowed {
-		client := req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress()
+		// Envoy's source.address names the client; the gRPC peer is Envoy.
+		client := clientIP(req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress())
+		remote := client
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			remote = p.Addr.String()
+		}
 		s.refusals.write(ctx, refusal{iface: InterfaceGRPC, outcome: outcome, presented: presented,
-			revoked: result == keyindex.Revoked, who: who, remote: client, client: client,
+			revoked: result == keyindex.Revoked, who: who, remote: remote, client: client,
 			method: httpReq.GetMethod(), path: httpReq.GetPath(), userAgent: httpReq.GetHeaders()["user-agent"]}, s.now())
 		if result == keyindex.Missing {
 			return deniedMissingKey, nil

@@ -28,6 +28,12 @@ const (
 	grpcMaxConnectionAge      = 30 * time.Minute
 	grpcMaxConnectionAgeGrace = 30 * time.Second
 	readyPollInterval         = 100 * time.Millisecond
+	// DefaultGRPCMaxReceiveMessageBytes bounds one Check request. Envoy
+	// sends the request's headers (at most 60 KiB by default,
+	// max_request_headers_kb) and a few attributes; gRPC's own default,
+	// 4 MiB, let unauthenticated callers hold megabytes per stream. Users
+	// who forward bodies (with_request_body) raise it with the flag.
+	DefaultGRPCMaxReceiveMessageBytes = 256 << 10
 )
 
 // grpcServing is the running gRPC server; nil when --grpc-bind-address is empty.
@@ -41,6 +47,7 @@ type grpcServing struct {
 func NewGRPCServer(h *Handler, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	opts := append([]grpc.ServerOption{
 		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
+		grpc.MaxRecvMsgSize(DefaultGRPCMaxReceiveMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time: grpcKeepaliveTime, Timeout: grpcKeepaliveTimeout,
 			MaxConnectionAge: grpcMaxConnectionAge, MaxConnectionAgeGrace: grpcMaxConnectionAgeGrace,
@@ -62,8 +69,11 @@ func NewGRPCServer(h *Handler, extra ...grpc.ServerOption) (*grpc.Server, *healt
 // SERVING only once the first sync is done, and NOT_SERVING from shutdown on.
 func (p *Proxy) serveGRPC(ctx context.Context, errs chan<- error) *grpcServing {
 	var extra []grpc.ServerOption
+	if p.cfg.GRPCMaxReceiveMessageBytes > 0 {
+		extra = append(extra, grpc.MaxRecvMsgSize(p.cfg.GRPCMaxReceiveMessageBytes))
+	}
 	if p.cert != nil {
-		extra = append(extra, grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: p.cert.getCertificate})))
+		extra = append(extra, grpc.Creds(credentials.NewTLS(p.grpcTLSConfig())))
 	}
 	g := &grpcServing{}
 	g.server, g.health = NewGRPCServer(p.handler, extra...)
@@ -83,6 +93,21 @@ func (p *Proxy) serveGRPC(ctx context.Context, errs chan<- error) *grpcServing {
 		}
 	}()
 	return g
+}
+
+// grpcTLSConfig serves the proxy's certificate and, with
+// --grpc-client-ca-file, admits only clients whose certificate chains to
+// the CA file's current content.
+func (p *Proxy) grpcTLSConfig() *tls.Config {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCertificate(p.cert)}
+	if p.clientCA == nil {
+		return cfg
+	}
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCertificate(p.cert),
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.clientCA.current.Load(), NextProtos: []string{"h2"}}, nil
+	}
+	return cfg
 }
 
 func (g *grpcServing) setServing(status healthpb.HealthCheckResponse_ServingStatus) {

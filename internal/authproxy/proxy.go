@@ -37,7 +37,13 @@ type Config struct {
 	ListenAddress string
 	Upstream      string // empty: forward-auth mode
 	// GRPCAddress serves Envoy's ext_authz Check and gRPC health; empty: off.
-	GRPCAddress        string
+	GRPCAddress string
+	// GRPCMaxReceiveMessageBytes bounds one Check request (0: the default,
+	// DefaultGRPCMaxReceiveMessageBytes).
+	GRPCMaxReceiveMessageBytes int
+	// GRPCClientCAFile, when set, makes the gRPC port require a client
+	// certificate signed by one of its CAs (Envoy's ext_authz TLS).
+	GRPCClientCAFile   string
 	Namespaces         []string
 	HealthProbeAddress string
 	MetricsAddress     string
@@ -72,6 +78,7 @@ type Proxy struct {
 	flusher  *LastUsedFlusher
 	handler  *Handler
 	cert     *certReloader // nil without TLS
+	clientCA *caReloader   // nil without --grpc-client-ca-file
 	log      *slog.Logger
 	stopping atomic.Bool
 
@@ -115,6 +122,14 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		}
 		if p.cfg.TLSCheckInterval <= 0 {
 			p.cfg.TLSCheckInterval = DefaultCertCheckInterval
+		}
+	}
+	if cfg.GRPCClientCAFile != "" {
+		if p.cert == nil || cfg.GRPCAddress == "" {
+			return nil, errors.New("--grpc-client-ca-file needs --grpc-bind-address, --tls-cert-file and --tls-private-key-file: client certificates are checked in TLS")
+		}
+		if p.clientCA, err = newCAReloader(cfg.GRPCClientCAFile, log); err != nil {
+			return nil, fmt.Errorf("--grpc-client-ca-file: %w", err)
 		}
 	}
 
@@ -198,8 +213,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 	}
 	if p.cert != nil {
-		servers[0].TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: p.cert.getCertificate}
+		servers[0].TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCertificate(p.cert)}
 		go p.cert.run(sourceCtx, p.cfg.TLSCheckInterval)
+	}
+	if p.clientCA != nil {
+		go p.clientCA.run(sourceCtx, p.cfg.TLSCheckInterval)
 	}
 	go serve(servers[0], p.traffic)
 	go serve(servers[1], p.probes)

@@ -22,6 +22,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	corev1 "k8s.io/api/core/v1"
@@ -371,6 +372,54 @@ var _ = Describe("HTTPS", func() {
 	})
 })
 
+var _ = Describe("gRPC client certificates (--grpc-client-ca-file)", func() {
+	It("admits only callers whose certificate chains to the CA file", func() {
+		dir := GinkgoT().TempDir()
+		serverPool, clientPool, strangerPool := x509.NewCertPool(), x509.NewCertPool(), x509.NewCertPool()
+		certFile, keyFile := selfSignedCert(dir, 1, serverPool)
+		clientDir, strangerDir := filepath.Join(dir, "envoy"), filepath.Join(dir, "stranger")
+		Expect(os.Mkdir(clientDir, 0o700)).To(Succeed())
+		Expect(os.Mkdir(strangerDir, 0o700)).To(Succeed())
+		clientCert, clientKey := selfSignedCert(clientDir, 7, clientPool)
+		strangerCert, strangerKey := selfSignedCert(strangerDir, 8, strangerPool)
+		p, err := New(Config{
+			ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", GRPCAddress: "127.0.0.1:0",
+			TLSCertFile: certFile, TLSKeyFile: keyFile, GRPCClientCAFile: clientCert,
+		}, restCfg, slog.New(slog.NewJSONHandler(GinkgoWriter, nil)))
+		Expect(err).NotTo(HaveOccurred())
+		pctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer GinkgoRecover(); defer close(done); Expect(p.Run(pctx)).To(Succeed()) }()
+		DeferCleanup(func() { cancel(); <-done })
+		ns, key := newNamespace(), newKey()
+		publishKey(k8sClient, ns, "acme", key)
+
+		check := func(certs ...tls.Certificate) (codes.Code, error) {
+			conn, err := grpc.NewClient(p.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(
+				&tls.Config{RootCAs: serverPool, MinVersion: tls.VersionTLS12, Certificates: certs})))
+			Expect(err).NotTo(HaveOccurred())
+			defer func() { _ = conn.Close() }()
+			cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+			defer ccancel()
+			res, err := authv3.NewAuthorizationClient(conn).Check(cctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Headers: map[string]string{"x-octopods-auth": key}}}}})
+			return codes.Code(res.GetStatus().GetCode()), err
+		}
+		envoy, err := tls.LoadX509KeyPair(clientCert, clientKey)
+		Expect(err).NotTo(HaveOccurred())
+		stranger, err := tls.LoadX509KeyPair(strangerCert, strangerKey)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() (codes.Code, error) { return check(envoy) }, syncTimeout, pollEvery).Should(Equal(codes.OK))
+		_, err = check()
+		Expect(err).To(HaveOccurred(), "no client certificate")
+		_, err = check(stranger)
+		Expect(err).To(HaveOccurred(), "a certificate from another CA")
+
+		_, err = New(Config{GRPCAddress: "127.0.0.1:0", GRPCClientCAFile: clientCert}, restCfg, slog.New(slog.NewJSONHandler(GinkgoWriter, nil)))
+		Expect(err).To(MatchError(ContainSubstring("--grpc-client-ca-file needs")))
+	})
+})
+
 // selfSignedCert writes a certificate for 127.0.0.1 with the given serial,
 // adds it to pool, and returns its files.
 func selfSignedCert(dir string, serial int64, pool *x509.CertPool) (string, string) {
@@ -380,7 +429,7 @@ func selfSignedCert(dir string, serial int64, pool *x509.CertPool) (string, stri
 		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "auth-proxy"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
 	Expect(err).NotTo(HaveOccurred())

@@ -26,9 +26,10 @@ const (
 	// addresses share one budget, so a spray of source addresses cannot grow
 	// the map either.
 	refusalLogClients = 10_000
-	// maxLoggedPath truncates paths, URIs and user agents in the log.
-	maxLoggedPath = 256
-	otherClients  = "other"
+	// refusalLogKeyBytes bounds the bytes of the addresses tracked too:
+	// entries alone bound nothing if one key can be megabytes.
+	refusalLogKeyBytes = 512 << 10
+	otherClients       = "other"
 )
 
 // refusalLog writes the refusal audit line, bounded per client address, and
@@ -39,6 +40,8 @@ type refusalLog struct {
 	trusted []netip.Prefix
 	mu      sync.Mutex
 	clients map[string]*clientBudget
+	// keyBytes is the sum of the lengths of clients' keys.
+	keyBytes int
 }
 
 type clientBudget struct {
@@ -85,9 +88,9 @@ func (l *refusalLog) write(ctx context.Context, r refusal, now time.Time) {
 	attrs := []slog.Attr{
 		slog.String("reason", reason),
 		slog.String("interface", r.iface),
-		slog.String("remote_addr", r.remote),
+		slog.String("remote_addr", truncate(r.remote, maxLoggedPath)),
 		slog.String("client_address", r.client),
-		slog.String("method", r.method),
+		slog.String("method", truncate(r.method, maxLoggedMethod)),
 		slog.String("path", truncatePath(r.path)),
 		slog.String("user_agent", truncatePath(r.userAgent)),
 	}
@@ -112,13 +115,14 @@ func (l *refusalLog) allow(client string, now time.Time) bool {
 	defer l.mu.Unlock()
 	b := l.clients[client]
 	if b == nil {
-		if len(l.clients) >= refusalLogClients {
+		if len(l.clients) >= refusalLogClients || l.keyBytes+len(client) > refusalLogKeyBytes {
 			client = otherClients
 			b = l.clients[client]
 		}
 		if b == nil {
 			b = &clientBudget{windowStart: now}
 			l.clients[client] = b
+			l.keyBytes += len(client)
 		}
 	}
 	if b.logged < refusalLogBurst {
@@ -134,7 +138,7 @@ func (l *refusalLog) allow(client string, now time.Time) bool {
 func (l *refusalLog) flush() {
 	l.mu.Lock()
 	clients := l.clients
-	l.clients = map[string]*clientBudget{}
+	l.clients, l.keyBytes = map[string]*clientBudget{}, 0
 	l.mu.Unlock()
 	for client, b := range clients {
 		if b.suppressed > 0 {
@@ -150,14 +154,19 @@ func (l *refusalLog) run(ctx context.Context) {
 
 // clientAddress is the address the request came from: the peer, or, when
 // the peer is a trusted proxy (--trusted-proxy-cidrs), the right-most
-// X-Forwarded-For address that is not itself trusted.
+// X-Forwarded-For address that is not itself trusted; always an IP address
+// in canonical form, or invalidAddress.
 func (l *refusalLog) clientAddress(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	addr, err := netip.ParseAddr(host)
-	if err != nil || !l.isTrusted(addr) {
+	if err != nil {
+		return invalidAddress
+	}
+	host = clientIP(host)
+	if !l.isTrusted(addr) {
 		return host
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
@@ -199,11 +208,4 @@ func ParseCIDRs(values []string) ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
-}
-
-func truncatePath(p string) string {
-	if len(p) <= maxLoggedPath {
-		return p
-	}
-	return p[:maxLoggedPath] + "…"
 }

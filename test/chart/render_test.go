@@ -265,6 +265,25 @@ var valuesMatrix = []struct {
 			t.Errorf("manager Deployment: replicas %v, pool %q, image %v", replicas, pool, containers[0].(map[string]any)["image"])
 		}
 	}},
+	{"NetworkPolicy: named gateway namespaces only", map[string]any{"authProxy": map[string]any{"networkPolicy": map[string]any{
+		"gatewayNamespaces": []any{"istio-system"}, "gatewayNamespaceSelector": nil}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		np := find(objs, "NetworkPolicy", "octopods-auth-proxy")
+		if np == nil {
+			t.Fatal("no NetworkPolicy for the auth proxy")
+		}
+		rules, _, _ := unstructured.NestedSlice(np.Object, "spec", "ingress")
+		from, _, _ := unstructured.NestedSlice(rules[0].(map[string]any), "from")
+		ports, _, _ := unstructured.NestedSlice(rules[0].(map[string]any), "ports")
+		want := []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "istio-system"}}}}
+		if !reflect.DeepEqual(from, want) || len(ports) != 2 {
+			t.Errorf("traffic ports admit %v on %v, want %v on http and grpc-authz", from, ports, want)
+		}
+	}},
+	{"NetworkPolicy off", map[string]any{"authProxy": map[string]any{"networkPolicy": map[string]any{"enabled": false}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		if find(objs, "NetworkPolicy", "octopods-auth-proxy") != nil {
+			t.Error("networkPolicy.enabled=false installs a NetworkPolicy")
+		}
+	}},
 	{"gRPC on another port", map[string]any{"authProxy": map[string]any{"grpc": map[string]any{"port": 9191}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
 		if a := args(t, objs, "octopods-auth-proxy"); !slices.Contains(a, "--grpc-bind-address=:9191") {
 			t.Errorf("proxy args %v", a)
