@@ -28,6 +28,7 @@ help: ## Show this help (start with run-local, then test).
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs, RBAC and webhook manifests from markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	go run ./hack/policygen config/rbac/published_keys_policy.yaml
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.

@@ -32,6 +32,11 @@ const (
 	// ReasonSecretWriteFailed (Ready=False): the API server refused writing
 	// the key's Secret; the message names the field.
 	ReasonSecretWriteFailed = "SecretWriteFailed"
+	// ReasonInvalidSpec (Ready=False): a spec field holds what the operator
+	// cannot read (stored before the schema refused it, or written behind
+	// the API server's back); the message names the field. Nothing is
+	// issued, rotated or revoked for the key until it is fixed.
+	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonNoAPIKey (Workspace Ready=False): no WorkspaceAPIKey exists.
 	ReasonNoAPIKey = "NoAPIKey"
 	// ReasonKeyNotReady (Workspace Ready=False): the WorkspaceAPIKey exists
@@ -63,16 +68,20 @@ const (
 	// EventRevokedKeyPresented (Warning): an auth proxy refused one of the
 	// key's revoked keys (status.lastRevokedKeyUse); at most one a minute.
 	EventRevokedKeyPresented = "RevokedKeyPresented"
+	// EventFutureUsageTimeRemoved (Warning): a usage time later than any
+	// proxy's clock allows was removed; it would have frozen the record.
+	EventFutureUsageTimeRemoved = "FutureUsageTimeRemoved"
 )
 
 // warningReasons are the reasons whose Events are of type Warning.
 var warningReasons = map[string]bool{
-	EventKeyReissued:         true,
-	EventUntrustedKeyRemoved: true,
-	EventRevokedKeyPresented: true,
-	ReasonSecretConflict:     true,
-	ReasonSecretWriteFailed:  true,
-	ReasonSecretDeleting:     true,
+	EventKeyReissued:            true,
+	EventUntrustedKeyRemoved:    true,
+	EventRevokedKeyPresented:    true,
+	EventFutureUsageTimeRemoved: true,
+	ReasonSecretConflict:        true,
+	ReasonSecretWriteFailed:     true,
+	ReasonSecretDeleting:        true,
 }
 
 // statusReporter emits the Events that go with condition changes and actions.

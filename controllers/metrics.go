@@ -27,6 +27,8 @@ var (
 		"1 when the WorkspaceAPIKey's key is issued and in its Secret (Ready=True), else 0.", []string{"namespace", "name"}, nil)
 	nextRotationDesc = prometheus.NewDesc("octopods_workspaceapikey_next_rotation_seconds",
 		"Seconds until spec.rotationInterval rotates the key (status.nextRotationAt); keys without a schedule have no series.", []string{"namespace", "name"}, nil)
+	invalidSpecDesc = prometheus.NewDesc("octopods_operator_invalid_objects",
+		"Objects whose spec the operator cannot read (condition InvalidSpec): nothing is done for them until they are fixed.", []string{"kind"}, nil)
 	keysCollector = &keyStatusCollector{}
 )
 
@@ -51,6 +53,7 @@ func (c *keyStatusCollector) use(r client.Reader, now func() time.Time) {
 func (c *keyStatusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- keyReadyDesc
 	ch <- nextRotationDesc
+	ch <- invalidSpecDesc
 }
 
 func (c *keyStatusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -65,8 +68,12 @@ func (c *keyStatusCollector) Collect(ch chan<- prometheus.Metric) {
 		return // cache not started yet: no series rather than wrong ones
 	}
 	now := c.now()
+	invalid := 0
 	for i := range keys.Items {
 		k := &keys.Items[i]
+		if len(k.Spec.InvalidFields()) > 0 {
+			invalid++
+		}
 		ready := 0.0
 		if meta.IsStatusConditionTrue(k.Status.Conditions, ConditionReady) {
 			ready = 1
@@ -76,6 +83,7 @@ func (c *keyStatusCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(nextRotationDesc, prometheus.GaugeValue, secondsUntil(next, now), k.Namespace, k.Name)
 		}
 	}
+	ch <- prometheus.MustNewConstMetric(invalidSpecDesc, prometheus.GaugeValue, float64(invalid), "WorkspaceAPIKey")
 }
 
 func secondsUntil(t *metav1.Time, now time.Time) float64 {

@@ -29,6 +29,6 @@ func usageOnly(before, after *octopodsv1alpha1.WorkspaceAPIKey) bool {
 func withoutUsage(k *octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceAPIKey {
 	c := k.DeepCopy()
 	c.ResourceVersion, c.ManagedFields = "", nil
-	c.Status.LastUsedTime, c.Status.PreviousKeyLastUsedTime, c.Status.LastRevokedKeyUse = nil, nil, nil
+	c.Status.ClearUsage()
 	return c
 }

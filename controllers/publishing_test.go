@@ -94,7 +94,7 @@ var _ = Describe("Published keys", Serial, func() {
 		}).Should(Succeed())
 
 		updateKey(ns, "acme", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
-			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: 2 * time.Second}
+			k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: 2 * time.Second}
 		})
 		rotate(ns, "acme", "PLANNED-2")
 		var third string
@@ -363,7 +363,7 @@ var _ = Describe("Scheduled rotation", Serial, func() {
 		clock, restart := onFakeClock()
 		ns := newNamespace()
 		k := apiKey(ns, "acme")
-		k.Spec.RotationInterval = &metav1.Duration{Duration: time.Hour}
+		k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: time.Hour}
 		create(workspace(ns, "acme"), k)
 		first := waitForIssuedKey(ns, "acme")
 		issued := clock.Now()
@@ -413,7 +413,7 @@ var _ = Describe("Cutting a grace period short", func() {
 	It("unpublishes and removes the previous key at once for a new revoke-previous token, each token once", func() {
 		ns := newNamespace()
 		k := apiKey(ns, "acme")
-		k.Spec.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+		k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: time.Hour}
 		create(workspace(ns, "acme"), k)
 		old := waitForIssuedKey(ns, "acme")
 		rotate(ns, "acme", "PLANNED-1")

@@ -117,4 +117,39 @@ var _ = Describe("Revoked keys", Serial, func() {
 		k.Status.LastRevokedKeyUse.Time = metav1.NewTime(first)
 		Expect(k8sClient.Status().Patch(ctx, k, patch)).To(MatchError(ContainSubstring("lastRevokedKeyUse never moves backwards")))
 	})
+	It("removes a usage time set in the future, so that it cannot freeze the record", func() {
+		clock, _ := onFakeClock()
+		ns := newNamespace()
+		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		old := apikey.ID(waitForIssuedKey(ns, "acme"))
+		k := getKey(Default, ns, "acme")
+		patch := client.MergeFrom(k.DeepCopy())
+		future := metav1.NewTime(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))
+		k.Status.LastUsedTime = &future
+		k.Status.LastRevokedKeyUse = &octopodsv1alpha1.RevokedKeyUse{Time: metav1.NewTime(future.AddDate(-1, 0, 0)), KeyID: old}
+		Expect(k8sClient.Status().Patch(ctx, k, patch)).To(Succeed())
+		Eventually(func(g Gomega) {
+			k := getKey(g, ns, "acme")
+			g.Expect(k.Status.LastUsedTime).To(BeNil())
+			g.Expect(k.Status.LastRevokedKeyUse).To(BeNil())
+			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(And(HavePrefix("Warning/"+EventFutureUsageTimeRemoved+":"),
+				ContainSubstring("removed status lastRevokedKeyUse, lastUsedTime"))))
+		}).Should(Succeed())
+
+		// A real sighting after the repair is recorded and reported.
+		k = getKey(Default, ns, "acme")
+		patch = client.MergeFrom(k.DeepCopy())
+		k.Status.LastRevokedKeyUse = &octopodsv1alpha1.RevokedKeyUse{Time: metav1.NewTime(clock.Now().Truncate(time.Second)), KeyID: old, ClientAddress: "10.2.3.4"}
+		Expect(k8sClient.Status().Patch(ctx, k, patch)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(ContainSubstring("was presented from 10.2.3.4")))
+		}).Should(Succeed())
+
+		// What is recorded as a client address is an IP address.
+		k = getKey(Default, ns, "acme")
+		patch = client.MergeFrom(k.DeepCopy())
+		k.Status.LastRevokedKeyUse.Time = metav1.NewTime(clock.Now().Add(time.Second).Truncate(time.Second))
+		k.Status.LastRevokedKeyUse.ClientAddress = "\x1b[2Jcall support"
+		Expect(k8sClient.Status().Patch(ctx, k, patch)).To(MatchError(ContainSubstring("clientAddress must be an IP address")))
+	})
 })

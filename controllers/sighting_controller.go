@@ -3,9 +3,12 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -21,9 +24,17 @@ import (
 // key, however many replicas report however many attempts.
 const sightingEventInterval = time.Minute
 
-// SightingReconciler turns each new status.lastRevokedKeyUse, which the auth
-// proxies write, into a Warning event RevokedKeyPresented on the key. It
-// writes nothing else: the sighting is the proxy's, the event the person's.
+// futureUsageTolerance is how far ahead of the manager's clock a usage time
+// may be before it is taken for a forgery and removed: the proxies' clocks
+// may run a little ahead, never by minutes.
+const futureUsageTolerance = 5 * time.Minute
+
+// SightingReconciler follows what the auth proxies record of a key's use. It
+// turns each new status.lastRevokedKeyUse into a Warning event
+// RevokedKeyPresented, and removes a usage time set in the future (Warning
+// FutureUsageTimeRemoved): usage times never move backwards, so a forged
+// lastUsedTime of 2099 would otherwise refuse every real use after it, and
+// silence RevokedKeyPresented for good. It writes nothing else.
 type SightingReconciler struct {
 	client.Client
 	statusReporter
@@ -48,11 +59,14 @@ func (r *SightingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.Get(ctx, req.NamespacedName, key); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	now := r.now()
+	if err := r.removeFutureUsage(ctx, key, now); err != nil {
+		return ctrl.Result{}, err
+	}
 	use := key.Status.LastRevokedKeyUse
 	if use == nil {
 		return ctrl.Result{}, nil
 	}
-	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	last := r.reported[key.UID]
@@ -72,6 +86,49 @@ func (r *SightingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	return ctrl.Result{}, nil
 }
 
+// futureUsage names the usage fields of s set later than now allows.
+func futureUsage(s *octopodsv1alpha1.WorkspaceAPIKeyStatus, now time.Time) []string {
+	limit := now.Add(futureUsageTolerance)
+	var fields []string
+	for name, t := range map[string]*metav1.Time{"lastUsedTime": s.LastUsedTime, "previousKeyLastUsedTime": s.PreviousKeyLastUsedTime} {
+		if t != nil && t.After(limit) {
+			fields = append(fields, name)
+		}
+	}
+	if u := s.LastRevokedKeyUse; u != nil && u.Time.After(limit) {
+		fields = append(fields, "lastRevokedKeyUse")
+	}
+	slices.Sort(fields)
+	return fields
+}
+
+// removeFutureUsage removes the usage times set in the future, with an
+// optimistic lock, and says so in a Warning event. The next real use sets
+// them again.
+func (r *SightingReconciler) removeFutureUsage(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey, now time.Time) error {
+	fields := futureUsage(&key.Status, now)
+	if len(fields) == 0 {
+		return nil
+	}
+	original := key.DeepCopy()
+	for _, f := range fields {
+		switch f {
+		case "lastUsedTime":
+			key.Status.LastUsedTime = nil
+		case "previousKeyLastUsedTime":
+			key.Status.PreviousKeyLastUsedTime = nil
+		case "lastRevokedKeyUse":
+			key.Status.LastRevokedKeyUse = nil
+		}
+	}
+	if err := r.Status().Patch(ctx, key, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("remove usage times set in the future (%s): %w", strings.Join(fields, ", "), err)
+	}
+	r.event(key, EventFutureUsageTimeRemoved, fmt.Sprintf("removed status %s: set later than %s, beyond what any auth proxy's clock allows; whoever may patch this key's status wrote it (see the API server's audit log); the next real use is recorded again",
+		strings.Join(fields, ", "), now.Add(futureUsageTolerance).UTC().Format(time.RFC3339)))
+	return nil
+}
+
 // forget drops what was reported of a deleted key.
 func (r *SightingReconciler) forget(uid types.UID) {
 	r.mu.Lock()
@@ -84,12 +141,14 @@ func (r *SightingReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.
 	r.reported = map[types.UID]reportedSighting{}
 	sightings := predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool {
-			return e.Object.(*octopodsv1alpha1.WorkspaceAPIKey).Status.LastRevokedKeyUse != nil
+			s := &e.Object.(*octopodsv1alpha1.WorkspaceAPIKey).Status
+			return s.LastRevokedKeyUse != nil || len(futureUsage(s, r.now())) > 0
 		},
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			before := e.ObjectOld.(*octopodsv1alpha1.WorkspaceAPIKey).Status.LastRevokedKeyUse
-			after := e.ObjectNew.(*octopodsv1alpha1.WorkspaceAPIKey).Status.LastRevokedKeyUse
-			return after != nil && (before == nil || after.Time.After(before.Time.Time))
+			s := &e.ObjectNew.(*octopodsv1alpha1.WorkspaceAPIKey).Status
+			after := s.LastRevokedKeyUse
+			return after != nil && (before == nil || after.Time.After(before.Time.Time)) || len(futureUsage(s, r.now())) > 0
 		},
 		DeleteFunc: func(e event.DeleteEvent) bool {
 			r.forget(e.Object.GetUID())

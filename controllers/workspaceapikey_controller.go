@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
@@ -46,7 +47,7 @@ type WorkspaceAPIKeyReconciler struct {
 	now func() time.Time
 }
 
-// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys,verbs=get;list;watch;patch;publish
+// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys/status,verbs=get;patch
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys/finalizers,verbs=update
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaces,verbs=get;list;watch
@@ -72,6 +73,13 @@ func (r *WorkspaceAPIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			result = ctrl.Result{}
 		}
 	}()
+
+	if invalid := key.Spec.InvalidFields(); len(invalid) > 0 {
+		// No retry reads it better: the next spec change brings us back.
+		msg := strings.Join(invalid, "; ") + "; nothing is issued, rotated or revoked for this key until it is fixed"
+		run.obs.notReady(ReasonInvalidSpec, msg)
+		return ctrl.Result{}, reconcile.TerminalError(errors.New(msg))
+	}
 
 	ws, err := r.workspaceOf(ctx, key)
 	if err != nil {

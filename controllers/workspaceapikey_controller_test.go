@@ -191,12 +191,12 @@ var _ = Describe("API validation", func() {
 		}, "spec.displayName"),
 		Entry("a grace period over 24h", func(ns string) client.Object {
 			k := apiKey(ns, "acme")
-			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: 25 * time.Hour}
+			k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: 25 * time.Hour}
 			return k
 		}, "rotationGracePeriod must be between 0s and 24h"),
 		Entry("a negative grace period", func(ns string) client.Object {
 			k := apiKey(ns, "acme")
-			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: -time.Second}
+			k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: -time.Second}
 			return k
 		}, "rotationGracePeriod must be between 0s and 24h"),
 		Entry("a secret name that is not a DNS name", func(ns string) client.Object {
@@ -206,12 +206,12 @@ var _ = Describe("API validation", func() {
 		}, "spec.secretName"),
 		Entry("a rotation interval under 1h", func(ns string) client.Object {
 			k := apiKey(ns, "acme")
-			k.Spec.RotationInterval = &metav1.Duration{Duration: 30 * time.Minute}
+			k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: 30 * time.Minute}
 			return k
 		}, "spec.rotationInterval: Invalid value: \"30m0s\": rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days"),
 		Entry("a rotation interval over a year", func(ns string) client.Object {
 			k := apiKey(ns, "acme")
-			k.Spec.RotationInterval = &metav1.Duration{Duration: 8761 * time.Hour}
+			k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: 8761 * time.Hour}
 			return k
 		}, "rotationInterval must be between 1h and 8760h"),
 		Entry("a workspace name over 63 characters", func(ns string) client.Object {
@@ -320,7 +320,7 @@ var _ = Describe("Rotation", func() {
 	It("keeps the previous key for the grace period, then removes it", func() {
 		old := waitForIssuedKey(ns, "acme")
 		updateKey(ns, "acme", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
-			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: 3 * time.Second}
+			k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: 3 * time.Second}
 		})
 
 		rotate(ns, "acme", "leak-2026-11-26")
@@ -512,7 +512,7 @@ var _ = Describe("Key confidentiality", func() {
 	It("never puts a key in a status, an event or the manager's logs", func() {
 		ns := newNamespace()
 		key := apiKey(ns, "acme")
-		key.Spec.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+		key.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: time.Hour}
 		create(workspace(ns, "acme"), key)
 		waitForIssuedKey(ns, "acme")
 		rotate(ns, "acme", "t1")

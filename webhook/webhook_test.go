@@ -167,13 +167,13 @@ var _ = Describe("Warnings", func() {
 		ns := newNamespace()
 		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
 		k := bareKey(ns, "acme")
-		k.Spec.RotationInterval = &metav1.Duration{Duration: 720 * time.Hour}
+		k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: 720 * time.Hour}
 		got := warnings.during(func() { Expect(k8sClient.Create(ctx, k)).To(Succeed()) })
 		Expect(got).To(ConsistOf(HavePrefix("spec.rotationInterval with rotationGracePeriod 0s: every scheduled rotation stops the old key at once")))
 
 		k = bareKey(ns, "globex")
-		k.Spec.RotationInterval = &metav1.Duration{Duration: 720 * time.Hour}
-		k.Spec.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+		k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: 720 * time.Hour}
+		k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: time.Hour}
 		Expect(k8sClient.Create(ctx, workspace(ns, "globex"))).To(Succeed())
 		Expect(warnings.during(func() { Expect(k8sClient.Create(ctx, k)).To(Succeed()) })).To(BeEmpty())
 	})

@@ -127,9 +127,10 @@ type WorkspaceAPIKeySpec struct {
 	// +optional
 	// +kubebuilder:default="0s"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Format=duration
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="rotationGracePeriod must be between 0s and 24h"
-	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self == '0' || self.matches('^[-+]?(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 1h or 30m (0s: the old key stops at once)'",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="!(self == '0' || self.matches('^[-+]?(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+$')) || duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="rotationGracePeriod must be between 0s and 24h"
+	RotationGracePeriod *Duration `json:"rotationGracePeriod,omitempty"`
 
 	// rotationInterval rotates the key on a schedule: when it has been
 	// current this long (1h to 8760h), honouring rotationGracePeriod, with
@@ -137,9 +138,10 @@ type WorkspaceAPIKeySpec struct {
 	// rotation from the current key's issue time. Unset: no schedule.
 	// +optional
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Format=duration
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days",reason=FieldValueInvalid
-	RotationInterval *metav1.Duration `json:"rotationInterval,omitempty"`
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self == '0' || self.matches('^[-+]?(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 720h for 30 days'",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="!(self == '0' || self.matches('^[-+]?(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+$')) || duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days",reason=FieldValueInvalid
+	RotationInterval *Duration `json:"rotationInterval,omitempty"`
 }
 
 // SecretTemplate is metadata copied onto the key Secret. Keys this operator
@@ -165,51 +167,56 @@ type SecretTemplate struct {
 }
 
 // WorkspaceAPIKeyStatus describes the issued key by its public ID only.
+// Each field says who writes it, in its octopods tag (StatusFields): the
+// manager ("operator") or the auth proxies ("usage"). The admission policy
+// that keeps publishing the manager's alone is generated from those tags.
 // lastUsedTime only moves forward: each auth proxy replica writes the uses it
 // saw, and the API server keeps the latest whatever the order of the writes.
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastUsedTime) || (has(self.lastUsedTime) && self.lastUsedTime >= oldSelf.lastUsedTime)",message="lastUsedTime never moves backwards"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.previousKeyLastUsedTime) || (has(self.previousKeyLastUsedTime) && self.previousKeyLastUsedTime >= oldSelf.previousKeyLastUsedTime)",message="previousKeyLastUsedTime never moves backwards"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastRevokedKeyUse) || (has(self.lastRevokedKeyUse) && self.lastRevokedKeyUse.time >= oldSelf.lastRevokedKeyUse.time)",message="lastRevokedKeyUse never moves backwards"
+// A usage time may be removed (only the manager may, by the admission
+// policy): it removes one set in the future, which would freeze the record.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastUsedTime) || !has(self.lastUsedTime) || self.lastUsedTime >= oldSelf.lastUsedTime",message="lastUsedTime never moves backwards"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.previousKeyLastUsedTime) || !has(self.previousKeyLastUsedTime) || self.previousKeyLastUsedTime >= oldSelf.previousKeyLastUsedTime",message="previousKeyLastUsedTime never moves backwards"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastRevokedKeyUse) || !has(self.lastRevokedKeyUse) || self.lastRevokedKeyUse.time >= oldSelf.lastRevokedKeyUse.time",message="lastRevokedKeyUse never moves backwards"
 type WorkspaceAPIKeyStatus struct {
 	// secretName is the Secret that holds the key.
 	// +optional
-	SecretName string `json:"secretName,omitempty"`
+	SecretName string `json:"secretName,omitempty" octopods:"operator"`
 
 	// keyID is the public identifier of the current key (the first 12 hex
 	// digits of its SHA-256). Safe to show and log.
 	// +optional
-	KeyID string `json:"keyID,omitempty"`
+	KeyID string `json:"keyID,omitempty" octopods:"operator"`
 
 	// issuedAt is when the current key was generated.
 	// +optional
-	IssuedAt *metav1.Time `json:"issuedAt,omitempty"`
+	IssuedAt *metav1.Time `json:"issuedAt,omitempty" octopods:"operator"`
 
 	// rotatedAt is when the key was last rotated by a rotation token.
 	// +optional
-	RotatedAt *metav1.Time `json:"rotatedAt,omitempty"`
+	RotatedAt *metav1.Time `json:"rotatedAt,omitempty" octopods:"operator"`
 
 	// lastRotationToken is the last octopods.io/rotate value handled.
 	// +optional
-	LastRotationToken string `json:"lastRotationToken,omitempty"`
+	LastRotationToken string `json:"lastRotationToken,omitempty" octopods:"operator"`
 
 	// previousKeyID is the public ID of the replaced key while its grace
 	// period lasts.
 	// +optional
-	PreviousKeyID string `json:"previousKeyID,omitempty"`
+	PreviousKeyID string `json:"previousKeyID,omitempty" octopods:"operator"`
 
 	// previousValidUntil is when the replaced key stops working.
 	// +optional
-	PreviousValidUntil *metav1.Time `json:"previousValidUntil,omitempty"`
+	PreviousValidUntil *metav1.Time `json:"previousValidUntil,omitempty" octopods:"operator"`
 
 	// lastRotatedBy is who asked for the last rotation: the username the
 	// webhook stamped in octopods.io/rotate-requested-by, or
 	// "octopods-operator" for a scheduled rotation or a re-issue.
 	// +optional
-	LastRotatedBy string `json:"lastRotatedBy,omitempty"`
+	LastRotatedBy string `json:"lastRotatedBy,omitempty" octopods:"operator"`
 
 	// nextRotationAt is when spec.rotationInterval rotates the key next.
 	// +optional
-	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
+	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty" octopods:"operator"`
 
 	// publishedKeys are the digests of the keys the auth proxy may admit:
 	// the current key, and the previous key (with validUntil) during a grace
@@ -221,7 +228,7 @@ type WorkspaceAPIKeyStatus struct {
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=2
-	PublishedKeys []PublishedKey `json:"publishedKeys,omitempty"`
+	PublishedKeys []PublishedKey `json:"publishedKeys,omitempty" octopods:"operator"`
 
 	// lastUsedTime is when the auth proxy last admitted a request with the
 	// current key, written in batches and coarsened for keys in constant
@@ -232,13 +239,13 @@ type WorkspaceAPIKeyStatus struct {
 	// It never moves backwards. After a rotation the new key's first use is
 	// written at once.
 	// +optional
-	LastUsedTime *metav1.Time `json:"lastUsedTime,omitempty"`
+	LastUsedTime *metav1.Time `json:"lastUsedTime,omitempty" octopods:"usage"`
 
 	// previousKeyLastUsedTime is when the auth proxy last admitted a request
 	// with the previous key (during a grace period), written like
 	// lastUsedTime: after a rotation, it tells whether clients moved.
 	// +optional
-	PreviousKeyLastUsedTime *metav1.Time `json:"previousKeyLastUsedTime,omitempty"`
+	PreviousKeyLastUsedTime *metav1.Time `json:"previousKeyLastUsedTime,omitempty" octopods:"usage"`
 
 	// revokedKeys are the last keys of this WorkspaceAPIKey that stopped
 	// working (rotated away, grace period over or cut short, re-issued after
@@ -249,24 +256,24 @@ type WorkspaceAPIKeyStatus struct {
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=5
-	RevokedKeys []RevokedKey `json:"revokedKeys,omitempty"`
+	RevokedKeys []RevokedKey `json:"revokedKeys,omitempty" octopods:"operator"`
 
 	// lastRevokedKeyUse is the latest attempt with one of revokedKeys that an
 	// auth proxy saw, written in batches like lastUsedTime (so within about a
 	// minute) and never moving backwards. Each new one becomes a Warning
 	// event RevokedKeyPresented (at most one a minute).
 	// +optional
-	LastRevokedKeyUse *RevokedKeyUse `json:"lastRevokedKeyUse,omitempty"`
+	LastRevokedKeyUse *RevokedKeyUse `json:"lastRevokedKeyUse,omitempty" octopods:"usage"`
 
 	// observedGeneration is the generation this status was computed from.
 	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	ObservedGeneration int64 `json:"observedGeneration,omitempty" octopods:"operator"`
 
 	// conditions: Ready says whether the key is issued and in its Secret.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	Conditions []metav1.Condition `json:"conditions,omitempty" octopods:"operator"`
 }
 
 // PublishedKey is one key the auth proxy may admit, by its digest only.
@@ -312,8 +319,10 @@ type RevokedKeyUse struct {
 	// clientAddress is where the attempt came from: the peer's address, or
 	// the client named by X-Forwarded-For when the peer is one of the auth
 	// proxy's --trusted-proxy-cidrs.
+	// It is an IP address: a caller cannot put text of its choosing here.
 	// +optional
-	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="clientAddress must be an IP address"
 	ClientAddress string `json:"clientAddress,omitempty"`
 }
 

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"reflect"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -52,5 +54,28 @@ func TestEffectiveSecretName(t *testing.T) {
 	k.Spec.SecretName = "custom"
 	if got := k.EffectiveSecretName(); got != "custom" {
 		t.Fatalf("explicit = %q", got)
+	}
+}
+
+// Every status field says who writes it: a new field without an owner
+// would be neither guarded by the admission policy nor ignored as usage.
+func TestEveryStatusFieldHasAnOwner(t *testing.T) {
+	for _, f := range StatusFields(WorkspaceAPIKeyStatus{}) {
+		if f.Owner != StatusOwnerOperator && f.Owner != StatusOwnerUsage {
+			t.Errorf("status.%s has no `octopods:\"operator\"` or `octopods:\"usage\"` tag", f.JSON)
+		}
+	}
+	if got := StatusFieldsOwnedBy(WorkspaceAPIKeyStatus{}, StatusOwnerUsage); !slices.Equal(got, []string{"lastUsedTime", "previousKeyLastUsedTime", "lastRevokedKeyUse"}) {
+		t.Errorf("usage fields %v: the contract names lastUsedTime, previousKeyLastUsedTime and lastRevokedKeyUse", got)
+	}
+}
+
+func TestClearUsageKeepsWhatTheOperatorOwns(t *testing.T) {
+	now := metav1.Now()
+	s := WorkspaceAPIKeyStatus{KeyID: "0123456789ab", LastUsedTime: &now, PreviousKeyLastUsedTime: &now,
+		LastRevokedKeyUse: &RevokedKeyUse{Time: now}, ObservedGeneration: 3}
+	s.ClearUsage()
+	if !reflect.DeepEqual(s, WorkspaceAPIKeyStatus{KeyID: "0123456789ab", ObservedGeneration: 3}) {
+		t.Errorf("after ClearUsage: %+v", s)
 	}
 }

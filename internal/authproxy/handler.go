@@ -44,6 +44,7 @@ var (
 	canonicalNamespace = http.CanonicalHeaderKey(HeaderWorkspaceNamespace)
 	canonicalKeyID     = http.CanonicalHeaderKey(HeaderKeyID)
 	canonicalAuthError = http.CanonicalHeaderKey(HeaderAuthError)
+	canonicalRealIP    = http.CanonicalHeaderKey("X-Real-Ip")
 	wwwAuthValue       = []string{`Key realm="octopods", header="X-Octopods-Auth"`}
 	jsonType           = []string{"application/json"}
 	connectionClose    = []string{"close"}
@@ -84,7 +85,10 @@ func NewHandler(ix *keyindex.Index, ready func() bool, m *Metrics, log *slog.Log
 				scrub(pr.Out.Header)
 				who, _ := pr.In.Context().Value(identityKey{}).(keyindex.Identity)
 				setIdentity(pr.Out.Header, who)
-				refuseH2C(pr.Out.Header)
+				refuseUpgrades(pr.Out.Header)
+				// X-Real-Ip is what many upstreams log and rate-limit by: the
+				// client's own value would be believed, so it is ours.
+				pr.Out.Header[canonicalRealIP] = []string{h.refusals.clientAddress(pr.In)}
 			},
 			Transport: transport,
 			ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -130,12 +134,13 @@ func (h *Handler) SetTrustedProxies(trusted []netip.Prefix) {
 	h.refusals = newRefusalLog(h.Log, h.Index, trusted)
 }
 
-// refuseH2C drops an h2c upgrade: once upgraded, the connection to the
-// upstream would carry further requests that this proxy never sees (h2c
+// refuseUpgrades drops every protocol upgrade but WebSocket: once upgraded,
+// the connection to the upstream carries whatever the client sends next,
+// and for h2c that is further requests this proxy never sees (h2c
 // smuggling). The request goes on as plain HTTP/1.1. WebSocket upgrades
 // pass, as any request does, only with a valid key.
-func refuseH2C(h http.Header) {
-	if strings.EqualFold(h.Get("Upgrade"), "h2c") {
+func refuseUpgrades(h http.Header) {
+	if up := h.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
 		h.Del("Upgrade")
 		h.Del("Connection")
 		h.Del("Http2-Settings")

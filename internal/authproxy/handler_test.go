@@ -444,13 +444,21 @@ func TestUpgrades(t *testing.T) {
 	f := newFixture(t)
 	srv := httptest.NewServer(f.reverse)
 	t.Cleanup(srv.Close)
-	// h2c: the upgrade is dropped, the request forwarded as HTTP/1.1.
-	got := rawRoundTrip(t, srv.Listener.Addr().String(), []string{"X-Octopods-Auth: " + f.current,
-		"Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c", "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"})
-	for _, h := range []string{"Upgrade", "Http2-Settings"} {
-		if _, ok := got[h]; ok {
-			t.Errorf("upstream saw %s", h)
+	// h2c, and any other protocol but WebSocket: the upgrade is dropped,
+	// the request forwarded as HTTP/1.1.
+	for _, upgrade := range []string{"h2c", "H2C", "TLS/1.2", "SPDY/3.1", "IRC/6.9"} {
+		got := rawRoundTrip(t, srv.Listener.Addr().String(), []string{"X-Octopods-Auth: " + f.current,
+			"Connection: Upgrade, HTTP2-Settings", "Upgrade: " + upgrade, "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"})
+		for _, h := range []string{"Upgrade", "Http2-Settings"} {
+			if _, ok := got[h]; ok {
+				t.Errorf("Upgrade: %s: upstream saw %s", upgrade, h)
+			}
 		}
+	}
+	// X-Real-Ip is the proxy's: the client's own value never reaches the upstream.
+	got := rawRoundTrip(t, srv.Listener.Addr().String(), []string{"X-Octopods-Auth: " + f.current, "X-Real-Ip: 203.0.113.66"})
+	if v := got["X-Real-Ip"]; len(v) != 1 || v[0] != "127.0.0.1" {
+		t.Errorf("upstream saw X-Real-Ip %v, want [127.0.0.1]", v)
 	}
 	// WebSocket without a valid key: refused, never switched.
 	res := serve(f.reverse, http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}})

@@ -77,7 +77,11 @@ type refusal struct {
 func (l *refusalLog) write(ctx context.Context, r refusal, now time.Time) {
 	// A revoked key's first attempt each second is always logged, outside
 	// the client's budget: other refusals from that client cannot hide it.
-	sighted := r.revoked && l.index.SawRevoked(r.presented, r.client, now)
+	recorded := r.client
+	if recorded == invalidAddress {
+		recorded = "" // status.lastRevokedKeyUse.clientAddress holds an IP address or nothing
+	}
+	sighted := r.revoked && l.index.SawRevoked(r.presented, recorded, now)
 	if !sighted && !l.allow(r.client, now) {
 		return
 	}

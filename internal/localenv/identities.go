@@ -20,17 +20,21 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/octopods/octopods-operator/internal/policy"
 )
 
 // SystemNamespace holds the components' ServiceAccounts, as config/default
 // installs them.
-const SystemNamespace = "octopods-system"
+const SystemNamespace = policy.ManagerNamespace
 
-// The components' ServiceAccounts: they run with exactly the ClusterRoles
-// `make deploy` binds, so a missing RBAC verb fails here as in a cluster.
+// The components' ServiceAccounts, named as config/default installs them:
+// they run with exactly the ClusterRoles `make deploy` binds, so a missing
+// RBAC verb fails here as in a cluster, and the admission policy that names
+// the manager's identity knows this one.
 const (
-	ManagerServiceAccount = "controller-manager"
-	ProxyServiceAccount   = "auth-proxy"
+	ManagerServiceAccount = policy.ManagerServiceAccount
+	ProxyServiceAccount   = "octopods-auth-proxy"
 )
 
 // ServiceAccountUser is the username the API server gives a ServiceAccount.

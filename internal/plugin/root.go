@@ -296,7 +296,7 @@ func gracePeriod(k *octopodsv1alpha1.WorkspaceAPIKey) string {
 	if k.Spec.RotationGracePeriod == nil {
 		return "0s"
 	}
-	return k.Spec.RotationGracePeriod.Duration.String()
+	return k.Spec.RotationGracePeriod.String()
 }
 
 func (o *Options) auditCommand() *cobra.Command {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,9 +52,9 @@ func FormatAudit(key *octopodsv1alpha1.WorkspaceAPIKey, events []corev1.Event, n
 	line("Workspace", key.Namespace+"/"+key.Spec.WorkspaceName)
 	line("Key ID", orNone(st.KeyID))
 	line("Secret", orNone(st.SecretName))
-	line("Created by", orNone(key.Annotations[octopodsv1alpha1.CreatedByAnnotation]))
+	line("Created by", orNone(Printable(key.Annotations[octopodsv1alpha1.CreatedByAnnotation])))
 	line("Issued", when(st.IssuedAt, now))
-	line("Rotated", when(st.RotatedAt, now)+by(st.LastRotatedBy)+token(st.LastRotationToken))
+	line("Rotated", when(st.RotatedAt, now)+by(Printable(st.LastRotatedBy))+token(st.LastRotationToken))
 	if st.NextRotationAt != nil {
 		line("Next rotation", when(st.NextRotationAt, now))
 	}
@@ -70,7 +71,7 @@ func FormatAudit(key *octopodsv1alpha1.WorkspaceAPIKey, events []corev1.Event, n
 		fmt.Fprintf(&b, "  %s  revoked %s\n", r.KeyID, when(&r.RevokedAt, now))
 	}
 	if u := st.LastRevokedKeyUse; u != nil {
-		fmt.Fprintf(&b, "  Last attempt with a revoked key: %s from %s, %s\n", u.KeyID, orNone(u.ClientAddress), when(&u.Time, now))
+		fmt.Fprintf(&b, "  Last attempt with a revoked key: %s from %s, %s\n", u.KeyID, orNone(Printable(u.ClientAddress)), when(&u.Time, now))
 	}
 	b.WriteString("\nRecent events:\n")
 	writeEvents(&b, events, now)
@@ -89,7 +90,7 @@ func writeEvents(b *strings.Builder, events []corev1.Event, now time.Time) {
 	for i := range events {
 		e := &events[i]
 		t := metav1.NewTime(lastSeen(e))
-		_, _ = fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", when(&t, now), e.Type, e.Reason, e.Message)
+		_, _ = fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", when(&t, now), Printable(e.Type), Printable(e.Reason), Printable(e.Message))
 	}
 	_ = w.Flush()
 }
@@ -154,4 +155,38 @@ func roundDuration(d time.Duration) string {
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// Printable escapes what others wrote before a terminal shows it: control
+// characters (an ESC sequence can rewrite the screen or the clipboard),
+// DEL, C1 controls and the bidirectional overrides that reorder text, each
+// as a visible \x.. or \u.... escape; everything else is kept as written.
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if needsEscape(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case !needsEscape(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError ||
+		(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
 }

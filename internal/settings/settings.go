@@ -87,7 +87,7 @@ func rowOf(ws *octopodsv1alpha1.Workspace, key *octopodsv1alpha1.WorkspaceAPIKey
 	r.HasKey, r.KeyID, r.SecretName = true, key.Status.KeyID, key.EffectiveSecretName()
 	r.GracePeriod = "0s"
 	if g := key.Spec.RotationGracePeriod; g != nil {
-		r.GracePeriod = g.Duration.String()
+		r.GracePeriod = g.String()
 	}
 	if t := key.Status.LastUsedTime; t != nil {
 		used := t.UTC()

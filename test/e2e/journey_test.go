@@ -124,7 +124,7 @@ var _ = Describe("A user's journey", Ordered, func() {
 	It("rotates with grace: both keys work until the grace period ends", func() {
 		Eventually(func() error {
 			k := keyOf(Default, ns, "acme")
-			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: 5 * time.Second}
+			k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: 5 * time.Second}
 			return k8sClient.Update(ctx, k)
 		}, issueTimeout, pollEvery).Should(Succeed())
 		old := acmeKey

@@ -5,6 +5,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -64,7 +65,7 @@ var _ = Describe("The three kinds of people", Ordered, func() {
 		Eventually(func() error {
 			k := keyOf(Default, probeNS, "probe")
 			patch := client.MergeFrom(k.DeepCopy())
-			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: time.Duration(time.Now().UnixNano()%3600) * time.Second}
+			k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: time.Duration(time.Now().UnixNano()%3600) * time.Second}
 			return probe.Patch(ctx, k, patch)
 		}, issueTimeout, 200*time.Millisecond).Should(MatchError(ContainSubstring("may only rotate")))
 	})
@@ -106,13 +107,22 @@ var _ = Describe("The three kinds of people", Ordered, func() {
 
 		k = keyOf(Default, ns, "acme")
 		patch = client.MergeFrom(k.DeepCopy())
-		k.Spec.RotationGracePeriod = &metav1.Duration{Duration: 24 * time.Hour}
+		k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: 24 * time.Hour}
 		err := rotator.Patch(ctx, k, patch)
 		Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 		Expect(err.Error()).To(ContainSubstring("may only rotate"))
 
 		err = rotator.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme-api-key"}, &corev1.Secret{})
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+
+		// A rotation token is bounded and printable, whoever sets it.
+		for _, bad := range []string{strings.Repeat("T", 200<<10), "TICKET-43\x1b[2J", " padded "} {
+			k = keyOf(Default, ns, "acme")
+			patch = client.MergeFrom(k.DeepCopy())
+			k.Annotations[octopodsv1alpha1.RotateAnnotation] = bad
+			err = rotator.Patch(ctx, k, patch)
+			Expect(err).To(MatchError(ContainSubstring("take 1 to 128 printable ASCII characters")), "token %.20q", bad)
+		}
 	})
 
 	DescribeTable("refuses support any change to a key but the rotate annotation",
@@ -177,7 +187,7 @@ var _ = Describe("The three kinds of people", Ordered, func() {
 			if err := editor.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme"}, k); err != nil {
 				return err
 			}
-			k.Spec.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+			k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: time.Hour}
 			return editor.Update(ctx, k)
 		}, issueTimeout, 100*time.Millisecond).Should(Succeed())
 	})

@@ -93,6 +93,28 @@ var _ = Describe("What the proxy trusts, with the components' real identities", 
 			return as(ns, "status-writer@acme.example", "status-writer-"+ns)
 		}, "only the octopods-operator manager"),
 		Entry("an editor", func() client.Client { return as(ns, "editor-publish@acme.example", "workspace-editor") }, "forbidden"),
+		// Any rule with verbs ["*"] grants every custom verb: the policy
+		// names the manager's ServiceAccount instead of asking for one.
+		Entry("a namespace admin with a wildcard Role", func() client.Client {
+			Expect(k8sClient.Create(ctx, &rbacv1.Role{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "everything"},
+				Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}},
+			})).To(Succeed())
+			Expect(k8sClient.Create(ctx, &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ns-admin"},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "everything"},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "ns-admin@acme.example"}},
+			})).To(Succeed())
+			return impersonating("ns-admin@acme.example")
+		}, "only the octopods-operator manager"),
+		Entry("a cluster admin by a wildcard ClusterRole", func() client.Client {
+			Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "wildcard-admin-" + ns},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "wildcard-admin@acme.example"}},
+			})).To(Succeed())
+			return impersonating("wildcard-admin@acme.example")
+		}, "only the octopods-operator manager"),
 		Entry("a rotator", func() client.Client { return as(ns, "rotator-publish@acme.example", "key-rotator") }, "forbidden"),
 	)
 
@@ -104,6 +126,28 @@ var _ = Describe("What the proxy trusts, with the components' real identities", 
 		err := proxy.Status().Patch(ctx, k, patch)
 		Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 		Expect(err.Error()).To(ContainSubstring("only the octopods-operator manager"))
+	})
+
+	It("repairs a usage time in the future written with the proxy's identity, and lets only the manager remove one", func() {
+		k := keyOf(Default, ns, "acme")
+		patch := client.MergeFrom(k.DeepCopy())
+		forged := metav1.NewTime(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))
+		k.Status.LastUsedTime = &forged
+		Expect(proxy.Status().Patch(ctx, k, patch)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(keyOf(g, ns, "acme").Status.LastUsedTime).To(BeNil())
+		}, issueTimeout, pollEvery).Should(Succeed())
+
+		k = keyOf(Default, ns, "acme")
+		patch = client.MergeFrom(k.DeepCopy())
+		now := metav1.NewTime(time.Now().Truncate(time.Second))
+		k.Status.LastUsedTime = &now
+		Expect(proxy.Status().Patch(ctx, k, patch)).To(Succeed(), "a real use is recorded after the repair")
+		k = keyOf(Default, ns, "acme")
+		patch = client.MergeFrom(k.DeepCopy())
+		k.Status.LastUsedTime = nil
+		err := proxy.Status().Patch(ctx, k, patch)
+		Expect(err).To(MatchError(ContainSubstring("only the octopods-operator manager may remove")))
 	})
 
 	It("lets the proxy record lastUsedTime", func() {

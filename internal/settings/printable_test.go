@@ -1,0 +1,48 @@
+package settings
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice@acme.example":        "alice@acme.example",
+		"Zoë 日本":                    "Zoë 日本",
+		"\x1b[2J\x1b]52;c;b3Br\x07": `\x1b[2J\x1b]52;c;b3Br\x07`,
+		"line\nbreak\ttab\r":        `line\x0abreak\x09tab\x0d`,
+		"a\u202eevil":               `a\u202eevil`,
+		"c1\u009bcontrol\x7f":       `c1\x9bcontrol\x7f`,
+		"bad utf-8 \xff":            `bad utf-8 \ufffd`,
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// What others wrote reaches the terminal escaped: a stamp, an address, an
+// event message.
+func TestAuditEscapesWhatOthersWrote(t *testing.T) {
+	now := time.Now()
+	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "p1", Name: "acme",
+		Annotations: map[string]string{octopodsv1alpha1.CreatedByAnnotation: "mallory\x1b[2J"}}}
+	key.Status.LastRotatedBy = "eve\x1b]0;title\x07"
+	key.Status.LastRevokedKeyUse = &octopodsv1alpha1.RevokedKeyUse{Time: metav1.NewTime(now), KeyID: "0123456789ab", ClientAddress: "10.0.0.1\x1b[31m"}
+	events := []corev1.Event{{Type: "Warning", Reason: "Forged", Message: "call \x1b[1msupport\x1b[0m at once", LastTimestamp: metav1.NewTime(now)}}
+	out := FormatAudit(key, events, now)
+	if strings.ContainsAny(out, "\x1b\x07") {
+		t.Fatalf("the audit prints control characters: %q", out)
+	}
+	for _, want := range []string{`mallory\x1b[2J`, `eve\x1b]0;title\x07`, `10.0.0.1\x1b[31m`, `call \x1b[1msupport\x1b[0m at once`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit lacks %s:\n%s", want, out)
+		}
+	}
+}
