@@ -82,6 +82,7 @@ var warningReasons = map[string]bool{
 	ReasonSecretConflict:        true,
 	ReasonSecretWriteFailed:     true,
 	ReasonSecretDeleting:        true,
+	ReasonInvalidSpec:           true,
 }
 
 // statusReporter emits the Events that go with condition changes and actions.

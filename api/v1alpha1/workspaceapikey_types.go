@@ -128,8 +128,8 @@ type WorkspaceAPIKeySpec struct {
 	// +kubebuilder:default="0s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:XValidation:rule="self == '0' || self.matches('^[-+]?(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 1h or 30m (0s: the old key stops at once)'",reason=FieldValueInvalid
-	// +kubebuilder:validation:XValidation:rule="!(self == '0' || self.matches('^[-+]?(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+$')) || duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="rotationGracePeriod must be between 0s and 24h"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 1h or 30m (0s: the old key stops at once)'",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="!(self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')) || duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="rotationGracePeriod must be between 0s and 24h"
 	RotationGracePeriod *Duration `json:"rotationGracePeriod,omitempty"`
 
 	// rotationInterval rotates the key on a schedule: when it has been
@@ -139,8 +139,8 @@ type WorkspaceAPIKeySpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:XValidation:rule="self == '0' || self.matches('^[-+]?(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 720h for 30 days'",reason=FieldValueInvalid
-	// +kubebuilder:validation:XValidation:rule="!(self == '0' || self.matches('^[-+]?(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+$')) || duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 720h for 30 days'",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="!(self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')) || duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days",reason=FieldValueInvalid
 	RotationInterval *Duration `json:"rotationInterval,omitempty"`
 }
 

@@ -1,0 +1,148 @@
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+)
+
+// Go refuses these; the OpenAPI "duration" format took some of them.
+var goRefusedDurations = []string{"1 hour", "30d", "1w", "P1D", "PT1H", "1h 30m", "1H", "1y"}
+
+var _ = Describe("Durations the operator cannot read", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	for _, field := range []string{"rotationInterval", "rotationGracePeriod"} {
+		DescribeTable("are refused by the API server on create and on update, naming the value and the fix: spec."+field,
+			func(value string) {
+				set := func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+					if field == "rotationInterval" {
+						k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: value}
+					} else {
+						k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Invalid: value}
+					}
+				}
+				want := fmt.Sprintf("spec.%s: Invalid value: %q: %q is not a duration: use h, m or s", field, value, value)
+				k := apiKey(ns, "acme")
+				set(k)
+				Expect(k8sClient.Create(ctx, k)).To(MatchError(ContainSubstring(want)))
+
+				k = apiKey(ns, "acme")
+				Expect(k8sClient.Create(ctx, k)).To(Succeed())
+				patch := client.MergeFrom(k.DeepCopy())
+				set(k)
+				Expect(k8sClient.Patch(ctx, k, patch)).To(MatchError(ContainSubstring(want)))
+			},
+			func(value string) string { return fmt.Sprintf("%q", value) },
+			Entry(nil, goRefusedDurations[0]), Entry(nil, goRefusedDurations[1]), Entry(nil, goRefusedDurations[2]),
+			Entry(nil, goRefusedDurations[3]), Entry(nil, goRefusedDurations[4]), Entry(nil, goRefusedDurations[5]),
+			Entry(nil, goRefusedDurations[6]), Entry(nil, goRefusedDurations[7]),
+		)
+	}
+
+	It("stored anyway (by a schema change), stops nothing else: the bad key says why, and keys elsewhere are issued, rotated and revoked", func() {
+		bad := storeBehindTheSchema(ns, "acme", "30d")
+		Eventually(func(g Gomega) {
+			k := getKey(g, ns, bad.Name)
+			c := readyCondition(k)
+			g.Expect(c.Reason).To(Equal(ReasonInvalidSpec))
+			g.Expect(c.Message).To(HavePrefix(`spec.rotationInterval: "30d" is not a duration: use h, m or s, for example 720h for 30 days`))
+			g.Expect(eventsFor(g, ns, bad.Name)).To(ContainElement(HavePrefix("Warning/" + ReasonInvalidSpec + `: spec.rotationInterval: "30d"`)))
+			g.Expect(invalidObjects()).To(BeNumerically(">=", 1))
+		}).Should(Succeed())
+
+		// Two other namespaces go on: issue, rotate, revoke.
+		other, third := newNamespace(), newNamespace()
+		start := time.Now()
+		create(workspace(other, "globex"), apiKey(other, "globex"))
+		first := waitForIssuedKey(other, "globex")
+		issued := time.Since(start)
+		create(workspace(third, "initech"), apiKey(third, "initech"))
+		waitForIssuedKey(third, "initech")
+		start = time.Now()
+		rotate(other, "globex", "LEAK-1")
+		Eventually(func(g Gomega) {
+			g.Expect(keyIn(getSecret(g, other, "globex-api-key"))).NotTo(Equal(first))
+		}).Should(Succeed())
+		rotated := time.Since(start)
+		start = time.Now()
+		Expect(k8sClient.Delete(ctx, &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: third, Name: "initech"}})).To(Succeed())
+		Eventually(func(g Gomega) {
+			isNotFound(g, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: third, Name: "initech-api-key"}})
+		}).Should(Succeed())
+		revoked := time.Since(start)
+		figures.Add("one undecodable key stored in another namespace: a key issued in %s, rotated in %s, revoked in %s",
+			issued.Round(time.Millisecond), rotated.Round(time.Millisecond), revoked.Round(time.Millisecond))
+
+		// Fixed, it is issued.
+		updateKey(ns, bad.Name, func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: 720 * time.Hour}
+		})
+		waitForIssuedKey(ns, bad.Name)
+	})
+})
+
+// storeBehindTheSchema stores a key whose spec.rotationInterval Go cannot
+// parse, as one stored before the schema refused it: the rule is lifted
+// from the CRD for the write and put back after.
+func storeBehindTheSchema(ns, name, interval string) *octopodsv1alpha1.WorkspaceAPIKey {
+	crd := &unstructured.Unstructured{}
+	crd.SetAPIVersion("apiextensions.k8s.io/v1")
+	crd.SetKind("CustomResourceDefinition")
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "workspaceapikeys.octopods.io"}, crd)).To(Succeed())
+	original, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	loose := crd.DeepCopy()
+	versions, _, _ := unstructured.NestedSlice(loose.Object, "spec", "versions")
+	for _, v := range versions {
+		unstructured.RemoveNestedField(v.(map[string]any), "schema", "openAPIV3Schema", "properties", "spec", "properties", "rotationInterval", "x-kubernetes-validations")
+		unstructured.RemoveNestedField(v.(map[string]any), "schema", "openAPIV3Schema", "properties", "spec", "properties", "rotationInterval", "maxLength")
+	}
+	Expect(unstructured.SetNestedSlice(loose.Object, versions, "spec", "versions")).To(Succeed())
+	Expect(k8sClient.Update(ctx, loose)).To(Succeed())
+	DeferCleanup(func() {
+		Eventually(func() error {
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "workspaceapikeys.octopods.io"}, crd)).To(Succeed())
+			Expect(unstructured.SetNestedSlice(crd.Object, original, "spec", "versions")).To(Succeed())
+			return k8sClient.Update(ctx, crd)
+		}).Should(Succeed())
+	})
+	create(workspace(ns, name))
+	k := apiKey(ns, name)
+	k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: interval}
+	Eventually(func() error { return client.IgnoreAlreadyExists(k8sClient.Create(ctx, k.DeepCopy())) }).Should(Succeed())
+	// Put the rule back at once: the object stays stored as it is.
+	Eventually(func() error {
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "workspaceapikeys.octopods.io"}, crd)).To(Succeed())
+		Expect(unstructured.SetNestedSlice(crd.Object, original, "spec", "versions")).To(Succeed())
+		return k8sClient.Update(ctx, crd)
+	}).Should(Succeed())
+	Eventually(func(g Gomega) {
+		probe := apiKey(ns, "probe")
+		probe.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: interval}
+		err := k8sClient.Create(ctx, probe)
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "the schema refuses it again: %v", err)
+	}).Should(Succeed())
+	return k
+}
+
+func invalidObjects() float64 {
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() == "octopods_operator_invalid_objects" {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
+}
