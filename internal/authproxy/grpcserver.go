@@ -66,7 +66,8 @@ func NewGRPCServer(h *Handler, extra ...grpc.ServerOption) (*grpc.Server, *healt
 }
 
 // serveGRPC serves ext_authz Check and gRPC health on p.grpc. Health says
-// SERVING only once the first sync is done, and NOT_SERVING from shutdown on.
+// SERVING only while /readyz would: once the first sync is done, not while
+// the view is stale, and NOT_SERVING from shutdown on.
 func (p *Proxy) serveGRPC(ctx context.Context, errs chan<- error) *grpcServing {
 	var extra []grpc.ServerOption
 	if p.cfg.GRPCMaxReceiveMessageBytes > 0 {
@@ -78,14 +79,21 @@ func (p *Proxy) serveGRPC(ctx context.Context, errs chan<- error) *grpcServing {
 	g := &grpcServing{}
 	g.server, g.health = NewGRPCServer(p.handler, extra...)
 	go func() {
-		for !p.Source.Synced() {
+		// Health follows readiness: SERVING once synced, NOT_SERVING while
+		// the view is staler than --max-key-staleness.
+		serving := false
+		for {
+			if ok, _ := p.ready(); ok != serving {
+				serving = ok
+				g.setServing(map[bool]healthpb.HealthCheckResponse_ServingStatus{
+					true: healthpb.HealthCheckResponse_SERVING, false: healthpb.HealthCheckResponse_NOT_SERVING}[ok])
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(readyPollInterval):
 			}
 		}
-		g.setServing(healthpb.HealthCheckResponse_SERVING)
 	}()
 	go func() {
 		if err := g.server.Serve(p.grpc); err != nil {

@@ -66,6 +66,30 @@ type Config struct {
 	// ShutdownDelay keeps serving, with /readyz failing, so load balancers
 	// stop sending traffic before the listener closes.
 	ShutdownDelay time.Duration
+	// MaxKeyStaleness: once the view of published keys has not been
+	// confirmed for this long, /readyz fails and gRPC health says
+	// NOT_SERVING (requests that still arrive are answered from the last
+	// keys known). 0: DefaultMaxKeyStaleness; negative: never.
+	MaxKeyStaleness time.Duration
+}
+
+// DefaultMaxKeyStaleness is how long a proxy may go without confirming its
+// view before it reports itself not ready: past it, a revoked key may still
+// be admitted and a new one refused, and the platform must know. Well above
+// a watch's reconnects and an API server's rolling restart.
+const DefaultMaxKeyStaleness = 5 * time.Minute
+
+// ready: synced, not stopping, and its view confirmed within the bound.
+func (p *Proxy) ready() (bool, string) {
+	switch {
+	case p.stopping.Load():
+		return false, "shutting down"
+	case !p.Source.Synced():
+		return false, "published keys not synced"
+	case p.cfg.MaxKeyStaleness > 0 && p.Source.Staleness() > p.cfg.MaxKeyStaleness:
+		return false, fmt.Sprintf("published keys not confirmed with the API server for %s (over --max-key-staleness %s)", p.Source.Staleness().Round(time.Second), p.cfg.MaxKeyStaleness)
+	}
+	return true, ""
 }
 
 // Proxy is the running auth proxy: traffic, probe and metrics servers, the
@@ -95,6 +119,9 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 	}
 	if cfg.LastUsedFlushInterval <= 0 {
 		cfg.LastUsedFlushInterval = DefaultLastUsedFlushInterval
+	}
+	if cfg.MaxKeyStaleness == 0 {
+		cfg.MaxKeyStaleness = DefaultMaxKeyStaleness
 	}
 	p := &Proxy{cfg: cfg, Index: keyindex.New(), log: log}
 	p.Source = NewSource(p.Index, NewKeysClient(octopods), cfg.Namespaces, log)
@@ -188,8 +215,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	probeMux := http.NewServeMux()
 	probeMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	probeMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if p.stopping.Load() || !p.Source.Synced() {
-			http.Error(w, "published keys not synced", http.StatusServiceUnavailable)
+		if ok, why := p.ready(); !ok {
+			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok"))

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -284,8 +285,10 @@ var _ = Describe("Losing the API server", Serial, func() {
 		Expect(err).NotTo(HaveOccurred())
 		pctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		p := startProxy(pctx, cfg, "")
+		maxStaleness := probeInterval + 2*time.Second
+		p := startProxy(pctx, cfg, "", func(c *Config) { c.MaxKeyStaleness = maxStaleness })
 		Eventually(func() int { return get(p, "http://"+p.ProbeAddr()+"/readyz", nil).StatusCode }, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
+		Eventually(func() healthpb.HealthCheckResponse_ServingStatus { return grpcHealth(p) }, 2*time.Second, pollEvery).Should(Equal(healthpb.HealthCheckResponse_SERVING))
 
 		key := newKey()
 		publishKey(c, "default", "acme", key)
@@ -298,6 +301,11 @@ var _ = Describe("Losing the API server", Serial, func() {
 		Expect(c.List(ctx, &octopodsv1alpha1.WorkspaceAPIKeyList{})).NotTo(Succeed(), "the API server is gone")
 		Consistently(func() int { return status(p, key) }, 2*probeInterval, 100*time.Millisecond).Should(Equal(http.StatusOK))
 		Expect(status(p, newKey())).To(Equal(http.StatusUnauthorized))
+		// Past --max-key-staleness the platform is told: /readyz fails and
+		// gRPC health says NOT_SERVING; what still arrives is answered.
+		Eventually(func() int { return get(p, "http://"+p.ProbeAddr()+"/readyz", nil).StatusCode }, maxStaleness, pollEvery).Should(Equal(http.StatusServiceUnavailable))
+		Eventually(func() healthpb.HealthCheckResponse_ServingStatus { return grpcHealth(p) }, 2*time.Second, pollEvery).Should(Equal(healthpb.HealthCheckResponse_NOT_SERVING))
+		Expect(status(p, key)).To(Equal(http.StatusOK))
 		staleness := counter(p, "octopods_auth_proxy_key_cache_staleness_seconds")
 		Expect(staleness).To(BeNumerically(">=", time.Since(stoppedAt).Seconds()-probeInterval.Seconds()-1))
 		figures.Add("proxy with its API server stopped for %s: the known key still admitted; staleness metric %.1fs", time.Since(stoppedAt).Round(time.Second), staleness)

@@ -49,7 +49,10 @@ type scope struct {
 	// lastConfirmed is when this scope was last known to match the API
 	// server (unix nanoseconds); 0 before its first list.
 	lastConfirmed atomic.Int64
-	errors        logLimiter
+	// watching: a watch is open and has not failed. Only then does a
+	// reachable API server mean the view is current (the probe).
+	watching atomic.Bool
+	errors   logLimiter
 }
 
 // Paging and retry of the list/watch loop.
@@ -142,13 +145,19 @@ func (s *Source) follow(ctx context.Context, sc *scope) {
 	}
 }
 
+// causeClientWatchDecoding is client-go's cause for an event it could not
+// decode: the watch would replay it from the same resourceVersion forever.
+const causeClientWatchDecoding metav1.CauseType = "ClientWatchDecoding"
+
 // errWatchClosedAtOnce names a watch that ended at once without an event.
 var errWatchClosedAtOnce = apierrors.NewServiceUnavailable("the watch ended at once with no event")
 
-// mustRelist: the watch cannot resume from its resourceVersion.
+// mustRelist: the watch cannot resume from its resourceVersion, or an
+// event at it cannot be decoded (a list decodes objects one by one).
 func mustRelist(err error) bool {
 	return apierrors.IsResourceExpired(err) || apierrors.IsGone(err) ||
-		apierrors.HasStatusCause(err, metav1.CauseTypeResourceVersionTooLarge)
+		apierrors.HasStatusCause(err, metav1.CauseTypeResourceVersionTooLarge) ||
+		apierrors.HasStatusCause(err, causeClientWatchDecoding)
 }
 
 // list loads every WorkspaceAPIKey of the scope, a page at a time, and
@@ -184,6 +193,8 @@ func (s *Source) watch(ctx context.Context, sc *scope, rv string) (string, int, 
 		return rv, 0, err
 	}
 	defer w.Stop()
+	sc.watching.Store(true)
+	defer sc.watching.Store(false)
 	events := 0
 	for ev := range w.ResultChan() {
 		events++
@@ -203,6 +214,7 @@ func (s *Source) watch(ctx context.Context, sc *scope, rv string) (string, int, 
 				rv = m.GetResourceVersion()
 			}
 		case watch.Error:
+			sc.watching.Store(false)
 			return rv, events, apierrors.FromObject(ev.Object)
 		}
 		sc.confirm()
@@ -238,11 +250,13 @@ func (sc *scope) confirm() { sc.lastConfirmed.Store(time.Now().UnixNano()) }
 
 // probe confirms, scope by scope, that the API server is reachable while
 // watches are quiet: a reachable API server with running watches means the
-// cache is current. (RBAC may allow one namespace and not another.)
+// cache is current. (RBAC may allow one namespace and not another.) A scope
+// whose list or watch keeps failing is not confirmed, however reachable
+// the API server is: its staleness grows.
 func (s *Source) probe(ctx context.Context) {
 	every(ctx, probeInterval, func() {
 		for _, sc := range s.scopes {
-			if !sc.synced.Load() {
+			if !sc.synced.Load() || !sc.watching.Load() {
 				continue
 			}
 			pctx, cancel := context.WithTimeout(ctx, probeInterval)

@@ -2,6 +2,7 @@ package authproxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -181,6 +182,31 @@ func TestSourceRetriesOtherWatchErrorsWithoutRelisting(t *testing.T) {
 	lists, watches := client.calls()
 	if !slices.Equal(lists, []string{"10"}) || !slices.Equal(watches, []string{"10", "10"}) {
 		t.Fatalf("lists %v, watches from %v; want one list and two watches from 10", lists, watches)
+	}
+}
+
+// An event client-go cannot decode would come again from the same
+// resourceVersion forever: relist, where objects are decoded one by one.
+func TestSourceRelistsOnAnUndecodableEvent(t *testing.T) {
+	client := newScriptedKeys(keyList("10"), keyList("20"))
+	runSource(t, client)
+	undecodable := apierrors.NewInternalError(errors.New(`unable to decode an event from the watch stream: time: unknown unit "d" in duration "30d"`))
+	undecodable.ErrStatus.Details.Causes = []metav1.StatusCause{{Type: causeClientWatchDecoding, Message: "unable to decode"}}
+	client.nextWatch(t).Error(&undecodable.ErrStatus)
+	client.nextWatch(t)
+	if lists, _ := client.calls(); !slices.Equal(lists, []string{"10", "20"}) {
+		t.Fatalf("lists %v; want a relist", lists)
+	}
+}
+
+// A scope whose watch keeps failing is not current, however reachable the
+// API server is: the probe must not confirm it, so its staleness grows.
+func TestSourceIsStaleWhileItsWatchFails(t *testing.T) {
+	client := &failingKeys{scriptedKeys: *newScriptedKeys(keyList("10"))}
+	src, _ := runSource(t, client)
+	time.Sleep(probeInterval + time.Second)
+	if s := src.Staleness(); s < probeInterval {
+		t.Fatalf("staleness %s after %s of failing watches; the probe confirmed a view that is not being kept", s, probeInterval+time.Second)
 	}
 }
 

@@ -96,11 +96,15 @@ var _ = AfterSuite(func() {
 
 var _ = ReportAfterSuite("figures", func(Report) { figures.Print() })
 
-func startProxy(ctx context.Context, cfg *rest.Config, upstream string) *Proxy {
-	p, err := New(Config{
+func startProxy(ctx context.Context, cfg *rest.Config, upstream string, options ...func(*Config)) *Proxy {
+	pc := Config{
 		ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", GRPCAddress: "127.0.0.1:0",
 		Upstream: upstream, LastUsedFlushInterval: flushInterval,
-	}, cfg, slog.New(slog.NewJSONHandler(io.MultiWriter(proxyLogs, GinkgoWriter), nil)))
+	}
+	for _, o := range options {
+		o(&pc)
+	}
+	p, err := New(pc, cfg, slog.New(slog.NewJSONHandler(io.MultiWriter(proxyLogs, GinkgoWriter), nil)))
 	Expect(err).NotTo(HaveOccurred())
 	done := make(chan struct{})
 	proxiesDone = append(proxiesDone, done)
