@@ -178,6 +178,35 @@ var _ = Describe("Warnings", func() {
 		Expect(warnings.during(func() { Expect(k8sClient.Create(ctx, k)).To(Succeed()) })).To(BeEmpty())
 	})
 
+	It("warns that a rotation token already used rotates nothing: pasted twice, or re-applied later", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed())
+		annotate := func(token string) []string {
+			return warnings.during(func() {
+				k := getKey(Default, ns, "acme")
+				patch := client.MergeFrom(k.DeepCopy())
+				if k.Annotations == nil {
+					k.Annotations = map[string]string{}
+				}
+				k.Annotations[octopodsv1alpha1.RotateAnnotation] = token
+				Expect(k8sClient.Patch(ctx, k, patch)).To(Succeed())
+			})
+		}
+		rotatedWith := func(token string) {
+			Eventually(func(g Gomega) { g.Expect(getKey(g, ns, "acme").Status.LastRotationToken).To(Equal(token)) }).Should(Succeed())
+		}
+		Eventually(func(g Gomega) { g.Expect(getKey(g, ns, "acme").Status.KeyID).NotTo(BeEmpty()) }).Should(Succeed())
+		Expect(annotate("LEAK-1")).To(BeEmpty())
+		rotatedWith("LEAK-1")
+		// The README's command pasted a second time: the object does not change.
+		Expect(annotate("LEAK-1")).To(ConsistOf(MatchRegexp(`^token "LEAK-1" was already used for this key at \d{4}-\d\d-\d\dT[0-9:]+Z; nothing rotated; use a new token$`)))
+		Expect(annotate("LEAK-2")).To(BeEmpty())
+		rotatedWith("LEAK-2")
+		// A GitOps tool putting the older token back.
+		Expect(annotate("LEAK-1")).To(ConsistOf(`token "LEAK-1" was already used for this key (it is among the last 16 tokens handled); nothing rotated; use a new token`))
+	})
+
 	It("does not warn when the Workspace exists", func() {
 		ns := newNamespace()
 		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())

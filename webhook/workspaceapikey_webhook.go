@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -23,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/keyplan"
 	"github.com/octopods/octopods-operator/internal/keysecret"
 )
 
@@ -38,7 +40,10 @@ import (
 // The rotation stamp needs UPDATE too, but only for a change of the rotate
 // annotation (matchConditions), so the controller's own patches never call
 // the webhook.
-// +kubebuilder:webhook:path=/mutate-octopods-io-v1alpha1-workspaceapikey,mutating=true,failurePolicy=fail,sideEffects=None,groups=octopods.io,resources=workspaceapikeys,verbs=update,versions=v1alpha1,name=mworkspaceapikey-rotate.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"rotate-annotation-changed","expression":"(has(object.metadata.annotations) && 'octopods.io/rotate' in object.metadata.annotations ? object.metadata.annotations['octopods.io/rotate'] : '') != (has(oldObject.metadata.annotations) && 'octopods.io/rotate' in oldObject.metadata.annotations ? oldObject.metadata.annotations['octopods.io/rotate'] : '')"}]}`
+// It is also called for an update that changes nothing while a rotate
+// annotation is set (the same `kubectl annotate` pasted twice), to warn
+// that nothing rotated; never for the manager's own patches.
+// +kubebuilder:webhook:path=/mutate-octopods-io-v1alpha1-workspaceapikey,mutating=true,failurePolicy=fail,sideEffects=None,groups=octopods.io,resources=workspaceapikeys,verbs=update,versions=v1alpha1,name=mworkspaceapikey-rotate.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"rotate-annotation-changed-or-reapplied","expression":"(has(object.metadata.annotations) && 'octopods.io/rotate' in object.metadata.annotations ? object.metadata.annotations['octopods.io/rotate'] : '') != (has(oldObject.metadata.annotations) && 'octopods.io/rotate' in oldObject.metadata.annotations ? oldObject.metadata.annotations['octopods.io/rotate'] : '') || (has(object.metadata.annotations) && 'octopods.io/rotate' in object.metadata.annotations && has(oldObject.metadata.annotations) && object.metadata.annotations == oldObject.metadata.annotations && object.spec == oldObject.spec && request.userInfo.username != 'system:serviceaccount:octopods-system:octopods-controller-manager')"}]}`
 // +kubebuilder:webhook:path=/validate-octopods-io-v1alpha1-workspaceapikey,mutating=false,failurePolicy=fail,sideEffects=None,groups=octopods.io,resources=workspaceapikeys,verbs=create,versions=v1alpha1,name=vworkspaceapikey.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5
 
 // WorkspaceAPIKeyDefaulter writes out the defaults a person would otherwise
@@ -78,8 +83,29 @@ func (d WorkspaceAPIKeyDefaulter) Handle(ctx context.Context, req admission.Requ
 	if partial.Spec != nil {
 		key.Spec.WorkspaceName, key.Spec.SecretName = partial.Spec.WorkspaceName, partial.Spec.SecretName
 	}
-	ops := stamps(partial.Metadata.Annotations, req.Operation == admissionv1.Create, req.UserInfo.Username)
-	if req.Operation == admissionv1.Create {
+	create := req.Operation == admissionv1.Create
+	token := partial.Metadata.Annotations[octopodsv1alpha1.RotateAnnotation]
+	var ops []jsonpatch.Operation
+	var warnings []string
+	if !create {
+		var old struct {
+			Metadata struct {
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+		}
+		_ = json.Unmarshal(req.OldObject.Raw, &old) // unreadable: no old token
+		if token != old.Metadata.Annotations[octopodsv1alpha1.RotateAnnotation] {
+			ops = stamps(partial.Metadata.Annotations, false, req.UserInfo.Username)
+		}
+		secretName := partial.Metadata.Name + octopodsv1alpha1.SecretNameSuffix
+		if partial.Spec != nil && partial.Spec.SecretName != "" {
+			secretName = partial.Spec.SecretName
+		}
+		warnings = d.usedTokenWarning(ctx, req.Namespace, secretName, token)
+	} else {
+		ops = stamps(partial.Metadata.Annotations, true, req.UserInfo.Username)
+	}
+	if create {
 		ops = append(ops, defaults(key, partial.Spec != nil)...)
 		workspace := key.Spec.WorkspaceName
 		if workspace == "" {
@@ -87,7 +113,30 @@ func (d WorkspaceAPIKeyDefaulter) Handle(ctx context.Context, req admission.Requ
 		}
 		ops = append(ops, d.ownership(ctx, req.Namespace, workspace, partial.Metadata.Finalizers, partial.Metadata.OwnerReferences)...)
 	}
-	return admission.Patched("defaults and stamps written", ops...)
+	res := admission.Patched("defaults and stamps written", ops...)
+	res.Warnings = warnings
+	return res
+}
+
+// usedTokenWarning tells the person who re-applies a rotation token that
+// was already handled (the same command pasted twice, a GitOps tool
+// reverting to an older token) that nothing rotated.
+func (d WorkspaceAPIKeyDefaulter) usedTokenWarning(ctx context.Context, namespace, secretName, token string) []string {
+	if token == "" || d.Reader == nil {
+		return nil
+	}
+	secret := &corev1.Secret{}
+	if err := d.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: secretName}, secret); err != nil {
+		return nil // no Secret yet: nothing was rotated with any token
+	}
+	used, at := keysecret.TokenUsed(secret, token)
+	switch {
+	case !used:
+		return nil
+	case at.IsZero():
+		return []string{fmt.Sprintf("token %s was already used for this key (it is among the last %d tokens handled); nothing rotated; use a new token", shownToken(token), keyplan.MaxRecentTokens)}
+	}
+	return []string{fmt.Sprintf("token %s was already used for this key at %s; nothing rotated; use a new token", shownToken(token), at.UTC().Format(time.RFC3339))}
 }
 
 // ownership adds at creation what the reconciler would otherwise add with a
@@ -220,4 +269,14 @@ func (WorkspaceAPIKeyValidator) ValidateUpdate(context.Context, *octopodsv1alpha
 // ValidateDelete allows every deletion; it is not registered for DELETE.
 func (WorkspaceAPIKeyValidator) ValidateDelete(context.Context, *octopodsv1alpha1.WorkspaceAPIKey) (admission.Warnings, error) {
 	return nil, nil
+}
+
+// shownToken quotes a token for a warning, cut short: the rotator policy
+// that bounds tokens runs after this webhook.
+func shownToken(token string) string {
+	const limit = 128
+	if len(token) > limit {
+		token = token[:limit] + "…"
+	}
+	return fmt.Sprintf("%q", token)
 }

@@ -7,6 +7,7 @@ package keysecret
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -52,6 +53,21 @@ func ClearPrevious(secret *corev1.Secret) {
 	delete(secret.Data, octopodsv1alpha1.SecretKeyPreviousAPIKey)
 	delete(secret.Annotations, octopodsv1alpha1.PreviousKeyIDAnnotation)
 	delete(secret.Annotations, octopodsv1alpha1.PreviousValidUntilAnnotation)
+}
+
+// TokenUsed reports whether token was already handled for the key in
+// secret, and when, if it was the last one (zero otherwise).
+func TokenUsed(secret *corev1.Secret, token string) (bool, time.Time) {
+	if token == "" {
+		return false, time.Time{}
+	}
+	if token == secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation] {
+		if at := ParseTime(secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation]); at != nil {
+			return true, at.Time
+		}
+		return true, time.Time{}
+	}
+	return slices.Contains(tokenHistory(secret), token), time.Time{}
 }
 
 func tokenHistory(secret *corev1.Secret) []string {
