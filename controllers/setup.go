@@ -32,8 +32,9 @@ type Options struct {
 // CacheOptions restricts the manager's Secret cache to key Secrets: the
 // operator never holds other Secrets in memory, and any other Secret it must
 // know about (a foreign one in the way) is read from the API server.
-func CacheOptions() cache.Options {
+func CacheOptions(health *CacheHealth) cache.Options {
 	return cache.Options{
+		DefaultWatchErrorHandler: health.WatchErrorHandler,
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {
 				Field:     fields.OneTermEqualSelector("type", octopodsv1alpha1.SecretType),

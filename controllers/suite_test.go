@@ -99,7 +99,7 @@ func startManager(opts Options) func() {
 func startManagerWithContext(parent context.Context, opts Options) func() {
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  CacheOptions(),
+		Cache:                  CacheOptions(NewCacheHealth()),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// The suite restarts the manager, registering the same controllers again.

@@ -94,9 +94,10 @@ func main() {
 		os.Exit(1)
 	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
+	cacheHealth := controllers.NewCacheHealth()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Cache:                   controllers.CacheOptions(),
+		Cache:                   controllers.CacheOptions(cacheHealth),
 		Metrics:                 metricsOptions(metricsAddr, secureMetrics, metricsCertDir),
 		HealthProbeBindAddress:  probeAddr,
 		PprofBindAddress:        pprofAddr,
@@ -124,6 +125,9 @@ func main() {
 	}
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
+	// A cache that keeps failing to list or watch (an object it cannot
+	// decode, lost RBAC) stops every reconcile of its kind: say so.
+	utilruntime.Must(mgr.AddReadyzCheck("cache", cacheHealth.Checker))
 
 	setupLog.Info("starting manager")
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {

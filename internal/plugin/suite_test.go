@@ -64,7 +64,7 @@ var _ = BeforeSuite(func() {
 	kubeconfig = writeKubeconfig(restCfg)
 
 	// The real operator (controllers only: the suite has no webhook server).
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{Scheme: scheme, Cache: controllers.CacheOptions(),
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{Scheme: scheme, Cache: controllers.CacheOptions(controllers.NewCacheHealth()),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 2})).To(Succeed())
