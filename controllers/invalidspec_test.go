@@ -7,13 +7,12 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // Go refuses these; the OpenAPI "duration" format took some of them.
@@ -94,45 +93,13 @@ var _ = Describe("Durations the operator cannot read", func() {
 })
 
 // storeBehindTheSchema stores a key whose spec.rotationInterval Go cannot
-// parse, as one stored before the schema refused it: the rule is lifted
-// from the CRD for the write and put back after.
+// parse, as one stored before the schema refused it.
 func storeBehindTheSchema(ns, name, interval string) *octopodsv1alpha1.WorkspaceAPIKey {
-	crd := &unstructured.Unstructured{}
-	crd.SetAPIVersion("apiextensions.k8s.io/v1")
-	crd.SetKind("CustomResourceDefinition")
-	Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "workspaceapikeys.octopods.io"}, crd)).To(Succeed())
-	original, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
-	loose := crd.DeepCopy()
-	versions, _, _ := unstructured.NestedSlice(loose.Object, "spec", "versions")
-	for _, v := range versions {
-		unstructured.RemoveNestedField(v.(map[string]any), "schema", "openAPIV3Schema", "properties", "spec", "properties", "rotationInterval", "x-kubernetes-validations")
-		unstructured.RemoveNestedField(v.(map[string]any), "schema", "openAPIV3Schema", "properties", "spec", "properties", "rotationInterval", "maxLength")
-	}
-	Expect(unstructured.SetNestedSlice(loose.Object, versions, "spec", "versions")).To(Succeed())
-	Expect(k8sClient.Update(ctx, loose)).To(Succeed())
-	DeferCleanup(func() {
-		Eventually(func() error {
-			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "workspaceapikeys.octopods.io"}, crd)).To(Succeed())
-			Expect(unstructured.SetNestedSlice(crd.Object, original, "spec", "versions")).To(Succeed())
-			return k8sClient.Update(ctx, crd)
-		}).Should(Succeed())
-	})
 	create(workspace(ns, name))
-	k := apiKey(ns, name)
+	k, probe := apiKey(ns, name), apiKey(ns, "probe")
 	k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: interval}
-	Eventually(func() error { return client.IgnoreAlreadyExists(k8sClient.Create(ctx, k.DeepCopy())) }).Should(Succeed())
-	// Put the rule back at once: the object stays stored as it is.
-	Eventually(func() error {
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "workspaceapikeys.octopods.io"}, crd)).To(Succeed())
-		Expect(unstructured.SetNestedSlice(crd.Object, original, "spec", "versions")).To(Succeed())
-		return k8sClient.Update(ctx, crd)
-	}).Should(Succeed())
-	Eventually(func(g Gomega) {
-		probe := apiKey(ns, "probe")
-		probe.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: interval}
-		err := k8sClient.Create(ctx, probe)
-		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "the schema refuses it again: %v", err)
-	}).Should(Succeed())
+	probe.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: interval}
+	testutil.StoreBehindTheSchema(ctx, k8sClient, "workspaceapikeys.octopods.io", "rotationInterval", k, probe)
 	return k
 }
 

@@ -11,6 +11,7 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/settings"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 var _ = Describe("kubectl octopods", func() {
@@ -23,13 +24,20 @@ var _ = Describe("kubectl octopods", func() {
 		key = secretKey(ns, "acme")
 	})
 
-	It("get: the settings table, the key masked, 'No API key generated' where there is none", func() {
+	It("get: the settings table, the key shown by its ID only, 'No API key generated' where there is none, and no Secret read", func() {
+		secretReads := func() int {
+			n, err := testutil.APIServerRequests(ctx, restCfg, true, "GET", "LIST", "WATCH")
+			Expect(err).NotTo(HaveOccurred())
+			return n["GET secrets"] + n["LIST secrets"] + n["WATCH secrets"]
+		}
+		before := secretReads()
 		r := run(editor, ns, true, "get")
 		Expect(r.err).NotTo(HaveOccurred())
+		Expect(secretReads()).To(Equal(before), "listing read a Secret")
 		lines := strings.Split(strings.TrimSpace(r.out), "\n")
 		Expect(lines).To(HaveLen(3))
 		Expect(strings.Fields(lines[0])).To(Equal([]string{"WORKSPACE", "PROVIDER", "API", "KEY", "KEY", "ID", "LAST", "USED"}))
-		Expect(lines[1]).To(MatchRegexp(`^acme\s+Intercom\s+` + key[:8] + `…\s+` + apikey.ID(key) + `\s+never$`))
+		Expect(lines[1]).To(MatchRegexp(`^acme\s+Intercom\s+opk_…\s+` + apikey.ID(key) + `\s+never$`))
 		Expect(lines[2]).To(MatchRegexp(`^globex\s+Intercom\s+No API key generated\s+-\s+never$`))
 		Expect(r.out).NotTo(ContainSubstring(key[8:]))
 	})
@@ -37,7 +45,7 @@ var _ = Describe("kubectl octopods", func() {
 	It("get: a viewer sees the key ID, never the key", func() {
 		r := run(viewer, ns, true, "get", "acme")
 		Expect(r.err).NotTo(HaveOccurred())
-		Expect(r.out).To(ContainSubstring("opk_… (hidden)"))
+		Expect(r.out).To(MatchRegexp(`acme\s+Intercom\s+opk_…\s+` + apikey.ID(key)))
 		Expect(r.out).To(ContainSubstring(apikey.ID(key)))
 		Expect(r.out).NotTo(ContainSubstring(key[4:8]))
 	})

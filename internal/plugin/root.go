@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/settings"
 )
 
@@ -183,25 +184,22 @@ func (o *Options) printRows(ctx context.Context, c client.Reader, rows []setting
 		if all {
 			_, _ = fmt.Fprintf(w, "%s\t", r.Namespace)
 		}
-		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Workspace, r.Provider, o.shownKey(ctx, c, r), dash(r.KeyID), o.lastUsed(r))
+		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Workspace, r.Provider, shownKey(r), dash(r.KeyID), o.lastUsed(r))
 	}
 	return w.Flush()
 }
 
-// shownKey is the API KEY column: the masked key when the person may read
-// it, else what the page says.
-func (o *Options) shownKey(ctx context.Context, c client.Reader, r settings.Row) string {
+// shownKey is the API KEY column: "opk_…" for an issued key (its ID is in
+// the next column), else what the page says. Listing reads no Secret:
+// whoever runs it may, and the key is read only by copy.
+func shownKey(r settings.Row) string {
 	switch {
 	case !r.HasKey:
 		return settings.NoKey
 	case !r.Issued:
 		return "(" + r.State + ")"
 	}
-	key, err := settings.ReadKey(ctx, c, r.Namespace, r.Workspace, 0)
-	if err != nil {
-		return "opk_… (hidden)"
-	}
-	return settings.Mask(key)
+	return apikey.Prefix + "…"
 }
 
 func (o *Options) lastUsed(r settings.Row) string {

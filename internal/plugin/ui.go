@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
 	"runtime"
 	"time"
@@ -41,7 +43,10 @@ buttons show only where your RBAC allows them. Ctrl-C stops it.`,
 			}
 			_, _ = fmt.Fprintf(o.Out, "Settings page: %s\n(one-time link: it logs this browser in; Ctrl-C stops the page)\n", url)
 			if !noBrowser {
-				openBrowser(url)
+				if file, err := redirectFile(url); err == nil {
+					defer func() { _ = os.Remove(file) }()
+					openBrowser(file)
+				}
 			}
 			srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 			go func() {
@@ -60,8 +65,28 @@ buttons show only where your RBAC allows them. Ctrl-C stops it.`,
 	return cmd
 }
 
-// openBrowser opens url with the desktop's opener, if there is one.
-func openBrowser(url string) {
+// redirectFile writes a page that sends the browser to url, readable by
+// this user only, and returns its path: the opener's command line, which
+// any local user can read in /proc, then holds a file name and not the
+// login token (as Jupyter does).
+func redirectFile(url string) (string, error) {
+	f, err := os.CreateTemp("", "octopods-ui-*.html") // mode 0600
+	if err != nil {
+		return "", err
+	}
+	page := `<!DOCTYPE html><meta charset="utf-8"><meta name="referrer" content="no-referrer">` +
+		`<meta http-equiv="refresh" content="0;url=` + html.EscapeString(url) + `"><title>Octopods settings</title>` +
+		`<a href="` + html.EscapeString(url) + `">Open the Octopods settings page</a>`
+	if _, err := f.WriteString(page); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), f.Close()
+}
+
+// openBrowser opens a file with the desktop's opener, if there is one.
+func openBrowser(path string) {
 	opener := "xdg-open"
 	switch runtime.GOOS {
 	case "darwin":
@@ -69,7 +94,7 @@ func openBrowser(url string) {
 	case "windows":
 		opener = "explorer"
 	}
-	if path, err := exec.LookPath(opener); err == nil {
-		_ = exec.Command(path, url).Start()
+	if bin, err := exec.LookPath(opener); err == nil {
+		_ = exec.Command(bin, path).Start()
 	}
 }

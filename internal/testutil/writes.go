@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -20,6 +21,13 @@ type WriteCounts map[string]int
 // APIServerWrites reads apiserver_request_total from the API server's own
 // /metrics: what every client wrote, counted where it landed.
 func APIServerWrites(ctx context.Context, cfg *rest.Config) (WriteCounts, error) {
+	return APIServerRequests(ctx, cfg, false, "POST", "PUT", "PATCH", "DELETE", "APPLY")
+}
+
+// APIServerRequests counts the requests of the given verbs (GET, LIST,
+// WATCH, POST, ...) by "VERB resource[/subresource]", refused ones too
+// when withRefused.
+func APIServerRequests(ctx context.Context, cfg *rest.Config, withRefused bool, verbs ...string) (WriteCounts, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -39,12 +47,7 @@ func APIServerWrites(ctx context.Context, cfg *rest.Config) (WriteCounts, error)
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		switch labels["verb"] {
-		case "POST", "PUT", "PATCH", "DELETE", "APPLY":
-		default:
-			continue
-		}
-		if labels["code"] >= "400" {
+		if !slices.Contains(verbs, labels["verb"]) || (!withRefused && labels["code"] >= "400") {
 			continue
 		}
 		key := labels["verb"] + " " + labels["resource"]

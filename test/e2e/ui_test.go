@@ -36,7 +36,7 @@ func settingsPage(ns, user string) string {
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	Expect(err).NotTo(HaveOccurred())
 	url := strings.TrimSpace(strings.TrimPrefix(line, "Settings page: "))
-	Expect(url).To(MatchRegexp(`^http://127\.0\.0\.1:\d+/login\?token=[A-Za-z0-9_-]{43}$`))
+	Expect(url).To(MatchRegexp(`^http://127\.0\.0\.1:\d+/#login=[A-Za-z0-9_-]{43}$`))
 	return url
 }
 
@@ -84,7 +84,7 @@ var _ = Describe("The settings page in a real browser", func() {
 		started := time.Now()
 
 		login := settingsPage(ns, "member@acme.example")
-		origin := strings.SplitN(login, "/login", 2)[0]
+		origin := strings.SplitN(login, "/#login", 2)[0]
 		b := newBrowser()
 		Expect(chromedp.Do(b, chromedp.Navigate("about:blank"))).To(Succeed())
 		allowClipboard(b, origin)
@@ -128,19 +128,21 @@ var _ = Describe("The settings page in a real browser", func() {
 		Expect(chromedp.Do(b, chromedp.WaitNotPresent(chromedp.CSS(`tr[data-workspace="acme"] button.copy.copied`)))).To(Succeed(),
 			"the check mark goes back after about two seconds")
 
-		By("requests without the cookie, or from another origin, are refused")
+		By("no cookie; requests without the page's session header, or from another origin, are refused")
 		cookies, err := chromedp.Call(b, network.GetCookies, network.GetCookiesParams{URLs: []string{origin}})
 		Expect(err).NotTo(HaveOccurred())
-		Expect(cookies.Cookies).To(HaveLen(1))
-		session := cookies.Cookies[0]
-		Expect(session.HTTPOnly).To(BeTrue())
-		Expect(string(session.SameSite)).To(Equal("Strict"))
-		post := func(withCookie bool, from string) int {
+		Expect(cookies.Cookies).To(BeEmpty(), "a 127.0.0.1 cookie would go to every local port")
+		address, err := chromedp.Run(b, chromedp.Evaluate[string](`location.href`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(address).To(Equal(origin+"/"), "the login token leaves the address bar")
+		session, err := chromedp.Run(b, chromedp.Evaluate[string](`sessionStorage.getItem("octopods-session")`))
+		Expect(err).NotTo(HaveOccurred())
+		post := func(withSession bool, from string) int {
 			req, _ := http.NewRequest(http.MethodPost, origin+"/api/copy", strings.NewReader(`{"namespace":"`+ns+`","workspace":"acme"}`))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Origin", from)
-			if withCookie {
-				req.AddCookie(&http.Cookie{Name: session.Name, Value: session.Value})
+			if withSession {
+				req.Header.Set("X-Octopods-Session", session)
 			}
 			res, err := httpClient.Do(req)
 			Expect(err).NotTo(HaveOccurred())

@@ -29,8 +29,12 @@ import (
 //go:embed static
 var static embed.FS
 
-// SessionCookie holds the session the one-time login URL starts.
-const SessionCookie = "octopods_session"
+// SessionHeader carries the session on every API call. The session is
+// held by the page (sessionStorage, which is per origin, so per port), not
+// in a cookie: a browser sends a 127.0.0.1 cookie to every port of
+// 127.0.0.1, so two pages would log each other out, and any local server
+// would receive a credential that can copy keys.
+const SessionHeader = "X-Octopods-Session"
 
 // contentSecurityPolicy allows the page's own script and style only: no
 // inline script, no other origin, no framing.
@@ -71,14 +75,16 @@ func randomToken() (string, error) {
 }
 
 // Listen binds 127.0.0.1 at a random port and returns the listener and the
-// one-time login URL.
+// one-time login URL. The token is in the URL's fragment, which a browser
+// never sends to a server nor as a Referer: the page posts it once to
+// /api/login for the session.
 func (s *Server) Listen() (net.Listener, string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err
 	}
 	s.allowedHost = l.Addr().String()
-	return l, "http://" + s.allowedHost + "/login?token=" + s.loginToken, nil
+	return l, "http://" + s.allowedHost + "/#login=" + s.loginToken, nil
 }
 
 // Handler is the whole site: Host check (DNS rebinding), security headers,
@@ -90,12 +96,16 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, assets, "index.html")
 	})
-	mux.HandleFunc("GET /api/namespaces", s.namespaces)
-	mux.HandleFunc("GET /api/workspaces", s.workspaces)
-	mux.HandleFunc("POST /api/create", s.withTarget(s.create))
-	mux.HandleFunc("POST /api/copy", s.withTarget(s.copyKey))
-	mux.HandleFunc("POST /api/rotate", s.withTarget(s.rotate))
-	protected := http.NewCrossOriginProtection().Handler(s.requireSession(mux))
+	// The page and its script hold no data: only the API needs a session.
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/namespaces", s.namespaces)
+	api.HandleFunc("GET /api/workspaces", s.workspaces)
+	api.HandleFunc("POST /api/create", s.withTarget(s.create))
+	api.HandleFunc("POST /api/copy", s.withTarget(s.copyKey))
+	api.HandleFunc("POST /api/rotate", s.withTarget(s.rotate))
+	mux.Handle("POST /api/login", http.HandlerFunc(s.login))
+	mux.Handle("/api/", s.requireSession(api))
+	protected := http.NewCrossOriginProtection().Handler(mux)
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -110,35 +120,36 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "wrong Host: open the URL kubectl octopods ui printed", http.StatusMisdirectedRequest)
 			return
 		}
-		if r.URL.Path == "/login" {
-			s.login(w, r)
-			return
-		}
 		protected.ServeHTTP(w, r)
 	})
 }
 
-// login exchanges the one-time token for the session cookie.
+// login exchanges the one-time token for the session, once.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Token string `json:"token"`
+	}
+	if r.Header.Get("Content-Type") != "application/json" || json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&req) != nil {
+		http.Error(w, "send the login token as JSON", http.StatusBadRequest)
+		return
+	}
 	s.mu.Lock()
-	valid := s.loginToken != "" && subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(s.loginToken)) == 1
+	valid := s.loginToken != "" && subtle.ConstantTimeCompare([]byte(req.Token), []byte(s.loginToken)) == 1
 	if valid {
 		s.loginToken = "" // one time
 	}
 	s.mu.Unlock()
 	if !valid {
-		http.Error(w, "this login link is wrong or was used already: run kubectl octopods ui again", http.StatusForbidden)
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "this login link is wrong or was used already: run kubectl octopods ui again"})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: s.session, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	writeJSON(w, http.StatusOK, map[string]string{"session": s.session})
 }
 
 func (s *Server) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := r.Cookie(SessionCookie)
-		if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(s.session)) != 1 {
-			http.Error(w, "not logged in: open the URL kubectl octopods ui printed", http.StatusUnauthorized)
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get(SessionHeader)), []byte(s.session)) != 1 {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not logged in: open the URL kubectl octopods ui printed"})
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -26,13 +27,13 @@ import (
 // page is a settings page over a fake API server where the person may do
 // what allowed says (verb/resource).
 type page struct {
-	logs   *strings.Builder
-	srv    *Server
-	h      http.Handler
-	host   string
-	login  string
-	cookie *http.Cookie
-	key    string
+	logs    *strings.Builder
+	srv     *Server
+	h       http.Handler
+	host    string
+	login   string
+	session string
+	key     string
 }
 
 func newPage(t *testing.T, allowed map[string]bool) *page {
@@ -77,12 +78,25 @@ func newPage(t *testing.T, allowed map[string]bool) *page {
 	}
 	_ = l.Close()
 	p := &page{logs: logs, srv: srv, h: srv.Handler(), host: srv.allowedHost, login: login, key: key}
-	res := p.do(t, "GET", login, nil, nil)
-	if res.StatusCode != http.StatusSeeOther {
-		t.Fatalf("login: %d", res.StatusCode)
+	res := p.do(t, "POST", "/api/login", strings.NewReader(`{"token":"`+loginToken(t, login)+`"}`), nil)
+	var session struct {
+		Session string `json:"session"`
 	}
-	p.cookie = res.Cookies()[0]
+	if err := json.NewDecoder(res.Body).Decode(&session); res.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("login: %d %v", res.StatusCode, err)
+	}
+	p.session = session.Session
 	return p
+}
+
+// loginToken is the token in the fragment of the URL the plugin prints.
+func loginToken(t *testing.T, login string) string {
+	t.Helper()
+	u, err := url.Parse(login)
+	if err != nil || !strings.HasPrefix(u.Fragment, "login=") || u.RawQuery != "" {
+		t.Fatalf("login URL %q: want the token in the fragment only", login)
+	}
+	return strings.TrimPrefix(u.Fragment, "login=")
 }
 
 // do sends a request as the page's own browser would (Host, cookie), with
@@ -95,8 +109,8 @@ func (p *page) do(t *testing.T, method, target string, body io.Reader, mod func(
 	}
 	r := httptest.NewRequest(method, u.RequestURI(), body)
 	r.Host = p.host
-	if p.cookie != nil {
-		r.AddCookie(p.cookie)
+	if p.session != "" {
+		r.Header.Set(SessionHeader, p.session)
 	}
 	if body != nil {
 		r.Header.Set("Content-Type", "application/json")
@@ -118,18 +132,21 @@ func bodyOf(res *http.Response) string {
 
 var editorRights = map[string]bool{"create/workspaceapikeys": true, "patch/workspaceapikeys": true, "get/secrets": true}
 
-func TestLoginIsOneTimeAndTheCookieStrict(t *testing.T) {
+func TestLoginIsOneTimeAndTheSessionNoCookie(t *testing.T) {
 	p := newPage(t, editorRights)
-	if c := p.cookie; c.Name != SessionCookie || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
-		t.Fatalf("cookie %+v", c)
-	}
 	p2 := *p
-	p2.cookie = nil
-	if res := p2.do(t, "GET", p.login, nil, nil); res.StatusCode != http.StatusForbidden {
-		t.Fatalf("second use of the login link: %d", res.StatusCode)
+	p2.session = ""
+	token := loginToken(t, p.login)
+	for name, body := range map[string]string{"second use of the login token": token, "a guessed token": "guess"} {
+		res := p2.do(t, "POST", "/api/login", strings.NewReader(`{"token":"`+body+`"}`), nil)
+		if res.StatusCode != http.StatusForbidden || len(res.Cookies()) != 0 {
+			t.Fatalf("%s: %d", name, res.StatusCode)
+		}
 	}
-	if res := p2.do(t, "GET", "/login?token=guess", nil, nil); res.StatusCode != http.StatusForbidden {
-		t.Fatalf("wrong token: %d", res.StatusCode)
+	for _, path := range []string{"/", "/static/app.js", "/api/workspaces"} {
+		if res := p.do(t, "GET", path, nil, nil); len(res.Cookies()) != 0 {
+			t.Fatalf("%s sets a cookie: a browser would send it to every port of 127.0.0.1", path)
+		}
 	}
 }
 
@@ -144,10 +161,12 @@ func TestRefusals(t *testing.T) {
 		mod    func(*http.Request)
 		status int
 	}{
-		{"no cookie", "GET", "/api/workspaces", nil, func(r *http.Request) { r.Header.Del("Cookie") }, http.StatusUnauthorized},
-		{"wrong cookie", "POST", "/api/copy", copyBody, func(r *http.Request) {
-			r.Header.Del("Cookie")
-			r.AddCookie(&http.Cookie{Name: SessionCookie, Value: "forged"})
+		{"no session", "GET", "/api/workspaces", nil, func(r *http.Request) { r.Header.Del(SessionHeader) }, http.StatusUnauthorized},
+		{"no session, copy", "POST", "/api/copy", copyBody, func(r *http.Request) { r.Header.Del(SessionHeader) }, http.StatusUnauthorized},
+		{"wrong session", "POST", "/api/copy", copyBody, func(r *http.Request) { r.Header.Set(SessionHeader, "forged") }, http.StatusUnauthorized},
+		{"the session in a cookie instead", "POST", "/api/copy", copyBody, func(r *http.Request) {
+			r.AddCookie(&http.Cookie{Name: SessionHeader, Value: r.Header.Get(SessionHeader)})
+			r.Header.Del(SessionHeader)
 		}, http.StatusUnauthorized},
 		{"foreign Origin", "POST", "/api/copy", copyBody, func(r *http.Request) {
 			r.Header.Set("Origin", "https://evil.example")

@@ -13,12 +13,30 @@ function statusMessage(text, isError) {
   el.classList.toggle("error", !!isError);
 }
 
-async function api(path, body) {
-  const init = body === undefined ? {} : {
+// The session lives in sessionStorage (per origin, so per port), never in
+// a cookie, which a browser would send to every port of 127.0.0.1.
+async function login() {
+  const m = /^#login=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  if (!m) return;
+  history.replaceState(null, "", "/"); // the token leaves the address bar
+  const res = await fetch("/api/login", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  };
+    body: JSON.stringify({ token: m[1] }),
+  });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.error || res.statusText);
+  sessionStorage.setItem("octopods-session", data.session);
+}
+
+async function api(path, body) {
+  const headers = { "X-Octopods-Session": sessionStorage.getItem("octopods-session") || "" };
+  const init = { headers };
+  if (body !== undefined) {
+    init.method = "POST";
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
   const res = await fetch(path, init);
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(data.error || res.statusText);
@@ -158,6 +176,7 @@ async function refresh() {
 }
 
 async function start() {
+  await login();
   const { current, namespaces } = await api("/api/namespaces");
   namespace = current;
   const select = document.getElementById("namespace");
