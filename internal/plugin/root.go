@@ -144,7 +144,7 @@ func (o *Options) getCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.printRows(cmd.Context(), c, rows, output, all)
+			return o.printRows(rows, output, all)
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "List the workspaces of every namespace.")
@@ -152,7 +152,7 @@ func (o *Options) getCommand() *cobra.Command {
 	return cmd
 }
 
-func (o *Options) printRows(ctx context.Context, c client.Reader, rows []settings.Row, output string, all bool) error {
+func (o *Options) printRows(rows []settings.Row, output string, all bool) error {
 	switch output {
 	case "json", "yaml":
 		if rows == nil {
