@@ -124,6 +124,10 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		cfg.MaxKeyStaleness = DefaultMaxKeyStaleness
 	}
 	p := &Proxy{cfg: cfg, Index: keyindex.New(), log: log}
+	p.Index.OnShared = func(first, second keyindex.Identity, keyID string) {
+		log.Warn("two WorkspaceAPIKeys publish the same key: it is refused for both until one of them stops publishing it",
+			"key_id", keyID, "first", first.Namespace+"/"+first.Workspace, "second", second.Namespace+"/"+second.Workspace)
+	}
 	p.Source = NewSource(p.Index, NewKeysClient(octopods), cfg.Namespaces, log)
 	if cfg.ListPageSize > 0 {
 		p.Source.PageSize = cfg.ListPageSize

@@ -6,6 +6,7 @@ package keyindex
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,9 +92,20 @@ type previousKey struct {
 	lastUsed, flushed atomic.Int64
 }
 
+// shared stands in byDigest for a digest that two objects publish: a
+// 256-bit key is in two places only if someone copied it, and which object
+// is its owner cannot be told from here, so neither is believed. It matches
+// nothing: a lookup of such a key is Invalid.
+var shared = &secret{}
+
 // Index maps key digests to identities.
 type Index struct {
-	mu       sync.RWMutex
+	mu sync.RWMutex
+	// OnShared, if set, is told (under the index's lock) when a digest
+	// becomes published by two objects and so stops working for both.
+	OnShared func(first, second Identity, keyID string)
+	// sharers are the objects publishing a digest that is shared.
+	sharers  map[shortDigest][]*secret
 	byDigest map[shortDigest]*secret
 	// revoked maps revoked keys' digests, looked at only on a miss.
 	revoked map[shortDigest]*secret
@@ -106,7 +118,7 @@ type Index struct {
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{byDigest: map[shortDigest]*secret{}, revoked: map[shortDigest]*secret{}, bySecret: map[string]map[string]*secret{}, namespaces: map[string]string{}}
+	return &Index{sharers: map[shortDigest][]*secret{}, byDigest: map[shortDigest]*secret{}, revoked: map[shortDigest]*secret{}, bySecret: map[string]map[string]*secret{}, namespaces: map[string]string{}}
 }
 
 // Result says why a lookup failed, or that it succeeded.
@@ -297,22 +309,53 @@ func (ix *Index) linkRevokedLocked(s *secret, revoked []apikey.Digest) {
 	}
 }
 
-// linkLocked maps d to s unless another Secret holds it: two Secrets never
-// share a 256-bit key unless someone copied one, and the first one keeps it.
+// linkLocked maps d to s. When another object publishes d too, neither is
+// believed (shared) until one of them stops publishing it.
 func (ix *Index) linkLocked(d *apikey.Digest, s *secret) bool {
-	if other, taken := ix.byDigest[short(d)]; taken && other != s {
-		return false
+	k := short(d)
+	switch other, taken := ix.byDigest[k]; {
+	case !taken || other == s:
+		ix.byDigest[k] = s
+	case other == shared:
+		ix.sharers[k] = append(ix.sharers[k], s)
+	default:
+		ix.byDigest[k] = shared
+		ix.sharers[k] = []*secret{other, s}
+		if ix.OnShared != nil {
+			ix.OnShared(other.identity, s.identity, d.ID())
+		}
 	}
-	ix.byDigest[short(d)] = s
 	return true
 }
 
-func (ix *Index) unlinkLocked(s *secret) {
-	if s.hasCurrent && ix.byDigest[short(&s.current)] == s {
-		delete(ix.byDigest, short(&s.current))
+// unlinkDigestLocked removes s's claim on d; a digest shared by two is
+// believed again when only one publishes it.
+func (ix *Index) unlinkDigestLocked(d *apikey.Digest, s *secret) {
+	k := short(d)
+	switch ix.byDigest[k] {
+	case s:
+		delete(ix.byDigest, k)
+	case shared:
+		rest := slices.DeleteFunc(ix.sharers[k], func(o *secret) bool { return o == s })
+		switch len(rest) {
+		case 0:
+			delete(ix.byDigest, k)
+			delete(ix.sharers, k)
+		case 1:
+			ix.byDigest[k] = rest[0]
+			delete(ix.sharers, k)
+		default:
+			ix.sharers[k] = rest
+		}
 	}
-	if s.previous != nil && ix.byDigest[short(&s.previous.digest)] == s {
-		delete(ix.byDigest, short(&s.previous.digest))
+}
+
+func (ix *Index) unlinkLocked(s *secret) {
+	if s.hasCurrent {
+		ix.unlinkDigestLocked(&s.current, s)
+	}
+	if s.previous != nil {
+		ix.unlinkDigestLocked(&s.previous.digest, s)
 	}
 	for i := range s.revoked {
 		if ix.revoked[short(&s.revoked[i])] == s {

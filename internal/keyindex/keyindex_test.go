@@ -2,6 +2,7 @@ package keyindex
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -81,17 +82,36 @@ func TestSetReplacesAndDeleteForgets(t *testing.T) {
 	}
 }
 
-func TestACopiedKeyStaysWithItsFirstSecret(t *testing.T) {
+// A key that two objects publish works for neither (which is the owner
+// cannot be told), is reported, and works again for the one left.
+func TestAKeyPublishedTwiceWorksForNeither(t *testing.T) {
 	k := mustKey(t)
 	ix := New()
+	var reported []string
+	ix.OnShared = func(first, second Identity, keyID string) {
+		reported = append(reported, first.Namespace+"/"+first.Workspace+" "+second.Namespace+"/"+second.Workspace+" "+keyID)
+	}
 	ix.Set(Keys{Namespace: "ns", Name: "original", Workspace: "acme", Current: apikey.DigestOf(k), HasCurrent: true})
 	ix.Set(Keys{Namespace: "other", Name: "copy", Workspace: "evil", Current: apikey.DigestOf(k), HasCurrent: true})
-	if _, who := ix.Lookup(k, time.Now()); who.Workspace != "acme" {
-		t.Fatalf("copied key resolved to %+v", who)
+	if r, who := ix.Lookup(k, time.Now()); r != Invalid {
+		t.Fatalf("a key published twice resolved to %+v", who)
 	}
+	if !slices.Equal(reported, []string{"ns/acme other/evil " + apikey.ID(k)}) {
+		t.Fatalf("reported %v", reported)
+	}
+	// A third publisher, then two leave: the one left has it back.
+	ix.Set(Keys{Namespace: "third", Name: "c", Workspace: "c", Current: apikey.DigestOf(k), HasCurrent: true})
 	ix.Delete("other", "copy")
-	if r, _ := ix.Lookup(k, time.Now()); r != Allowed {
-		t.Fatal("deleting the copy must not remove the original's key")
+	if r, _ := ix.Lookup(k, time.Now()); r != Invalid {
+		t.Fatal("still published by two")
+	}
+	ix.Delete("third", "c")
+	if r, who := ix.Lookup(k, time.Now()); r != Allowed || who.Workspace != "acme" {
+		t.Fatalf("after the copies went: %v %+v", r, who)
+	}
+	ix.Delete("ns", "original")
+	if ix.Len() != 0 || len(ix.sharers) != 0 {
+		t.Fatalf("leftovers: %d digests, %d shared", ix.Len(), len(ix.sharers))
 	}
 }
 

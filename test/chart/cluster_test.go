@@ -2,6 +2,7 @@ package chart
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -301,18 +302,27 @@ func checkReleaseIdentities(t *testing.T, cfg *rest.Config, ns string) {
 		t.Fatal(err)
 	}
 	sa := func(name string) string { return "system:serviceaccount:" + releaseNS + ":" + name }
+	// Publishing is the release's manager's alone, by its name.
+	for _, name := range []string{"octopods-workspaceapikey-published-keys", "octopods-workspaceapikey-spec-needs-update"} {
+		policy, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := fmt.Sprint(policy.Spec.MatchConditions, policy.Spec.Variables)
+		if !strings.Contains(text, "'"+sa("octopods-controller-manager")+"'") {
+			t.Errorf("policy %s does not name the release's manager %s: %s", name, sa("octopods-controller-manager"), text)
+		}
+	}
 	for _, c := range []struct {
 		user, verb, group, resource, sub string
 		want                             bool
 	}{
 		{sa("octopods-controller-manager"), "create", "", "secrets", "", true},
-		{sa("octopods-controller-manager"), "publish", "octopods.io", "workspaceapikeys", "", true},
 		{sa("octopods-controller-manager"), "patch", "octopods.io", "workspaceapikeys", "status", true},
 		{sa("octopods-auth-proxy"), "watch", "octopods.io", "workspaceapikeys", "", true},
 		{sa("octopods-auth-proxy"), "patch", "octopods.io", "workspaceapikeys", "status", true},
 		{sa("octopods-auth-proxy"), "get", "", "secrets", "", false},
 		{sa("octopods-auth-proxy"), "list", "", "secrets", "", false},
-		{sa("octopods-auth-proxy"), "publish", "octopods.io", "workspaceapikeys", "", false},
 	} {
 		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: c.user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNS, "system:authenticated"},

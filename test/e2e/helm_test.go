@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +22,17 @@ import (
 )
 
 const helmNamespace = "octopods-helm"
+
+// suspendBinding deletes an admission policy binding until the spec ends.
+func suspendBinding(name string) {
+	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, b)).To(Succeed())
+	Expect(k8sClient.Delete(ctx, b)).To(Succeed())
+	DeferCleanup(func() {
+		restored := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: b.Spec}
+		Expect(k8sClient.Create(ctx, restored)).To(Succeed())
+	})
+}
 
 // releaseArgs are the args of a Deployment of the release, without those
 // naming in-cluster paths the local process cannot have.
@@ -75,6 +87,11 @@ var _ = Describe("The Helm chart on the local control plane", Serial, func() {
 
 		Expect(env.KillManager()).To(Succeed())
 		DeferCleanup(func() { Expect(env.StartManager()).To(Succeed()) })
+		// One installation per cluster: the local install's policies name
+		// its own manager (octopods-system), the release's name the
+		// release's; the local ones step aside with the local manager.
+		suspendBinding("workspaceapikey-published-keys")
+		suspendBinding("workspaceapikey-spec-needs-update")
 		probe := localenv.FreeAddress()
 		managerArgs := append(releaseArgs("octopods-controller-manager", "--metrics-cert-dir", "--webhook-cert-dir"),
 			"--metrics-bind-address=0", "--health-probe-bind-address="+probe, "--leader-election-namespace="+helmNamespace)
