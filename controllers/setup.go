@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
 )
 
 // Options tune the controllers.
@@ -76,13 +77,21 @@ func TrimKeySecret(obj any) (any, error) {
 		s.Labels, s.Annotations, s.Data, s.StringData = nil, nil, nil, nil
 		return s, nil
 	}
-	for k := range s.Data {
-		if k != octopodsv1alpha1.SecretKeyAPIKey && k != octopodsv1alpha1.SecretKeyPreviousAPIKey {
+	for k, v := range s.Data {
+		switch {
+		case k != octopodsv1alpha1.SecretKeyAPIKey && k != octopodsv1alpha1.SecretKeyPreviousAPIKey:
 			delete(s.Data, k)
+		case len(v) > apikey.Length:
+			// Edited by hand into something that is no key: keep a
+			// bounded stand-in that fails the same checks, not megabytes.
+			s.Data[k] = []byte(oversizedKey)
 		}
 	}
 	return s, nil
 }
+
+// oversizedKey stands, in the cache, for a key value longer than any key.
+const oversizedKey = "oversized"
 
 // Setup registers both controllers with the manager.
 func Setup(mgr ctrl.Manager, opts Options) error {

@@ -25,6 +25,13 @@ func TestTrimKeySecret(t *testing.T) {
 	if len(s.Data) != 2 || s.Labels["a"] != "b" || s.Annotations[octopodsv1alpha1.KeyIDAnnotation] != "id" || s.ManagedFields != nil {
 		t.Fatalf("owned Secret trimmed to %+v", s)
 	}
+	// A hand-edited key of any size is kept as a bounded stand-in.
+	huge := owned()
+	huge.Data[octopodsv1alpha1.SecretKeyAPIKey] = make([]byte, 1<<20)
+	got, _ = TrimKeySecret(huge)
+	if v := got.(*corev1.Secret).Data[octopodsv1alpha1.SecretKeyAPIKey]; len(v) > 64 {
+		t.Fatalf("the cache keeps a %d-byte api-key value", len(v))
+	}
 	foreign := owned()
 	foreign.OwnerReferences = nil
 	got, _ = TrimKeySecret(foreign)
