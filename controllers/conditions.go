@@ -68,6 +68,9 @@ const (
 	// EventRevokedKeyPresented (Warning): an auth proxy refused one of the
 	// key's revoked keys (status.lastRevokedKeyUse); at most one a minute.
 	EventRevokedKeyPresented = "RevokedKeyPresented"
+	// EventRotationTokenAlreadyUsed: the rotate annotation holds a token
+	// already used for this key (not the last one); nothing rotated.
+	EventRotationTokenAlreadyUsed = "RotationTokenAlreadyUsed"
 	// EventFutureUsageTimeRemoved (Warning): a usage time later than any
 	// proxy's clock allows was removed; it would have frozen the record.
 	EventFutureUsageTimeRemoved = "FutureUsageTimeRemoved"

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -12,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
-	"github.com/octopods/octopods-operator/internal/testutil"
+	octotest "github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // Go refuses these; the OpenAPI "duration" format took some of them.
@@ -92,6 +93,39 @@ var _ = Describe("Durations the operator cannot read", func() {
 	})
 })
 
+var _ = Describe("A rotation token put back", func() {
+	It("rotates nothing, and says so once in a Normal event", func() {
+		ns := newNamespace()
+		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		waitForIssuedKey(ns, "acme")
+		for _, token := range []string{"T1", "T2"} {
+			rotate(ns, "acme", token)
+			Eventually(func(g Gomega) { g.Expect(getKey(g, ns, "acme").Status.LastRotationToken).To(Equal(token)) }).Should(Succeed())
+		}
+		key := keyIn(getSecret(Default, ns, "acme-api-key"))
+		emitted := func() float64 { return eventsEmitted(EventRotationTokenAlreadyUsed) }
+		before := emitted()
+		rotate(ns, "acme", "T1") // a GitOps tool reverting to an older manifest
+		reported := func(g Gomega) []string {
+			var out []string
+			for _, e := range eventsFor(g, ns, "acme") {
+				if strings.HasPrefix(e, "Normal/"+EventRotationTokenAlreadyUsed+":") {
+					out = append(out, e)
+				}
+			}
+			return out
+		}
+		Eventually(func(g Gomega) {
+			g.Expect(reported(g)).To(ConsistOf(ContainSubstring(`token "T1" was already used for this key`)))
+		}).Should(Succeed())
+		annotate(ns, "acme", map[string]string{"poke": "1"})
+		Consistently(func(g Gomega) {
+			g.Expect(emitted()-before).To(BeEquivalentTo(1), "emitted once, not at every reconcile")
+			g.Expect(keyIn(getSecret(g, ns, "acme-api-key"))).To(Equal(key))
+		}, 2*time.Second).Should(Succeed())
+	})
+})
+
 // storeBehindTheSchema stores a key whose spec.rotationInterval Go cannot
 // parse, as one stored before the schema refused it.
 func storeBehindTheSchema(ns, name, interval string) *octopodsv1alpha1.WorkspaceAPIKey {
@@ -99,7 +133,7 @@ func storeBehindTheSchema(ns, name, interval string) *octopodsv1alpha1.Workspace
 	k, probe := apiKey(ns, name), apiKey(ns, "probe")
 	k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: interval}
 	probe.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: interval}
-	testutil.StoreBehindTheSchema(ctx, k8sClient, "workspaceapikeys.octopods.io", "rotationInterval", k, probe)
+	octotest.StoreBehindTheSchema(ctx, k8sClient, "workspaceapikeys.octopods.io", "rotationInterval", k, probe)
 	return k
 }
 
@@ -112,4 +146,21 @@ func invalidObjects() float64 {
 		}
 	}
 	return -1
+}
+
+// eventsEmitted is octopods_operator_key_events_total for reason.
+func eventsEmitted(reason string) float64 {
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != "octopods_operator_key_events_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetLabel()[0].GetValue() == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

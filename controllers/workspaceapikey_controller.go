@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,6 +46,9 @@ type WorkspaceAPIKeyReconciler struct {
 	APIReader client.Reader
 	statusReporter
 	now func() time.Time
+	// staleTokens remembers, per key, the already-used rotation token last
+	// reported as such (in memory: a restarted manager reports it once more).
+	staleTokens sync.Map // types.UID → string
 }
 
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys,verbs=get;list;watch;patch
@@ -251,6 +255,7 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 		return ctrl.Result{}, nil
 	}
 	log.FromContext(ctx).V(1).Info("key plan", "action", plan.Action.String(), "dropPrevious", plan.DropPrevious, "keyID", secret.Annotations[octopodsv1alpha1.KeyIDAnnotation])
+	k.reportStaleToken(secret)
 	if err := k.apply(ctx, secret, plan); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -265,6 +270,26 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 	// the next scheduled rotation is due, or when a revoked key is to be
 	// forgotten: no polling.
 	return ctrl.Result{RequeueAfter: max(wake.Sub(k.now()), time.Second)}, nil
+}
+
+// reportStaleToken records, once per token, that the rotate annotation
+// holds a token already used for this key that is not the last one (a
+// GitOps tool putting an older token back): nothing rotates, as the
+// contract says, and the person can see why.
+func (k *keyReconcile) reportStaleToken(secret *corev1.Secret) {
+	token := k.key.Annotations[octopodsv1alpha1.RotateAnnotation]
+	used, _ := keysecret.TokenUsed(secret, token)
+	if !used || token == secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation] {
+		return
+	}
+	if last, _ := k.staleTokens.Swap(k.key.UID, token); last == token {
+		return
+	}
+	if len(token) > 128 { // the rotator policy bounds new tokens; not older ones
+		token = token[:128] + "…"
+	}
+	k.event(k.key, EventRotationTokenAlreadyUsed, fmt.Sprintf("token %q was already used for this key (it is among the last %d tokens handled); nothing rotated; use a new token",
+		token, keyplan.MaxRecentTokens))
 }
 
 // conflictMessage says whose the Secret in the way is, and what to do.
