@@ -216,6 +216,29 @@ var valuesMatrix = []struct {
 		}
 	}},
 	{"no cert-manager", map[string]any{"webhook": map[string]any{"certManager": map[string]any{"enabled": false}}}, checkGeneratedCert},
+	{"a certificate you bring (helm template renders the same every time)", map[string]any{"webhook": map[string]any{
+		"certManager": map[string]any{"enabled": false}, "certs": map[string]any{"existingSecret": "my-webhook-cert", "caBundle": "Q0E="}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		for _, o := range objs {
+			if o.GetKind() == "Secret" || o.GetKind() == "Certificate" {
+				t.Errorf("existingSecret: the chart still makes %s %s", o.GetKind(), o.GetName())
+			}
+			if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
+				webhooks, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
+				for _, w := range webhooks {
+					if ca, _, _ := unstructured.NestedString(w.(map[string]any), "clientConfig", "caBundle"); ca != "Q0E=" {
+						t.Errorf("%s: caBundle %q, want the given one", o.GetName(), ca)
+					}
+				}
+			}
+		}
+		d := find(objs, "Deployment", "octopods-controller-manager")
+		volumes, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "volumes")
+		for _, v := range volumes {
+			if name, _, _ := unstructured.NestedString(v.(map[string]any), "secret", "secretName"); name != "my-webhook-cert" {
+				t.Errorf("the manager mounts %q, want my-webhook-cert", name)
+			}
+		}
+	}},
 	{"no webhooks", map[string]any{"webhook": map[string]any{"enabled": false}}, func(t *testing.T, objs []*unstructured.Unstructured) {
 		for _, o := range objs {
 			if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
@@ -455,5 +478,24 @@ func TestImageMatchesTheDeployments(t *testing.T) {
 	}
 	if loadChart(t).Metadata.Annotations["artifacthub.io/license"] != "Apache-2.0" {
 		t.Error("the chart does not name its licence")
+	}
+}
+
+// A certificate you bring comes with its CA, and not beside cert-manager.
+func TestExistingCertificateNeedsItsCAAndNoCertManager(t *testing.T) {
+	for name, tc := range map[string]struct {
+		certs       map[string]any
+		certManager bool
+		want        string
+	}{
+		"no caBundle":         {map[string]any{"existingSecret": "mine"}, false, "webhook.certs.caBundle: give the CA"},
+		"beside cert-manager": {map[string]any{"existingSecret": "mine", "caBundle": "Q0E="}, true, "webhook.certs.existingSecret needs webhook.certManager.enabled=false"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := render(t, map[string]any{"webhook": map[string]any{"certManager": map[string]any{"enabled": tc.certManager}, "certs": tc.certs}})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -56,8 +56,22 @@ cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/octopods-serving-cert
 
 {{/* The webhooks' caBundle when the chart generates the certificate. */}}
 {{- define "octopods.caBundle" -}}
-{{- if not .Values.webhook.certManager.enabled -}}
+{{- if .Values.webhook.certManager.enabled -}}
+{{- else if .Values.webhook.certs.existingSecret -}}
+caBundle: {{ required "webhook.certs.caBundle: give the CA (base64 PEM) of webhook.certs.existingSecret" .Values.webhook.certs.caBundle }}
+{{- else -}}
 {{- include "octopods.webhookCert" . -}}
 caBundle: {{ .Values.generatedWebhookCert.ca }}
 {{- end }}
+{{- end }}
+
+{{/* The Secrets the manager serves its webhooks and metrics with. */}}
+{{- define "octopods.webhookCertSecret" -}}
+{{- if and .Values.webhook.certs.existingSecret .Values.webhook.certManager.enabled -}}
+{{- fail "webhook.certs.existingSecret needs webhook.certManager.enabled=false: the certificate comes either from cert-manager or from you" -}}
+{{- end -}}
+{{ .Values.webhook.certs.existingSecret | default "webhook-server-cert" }}
+{{- end }}
+{{- define "octopods.metricsCertSecret" -}}
+{{ .Values.webhook.certs.existingSecret | default "metrics-server-cert" }}
 {{- end }}
