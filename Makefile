@@ -1,4 +1,7 @@
 # octopods-operator: kubebuilder-style targets.
+# A recipe's pipeline fails when any command in it fails (kustomize | chartgen).
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
 VERSION ?= 0.1.0
 IMG ?= ghcr.io/octopods/octopods-operator:$(VERSION)
 CONTAINER_TOOL ?= docker

@@ -28,9 +28,11 @@ import (
 	"github.com/octopods/octopods-operator/internal/keysecret"
 )
 
-// The key webhooks run on CREATE only. On UPDATE, CEL already refuses any
-// change of workspaceName or secretName, so there is nothing left to check,
-// and the controller's own metadata patches never depend on the webhook.
+// The key webhooks run on CREATE; on UPDATE only the mutating one runs, and
+// only when octopods.io/rotate changes or is applied again unchanged
+// (matchConditions), to stamp the requester and warn about a used token.
+// CEL refuses any change of workspaceName or secretName, and the
+// controller's own metadata patches never depend on the webhook.
 //
 // failurePolicy=Fail: a key accepted without these checks could point at a
 // foreign Secret without the person being told; the reconciler would still

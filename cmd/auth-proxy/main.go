@@ -31,7 +31,7 @@ func main() {
 	var burst int
 	flag.StringVar(&cfg.ListenAddress, "listen-address", ":8080", "Address for proxied (or forward-auth) traffic.")
 	flag.StringVar(&cfg.Upstream, "upstream", "", "URL to forward admitted requests to; empty runs in forward-auth mode.")
-	flag.Var(&ns, "namespace", "Namespace whose WorkspaceAPIKeys are followed; repeatable; default all stringList.")
+	flag.Var(&ns, "namespace", "Namespace whose WorkspaceAPIKeys are followed; repeatable; default: every namespace.")
 	flag.StringVar(&cfg.GRPCAddress, "grpc-bind-address", "", "Address of Envoy's ext_authz gRPC service (envoy.service.auth.v3.Authorization) and gRPC health; empty: off.")
 	flag.IntVar(&cfg.GRPCMaxReceiveMessageBytes, "grpc-max-receive-message-bytes", authproxy.DefaultGRPCMaxReceiveMessageBytes, "Largest Check request accepted on --grpc-bind-address, in bytes; raise it when Envoy forwards request bodies (with_request_body).")
 	flag.StringVar(&cfg.GRPCClientCAFile, "grpc-client-ca-file", "", "PEM CA bundle; when set, the gRPC port requires a client certificate signed by it (Envoy's ext_authz with TLS). Needs --tls-cert-file. Reloaded when it changes.")

@@ -163,7 +163,7 @@ func mustRelist(err error) bool {
 // list loads every WorkspaceAPIKey of the scope, a page at a time, and
 // removes from the index what the API server no longer has.
 func (s *Source) list(ctx context.Context, ns string) (string, error) {
-	sync := s.index.BeginSync()
+	relist := s.index.BeginSync()
 	opts := metav1.ListOptions{Limit: s.PageSize}
 	for {
 		page, err := s.client.List(ctx, ns, opts)
@@ -172,10 +172,10 @@ func (s *Source) list(ctx context.Context, ns string) (string, error) {
 		}
 		now := time.Now()
 		for i := range page.Items {
-			sync.Set(PublishedKeys(&page.Items[i], now))
+			relist.Set(PublishedKeys(&page.Items[i], now))
 		}
 		if page.Continue == "" {
-			sync.End(ns)
+			relist.End(ns)
 			return page.ResourceVersion, nil
 		}
 		opts.Continue = page.Continue
