@@ -1,5 +1,5 @@
 // Command auth-proxy admits or refuses each request by its X-Octopods-Auth
-// header, checked against the key Secrets the operator writes.
+// header, checked against the key digests the operator publishes.
 package main
 
 import (

@@ -1,5 +1,5 @@
 // Package authproxy admits or refuses each request by its X-Octopods-Auth
-// header, against the key Secrets the operator writes, in front of an
+// header, against the key digests the operator publishes, in front of an
 // upstream (reverse proxy) or for nginx, Envoy and Traefik (forward auth).
 package authproxy
 
@@ -54,7 +54,7 @@ var (
 // forwards admitted ones.
 type Handler struct {
 	Index *keyindex.Index
-	// Ready reports whether the first full sync of key Secrets is done;
+	// Ready reports whether the first full sync of published keys is done;
 	// until then every request gets 503, never a guess.
 	Ready   func() bool
 	Metrics *Metrics

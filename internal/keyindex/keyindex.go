@@ -47,10 +47,11 @@ type shortDigest [16]byte
 
 func short(d *apikey.Digest) shortDigest { return shortDigest(d[:16]) }
 
-// secret is the state of one key Secret, kept small: 100k of them must fit
+// entry is what the index holds of one key object (a WorkspaceAPIKey's
+// published keys), kept small: 100k of them must fit
 // the proxy's memory budget. Its fields change only under the write lock;
 // the counters are atomics written on the request path.
-type secret struct {
+type entry struct {
 	identity   Identity // KeyID of the current key
 	current    apikey.Digest
 	hasCurrent bool
@@ -96,7 +97,7 @@ type previousKey struct {
 // 256-bit key is in two places only if someone copied it, and which object
 // is its owner cannot be told from here, so neither is believed. It matches
 // nothing: a lookup of such a key is Invalid.
-var shared = &secret{}
+var shared = &entry{}
 
 // Index maps key digests to identities.
 type Index struct {
@@ -105,20 +106,20 @@ type Index struct {
 	// becomes published by two objects and so stops working for both.
 	OnShared func(first, second Identity, keyID string)
 	// sharers are the objects publishing a digest that is shared.
-	sharers  map[shortDigest][]*secret
-	byDigest map[shortDigest]*secret
+	sharers  map[shortDigest][]*entry
+	byDigest map[shortDigest]*entry
 	// revoked maps revoked keys' digests, looked at only on a miss.
-	revoked map[shortDigest]*secret
-	// bySecret is namespace → name → secret; the namespace string is
-	// interned, shared by all of its Secrets.
-	bySecret   map[string]map[string]*secret
+	revoked map[shortDigest]*entry
+	// byKey is namespace → name → entry; the namespace string is
+	// interned, shared by all of its entries.
+	byKey      map[string]map[string]*entry
 	namespaces map[string]string // interning
 	gen        uint32
 }
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{sharers: map[shortDigest][]*secret{}, byDigest: map[shortDigest]*secret{}, revoked: map[shortDigest]*secret{}, bySecret: map[string]map[string]*secret{}, namespaces: map[string]string{}}
+	return &Index{sharers: map[shortDigest][]*entry{}, byDigest: map[shortDigest]*entry{}, revoked: map[shortDigest]*entry{}, byKey: map[string]map[string]*entry{}, namespaces: map[string]string{}}
 }
 
 // Result says why a lookup failed, or that it succeeded.
@@ -217,7 +218,7 @@ func (ix *Index) SawRevoked(key, clientAddress string, now time.Time) bool {
 	}
 }
 
-// Set replaces everything the index knows of one Secret. Use counters
+// Set replaces everything the index knows of one key object. Use counters
 // survive: they belong to the workspace's key, across rotations.
 func (ix *Index) Set(in Keys) {
 	ix.mu.Lock()
@@ -231,14 +232,14 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 		ns = in.Namespace
 		ix.namespaces[ns] = ns
 	}
-	byName := ix.bySecret[ns]
+	byName := ix.byKey[ns]
 	if byName == nil {
-		byName = map[string]*secret{}
-		ix.bySecret[ns] = byName
+		byName = map[string]*entry{}
+		ix.byKey[ns] = byName
 	}
 	s := byName[in.Name]
 	if s == nil {
-		s = &secret{}
+		s = &entry{}
 		byName[in.Name] = s
 	}
 	ix.unlinkLocked(s)
@@ -278,7 +279,7 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 
 // moveCounts makes the counters follow their key: a rotation turns current
 // into previous, and the counts of a key that goes are retired.
-func (s *secret) moveCounts(in Keys) {
+func (s *entry) moveCounts(in Keys) {
 	countCurrent, countPrevious := s.allowedCurrent.Load(), s.allowedPrevious.Load()
 	switch {
 	case s.hasCurrent && in.HasPrevious && in.Previous == s.current:
@@ -293,8 +294,8 @@ func (s *secret) moveCounts(in Keys) {
 }
 
 // linkRevokedLocked maps the revoked digests to s, but none that another
-// Secret's revoked keys hold already.
-func (ix *Index) linkRevokedLocked(s *secret, revoked []apikey.Digest) {
+// entry's revoked keys hold already.
+func (ix *Index) linkRevokedLocked(s *entry, revoked []apikey.Digest) {
 	s.revoked = s.revoked[:0]
 	for i := range revoked {
 		d := &revoked[i]
@@ -311,7 +312,7 @@ func (ix *Index) linkRevokedLocked(s *secret, revoked []apikey.Digest) {
 
 // linkLocked maps d to s. When another object publishes d too, neither is
 // believed (shared) until one of them stops publishing it.
-func (ix *Index) linkLocked(d *apikey.Digest, s *secret) bool {
+func (ix *Index) linkLocked(d *apikey.Digest, s *entry) bool {
 	k := short(d)
 	switch other, taken := ix.byDigest[k]; {
 	case !taken || other == s:
@@ -320,7 +321,7 @@ func (ix *Index) linkLocked(d *apikey.Digest, s *secret) bool {
 		ix.sharers[k] = append(ix.sharers[k], s)
 	default:
 		ix.byDigest[k] = shared
-		ix.sharers[k] = []*secret{other, s}
+		ix.sharers[k] = []*entry{other, s}
 		if ix.OnShared != nil {
 			ix.OnShared(other.identity, s.identity, d.ID())
 		}
@@ -330,13 +331,13 @@ func (ix *Index) linkLocked(d *apikey.Digest, s *secret) bool {
 
 // unlinkDigestLocked removes s's claim on d; a digest shared by two is
 // believed again when only one publishes it.
-func (ix *Index) unlinkDigestLocked(d *apikey.Digest, s *secret) {
+func (ix *Index) unlinkDigestLocked(d *apikey.Digest, s *entry) {
 	k := short(d)
 	switch ix.byDigest[k] {
 	case s:
 		delete(ix.byDigest, k)
 	case shared:
-		rest := slices.DeleteFunc(ix.sharers[k], func(o *secret) bool { return o == s })
+		rest := slices.DeleteFunc(ix.sharers[k], func(o *entry) bool { return o == s })
 		switch len(rest) {
 		case 0:
 			delete(ix.byDigest, k)
@@ -350,7 +351,7 @@ func (ix *Index) unlinkDigestLocked(d *apikey.Digest, s *secret) {
 	}
 }
 
-func (ix *Index) unlinkLocked(s *secret) {
+func (ix *Index) unlinkLocked(s *entry) {
 	if s.hasCurrent {
 		ix.unlinkDigestLocked(&s.current, s)
 	}
@@ -364,7 +365,7 @@ func (ix *Index) unlinkLocked(s *secret) {
 	}
 }
 
-// Delete forgets a Secret's keys.
+// Delete forgets a key object's keys.
 func (ix *Index) Delete(namespace, name string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -372,7 +373,7 @@ func (ix *Index) Delete(namespace, name string) {
 }
 
 func (ix *Index) deleteLocked(namespace, name string) {
-	byName := ix.bySecret[namespace]
+	byName := ix.byKey[namespace]
 	s := byName[name]
 	if s == nil {
 		return
@@ -380,14 +381,14 @@ func (ix *Index) deleteLocked(namespace, name string) {
 	ix.unlinkLocked(s)
 	delete(byName, name)
 	if len(byName) == 0 {
-		delete(ix.bySecret, namespace)
+		delete(ix.byKey, namespace)
 		delete(ix.namespaces, namespace)
 	}
 }
 
-// each calls f for every Secret; the caller holds a lock.
-func (ix *Index) each(f func(s *secret)) {
-	for _, byName := range ix.bySecret {
+// each calls f for every entry; the caller holds a lock.
+func (ix *Index) each(f func(s *entry)) {
+	for _, byName := range ix.byKey {
 		for _, s := range byName {
 			f(s)
 		}
@@ -409,7 +410,7 @@ type Usage struct {
 	Identity
 	LastUsed, PreviousLastUsed time.Time
 	RevokedUse                 *Sighting
-	s                          *secret
+	s                          *entry
 	p                          *previousKey
 }
 
@@ -429,7 +430,7 @@ func (ix *Index) PendingAt(now time.Time, refresh time.Duration) []Usage {
 	defer ix.mu.RUnlock()
 	var out []Usage
 	due := now.Add(-refresh).Unix()
-	ix.each(func(s *secret) {
+	ix.each(func(s *entry) {
 		u := Usage{Identity: s.identity, s: s, p: s.previous}
 		if last, flushed := s.lastUsed.Load(), s.flushed.Load(); last > flushed && (refresh <= 0 || flushed <= due) {
 			u.LastUsed = time.Unix(last, 0)
@@ -461,7 +462,7 @@ func (ix *Index) Counts() []KeyCount {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var out []KeyCount
-	ix.each(func(s *secret) {
+	ix.each(func(s *entry) {
 		if n := s.allowedCurrent.Load(); n > 0 && s.hasCurrent {
 			out = append(out, KeyCount{Identity: s.identity, Allowed: n})
 		}
@@ -497,21 +498,21 @@ type WorkspaceCount struct {
 // the proxy started, whatever key admitted them (workspaces with none are
 // left out): a series that survives rotations.
 func (ix *Index) AllowedByWorkspace() []WorkspaceCount {
-	return ix.perWorkspace(func(s *secret) uint64 { return s.retired + s.allowedCurrent.Load() + s.allowedPrevious.Load() })
+	return ix.perWorkspace(func(s *entry) uint64 { return s.retired + s.allowedCurrent.Load() + s.allowedPrevious.Load() })
 }
 
 // RevokedPresented returns, per workspace, the attempts with one of its
 // revoked keys since the proxy started (workspaces with none are left out).
 func (ix *Index) RevokedPresented() []WorkspaceCount {
-	return ix.perWorkspace(func(s *secret) uint64 { return s.revokedPresented.Load() })
+	return ix.perWorkspace(func(s *entry) uint64 { return s.revokedPresented.Load() })
 }
 
 // perWorkspace returns the non-zero counts of every workspace.
-func (ix *Index) perWorkspace(count func(s *secret) uint64) []WorkspaceCount {
+func (ix *Index) perWorkspace(count func(s *entry) uint64) []WorkspaceCount {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var out []WorkspaceCount
-	ix.each(func(s *secret) {
+	ix.each(func(s *entry) {
 		if n := count(s); n > 0 {
 			out = append(out, WorkspaceCount{Namespace: s.identity.Namespace, Workspace: s.identity.Workspace, Count: n})
 		}
@@ -519,7 +520,7 @@ func (ix *Index) perWorkspace(count func(s *secret) uint64) []WorkspaceCount {
 	return out
 }
 
-// Sync is one full list of a scope: Secrets it does not Set are removed at End.
+// Sync is one full list of a scope: entries it does not Set are removed at End.
 type Sync struct {
 	ix  *Index
 	gen uint32
@@ -534,19 +535,19 @@ func (ix *Index) BeginSync() Sync {
 	return Sync{ix: ix, gen: ix.gen}
 }
 
-// Set records one listed Secret.
+// Set records one listed key object.
 func (s Sync) Set(in Keys) {
 	s.ix.mu.Lock()
 	defer s.ix.mu.Unlock()
 	s.ix.setLocked(in, s.gen)
 }
 
-// End removes the Secrets of scope (a namespace, or "" for all) that the list
+// End removes the entries of scope (a namespace, or "" for all) that the list
 // did not bring: they were deleted while nobody watched.
 func (s Sync) End(scope string) {
 	s.ix.mu.Lock()
 	defer s.ix.mu.Unlock()
-	for ns, byName := range s.ix.bySecret {
+	for ns, byName := range s.ix.byKey {
 		if scope != "" && ns != scope {
 			continue
 		}

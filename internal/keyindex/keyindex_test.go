@@ -77,8 +77,8 @@ func TestSetReplacesAndDeleteForgets(t *testing.T) {
 	if r, _ := ix.Lookup(second, now); r != Invalid {
 		t.Fatal("a deleted Secret's key must stop working")
 	}
-	if ix.Len() != 0 || len(ix.bySecret) != 0 || len(ix.namespaces) != 0 {
-		t.Fatalf("leftovers after delete: %d digests, %d namespaces", ix.Len(), len(ix.bySecret))
+	if ix.Len() != 0 || len(ix.byKey) != 0 || len(ix.namespaces) != 0 {
+		t.Fatalf("leftovers after delete: %d digests, %d namespaces", ix.Len(), len(ix.byKey))
 	}
 }
 
