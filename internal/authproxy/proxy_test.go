@@ -323,15 +323,11 @@ var _ = Describe("HTTPS", func() {
 		dir := GinkgoT().TempDir()
 		pool := x509.NewCertPool()
 		certFile, keyFile := selfSignedCert(dir, 1, pool)
-		p, err := New(Config{
-			ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", GRPCAddress: "127.0.0.1:0",
-			TLSCertFile: certFile, TLSKeyFile: keyFile, TLSCheckInterval: certCheckInterval,
-		}, restCfg, slog.New(slog.NewJSONHandler(GinkgoWriter, nil)))
-		Expect(err).NotTo(HaveOccurred())
 		pctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer GinkgoRecover(); defer close(done); Expect(p.Run(pctx)).To(Succeed()) }()
-		DeferCleanup(func() { cancel(); <-done })
+		DeferCleanup(cancel)
+		p := startProxy(pctx, restCfg, "", func(c *Config) {
+			c.TLSCertFile, c.TLSKeyFile, c.TLSCheckInterval = certFile, keyFile, certCheckInterval
+		})
 
 		ns, key := newNamespace(), newKey()
 		publishKey(k8sClient, ns, "acme", key)
@@ -390,15 +386,11 @@ var _ = Describe("gRPC client certificates (--grpc-client-ca-file)", func() {
 		Expect(os.Mkdir(strangerDir, 0o700)).To(Succeed())
 		clientCert, clientKey := selfSignedCert(clientDir, 7, clientPool)
 		strangerCert, strangerKey := selfSignedCert(strangerDir, 8, strangerPool)
-		p, err := New(Config{
-			ListenAddress: "127.0.0.1:0", HealthProbeAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", GRPCAddress: "127.0.0.1:0",
-			TLSCertFile: certFile, TLSKeyFile: keyFile, GRPCClientCAFile: clientCert,
-		}, restCfg, slog.New(slog.NewJSONHandler(GinkgoWriter, nil)))
-		Expect(err).NotTo(HaveOccurred())
 		pctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer GinkgoRecover(); defer close(done); Expect(p.Run(pctx)).To(Succeed()) }()
-		DeferCleanup(func() { cancel(); <-done })
+		DeferCleanup(cancel)
+		p := startProxy(pctx, restCfg, "", func(c *Config) {
+			c.TLSCertFile, c.TLSKeyFile, c.GRPCClientCAFile = certFile, keyFile, clientCert
+		})
 		ns, key := newNamespace(), newKey()
 		publishKey(k8sClient, ns, "acme", key)
 
