@@ -53,14 +53,11 @@ func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alph
 		return st
 	}
 	st := octopodsv1alpha1.WorkspaceAPIKeyStatus{
-		LastRotationToken: prev.LastRotationToken,
-		// The proxy's: kept as it wrote them.
-		LastUsedTime:            prev.LastUsedTime,
-		PreviousKeyLastUsedTime: prev.PreviousKeyLastUsedTime,
-		LastRevokedKeyUse:       prev.LastRevokedKeyUse,
-		ObservedGeneration:      prev.ObservedGeneration,
-		Conditions:              append([]metav1.Condition(nil), prev.Conditions...),
+		LastRotationToken:  prev.LastRotationToken,
+		ObservedGeneration: prev.ObservedGeneration,
+		Conditions:         append([]metav1.Condition(nil), prev.Conditions...),
 	}
+	st.CopyUsage(&prev) // the proxies': kept as they wrote them
 	if succeeded {
 		st.ObservedGeneration = key.Generation
 	}

@@ -64,3 +64,12 @@ func (s *WorkspaceAPIKeyStatus) ClearUsage() {
 		f.Set(reflect.Zero(f.Type()))
 	}
 }
+
+// CopyUsage sets the usage fields of s to those of from, leaving what the
+// operator owns: a status the operator computes keeps what the proxies wrote.
+func (s *WorkspaceAPIKeyStatus) CopyUsage(from *WorkspaceAPIKeyStatus) {
+	dst, src := reflect.ValueOf(s).Elem(), reflect.ValueOf(from).Elem()
+	for _, i := range workspaceAPIKeyUsage {
+		dst.Field(i).Set(src.Field(i))
+	}
+}

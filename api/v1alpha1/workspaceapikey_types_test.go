@@ -79,3 +79,13 @@ func TestClearUsageKeepsWhatTheOperatorOwns(t *testing.T) {
 		t.Errorf("after ClearUsage: %+v", s)
 	}
 }
+
+func TestCopyUsageCopiesOnlyUsage(t *testing.T) {
+	now := metav1.Now()
+	from := WorkspaceAPIKeyStatus{KeyID: "0123456789ab", LastUsedTime: &now, PreviousKeyLastUsedTime: &now, LastRevokedKeyUse: &RevokedKeyUse{Time: now}}
+	var s WorkspaceAPIKeyStatus
+	s.CopyUsage(&from)
+	if !reflect.DeepEqual(s, WorkspaceAPIKeyStatus{LastUsedTime: &now, PreviousKeyLastUsedTime: &now, LastRevokedKeyUse: &RevokedKeyUse{Time: now}}) {
+		t.Errorf("after CopyUsage: %+v", s)
+	}
+}
