@@ -18,7 +18,7 @@ func CreateKey(ctx context.Context, c client.Client, namespace, workspace string
 	ws := &octopodsv1alpha1.Workspace{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, ws); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("workspace %q does not exist in namespace %q: create the Workspace first (see `kubectl octopods get` for the ones there are)", workspace, namespace)
+			return errNoWorkspace(workspace, namespace)
 		}
 		return explain(err, "get", "workspaces", namespace)
 	}
@@ -29,11 +29,30 @@ func CreateKey(ctx context.Context, c client.Client, namespace, workspace string
 	err := c.Create(ctx, key)
 	switch {
 	case apierrors.IsAlreadyExists(err):
-		return fmt.Errorf("workspace %q already has an API key (one per workspace): copy it with `kubectl octopods copy %s`", workspace, workspace)
+		return fmt.Errorf("workspace %q already has an API key (one per workspace): copy it with `kubectl octopods copy %s -n %s`", workspace, workspace, namespace)
 	case err != nil:
 		return explain(err, "create", "workspaceapikeys", namespace)
 	}
 	return nil
+}
+
+// errNoWorkspace is the answer for a workspace that is not there: the
+// advice names the namespace, so a wrong -n shows.
+func errNoWorkspace(workspace, namespace string) error {
+	return fmt.Errorf("workspace %q does not exist in namespace %q: see `kubectl octopods get -n %s` for the ones there are, or give another -n", workspace, namespace, namespace)
+}
+
+// noKey explains a missing WorkspaceAPIKey: no such workspace in the
+// namespace, or a workspace without a key yet (what is the person about to
+// do: "to rotate", "to audit", or "" to copy).
+func noKey(ctx context.Context, c client.Reader, namespace, workspace, doing string) error {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, &octopodsv1alpha1.Workspace{}); apierrors.IsNotFound(err) {
+		return errNoWorkspace(workspace, namespace)
+	}
+	if doing != "" {
+		doing = " " + doing
+	}
+	return fmt.Errorf("workspace %q in namespace %q has no API key%s: create one with `kubectl octopods create %s -n %s`", workspace, namespace, doing, workspace, namespace)
 }
 
 // DefaultRotationToken is a time stamp: a new token each time.
@@ -47,7 +66,7 @@ func RequestRotation(ctx context.Context, c client.Client, namespace, workspace,
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, key); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("workspace %q in namespace %q has no API key to rotate: create one with `kubectl octopods create %s`", workspace, namespace, workspace)
+			return nil, noKey(ctx, c, namespace, workspace, "to rotate")
 		}
 		return nil, explain(err, "get", "workspaceapikeys", namespace)
 	}

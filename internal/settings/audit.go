@@ -25,7 +25,7 @@ func Audit(ctx context.Context, c client.Reader, namespace, workspace string, no
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, key); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("workspace %q in namespace %q has no API key: nothing to audit", workspace, namespace)
+			return "", noKey(ctx, c, namespace, workspace, "to audit")
 		}
 		return "", explain(err, "get", "workspaceapikeys", namespace)
 	}

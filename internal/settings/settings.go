@@ -137,7 +137,7 @@ func readKeyOnce(ctx context.Context, c client.Reader, namespace, workspace stri
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, key); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("workspace %q in namespace %q has no API key: create one with `kubectl octopods create %s`", workspace, namespace, workspace)
+			return "", noKey(ctx, c, namespace, workspace, "")
 		}
 		return "", explain(err, "get", "workspaceapikeys", namespace)
 	}
