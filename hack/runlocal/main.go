@@ -54,7 +54,9 @@ Try this in another terminal:
   kubectl octopods rotate acme                                  # or: kubectl annotate workspaceapikey acme octopods.io/rotate=<token>
   curl -s -H "X-Octopods-Auth: $KEY" http://%s/v1/messages     # 401 {"error":"invalid_key"}: rotated away
   kubectl octopods audit acme                                   # LAST USED fills in within %s
-  # Envoy's ext_authz over gRPC is on %s (envoy.service.auth.v3.Authorization/Check)
+  kubectl create rolebinding support -n default --clusterrole=octopods-key-rotator --user=support@example.com
+  kubectl octopods rotate acme --as support@example.com         # support rotates; copy acme --as support@example.com is refused
+  go run ./hack/grpccheck -addr %s -key "$KEY"   # Envoy's ext_authz over gRPC: health, then one Check
 
 Ctrl-C stops everything.
 `, time.Since(started).Round(100*time.Millisecond), filepath.Dir(rel), rel, o.ProxyAddress, o.ProxyAddress, o.ProxyAddress, o.LastUsedFlushInterval, o.ProxyGRPCAddress)

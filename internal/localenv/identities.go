@@ -56,6 +56,11 @@ var identities = []identity{
 // policies are the admission policies config/default installs.
 var policies = []string{"rbac/key_rotator_policy.yaml", "rbac/published_keys_policy.yaml", "rbac/audit_stamps_policy.yaml"}
 
+// peopleRoles are the ClusterRoles people are bound to, named as
+// config/default installs them (octopods-workspace-editor, …), so that a
+// RoleBinding tried locally works as in a cluster.
+var peopleRoles = []string{"rbac/workspace_editor_role.yaml", "rbac/workspace_viewer_role.yaml", "rbac/key_rotator_role.yaml"}
+
 // setUpIdentities applies the components' ClusterRoles and the admission
 // policies, binds each role to its ServiceAccount, and writes a kubeconfig
 // per component holding a token of that ServiceAccount.
@@ -69,7 +74,12 @@ func (e *Env) setUpIdentities(ctx context.Context, admin *rest.Config) (map[stri
 		return nil, err
 	}
 	for _, m := range policies {
-		if err := createManifests(ctx, c, filepath.Join(e.Root, "config", m)); err != nil {
+		if err := createManifests(ctx, c, filepath.Join(e.Root, "config", m), ""); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range peopleRoles {
+		if err := createManifests(ctx, c, filepath.Join(e.Root, "config", m), "octopods-"); err != nil {
 			return nil, err
 		}
 	}
@@ -78,7 +88,7 @@ func (e *Env) setUpIdentities(ctx context.Context, admin *rest.Config) (map[stri
 	}
 	kubeconfigs := map[string]string{}
 	for _, id := range identities {
-		if err := createManifests(ctx, c, filepath.Join(e.Root, "config", id.manifest)); err != nil {
+		if err := createManifests(ctx, c, filepath.Join(e.Root, "config", id.manifest), ""); err != nil {
 			return nil, err
 		}
 		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: id.serviceAccount}}
@@ -107,8 +117,9 @@ func (e *Env) setUpIdentities(ctx context.Context, admin *rest.Config) (map[stri
 	return kubeconfigs, nil
 }
 
-// createManifests creates every object of a YAML file.
-func createManifests(ctx context.Context, c client.Client, path string) error {
+// createManifests creates every object of a YAML file, its name prefixed
+// with namePrefix as kustomize's namePrefix would.
+func createManifests(ctx context.Context, c client.Client, path, namePrefix string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -124,6 +135,7 @@ func createManifests(ctx context.Context, c client.Client, path string) error {
 		if len(obj.Object) == 0 {
 			continue
 		}
+		obj.SetName(namePrefix + obj.GetName())
 		if err := c.Create(ctx, obj); err != nil {
 			return fmt.Errorf("%s: %s %s: %w", path, obj.GetKind(), obj.GetName(), err)
 		}

@@ -221,7 +221,7 @@ func (o *Options) createCommand() *cobra.Command {
 			if err := settings.CreateKey(ctx, c, ns, ws); err != nil {
 				return err
 			}
-			_, _ = fmt.Fprintf(o.Out, "API key created for workspace %s. Copy it with: kubectl octopods copy %s -n %s | pbcopy\n", ws, ws, ns)
+			_, _ = fmt.Fprintf(o.Out, "API key created for workspace %s. Copy it with: kubectl octopods copy %s -n %s | pbcopy   (Linux: | xclip -selection clipboard, or | wl-copy)\n", ws, ws, ns)
 			return nil
 		}),
 	}

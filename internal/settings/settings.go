@@ -158,14 +158,20 @@ func readKeyOnce(ctx context.Context, c client.Reader, namespace, workspace stri
 
 // explain turns an API error into a sentence that says what to do; a
 // Forbidden names the verb and resource RBAC must grant.
+// Forbidden is an RBAC refusal, said as what to ask for: the page answers
+// it with 403.
+type Forbidden struct{ msg string }
+
+func (f *Forbidden) Error() string { return f.msg }
+
 func explain(err error, verb, resource, namespace string) error {
 	if apierrors.IsForbidden(err) {
 		where := "in namespace " + namespace
 		if namespace == "" {
 			where = "in all namespaces"
 		}
-		return fmt.Errorf("you may not %s %s %s: ask for a role that grants verb %q on %q (octopods-workspace-editor creates and copies keys, octopods-key-rotator rotates them)",
-			verb, resource, where, verb, resource)
+		return &Forbidden{fmt.Sprintf("you may not %s %s %s: ask for a role that grants verb %q on %q (octopods-workspace-editor creates and copies keys, octopods-key-rotator rotates them)",
+			verb, resource, where, verb, resource)}
 	}
 	return fmt.Errorf("%s %s: %w", verb, resource, err)
 }

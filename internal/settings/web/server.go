@@ -277,8 +277,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError sends the sentence the plugin would print (it never holds a key).
 func writeError(w http.ResponseWriter, err error) {
 	status := http.StatusBadRequest
-	if errors.Is(err, context.Canceled) {
+	var forbidden *settings.Forbidden
+	switch {
+	case errors.Is(err, context.Canceled):
 		status = http.StatusServiceUnavailable
+	case errors.As(err, &forbidden):
+		status = http.StatusForbidden // RBAC said no: not a bad request
 	}
 	writeJSON(w, status, map[string]string{"error": fmt.Sprint(err)})
 }

@@ -3,7 +3,9 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -65,6 +67,12 @@ func newPage(t *testing.T, allowed map[string]bool) *page {
 				return nil
 			}
 			return c.Create(ctx, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if !allowed["patch/workspaceapikeys"] {
+				return apierrors.NewForbidden(octopodsv1alpha1.GroupVersion.WithResource("workspaceapikeys").GroupResource(), obj.GetName(), errors.New("RBAC"))
+			}
+			return c.Patch(ctx, obj, patch, opts...)
 		},
 	}).Build()
 	logs := &strings.Builder{}
@@ -228,5 +236,10 @@ func TestAViewerGetsNoButtons(t *testing.T) {
 	rows := bodyOf(p.do(t, "GET", "/api/workspaces?namespace=team-a", nil, nil))
 	if !strings.Contains(rows, `"can":{"create":false,"rotate":false,"copy":false}`) {
 		t.Fatalf("viewer: %s", rows)
+	}
+	// A call the button would not have offered: RBAC's no is a 403.
+	res := p.do(t, "POST", "/api/rotate", strings.NewReader(`{"namespace":"team-a","workspace":"acme"}`), nil)
+	if text := bodyOf(res); res.StatusCode != http.StatusForbidden || !strings.Contains(text, "you may not patch workspaceapikeys") {
+		t.Fatalf("rotate as a viewer: %d %s", res.StatusCode, text)
 	}
 }
