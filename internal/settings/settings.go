@@ -156,14 +156,14 @@ func readKeyOnce(ctx context.Context, c client.Reader, namespace, workspace stri
 	return value, nil
 }
 
-// explain turns an API error into a sentence that says what to do; a
-// Forbidden names the verb and resource RBAC must grant.
 // Forbidden is an RBAC refusal, said as what to ask for: the page answers
 // it with 403.
 type Forbidden struct{ msg string }
 
 func (f *Forbidden) Error() string { return f.msg }
 
+// explain turns an API error into a sentence that says what to do; a
+// Forbidden names the verb and resource RBAC must grant.
 func explain(err error, verb, resource, namespace string) error {
 	if apierrors.IsForbidden(err) {
 		where := "in namespace " + namespace
