@@ -106,8 +106,10 @@ var _ = Describe("Key issuance", func() {
 		Eventually(func(g Gomega) { getSecret(g, ns, "integrations-octopods") }).Should(Succeed())
 	})
 
-	It("shows 'No API key generated' for a workspace without a key", func() {
+	It("shows 'No API key generated' for a workspace without a key, from its creation on", func() {
 		create(workspace(ns, "acme"))
+		// At once, before any status write: the settings table never shows a blank.
+		Expect(getWorkspace(Default, ns, "acme").Status.APIKey).To(Equal(octopodsv1alpha1.NoAPIKeySummary))
 		Eventually(func(g Gomega) {
 			ws := getWorkspace(g, ns, "acme")
 			g.Expect(ws.Status.APIKey).To(Equal(octopodsv1alpha1.NoAPIKeySummary))

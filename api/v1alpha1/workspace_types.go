@@ -34,8 +34,11 @@ type WorkspaceSpec struct {
 // WorkspaceStatus summarises the workspace's API key for `kubectl get workspaces`.
 type WorkspaceStatus struct {
 	// apiKey reads like the settings table: "<secret> (key <keyID>)", or
-	// "No API key generated" while the workspace has no issued key.
+	// "No API key generated" while the workspace has no issued key. The API
+	// server defaults it, so a Workspace shows it from its creation on,
+	// before the operator writes any status.
 	// +optional
+	// +kubebuilder:default="No API key generated"
 	APIKey string `json:"apiKey,omitempty"`
 
 	// secretName is the Secret that holds the workspace's key, once issued.
@@ -77,6 +80,7 @@ type Workspace struct {
 	// +required
 	Spec WorkspaceSpec `json:"spec"`
 	// +optional
+	// +kubebuilder:default={apiKey:"No API key generated"}
 	Status WorkspaceStatus `json:"status,omitempty"`
 }
 
