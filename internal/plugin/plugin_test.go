@@ -3,6 +3,7 @@ package plugin
 import (
 	"encoding/json"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -67,6 +68,19 @@ var _ = Describe("kubectl octopods", func() {
 		Entry("json", "json"),
 		Entry("yaml", "yaml"),
 	)
+
+	It("a key waiting for its Workspace: get lists it with the reason, and copy says why at once", func() {
+		Expect(k8sClient.Create(ctx, apiKey(ns, "initech"))).To(Succeed())
+		Eventually(func(g Gomega) {
+			r := run(editor, ns, false, "get", "initech")
+			g.Expect(r.err).NotTo(HaveOccurred())
+			g.Expect(r.out).To(MatchRegexp(`initech\s+-\s+\(WorkspaceNotFound: Waiting for Workspace "initech"`))
+		}).Should(Succeed())
+		start := time.Now()
+		r := run(editor, ns, false, "copy", "initech")
+		Expect(r.err).To(MatchError(ContainSubstring(`the key of "initech" is not issued: WorkspaceNotFound: Waiting for Workspace "initech"`)))
+		Expect(time.Since(start)).To(BeNumerically("<", 3*time.Second), "no wait for what waiting cannot bring")
+	})
 
 	DescribeTable("refuses with a sentence that says what to do",
 		func(user string, args []string, want string) {

@@ -184,7 +184,7 @@ func (o *Options) printRows(rows []settings.Row, output string, all bool) error 
 		if all {
 			_, _ = fmt.Fprintf(w, "%s\t", r.Namespace)
 		}
-		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Workspace, r.Provider, shownKey(r), dash(r.KeyID), o.lastUsed(r))
+		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Workspace, dash(r.Provider), shownKey(r), dash(r.KeyID), o.lastUsed(r))
 	}
 	return w.Flush()
 }

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
@@ -63,7 +64,16 @@ func Rows(ctx context.Context, c client.Reader, namespace string, names []string
 			continue
 		}
 		rows = append(rows, rowOf(&ws, byName[ws.Namespace+"/"+ws.Name]))
+		delete(byName, ws.Namespace+"/"+ws.Name)
 		delete(wanted, ws.Name)
+	}
+	// Keys waiting for their Workspace are listed too, with the reason.
+	for _, key := range byName {
+		if len(wanted) > 0 && !wanted[key.Name] {
+			continue
+		}
+		rows = append(rows, rowOf(&octopodsv1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}, key))
+		delete(wanted, key.Name)
 	}
 	if len(wanted) > 0 {
 		missing := make([]string, 0, len(wanted))
@@ -143,7 +153,12 @@ func readKeyOnce(ctx context.Context, c client.Reader, namespace, workspace stri
 	}
 	secret := &corev1.Secret{}
 	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: key.EffectiveSecretName()}, secret)
+	ready := meta.FindStatusCondition(key.Status.Conditions, "Ready")
 	switch {
+	case apierrors.IsNotFound(err) && ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason != "":
+		// Blocked, not being issued (a missing Workspace, a Secret in the
+		// way): waiting would not help, the reason does.
+		return "", fmt.Errorf("the key of %q is not issued: %s: %s", workspace, ready.Reason, Printable(ready.Message))
 	case apierrors.IsNotFound(err):
 		return "", fmt.Errorf("the key of %q is %w (Secret %q not there yet)", workspace, errNotIssuedYet, key.EffectiveSecretName())
 	case err != nil:
