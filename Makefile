@@ -112,6 +112,7 @@ build: manifests generate fmt vet ## Build the manager, auth-proxy, opk-verify a
 	go build -o bin/auth-proxy ./cmd/auth-proxy
 	go build -o bin/opk-verify ./cmd/opk-verify
 	go build -o bin/kubectl-octopods ./cmd/kubectl-octopods
+	install -m 0755 hack/kubectl_complete-octopods bin/kubectl_complete-octopods
 
 # Out of cluster there is no webhook certificate unless you pass
 # --webhook-cert-dir; set ENABLE_WEBHOOKS=true to serve them.

@@ -63,13 +63,30 @@ function ago(iso) {
   return "last used " + Math.round(s / 86400) + " days ago";
 }
 
+// copyIcon is two overlapping squares drawn in SVG: the "⧉" glyph is
+// missing from many fonts (an empty box in headless Chromium).
+function copyIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("width", "14");
+  svg.setAttribute("height", "14");
+  svg.setAttribute("aria-hidden", "true");
+  for (const [x, y] of [[1, 5], [5, 1]]) {
+    const r = document.createElementNS(ns, "rect");
+    for (const [k, v] of Object.entries({ x, y, width: 10, height: 10, rx: 1.5, fill: "none", stroke: "currentColor", "stroke-width": 1.5 })) r.setAttribute(k, v);
+    svg.append(r);
+  }
+  return svg;
+}
+
 function keyCell(row, can) {
   if (!row.hasKey) return el("span", { class: "no-key" }, "No API key generated");
   if (!row.issued) return el("span", { class: "meta" }, "Issuing… " + (row.state || ""));
   const field = el("input", { type: "text", readonly: "", value: MASK, "aria-label": "API key of " + row.workspace + " (hidden)", id: "key-" + row.workspace });
   const wrap = el("div", { class: "key-field" }, field);
   if (can.copy) {
-    const copy = el("button", { class: "icon copy", type: "button", "aria-label": "Copy API key of " + row.workspace, title: "Copy" }, "⧉");
+    const copy = el("button", { class: "icon copy", type: "button", "aria-label": "Copy API key of " + row.workspace, title: "Copy" }, copyIcon());
     copy.addEventListener("click", () => copyKey(row, copy));
     const reveal = el("button", { class: "reveal", type: "button", "aria-pressed": "false" }, "Reveal");
     reveal.addEventListener("click", () => toggleReveal(row, field, reveal));
@@ -87,7 +104,7 @@ async function copyKey(row, button) {
     button.setAttribute("aria-label", "Copied");
     statusMessage("API key of " + row.workspace + " copied to the clipboard.");
     setTimeout(() => {
-      button.textContent = "⧉";
+      button.replaceChildren(copyIcon());
       button.classList.remove("copied");
       button.setAttribute("aria-label", "Copy API key of " + row.workspace);
     }, 2000);
