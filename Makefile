@@ -107,7 +107,10 @@ bench-rss: ## Resident memory of the auth-proxy binary with 100k published keys 
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager, auth-proxy, opk-verify and kubectl-octopods binaries into bin/.
+build: manifests generate fmt vet binaries ## Generate, check, then build the manager, auth-proxy, opk-verify and kubectl-octopods binaries into bin/.
+
+.PHONY: binaries
+binaries: ## Build the binaries into bin/ only (generated files are committed and checked by make verify).
 	go build -o bin/manager ./cmd/manager
 	go build -o bin/auth-proxy ./cmd/auth-proxy
 	go build -o bin/opk-verify ./cmd/opk-verify
@@ -119,7 +122,7 @@ build: manifests generate fmt vet ## Build the manager, auth-proxy, opk-verify a
 ENABLE_WEBHOOKS ?= false
 
 .PHONY: run-local
-run-local: build ## Run everything locally with no cluster: control plane, manager with webhooks, auth proxy on 127.0.0.1:8080, echo upstream.
+run-local: binaries ## Run everything locally with no cluster: control plane, manager with webhooks, auth proxy on 127.0.0.1:8080, echo upstream.
 	@go build -o bin/runlocal ./hack/runlocal
 	@# The built binary, not `go run`: a Ctrl-C then ends with its own exit status 0.
 	@KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" bin/runlocal
