@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,29 +41,30 @@ func main() {
 		os.Exit(1)
 	}
 	rel, _ := filepath.Rel(root, env.Kubeconfig)
-	fmt.Printf(`run-local: ready in %s. Logs: %s/{manager,auth-proxy}.log
-
-Try this in another terminal:
-
-  export KUBECONFIG=%s PATH=$PWD/bin:$PATH     # bin/kubectl-octopods is the kubectl plugin
-  kubectl apply -k config/samples/
-  kubectl octopods get                                          # the settings table
-  kubectl octopods ui                                           # the settings page in your browser
-  KEY=$(kubectl octopods copy acme)
-  curl -s -H "X-Octopods-Auth: $KEY" http://%s/v1/messages     # 200, echoed headers show the workspace
-  curl -s http://%s/v1/messages                                 # 401 {"error":"missing_key"}
-  kubectl octopods rotate acme                                  # or: kubectl annotate workspaceapikey acme octopods.io/rotate=<token>
-  curl -s -H "X-Octopods-Auth: $KEY" http://%s/v1/messages     # 401 {"error":"invalid_key"}: rotated away
-  kubectl octopods audit acme                                   # LAST USED fills in within %s
-  kubectl create rolebinding support -n default --clusterrole=octopods-key-rotator --user=support@example.com
-  kubectl octopods rotate acme --as support@example.com         # support rotates; copy acme --as support@example.com is refused
-  go run ./hack/grpccheck -addr %s -key "$KEY"   # Envoy's ext_authz over gRPC: health, then one Check
-
-Ctrl-C stops everything.
-`, time.Since(started).Round(100*time.Millisecond), filepath.Dir(rel), rel, o.ProxyAddress, o.ProxyAddress, o.ProxyAddress, o.LastUsedFlushInterval, o.ProxyGRPCAddress)
+	fmt.Printf("run-local: ready in %s. Logs: %s/{manager,auth-proxy}.log\n\nTry this in another terminal:\n\n%s\nCtrl-C stops everything.\n",
+		time.Since(started).Round(100*time.Millisecond), filepath.Dir(rel), tryIt(rel, o.ProxyAddress, o.ProxyGRPCAddress))
 
 	<-ctx.Done()
 	fmt.Println("\nrun-local: stopping")
 	env.Stop()
 	fmt.Println("run-local: stopped")
+}
+
+// tryIt is the block run-local prints, and the README's "Try it locally"
+// block with the default addresses (a test keeps them the same).
+func tryIt(kubeconfig, proxy, grpc string) string {
+	return strings.NewReplacer("KUBECONFIG_PATH", kubeconfig, "PROXY", proxy, "GRPC", grpc).Replace(`export KUBECONFIG=KUBECONFIG_PATH PATH=$PWD/bin:$PATH
+kubectl apply -k config/samples/
+kubectl get workspaces                                               # API KEY: acme-api-key (key 979690f7253f)
+KEY=$(kubectl octopods copy acme)
+curl -s -H "X-Octopods-Auth: $KEY" http://PROXY/v1/messages   # 200: the upstream sees X-Octopods-Workspace: acme
+curl -s http://PROXY/v1/messages                               # 401 {"error":"missing_key"}
+go run ./hack/grpccheck -addr GRPC -key "$KEY"             # Envoy's gRPC ext_authz: health SERVING, check OK
+kubectl octopods rotate acme                                         # a new key; the old one stops at once (grace 0s)
+curl -s -H "X-Octopods-Auth: $KEY" http://PROXY/v1/messages   # 401 {"error":"invalid_key"}: rotated away
+kubectl octopods audit acme                                          # who rotated it, last uses, events
+kubectl create rolebinding support -n default --clusterrole=octopods-key-rotator --user=support@example.com
+kubectl octopods rotate acme --as support@example.com                # support may rotate; copy --as support is refused
+kubectl octopods ui                                                  # the settings page in your browser
+`)
 }
