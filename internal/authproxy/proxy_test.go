@@ -281,6 +281,8 @@ var _ = Describe("Losing the API server", Serial, func() {
 			CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 		cfg, err := env.Start()
 		Expect(err).NotTo(HaveOccurred())
+		// A failing spec must not leave its control plane running.
+		DeferCleanup(func() { _ = env.Stop() })
 		c, err := client.New(cfg, client.Options{Scheme: scheme})
 		Expect(err).NotTo(HaveOccurred())
 		pctx, cancel := context.WithCancel(context.Background())
