@@ -11,10 +11,10 @@ import (
 	. "github.com/onsi/gomega"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,14 +23,20 @@ import (
 
 const helmNamespace = "octopods-helm"
 
-// suspendBinding deletes an admission policy binding until the spec ends.
-func suspendBinding(name string) {
-	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
-	Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, b)).To(Succeed())
-	Expect(k8sClient.Delete(ctx, b)).To(Succeed())
+// suspend deletes a cluster-scoped object of the local install until the
+// spec ends, then creates it again as it was.
+func suspend(apiVersion, kind, name string) {
+	obj := &unstructured.Unstructured{}
+	obj.SetAPIVersion(apiVersion)
+	obj.SetKind(kind)
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, obj)).To(Succeed())
+	Expect(k8sClient.Delete(ctx, obj)).To(Succeed())
 	DeferCleanup(func() {
-		restored := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: b.Spec}
-		Expect(k8sClient.Create(ctx, restored)).To(Succeed())
+		restored := obj.DeepCopy()
+		for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"} {
+			unstructured.RemoveNestedField(restored.Object, "metadata", f)
+		}
+		Eventually(func() error { return client.IgnoreAlreadyExists(k8sClient.Create(ctx, restored)) }).Should(Succeed())
 	})
 }
 
@@ -71,6 +77,11 @@ var _ = Describe("The Helm chart on the local control plane", Serial, func() {
 			"webhook":   map[string]any{"enabled": false, "certManager": map[string]any{"enabled": false}},
 			"authProxy": map[string]any{"upstream": "http://" + env.EchoAddress},
 		}
+		// One installation per cluster: run-local's people ClusterRoles carry
+		// the names the release installs, so they step aside for it.
+		for _, role := range []string{"octopods-workspace-editor", "octopods-workspace-viewer", "octopods-key-rotator"} {
+			suspend("rbac.authorization.k8s.io/v1", "ClusterRole", role)
+		}
 		install := action.NewInstall(cfg)
 		install.ReleaseName, install.Namespace = "octopods-operator", helmNamespace
 		_, err = install.Run(chart, vals)
@@ -90,8 +101,8 @@ var _ = Describe("The Helm chart on the local control plane", Serial, func() {
 		// One installation per cluster: the local install's policies name
 		// its own manager (octopods-system), the release's name the
 		// release's; the local ones step aside with the local manager.
-		suspendBinding("workspaceapikey-published-keys")
-		suspendBinding("workspaceapikey-spec-needs-update")
+		suspend("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "workspaceapikey-published-keys")
+		suspend("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "workspaceapikey-spec-needs-update")
 		probe := localenv.FreeAddress()
 		managerArgs := append(releaseArgs("octopods-controller-manager", "--metrics-cert-dir", "--webhook-cert-dir"),
 			"--metrics-bind-address=0", "--health-probe-bind-address="+probe, "--leader-election-namespace="+helmNamespace)

@@ -29,6 +29,15 @@ func impersonating(user string, groups ...string) client.Client {
 	return c
 }
 
+// withRBAC waits until a binding just made lets c read the namespace's key:
+// the API server's authorizer learns of new bindings a moment later.
+func withRBAC(c client.Client, ns string) client.Client {
+	Eventually(func() error {
+		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme"}, &octopodsv1alpha1.WorkspaceAPIKey{})
+	}, issueTimeout, pollEvery).Should(Succeed())
+	return c
+}
+
 var _ = Describe("What the proxy trusts, with the components' real identities", Ordered, func() {
 	var ns string
 	var proxy client.Client
@@ -105,7 +114,7 @@ var _ = Describe("What the proxy trusts, with the components' real identities", 
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "everything"},
 				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "ns-admin@acme.example"}},
 			})).To(Succeed())
-			return impersonating("ns-admin@acme.example")
+			return withRBAC(impersonating("ns-admin@acme.example"), ns)
 		}, "only the octopods-operator manager"),
 		Entry("a cluster admin by a wildcard ClusterRole", func() client.Client {
 			Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
@@ -113,7 +122,7 @@ var _ = Describe("What the proxy trusts, with the components' real identities", 
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
 				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "wildcard-admin@acme.example"}},
 			})).To(Succeed())
-			return impersonating("wildcard-admin@acme.example")
+			return withRBAC(impersonating("wildcard-admin@acme.example"), ns)
 		}, "only the octopods-operator manager"),
 		Entry("a rotator", func() client.Client { return as(ns, "rotator-publish@acme.example", "key-rotator") }, "forbidden"),
 	)
