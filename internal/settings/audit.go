@@ -58,7 +58,11 @@ func FormatAudit(key *octopodsv1alpha1.WorkspaceAPIKey, events []corev1.Event, n
 	if st.NextRotationAt != nil {
 		line("Next rotation", when(st.NextRotationAt, now))
 	}
-	line("Last used", when(st.LastUsedTime, now))
+	lastUsed := when(CurrentKeyLastUsed(&st), now)
+	if st.LastUsedTime != nil && CurrentKeyLastUsed(&st) == nil {
+		lastUsed += " (the key before it: " + when(st.LastUsedTime, now) + ")"
+	}
+	line("Last used", lastUsed)
 	if st.PreviousKeyID != "" {
 		line("Previous key", fmt.Sprintf("%s, works until %s, last used %s", st.PreviousKeyID, when(st.PreviousValidUntil, now), when(st.PreviousKeyLastUsedTime, now)))
 	}

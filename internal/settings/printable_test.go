@@ -46,3 +46,24 @@ func TestAuditEscapesWhatOthersWrote(t *testing.T) {
 		}
 	}
 }
+
+// Right after a rotation, lastUsedTime is still the replaced key's: the
+// audit and the table must not show it as the new key's.
+func TestLastUsedIsTheCurrentKeys(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	used, issued := metav1.NewTime(now.Add(-40*time.Second)), metav1.NewTime(now.Add(-3*time.Second))
+	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "p1", Name: "acme"}}
+	key.Status.KeyID, key.Status.IssuedAt, key.Status.LastUsedTime = "0123456789ab", &issued, &used
+	out := FormatAudit(key, nil, now)
+	if !strings.Contains(out, "Last used:   never (the key before it: ") {
+		t.Errorf("audit after a rotation:\n%s", out)
+	}
+	if r := rowOf(&octopodsv1alpha1.Workspace{ObjectMeta: key.ObjectMeta}, key); r.LastUsed != nil {
+		t.Errorf("the table shows the replaced key's last use %v", r.LastUsed)
+	}
+	later := metav1.NewTime(now)
+	key.Status.LastUsedTime = &later
+	if r := rowOf(&octopodsv1alpha1.Workspace{ObjectMeta: key.ObjectMeta}, key); r.LastUsed == nil {
+		t.Error("the current key's own use is not shown")
+	}
+}

@@ -99,7 +99,7 @@ func rowOf(ws *octopodsv1alpha1.Workspace, key *octopodsv1alpha1.WorkspaceAPIKey
 	if g := key.Spec.RotationGracePeriod; g != nil {
 		r.GracePeriod = g.String()
 	}
-	if t := key.Status.LastUsedTime; t != nil {
+	if t := CurrentKeyLastUsed(&key.Status); t != nil {
 		used := t.UTC()
 		r.LastUsed = &used
 	}
@@ -113,6 +113,17 @@ func rowOf(ws *octopodsv1alpha1.Workspace, key *octopodsv1alpha1.WorkspaceAPIKey
 		r.State = "Being issued"
 	}
 	return r
+}
+
+// CurrentKeyLastUsed is status.lastUsedTime when it is the current key's:
+// right after a rotation it is still the replaced key's last use (the proxy
+// writes the new key's first use at its next flush), which no one should
+// read as the new key's.
+func CurrentKeyLastUsed(st *octopodsv1alpha1.WorkspaceAPIKeyStatus) *metav1.Time {
+	if st.LastUsedTime == nil || (st.IssuedAt != nil && st.LastUsedTime.Before(st.IssuedAt)) {
+		return nil
+	}
+	return st.LastUsedTime
 }
 
 // Mask shows a key as the settings page's read-only field does: the prefix
