@@ -78,7 +78,7 @@ var _ = Describe("gRPC ext_authz through the real proxy", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(wak), wak)).To(Succeed())
 			g.Expect(wak.Status.LastUsedTime).NotTo(BeNil())
-		}, 5*flushInterval+time.Second, pollEvery).Should(Succeed())
+		}, flushDeadline, pollEvery).Should(Succeed())
 	})
 
 	It("answers 503 not_ready and NOT_SERVING health before the first sync", func() {

@@ -220,7 +220,7 @@ var _ = Describe("lastUsedTime", func() {
 			g.Expect(got.Status.LastUsedTime).NotTo(BeNil())
 			g.Expect(got.Status.LastUsedTime.Time).To(BeTemporally("~", time.Now(), 5*time.Second))
 			g.Expect(writes).To(BeNumerically(">=", 1))
-		}, 5*flushInterval+time.Second, pollEvery).Should(Succeed())
+		}, flushDeadline, pollEvery).Should(Succeed())
 		elapsed := time.Since(start)
 		Expect(writes).To(BeNumerically("<=", float64(elapsed/flushInterval)+1), "at most one write per flush interval")
 		Expect(counter(reverseProxy, "octopods_auth_proxy_allowed_requests_total", "namespace", wak.Namespace, "workspace", "acme")).To(BeNumerically(">=", 201))
@@ -238,7 +238,7 @@ var _ = Describe("lastUsedTime", func() {
 			g.Expect(got.Status.PreviousKeyLastUsedTime).NotTo(BeNil())
 			g.Expect(got.Status.PreviousKeyLastUsedTime.Time).To(BeTemporally("~", time.Now(), 5*time.Second))
 			g.Expect(got.Status.LastUsedTime).NotTo(BeNil())
-		}, 5*flushInterval+time.Second, pollEvery).Should(Succeed())
+		}, flushDeadline, pollEvery).Should(Succeed())
 	})
 
 	It("never moves backwards: a replica flushing an older use is superseded", func() {
@@ -251,7 +251,7 @@ var _ = Describe("lastUsedTime", func() {
 		Eventually(func() int { return status(reverseProxy, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 		Eventually(func() float64 {
 			return counter(reverseProxy, "octopods_auth_proxy_last_used_writes_total", "result", "superseded")
-		}, 5*flushInterval+time.Second, pollEvery).Should(BeNumerically(">", supersededBefore))
+		}, flushDeadline, pollEvery).Should(BeNumerically(">", supersededBefore))
 
 		got := &octopodsv1alpha1.WorkspaceAPIKey{}
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(wak), got)).To(Succeed())

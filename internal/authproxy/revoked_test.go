@@ -83,7 +83,7 @@ var _ = Describe("Revoked keys", func() {
 			g.Expect(use.KeyID).To(Equal(apikey.ID(old)))
 			g.Expect(use.ClientAddress).To(Equal("127.0.0.1"))
 			g.Expect(use.Time.Time).To(BeTemporally("~", time.Now(), 5*time.Second))
-		}, 5*flushInterval+time.Second, pollEvery).Should(Succeed())
+		}, flushDeadline, pollEvery).Should(Succeed())
 		time.Sleep(2 * flushInterval) // let a late flush land, so it is counted
 		elapsed := time.Since(start)
 		n := writes()

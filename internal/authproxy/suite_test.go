@@ -31,7 +31,11 @@ const (
 	propagationLimit = time.Second
 	syncTimeout      = 20 * time.Second
 	flushInterval    = 500 * time.Millisecond
-	pollEvery        = 5 * time.Millisecond
+	// flushDeadline bounds the wait for a batched status write: a few
+	// flushes, with room for CI running the suite under -race beside
+	// others (the batching itself is asserted by counting writes).
+	flushDeadline = 20 * flushInterval
+	pollEvery     = 5 * time.Millisecond
 	// certCheckInterval is short so a certificate renewal shows in a test.
 	certCheckInterval = 200 * time.Millisecond
 )
