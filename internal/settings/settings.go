@@ -126,14 +126,6 @@ func CurrentKeyLastUsed(st *octopodsv1alpha1.WorkspaceAPIKeyStatus) *metav1.Time
 	return st.LastUsedTime
 }
 
-// Mask shows a key as the settings page's read-only field does: the prefix
-// and four characters, never enough to use or guess it.
-func Mask(key string) string {
-	if apikey.Validate(key) != nil {
-		return "opk_…"
-	}
-	return key[:len(apikey.Prefix)+4] + "…"
-}
 
 // ReadKey returns the workspace's key from its Secret, waiting up to wait
 // for a key just created. It is the one place a key leaves the API server.
