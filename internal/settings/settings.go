@@ -126,7 +126,6 @@ func CurrentKeyLastUsed(st *octopodsv1alpha1.WorkspaceAPIKeyStatus) *metav1.Time
 	return st.LastUsedTime
 }
 
-
 // ReadKey returns the workspace's key from its Secret, waiting up to wait
 // for a key just created. It is the one place a key leaves the API server.
 func ReadKey(ctx context.Context, c client.Reader, namespace, workspace string, wait time.Duration) (string, error) {
