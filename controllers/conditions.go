@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -8,10 +9,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 )
 
-// ConditionReady is the one condition type on both kinds: for a
-// WorkspaceAPIKey, its key is issued and in its Secret; for a Workspace, it
-// has an issued key.
-const ConditionReady = "Ready"
+// ConditionReady is the one condition type (see the api's).
+const ConditionReady = octopodsv1alpha1.ConditionReady
 
 // Condition reasons. Each also names the Event emitted when it is set.
 const (

@@ -37,20 +37,6 @@ func remember(keys ...string) {
 	}
 }
 
-func workspace(ns, name string) *octopodsv1alpha1.Workspace {
-	return &octopodsv1alpha1.Workspace{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       octopodsv1alpha1.WorkspaceSpec{DisplayName: "Acme Support", Provider: octopodsv1alpha1.ProviderIntercom},
-	}
-}
-
-func apiKey(ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
-	return &octopodsv1alpha1.WorkspaceAPIKey{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: name},
-	}
-}
-
 func create(objs ...client.Object) {
 	for _, o := range objs {
 		ExpectWithOffset(1, k8sClient.Create(ctx, o)).To(Succeed())
@@ -65,9 +51,7 @@ func getSecret(g Gomega, ns, name string) *corev1.Secret {
 }
 
 func getKey(g Gomega, ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
-	k := &octopodsv1alpha1.WorkspaceAPIKey{}
-	g.ExpectWithOffset(1, k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, k)).To(Succeed())
-	return k
+	return testutil.GetKey(g, k8sClient, ns, name)
 }
 
 func getWorkspace(g Gomega, ns, name string) *octopodsv1alpha1.Workspace {

@@ -34,11 +34,11 @@ var _ = Describe("Durations the operator cannot read", func() {
 					}
 				}
 				want := fmt.Sprintf("spec.%s: Invalid value: %q: %q is not a duration: use h, m or s", field, value, value)
-				k := apiKey(ns, "acme")
+				k := octotest.APIKey(ns, "acme")
 				set(k)
 				Expect(k8sClient.Create(ctx, k)).To(MatchError(ContainSubstring(want)))
 
-				k = apiKey(ns, "acme")
+				k = octotest.APIKey(ns, "acme")
 				Expect(k8sClient.Create(ctx, k)).To(Succeed())
 				patch := client.MergeFrom(k.DeepCopy())
 				set(k)
@@ -65,10 +65,10 @@ var _ = Describe("Durations the operator cannot read", func() {
 		// Two other namespaces go on: issue, rotate, revoke.
 		other, third := newNamespace(), newNamespace()
 		start := time.Now()
-		create(workspace(other, "globex"), apiKey(other, "globex"))
+		create(octotest.Workspace(other, "globex"), octotest.APIKey(other, "globex"))
 		first := waitForIssuedKey(other, "globex")
 		issued := time.Since(start)
-		create(workspace(third, "initech"), apiKey(third, "initech"))
+		create(octotest.Workspace(third, "initech"), octotest.APIKey(third, "initech"))
 		waitForIssuedKey(third, "initech")
 		start = time.Now()
 		rotate(other, "globex", "LEAK-1")
@@ -96,7 +96,7 @@ var _ = Describe("Durations the operator cannot read", func() {
 var _ = Describe("A rotation token put back", func() {
 	It("rotates nothing, and says so once in a Normal event", func() {
 		ns := newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(octotest.Workspace(ns, "acme"), octotest.APIKey(ns, "acme"))
 		waitForIssuedKey(ns, "acme")
 		for _, token := range []string{"T1", "T2"} {
 			rotate(ns, "acme", token)
@@ -129,8 +129,8 @@ var _ = Describe("A rotation token put back", func() {
 // storeBehindTheSchema stores a key whose spec.rotationInterval Go cannot
 // parse, as one stored before the schema refused it.
 func storeBehindTheSchema(ns, name, interval string) *octopodsv1alpha1.WorkspaceAPIKey {
-	create(workspace(ns, name))
-	k, probe := apiKey(ns, name), apiKey(ns, "probe")
+	create(octotest.Workspace(ns, name))
+	k, probe := octotest.APIKey(ns, name), octotest.APIKey(ns, "probe")
 	k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: interval}
 	probe.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: interval}
 	octotest.StoreBehindTheSchema(ctx, k8sClient, "workspaceapikeys.octopods.io", "rotationInterval", k, probe)

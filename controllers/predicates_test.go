@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // Serial: it replaces the suite's manager with one that counts reconciles.
@@ -35,7 +36,7 @@ var _ = Describe("Status written by the auth proxies", Serial, func() {
 			stopHere()
 			stopManager = startManager(Options{MaxConcurrentReconciles: 4})
 		})
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 		waitForIssuedKey(ns, "acme")
 		var wsVersion string
 		Eventually(func(g Gomega) {

@@ -14,6 +14,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // published returns the digests a key publishes.
@@ -81,7 +82,7 @@ var _ = Describe("Published keys", Serial, func() {
 	})
 
 	It("publishes only keys the Secret holds, at every Secret write: issue, rotations with and without grace, expiry, re-issue, revocation", func() {
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 		first := waitForIssuedKey(ns, "acme")
 		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(first)})) }).Should(Succeed())
 
@@ -130,7 +131,7 @@ var _ = Describe("Published keys", Serial, func() {
 	})
 
 	It("fails closed when the manager dies between a grace-0 Secret write and the publish, and re-publishes from the Secret after a restart", func() {
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 		leaked := waitForIssuedKey(ns, "acme")
 		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(leaked)})) }).Should(Succeed())
 		mu.Lock()
@@ -159,7 +160,7 @@ var _ = Describe("What is never published", func() {
 	var ns string
 	BeforeEach(func() {
 		ns = newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 	})
 
 	It("drops a previous-api-key added by hand, whatever its validity says, and never publishes it", func() {
@@ -253,7 +254,7 @@ var _ = Describe("What is never published", func() {
 var _ = Describe("The trimmed Secret cache", func() {
 	It("never writes a Secret back from it: data and metadata others added survive a template change", func() {
 		ns := newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 		key := waitForIssuedKey(ns, "acme")
 		s := getSecret(Default, ns, "acme-api-key")
 		s.Data["note"] = []byte("added by someone")
@@ -275,7 +276,7 @@ var _ = Describe("The trimmed Secret cache", func() {
 var _ = Describe("A hand-edited key-id annotation", func() {
 	It("is set back, and the working key kept", func() {
 		ns := newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 		key := waitForIssuedKey(ns, "acme")
 		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(key)})) }).Should(Succeed())
 		s := getSecret(Default, ns, "acme-api-key")
@@ -296,10 +297,10 @@ var _ = Describe("A hand-edited key-id annotation", func() {
 var _ = Describe("Template metadata the API server refuses", func() {
 	It("never keeps a key from being issued or rotated, and says so on Ready", func() {
 		ns := newNamespace()
-		k := apiKey(ns, "acme")
+		k := testutil.APIKey(ns, "acme")
 		// A label value the CRD schema cannot check (it is a map value).
 		k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Labels: map[string]string{"team": "support & sales"}}
-		create(workspace(ns, "acme"), k)
+		create(testutil.Workspace(ns, "acme"), k)
 		first := waitForSecretKey(ns)
 		Eventually(func(g Gomega) {
 			c := readyCondition(getKey(g, ns, "acme"))
@@ -362,9 +363,9 @@ var _ = Describe("Scheduled rotation", Serial, func() {
 	It("rotates once per interval, never twice, across a manager restart", func() {
 		clock, restart := onFakeClock()
 		ns := newNamespace()
-		k := apiKey(ns, "acme")
+		k := testutil.APIKey(ns, "acme")
 		k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: time.Hour}
-		create(workspace(ns, "acme"), k)
+		create(testutil.Workspace(ns, "acme"), k)
 		first := waitForIssuedKey(ns, "acme")
 		issued := clock.Now()
 		Eventually(func(g Gomega) {
@@ -412,9 +413,9 @@ var _ = Describe("Scheduled rotation", Serial, func() {
 var _ = Describe("Cutting a grace period short", func() {
 	It("unpublishes and removes the previous key at once for a new revoke-previous token, each token once", func() {
 		ns := newNamespace()
-		k := apiKey(ns, "acme")
+		k := testutil.APIKey(ns, "acme")
 		k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: time.Hour}
-		create(workspace(ns, "acme"), k)
+		create(testutil.Workspace(ns, "acme"), k)
 		old := waitForIssuedKey(ns, "acme")
 		rotate(ns, "acme", "PLANNED-1")
 		Eventually(func(g Gomega) {

@@ -12,6 +12,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // onFakeClock replaces the suite's manager with one on a fake clock for the
@@ -45,7 +46,7 @@ var _ = Describe("Revoked keys", Serial, func() {
 	It("keeps the last 5 revoked keys, each for 30 days", func() {
 		clock, _ := onFakeClock()
 		ns := newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme")) // grace 0
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme")) // grace 0
 		keyIDs := []string{apikey.ID(waitForIssuedKey(ns, "acme"))}
 		start := clock.Now()
 		for i := 1; i <= 6; i++ {
@@ -75,7 +76,7 @@ var _ = Describe("Revoked keys", Serial, func() {
 	It("turns a new lastRevokedKeyUse into one Warning event a minute at most", func() {
 		clock, _ := onFakeClock()
 		ns := newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 		old := apikey.ID(waitForIssuedKey(ns, "acme"))
 		sighting := func(at time.Time, from string) {
 			k := getKey(Default, ns, "acme")
@@ -120,7 +121,7 @@ var _ = Describe("Revoked keys", Serial, func() {
 	It("removes a usage time set in the future, so that it cannot freeze the record", func() {
 		clock, _ := onFakeClock()
 		ns := newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 		old := apikey.ID(waitForIssuedKey(ns, "acme"))
 		k := getKey(Default, ns, "acme")
 		patch := client.MergeFrom(k.DeepCopy())

@@ -13,6 +13,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/keystore"
 )
 
 // Options tune the controllers.
@@ -72,8 +73,7 @@ func TrimKeySecret(obj any) (any, error) {
 		return obj, nil
 	}
 	s.ManagedFields = nil
-	ref := metav1.GetControllerOf(s)
-	if ref == nil || ref.Kind != "WorkspaceAPIKey" {
+	if octopodsv1alpha1.KeySecretController(s) == nil {
 		s.Labels, s.Annotations, s.Data, s.StringData = nil, nil, nil, nil
 		return s, nil
 	}
@@ -101,7 +101,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		c = opts.wrapClient(c)
 	}
 	keys := &WorkspaceAPIKeyReconciler{
-		Client:         c,
+		Client:         keystore.Guard(c),
+		store:          keystore.Store{Writer: c},
 		APIReader:      mgr.GetAPIReader(),
 		statusReporter: statusReporter{events: mgr.GetEventRecorder("workspaceapikey-controller")},
 		now:            time.Now,

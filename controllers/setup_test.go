@@ -17,6 +17,7 @@ func TestTrimKeySecret(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "acme-api-key", Labels: map[string]string{"a": "b"}, Annotations: map[string]string{octopodsv1alpha1.KeyIDAnnotation: "id"},
 				OwnerReferences: []metav1.OwnerReference{{APIVersion: "octopods.io/v1alpha1", Kind: "WorkspaceAPIKey", Name: "acme", UID: "u", Controller: ptr.To(true)}},
 				ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "x"}}},
+			Type: octopodsv1alpha1.SecretType,
 			Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte("k"), octopodsv1alpha1.SecretKeyPreviousAPIKey: []byte("p"), "padding": pad},
 		}
 	}

@@ -15,9 +15,14 @@ import (
 // key (delete its Secret) even where no garbage collector runs.
 const RevokeFinalizer = octopodsv1alpha1.RevokeFinalizer
 
-// sameName maps a Workspace to its key and back: they share a name.
-func sameName(_ context.Context, obj client.Object) []reconcile.Request {
-	return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(obj)}}
+// keyOfOwner maps an owner (a Workspace) to its key.
+func keyOfOwner(_ context.Context, obj client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: octopodsv1alpha1.KeyName(obj.GetName())}}}
+}
+
+// ownerOfKey maps a key to its owner (a Workspace).
+func ownerOfKey(_ context.Context, obj client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: octopodsv1alpha1.OwnerName(obj.GetName())}}}
 }
 
 // getConfirmed reads obj from the cache, or from the API server when fresh is

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,23 +48,26 @@ func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 
 	before := ws.Status.DeepCopy()
 	defer func() {
-		if err := writeStatus(ctx, r.Client, ws, workspaceStatus, *before); err != nil && retErr == nil {
-			result, retErr = ctrl.Result{}, err
+		if err := writeStatus(ctx, r.Client, ws, workspaceStatus, *before); err != nil {
+			err = fmt.Errorf("write Workspace status: %w", err)
+			retErr = kerrors.NewAggregate([]error{retErr, err})
+		}
+		if retErr != nil {
+			result = ctrl.Result{}
 		}
 	}()
-	ws.Status.ObservedGeneration = ws.Generation
 
 	if !controllerutil.ContainsFinalizer(ws, RevokeFinalizer) {
 		original := ws.DeepCopy()
 		controllerutil.AddFinalizer(ws, RevokeFinalizer)
 		if err := patchMetadata(ctx, r.Client, ws, original, workspaceStatus); err != nil {
-			return ctrl.Result{}, err
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
 	}
 
 	key, err := r.keyOf(ctx, ws)
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, fmt.Errorf("read WorkspaceAPIKey %q: %w", ws.Name, err)
 	}
 	if wait := r.settling(ws, key); wait > 0 {
 		// Keep the status as it was (nothing written) and come back.
@@ -71,6 +75,7 @@ func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	r.summarize(ws, key)
+	ws.Status.ObservedGeneration = ws.Generation // only once every step succeeded
 	return ctrl.Result{}, nil
 }
 
@@ -100,7 +105,7 @@ func (r *WorkspaceReconciler) settling(ws *octopodsv1alpha1.Workspace, key *octo
 
 func (r *WorkspaceReconciler) keyOf(ctx context.Context, ws *octopodsv1alpha1.Workspace) (*octopodsv1alpha1.WorkspaceAPIKey, error) {
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: ws.Namespace, Name: ws.Name}, key)
+	err := r.Get(ctx, types.NamespacedName{Namespace: ws.Namespace, Name: octopodsv1alpha1.KeyName(ws.Name)}, key)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -171,7 +176,7 @@ func workspaceStatus(ws *octopodsv1alpha1.Workspace) *octopodsv1alpha1.Workspace
 func (r *WorkspaceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&octopodsv1alpha1.Workspace{}).
-		Watches(&octopodsv1alpha1.WorkspaceAPIKey{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(ignoreUsageUpdates)).
+		Watches(&octopodsv1alpha1.WorkspaceAPIKey{}, handler.EnqueueRequestsFromMapFunc(ownerOfKey), builder.WithPredicates(ignoreUsageUpdates)).
 		WithOptions(opts).
 		Named("workspace").
 		Complete(r)

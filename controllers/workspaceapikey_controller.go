@@ -25,9 +25,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
-	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyplan"
 	"github.com/octopods/octopods-operator/internal/keysecret"
+	"github.com/octopods/octopods-operator/internal/keystore"
 )
 
 // conflictRecheckInterval is how often a key blocked by a foreign Secret looks
@@ -44,6 +44,8 @@ type WorkspaceAPIKeyReconciler struct {
 	// APIReader reads from the API server, bypassing the cache: used to
 	// confirm an absence before generating or revoking a key.
 	APIReader client.Reader
+	// store writes the key Secret; Client refuses to (keystore.Guard).
+	store keystore.Store
 	statusReporter
 	now func() time.Time
 	// staleTokens remembers, per key, the already-used rotation token last
@@ -122,34 +124,19 @@ func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
 	return nil
 }
 
-// The one ordering rule the auth proxy's trust rests on: status.publishedKeys
-// is a subset of the keys in the Secret at every instant. So before a Secret
-// write or delete removes a key, unpublish writes the status without it; the
-// deferred status write publishes a key only after the Secret write that
-// added it succeeded. A crash in between leaves a key unpublished (refused),
-// never a dead key admitted; the next reconcile publishes again from the
-// Secret. A grace-0 rotation is thus: unpublish → write Secret → publish.
+// Published and Unpublish make one reconcile the Publication its Secret
+// writes go through (keystore.Store): the published keys as last written,
+// and the status write that drops keys before the Secret loses them.
+func (k *keyReconcile) Published() []octopodsv1alpha1.PublishedKey { return k.before.PublishedKeys }
 
-// unpublish writes status.publishedKeys without the keys that next (nil: no
-// Secret) will not hold, before that Secret write happens.
-func (k *keyReconcile) unpublish(ctx context.Context, next *corev1.Secret) error {
-	kept := make([]octopodsv1alpha1.PublishedKey, 0, len(k.before.PublishedKeys))
-	for _, p := range k.before.PublishedKeys {
-		if keysecret.Holds(next, p.Digest) {
-			kept = append(kept, p)
-		}
-	}
-	if len(kept) == len(k.before.PublishedKeys) {
-		return nil
-	}
-	if len(kept) == 0 {
-		kept = nil
-	}
+// Unpublish writes status.publishedKeys down to kept, recording the keys
+// dropped as revoked.
+func (k *keyReconcile) Unpublish(ctx context.Context, kept []octopodsv1alpha1.PublishedKey) error {
 	k.key.Status = *k.before.DeepCopy()
 	k.key.Status.PublishedKeys = kept
 	k.key.Status.RevokedKeys = keysecret.Revoke(k.before.RevokedKeys, k.before.PublishedKeys, kept, k.now())
 	if err := writeStatus(ctx, k.Client, k.key, keyStatus, k.before); err != nil {
-		return fmt.Errorf("unpublish keys before changing Secret %q: %w", k.key.EffectiveSecretName(), err)
+		return fmt.Errorf("write status of %s %q: %w", octopodsv1alpha1.WorkspaceKey.Kind, k.key.Name, err)
 	}
 	k.before = *k.key.Status.DeepCopy()
 	return nil
@@ -335,12 +322,8 @@ func (k *keyReconcile) issue(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The keys published for a Secret that is gone are gone with it.
-	if err := k.unpublish(ctx, nil); err != nil {
-		return err
-	}
 	create := func(ctx context.Context, s *corev1.Secret) error {
-		if err := k.Create(ctx, s); err != nil {
+		if err := k.store.Create(ctx, k, s); err != nil {
 			return err
 		}
 		k.obs.saw(s)
@@ -372,7 +355,11 @@ func (k *keyReconcile) secretWriteFailed(name, verb string, err error) error {
 // why.
 func (k *keyReconcile) apply(ctx context.Context, current *corev1.Secret, plan keyplan.Plan) error {
 	keyed := current.DeepCopy()
-	reason, message, err := k.changeKeys(keyed, plan)
+	req := keyRequest{now: k.now(), requestedBy: rotationRequester(k.key, plan.Token)}
+	if k.key.Spec.RotationInterval != nil {
+		req.interval = k.key.Spec.RotationInterval.Duration
+	}
+	reason, message, err := changeKeys(keyed, plan, req)
 	if err != nil {
 		return err
 	}
@@ -417,102 +404,15 @@ func (k *keyReconcile) writeTemplated(ctx context.Context, current, keyed *corev
 	return nil
 }
 
-// write unpublishes what the Secret will no longer hold, then updates it.
-// Update carries the resourceVersion we read: a concurrent change makes it
-// fail with a conflict and we decide again, never on stale data.
+// write updates the Secret through the store. Update carries the
+// resourceVersion we read: a concurrent change makes it fail with a
+// conflict and we decide again, never on stale data.
 func (k *keyReconcile) write(ctx context.Context, secret *corev1.Secret) error {
-	if err := k.unpublish(ctx, secret); err != nil {
-		return err
-	}
-	if err := k.Update(ctx, secret); err != nil {
+	if err := k.store.Update(ctx, k, secret); err != nil {
 		return err
 	}
 	k.obs.saw(secret)
 	return nil
-}
-
-// changeKeys makes the plan's key changes on secret and returns the Event
-// that announces them ("" when none).
-func (k *keyReconcile) changeKeys(secret *corev1.Secret, plan keyplan.Plan) (reason, message string, err error) {
-	oldID := secret.Annotations[octopodsv1alpha1.KeyIDAnnotation]
-	if key := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey]); apikey.Validate(key) == nil {
-		oldID = apikey.ID(key) // the annotation may have been edited
-	}
-	var newID string
-	switch plan.Action {
-	case keyplan.Rotate:
-		token := plan.Token
-		oldKey := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
-		endedEarly := ""
-		if earlier := secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation]; earlier != "" {
-			endedEarly = fmt.Sprintf("; the earlier previous key %s stopped working before the end of its grace period", earlier)
-		}
-		keysecret.ClearPrevious(secret)
-		if newID, err = keysecret.SetNewKey(secret, token, k.now()); err != nil {
-			return "", "", err
-		}
-		secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation] = k.now().UTC().Format(time.RFC3339)
-		by := rotationRequester(k.key, token)
-		secret.Annotations[octopodsv1alpha1.RotatedByAnnotation] = by
-		reason, message = EventKeyRotated, fmt.Sprintf("Rotated key %s to %s for token %q, requested by %s", oldID, newID, token, by)
-		if by == octopodsv1alpha1.OperatorName {
-			message = fmt.Sprintf("Rotated key %s to %s on schedule (every %s; token %q)", oldID, newID, k.key.Spec.RotationInterval.Duration, token)
-		}
-		if plan.KeepPrevious {
-			until := plan.PreviousValidUntil.UTC().Format(time.RFC3339)
-			secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey] = []byte(oldKey)
-			secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation] = oldID
-			secret.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation] = until
-			message += fmt.Sprintf("; %s keeps working until %s", oldID, until)
-		}
-		message += endedEarly
-	case keyplan.Reissue:
-		keysecret.ClearPrevious(secret)
-		// A hand edit is not a rotation request: keep the handled token,
-		// unless a new one is pending, which this one new key handles too.
-		token := secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation]
-		if plan.HandlesToken {
-			token = plan.Token
-		}
-		if newID, err = keysecret.SetNewKey(secret, token, k.now()); err != nil {
-			return "", "", err
-		}
-		by := octopodsv1alpha1.OperatorName
-		if plan.HandlesToken {
-			by = rotationRequester(k.key, token)
-		}
-		secret.Annotations[octopodsv1alpha1.RotatedByAnnotation] = by
-		reason, message = EventKeyReissued, fmt.Sprintf("The key in Secret %q was edited by hand: issued new key %s", secret.Name, newID)
-		if plan.HandlesToken {
-			message += fmt.Sprintf(", which also handles rotation token %q", token)
-		}
-	case keyplan.Keep:
-		reason, message = keepChanges(secret, plan, oldID)
-	}
-	return reason, message, nil
-}
-
-// keepChanges makes a Keep plan's changes (key ID repair, revoke-previous
-// record, previous key removal) and returns the Event that announces them.
-func keepChanges(secret *corev1.Secret, plan keyplan.Plan, keyID string) (reason, message string) {
-	if plan.RepairKeyID {
-		secret.Annotations[octopodsv1alpha1.KeyIDAnnotation] = keyID
-		reason, message = EventKeyIDRepaired, fmt.Sprintf("The %s annotation of Secret %q was edited by hand: set back to %s; the key is unchanged", octopodsv1alpha1.KeyIDAnnotation, secret.Name, keyID)
-	}
-	if plan.RevokeToken != "" {
-		secret.Annotations[octopodsv1alpha1.RevokePreviousTokenAnnotation] = plan.RevokeToken
-	}
-	if plan.DropPrevious {
-		reason, message = EventPreviousKeyExpired, fmt.Sprintf("Previous key %s stopped working", secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation])
-		if plan.RevokeToken != "" {
-			reason, message = EventPreviousKeyRevoked, fmt.Sprintf("Previous key %s stopped working before the end of its grace period, for revoke-previous token %q", secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation], plan.RevokeToken)
-		}
-		if plan.PreviousUntrusted {
-			reason, message = EventUntrustedKeyRemoved, fmt.Sprintf("Secret %q held a previous-api-key the operator never issued: removed, never admitted", secret.Name)
-		}
-		keysecret.ClearPrevious(secret)
-	}
-	return reason, message
 }
 
 // finalize revokes the key of a WorkspaceAPIKey being deleted, then lets it go.
@@ -537,15 +437,15 @@ func (r *WorkspaceAPIKeyReconciler) finalize(ctx context.Context, key *octopodsv
 // WorkspaceAPIKey controls it, and returns the revoked key ID ("" when there
 // was nothing to revoke).
 func (k *keyReconcile) revoke(ctx context.Context) (string, error) {
-	if err := k.unpublish(ctx, nil); err != nil {
-		return "", err
-	}
 	secret, err := k.currentSecret(ctx, k.key, true)
-	if err != nil || secret == nil || !k.key.ManagesSecret(secret) {
+	if err != nil {
 		return "", err
 	}
-	uid := secret.UID
-	if err := k.Delete(ctx, secret, client.Preconditions{UID: &uid}); err != nil {
+	if secret == nil || !k.key.ManagesSecret(secret) {
+		// Nothing of ours holds a key: nothing may stay published.
+		return "", k.store.Delete(ctx, k, nil)
+	}
+	if err := k.store.Delete(ctx, k, secret); err != nil {
 		return "", client.IgnoreNotFound(err)
 	}
 	log.FromContext(ctx).Info("revoked key", "secret", secret.Name, "keyID", secret.Annotations[octopodsv1alpha1.KeyIDAnnotation])
@@ -557,7 +457,7 @@ func (r *WorkspaceAPIKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&octopodsv1alpha1.WorkspaceAPIKey{}, builder.WithPredicates(ignoreUsageUpdates)).
 		Owns(&corev1.Secret{}).
-		Watches(&octopodsv1alpha1.Workspace{}, handler.EnqueueRequestsFromMapFunc(sameName)).
+		Watches(&octopodsv1alpha1.Workspace{}, handler.EnqueueRequestsFromMapFunc(keyOfOwner)).
 		WithOptions(opts).
 		Named("workspaceapikey").
 		Complete(r)

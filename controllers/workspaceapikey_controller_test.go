@@ -27,12 +27,12 @@ var _ = Describe("Key issuance", func() {
 	BeforeEach(func() { ns = newNamespace() })
 
 	It("issues one well-formed key into a Secret with the contract's shape", func() {
-		key := apiKey(ns, "acme")
+		key := testutil.APIKey(ns, "acme")
 		key.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{
 			Labels:      map[string]string{"team": "support"},
 			Annotations: map[string]string{"reloader.stakater.com/match": "true"},
 		}
-		create(workspace(ns, "acme"), key)
+		create(testutil.Workspace(ns, "acme"), key)
 		value := waitForIssuedKey(ns, "acme")
 
 		Eventually(func(g Gomega) {
@@ -71,12 +71,12 @@ var _ = Describe("Key issuance", func() {
 	})
 
 	It("makes the Secret follow secretTemplate edits, key unchanged, others' metadata kept", func() {
-		key := apiKey(ns, "acme")
+		key := testutil.APIKey(ns, "acme")
 		key.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{
 			Labels:      map[string]string{"team": "support", "tier": "gold"},
 			Annotations: map[string]string{"reloader.stakater.com/match": "true"},
 		}
-		create(workspace(ns, "acme"), key)
+		create(testutil.Workspace(ns, "acme"), key)
 		value := waitForIssuedKey(ns, "acme")
 		s := getSecret(Default, ns, "acme-api-key")
 		s.Labels["backup"] = "daily" // someone else's label
@@ -99,15 +99,15 @@ var _ = Describe("Key issuance", func() {
 	})
 
 	It("honours spec.secretName", func() {
-		key := apiKey(ns, "acme")
+		key := testutil.APIKey(ns, "acme")
 		key.Spec.SecretName = "integrations-octopods"
-		create(workspace(ns, "acme"), key)
+		create(testutil.Workspace(ns, "acme"), key)
 		waitForIssuedKey(ns, "acme")
 		Eventually(func(g Gomega) { getSecret(g, ns, "integrations-octopods") }).Should(Succeed())
 	})
 
 	It("shows 'No API key generated' for a workspace without a key, from its creation on", func() {
-		create(workspace(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"))
 		// At once, before any status write: the settings table never shows a blank.
 		Expect(getWorkspace(Default, ns, "acme").Status.APIKey).To(Equal(octopodsv1alpha1.NoAPIKeySummary))
 		Eventually(func(g Gomega) {
@@ -119,7 +119,7 @@ var _ = Describe("Key issuance", func() {
 	})
 
 	It("keeps a key waiting for its Workspace, then issues it when the Workspace appears", func() {
-		create(apiKey(ns, "acme"))
+		create(testutil.APIKey(ns, "acme"))
 		Eventually(func(g Gomega) {
 			c := readyCondition(getKey(g, ns, "acme"))
 			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
@@ -131,18 +131,18 @@ var _ = Describe("Key issuance", func() {
 			g.Expect(apierrors.IsNotFound(err)).To(BeTrue())
 		}).Should(Succeed())
 
-		create(workspace(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"))
 		waitForIssuedKey(ns, "acme")
 	})
 
 	It("yields exactly one Secret from 50 concurrent creates of the same key", func() {
-		create(workspace(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"))
 		var created, conflicts atomic.Int32
 		var wg sync.WaitGroup
 		for i := range 50 {
 			wg.Go(func() {
 				defer GinkgoRecover()
-				key := apiKey(ns, "acme")
+				key := testutil.APIKey(ns, "acme")
 				key.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Labels: map[string]string{"attempt": string(rune('a' + i%26))}}
 				switch err := k8sClient.Create(ctx, key); {
 				case err == nil:
@@ -177,75 +177,75 @@ var _ = Describe("API validation", func() {
 			Expect(err.Error()).To(ContainSubstring(message))
 		},
 		Entry("a key named after another workspace", func(ns string) client.Object {
-			k := apiKey(ns, "acme")
+			k := testutil.APIKey(ns, "acme")
 			k.Spec.WorkspaceName = "globex"
 			return k
 		}, "spec.workspaceName: Invalid value: spec.workspaceName must equal metadata.name"),
 		Entry("an unknown provider, listing the allowed ones", func(ns string) client.Object {
-			w := workspace(ns, "acme")
+			w := testutil.Workspace(ns, "acme")
 			w.Spec.Provider = "Zendesk"
 			return w
 		}, `supported values: "Intercom", "HubSpot"`),
 		Entry("an empty display name", func(ns string) client.Object {
-			w := workspace(ns, "acme")
+			w := testutil.Workspace(ns, "acme")
 			w.Spec.DisplayName = ""
 			return w
 		}, "spec.displayName"),
 		Entry("a grace period over 24h", func(ns string) client.Object {
-			k := apiKey(ns, "acme")
+			k := testutil.APIKey(ns, "acme")
 			k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: 25 * time.Hour}
 			return k
 		}, "rotationGracePeriod must be between 0s and 24h"),
 		Entry("a negative grace period", func(ns string) client.Object {
-			k := apiKey(ns, "acme")
+			k := testutil.APIKey(ns, "acme")
 			k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: -time.Second}
 			return k
 		}, "rotationGracePeriod must be between 0s and 24h"),
 		Entry("a secret name that is not a DNS name", func(ns string) client.Object {
-			k := apiKey(ns, "acme")
+			k := testutil.APIKey(ns, "acme")
 			k.Spec.SecretName = "Not_A_Name"
 			return k
 		}, "spec.secretName"),
 		Entry("a rotation interval under 1h", func(ns string) client.Object {
-			k := apiKey(ns, "acme")
+			k := testutil.APIKey(ns, "acme")
 			k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: 30 * time.Minute}
 			return k
 		}, "spec.rotationInterval: Invalid value: \"30m0s\": rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days"),
 		Entry("a rotation interval over a year", func(ns string) client.Object {
-			k := apiKey(ns, "acme")
+			k := testutil.APIKey(ns, "acme")
 			k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: 8761 * time.Hour}
 			return k
 		}, "rotationInterval must be between 1h and 8760h"),
 		Entry("a workspace name over 63 characters", func(ns string) client.Object {
-			return workspace(ns, strings.Repeat("a", 64))
+			return testutil.Workspace(ns, strings.Repeat("a", 64))
 		}, "a Workspace name is at most 63 characters"),
 		Entry("a key for a workspace name over 63 characters", func(ns string) client.Object {
-			return apiKey(ns, strings.Repeat("a", 64))
+			return testutil.APIKey(ns, strings.Repeat("a", 64))
 		}, "spec.workspaceName (the Workspace's name) is at most 63 characters"),
 		Entry("a template label key that is not a label key, named", func(ns string) client.Object {
-			k := apiKey(ns, "acme")
+			k := testutil.APIKey(ns, "acme")
 			k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Labels: map[string]string{"team": "a", "bad key!": "x"}}
 			return k
 		}, "label key bad key! is not a valid label key"),
 		Entry("a template label reserved to the operator", func(ns string) client.Object {
-			k := apiKey(ns, "acme")
+			k := testutil.APIKey(ns, "acme")
 			k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Labels: map[string]string{"octopods.io/workspace": "globex"}}
 			return k
 		}, "label octopods.io/workspace is set by the operator itself"),
 		Entry("a template annotation key that is not an annotation key", func(ns string) client.Object {
-			k := apiKey(ns, "acme")
+			k := testutil.APIKey(ns, "acme")
 			k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Annotations: map[string]string{"-bad": "x"}}
 			return k
 		}, "annotation key -bad is not a valid annotation key"),
 		Entry("a template annotation reserved to the operator", func(ns string) client.Object {
-			k := apiKey(ns, "acme")
+			k := testutil.APIKey(ns, "acme")
 			k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{Annotations: map[string]string{"octopods.io/key-id": "forged"}}
 			return k
 		}, "annotation octopods.io/key-id is set by the operator itself"),
 	)
 
 	It("accepts a template with valid prefixed keys", func() {
-		k := apiKey(ns, "acme")
+		k := testutil.APIKey(ns, "acme")
 		k.Spec.SecretTemplate = &octopodsv1alpha1.SecretTemplate{
 			Labels:      map[string]string{"example.com/team": "support_1.a", "tier": ""},
 			Annotations: map[string]string{"reloader.stakater.com/match": "true, with any value"},
@@ -255,7 +255,7 @@ var _ = Describe("API validation", func() {
 
 	DescribeTable("refuses changes to immutable fields",
 		func(change func(k *octopodsv1alpha1.WorkspaceAPIKey), message string) {
-			create(apiKey(ns, "acme"))
+			create(testutil.APIKey(ns, "acme"))
 			// The manager adds its finalizer meanwhile: retry conflicts,
 			// as kubectl does, until the API server judges the change.
 			var err error
@@ -274,7 +274,7 @@ var _ = Describe("API validation", func() {
 	)
 
 	It("accepts writing out the default secretName", func() {
-		create(apiKey(ns, "acme"))
+		create(testutil.APIKey(ns, "acme"))
 		updateKey(ns, "acme", func(k *octopodsv1alpha1.WorkspaceAPIKey) { k.Spec.SecretName = "acme-api-key" })
 		Expect(getKey(Default, ns, "acme").Spec.SecretName).To(Equal("acme-api-key"))
 	})
@@ -284,7 +284,7 @@ var _ = Describe("Rotation", func() {
 	var ns string
 	BeforeEach(func() {
 		ns = newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 	})
 
 	It("rotates once per new token, and never for a re-applied one", func() {
@@ -355,7 +355,7 @@ var _ = Describe("Rotation", func() {
 var _ = Describe("Rotation across a manager crash", Serial, func() {
 	It("rotates exactly once when the manager dies between the Secret write and the status write", func() {
 		ns := newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 		original := waitForIssuedKey(ns, "acme")
 
 		stopManager()
@@ -406,7 +406,7 @@ var _ = Describe("Re-issue", func() {
 	var ns string
 	BeforeEach(func() {
 		ns = newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 	})
 
 	It("re-issues a deleted Secret with a fresh key and a Warning", func() {
@@ -453,25 +453,25 @@ var _ = Describe("Revocation", func() {
 	var ns string
 	BeforeEach(func() {
 		ns = newNamespace()
-		create(workspace(ns, "acme"), apiKey(ns, "acme"))
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 		waitForIssuedKey(ns, "acme")
 	})
 
 	It("revokes the key when the WorkspaceAPIKey is deleted", func() {
-		Expect(k8sClient.Delete(ctx, apiKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Delete(ctx, testutil.APIKey(ns, "acme"))).To(Succeed())
 		Eventually(func(g Gomega) {
 			isNotFound(g, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}})
-			isNotFound(g, apiKey(ns, "acme"))
+			isNotFound(g, testutil.APIKey(ns, "acme"))
 			g.Expect(getWorkspace(g, ns, "acme").Status.APIKey).To(Equal(octopodsv1alpha1.NoAPIKeySummary))
 		}).Should(Succeed())
 	})
 
 	It("revokes the key when the Workspace is deleted, with no garbage collector running", func() {
-		Expect(k8sClient.Delete(ctx, workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Delete(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
 		Eventually(func(g Gomega) {
 			isNotFound(g, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}})
-			isNotFound(g, apiKey(ns, "acme"))
-			isNotFound(g, workspace(ns, "acme"))
+			isNotFound(g, testutil.APIKey(ns, "acme"))
+			isNotFound(g, testutil.Workspace(ns, "acme"))
 		}).Should(Succeed())
 	})
 })
@@ -485,7 +485,7 @@ var _ = Describe("A foreign Secret in the way", func() {
 				Type:       secretType,
 				Data:       map[string][]byte{"password": []byte("billing-db-password")},
 			}
-			create(foreign, workspace(ns, "acme"), apiKey(ns, "acme"))
+			create(foreign, testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 			Eventually(func(g Gomega) {
 				k := getKey(g, ns, "acme")
 				g.Expect(readyCondition(k).Reason).To(Equal(ReasonSecretConflict))
@@ -501,8 +501,8 @@ var _ = Describe("A foreign Secret in the way", func() {
 			}).Should(Succeed())
 
 			// Deleting the key must not delete someone else's Secret either.
-			Expect(k8sClient.Delete(ctx, apiKey(ns, "acme"))).To(Succeed())
-			Eventually(func(g Gomega) { isNotFound(g, apiKey(ns, "acme")) }).Should(Succeed())
+			Expect(k8sClient.Delete(ctx, testutil.APIKey(ns, "acme"))).To(Succeed())
+			Eventually(func(g Gomega) { isNotFound(g, testutil.APIKey(ns, "acme")) }).Should(Succeed())
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), &corev1.Secret{})).To(Succeed())
 		},
 		Entry("an Opaque Secret", corev1.SecretTypeOpaque),
@@ -513,9 +513,9 @@ var _ = Describe("A foreign Secret in the way", func() {
 var _ = Describe("Key confidentiality", func() {
 	It("never puts a key in a status, an event or the manager's logs", func() {
 		ns := newNamespace()
-		key := apiKey(ns, "acme")
+		key := testutil.APIKey(ns, "acme")
 		key.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: time.Hour}
-		create(workspace(ns, "acme"), key)
+		create(testutil.Workspace(ns, "acme"), key)
 		waitForIssuedKey(ns, "acme")
 		rotate(ns, "acme", "t1")
 		Eventually(func(g Gomega) {
@@ -576,7 +576,7 @@ var _ = Describe("Scale", Serial, func() {
 
 		writesBefore := apiServerWrites()
 		started = time.Now()
-		testutil.Parallel(n, workers, func(i int) { create(workspace(ns, names[i]), apiKey(ns, names[i])) })
+		testutil.Parallel(n, workers, func(i int) { create(testutil.Workspace(ns, names[i]), testutil.APIKey(ns, names[i])) })
 		Eventually(func(g Gomega) {
 			keys := &octopodsv1alpha1.WorkspaceAPIKeyList{}
 			g.Expect(k8sClient.List(ctx, keys, client.InNamespace(ns))).To(Succeed())

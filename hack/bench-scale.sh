@@ -20,6 +20,9 @@ go run ./hack/gatewaybench -keys "${KEYS:-10000}" | tee "$out/gateway"
 echo "== goals 2 and 5: manager restart and auth proxy first load over ${WORKSPACES:-100000} workspaces"
 go run ./hack/restartbench -workspaces "${WORKSPACES:-100000}" | tee "$out/restart"
 
+# The table goes to the terminal and to docs/benchmarks.md, the one page
+# that holds measured figures; the manual's pages link to it.
+table() {
 echo
 echo "| goal | figure | measured | baseline, same run | target |"
 echo "|---|---|---|---|---|"
@@ -28,3 +31,11 @@ awk '/writes\/s@100k/ { for (i = 1; i <= NF; i++) { if ($(i+1) == "writes/s@100k
 awk '/BenchmarkIndexMemory\/keys=/ { for (i = 1; i <= NF; i++) if ($(i+1) == "MiB") m = $i; split($1, k, "="); sub(/-.*/, "", k[2])
       printf "| 5 | auth proxy index, %s keys (live heap) | %s MiB | (100k row) | (RSS ≤ 64 MiB at 100k) |\n", k[2], m }' "$out/index"
 grep -h '^| ' "$out/gateway" "$out/restart" || true
+}
+table | tee "$out/table"
+{
+  echo "# Benchmark figures"
+  echo
+  echo "Written by \`make bench-scale\` ($(date -u +%Y-%m-%d), $(nproc) cores, WORKSPACES=${WORKSPACES:-100000}, KEYS=${KEYS:-10000}, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)); do not edit by hand. What the figures mean and what bounds them: [Scale](scale.md)."
+  cat "$out/table"
+} > docs/benchmarks.md

@@ -29,12 +29,20 @@ mkdir -p "$OUT"
 
 try_setup_envtest() {
   [[ "${ENVTEST_NO_DOWNLOAD:-}" == "true" ]] && return 1
-  local tool="$ROOT/bin/setup-envtest"
+  # Pinned from go.mod: the newest setup-envtest release of the
+  # controller-runtime minor version the project builds with.
+  local cr minor version tool
+  cr="$(cd "$ROOT" && go list -m -f '{{.Version}}' sigs.k8s.io/controller-runtime)" || return 1
+  minor="${cr%.*}"
+  version="$(go list -m -versions sigs.k8s.io/controller-runtime/tools/setup-envtest 2>/dev/null | tr ' ' '\n' | grep "^${minor}\." | tail -1)"
+  [[ -n "$version" ]] || return 1
+  tool="$ROOT/bin/setup-envtest-$version"
   if [[ ! -x "$tool" ]]; then
-    log "installing setup-envtest"
+    log "installing setup-envtest $version"
     # Its errors (a 403 from a closed network) are not the user's problem:
     # the fallback below says what happens instead, in one line.
-    GOBIN="$ROOT/bin" go install sigs.k8s.io/controller-runtime/tools/setup-envtest@release-0.25 >/dev/null 2>&1 || return 1
+    GOBIN="$ROOT/bin" go install "sigs.k8s.io/controller-runtime/tools/setup-envtest@$version" >/dev/null 2>&1 || return 1
+    mv "$ROOT/bin/setup-envtest" "$tool"
   fi
   log "trying setup-envtest download of Kubernetes $K8S_VERSION"
   local dir

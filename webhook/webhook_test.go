@@ -21,28 +21,14 @@ import (
 
 func newNamespace() string { return testutil.NewNamespace(k8sClient, "octopods-webhook-") }
 
-func workspace(ns, name string) *octopodsv1alpha1.Workspace {
-	return &octopodsv1alpha1.Workspace{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       octopodsv1alpha1.WorkspaceSpec{DisplayName: "Acme", Provider: octopodsv1alpha1.ProviderHubSpot},
-	}
-}
-
-// bareKey is what `kubectl create` with just a name sends.
-func bareKey(ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
-	return &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-}
-
 func getKey(g Gomega, ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
-	k := &octopodsv1alpha1.WorkspaceAPIKey{}
-	g.ExpectWithOffset(1, k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, k)).To(Succeed())
-	return k
+	return testutil.GetKey(g, k8sClient, ns, name)
 }
 
 var _ = Describe("Defaulting", func() {
 	It("fills workspaceName from the name and writes out secretName", func() {
 		ns := newNamespace()
-		Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed())
 		k := getKey(Default, ns, "acme")
 		Expect(k.Spec.WorkspaceName).To(Equal("acme"))
 		Expect(k.Spec.SecretName).To(Equal("acme-api-key"))
@@ -64,10 +50,10 @@ var _ = Describe("Defaulting", func() {
 
 	It("adds the finalizers and the Workspace owner at creation, so the operator needs no metadata write", func() {
 		ns := newNamespace()
-		ws := workspace(ns, "acme")
+		ws := testutil.Workspace(ns, "acme")
 		Expect(k8sClient.Create(ctx, ws)).To(Succeed())
 		Expect(ws.Finalizers).To(ConsistOf(octopodsv1alpha1.RevokeFinalizer), "as the API server returned the Workspace it created")
-		k := bareKey(ns, "acme")
+		k := testutil.BareAPIKey(ns, "acme")
 		Expect(k8sClient.Create(ctx, k)).To(Succeed())
 		Expect(k.Finalizers).To(ConsistOf(octopodsv1alpha1.RevokeFinalizer))
 		Expect(k.OwnerReferences).To(ConsistOf(And(
@@ -76,7 +62,7 @@ var _ = Describe("Defaulting", func() {
 
 		// A key whose Workspace does not exist yet gets its finalizer, and
 		// its owner later from the reconciler.
-		orphan := bareKey(ns, "globex")
+		orphan := testutil.BareAPIKey(ns, "globex")
 		Expect(k8sClient.Create(ctx, orphan)).To(Succeed())
 		Expect(orphan.Finalizers).To(ConsistOf(octopodsv1alpha1.RevokeFinalizer))
 		Expect(orphan.OwnerReferences).To(BeEmpty())
@@ -84,7 +70,7 @@ var _ = Describe("Defaulting", func() {
 
 	It("keeps an explicit secretName", func() {
 		ns := newNamespace()
-		k := bareKey(ns, "acme")
+		k := testutil.BareAPIKey(ns, "acme")
 		k.Spec.SecretName = "octopods-credentials"
 		Expect(k8sClient.Create(ctx, k)).To(Succeed())
 		Expect(getKey(Default, ns, "acme").Spec.SecretName).To(Equal("octopods-credentials"))
@@ -97,7 +83,7 @@ var _ = Describe("Refusing a foreign Secret", func() {
 			ns := newNamespace()
 			foreign := secret(ns)
 			Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
-			err := k8sClient.Create(ctx, bareKey(ns, "acme"))
+			err := k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))
 			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 			Expect(err.Error()).To(ContainSubstring(`spec.secretName: Invalid value: "acme-api-key": Secret "acme-api-key" already exists and ` + whose + `; the operator never takes over`))
 			Expect(apierrors.IsNotFound(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "acme"}, &octopodsv1alpha1.WorkspaceAPIKey{}))).To(BeTrue())
@@ -132,14 +118,14 @@ var _ = Describe("Refusing a foreign Secret", func() {
 
 	It("is backed by the reconciler when the Secret appears after the key was admitted", func() {
 		ns := newNamespace()
-		Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(meta.FindStatusCondition(getKey(g, ns, "acme").Status.Conditions, controllers.ConditionReady)).To(
 				HaveField("Reason", controllers.ReasonWorkspaceNotFound))
 		}).Should(Succeed())
 		foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-api-key"}, StringData: map[string]string{"password": "x"}}
 		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(meta.FindStatusCondition(getKey(g, ns, "acme").Status.Conditions, controllers.ConditionReady)).To(
 				HaveField("Reason", controllers.ReasonSecretConflict))
@@ -153,10 +139,10 @@ var _ = Describe("Refusing a foreign Secret", func() {
 var _ = Describe("Warnings", func() {
 	It("warns that a key waits for its missing Workspace, then issues it", func() {
 		ns := newNamespace()
-		got := warnings.during(func() { Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed()) })
+		got := warnings.during(func() { Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed()) })
 		Expect(got).To(ConsistOf(`Workspace "acme" does not exist yet: the key will be issued when workspace acme exists`))
 
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
 		Eventually(func(g Gomega) {
 			k := getKey(g, ns, "acme")
 			g.Expect(meta.IsStatusConditionTrue(k.Status.Conditions, controllers.ConditionReady)).To(BeTrue())
@@ -165,23 +151,23 @@ var _ = Describe("Warnings", func() {
 
 	It("warns that a schedule without a grace period cuts integrations off at each rotation", func() {
 		ns := newNamespace()
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		k := bareKey(ns, "acme")
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		k := testutil.BareAPIKey(ns, "acme")
 		k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: 720 * time.Hour}
 		got := warnings.during(func() { Expect(k8sClient.Create(ctx, k)).To(Succeed()) })
 		Expect(got).To(ConsistOf(HavePrefix("spec.rotationInterval with rotationGracePeriod 0s: every scheduled rotation stops the old key at once")))
 
-		k = bareKey(ns, "globex")
+		k = testutil.BareAPIKey(ns, "globex")
 		k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: 720 * time.Hour}
 		k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: time.Hour}
-		Expect(k8sClient.Create(ctx, workspace(ns, "globex"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "globex"))).To(Succeed())
 		Expect(warnings.during(func() { Expect(k8sClient.Create(ctx, k)).To(Succeed()) })).To(BeEmpty())
 	})
 
 	It("warns that a rotation token already used rotates nothing: pasted twice, or re-applied later", func() {
 		ns := newNamespace()
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed())
 		annotate := func(token string) []string {
 			return warnings.during(func() {
 				k := getKey(Default, ns, "acme")
@@ -209,28 +195,28 @@ var _ = Describe("Warnings", func() {
 
 	It("does not warn when the Workspace exists", func() {
 		ns := newNamespace()
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		got := warnings.during(func() { Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed()) })
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		got := warnings.during(func() { Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed()) })
 		Expect(got).To(BeEmpty())
 	})
 
 	It("warns that deleting a Workspace revokes its key, naming the key ID", func() {
 		ns := newNamespace()
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, bareKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed())
 		var keyID string
 		Eventually(func(g Gomega) {
 			keyID = getKey(g, ns, "acme").Status.KeyID
 			g.Expect(keyID).NotTo(BeEmpty())
 		}).Should(Succeed())
-		got := warnings.during(func() { Expect(k8sClient.Delete(ctx, workspace(ns, "acme"))).To(Succeed()) })
+		got := warnings.during(func() { Expect(k8sClient.Delete(ctx, testutil.Workspace(ns, "acme"))).To(Succeed()) })
 		Expect(got).To(ConsistOf(`deleting Workspace "acme" revokes key ` + keyID + ` (Secret "acme-api-key") used by integrations`))
 	})
 
 	It("does not warn when deleting a Workspace without a key", func() {
 		ns := newNamespace()
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		got := warnings.during(func() { Expect(k8sClient.Delete(ctx, workspace(ns, "acme"))).To(Succeed()) })
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		got := warnings.during(func() { Expect(k8sClient.Delete(ctx, testutil.Workspace(ns, "acme"))).To(Succeed()) })
 		Expect(got).To(BeEmpty())
 	})
 })
@@ -250,8 +236,8 @@ func as(user string) client.Client {
 var _ = Describe("Who asked", func() {
 	It("stamps the creator and the rotation's requester over anything the client sent, and the rotation names them", func() {
 		ns := newNamespace()
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		k := bareKey(ns, "acme")
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		k := testutil.BareAPIKey(ns, "acme")
 		k.Annotations = map[string]string{octopodsv1alpha1.CreatedByAnnotation: "mallory", octopodsv1alpha1.RotateRequestedByAnnotation: "mallory"}
 		Expect(as("alice@acme.example").Create(ctx, k)).To(Succeed())
 		got := getKey(Default, ns, "acme")

@@ -39,7 +39,7 @@ func (WorkspaceValidator) ValidateUpdate(context.Context, *octopodsv1alpha1.Work
 // ValidateDelete warns that deleting the Workspace revokes its key.
 func (v WorkspaceValidator) ValidateDelete(ctx context.Context, ws *octopodsv1alpha1.Workspace) (admission.Warnings, error) {
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
-	err := v.Reader.Get(ctx, types.NamespacedName{Namespace: ws.Namespace, Name: ws.Name}, key)
+	err := v.Reader.Get(ctx, types.NamespacedName{Namespace: ws.Namespace, Name: octopodsv1alpha1.KeyName(ws.Name)}, key)
 	switch {
 	case err != nil:
 		// No key, or a failed lookup: this is advice, never a refusal.

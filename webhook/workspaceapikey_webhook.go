@@ -236,7 +236,7 @@ func (v WorkspaceAPIKeyValidator) ValidateCreate(ctx context.Context, key *octop
 	secret := &corev1.Secret{}
 	err := v.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: secretName}, secret)
 	switch {
-	case err == nil && !octopodsv1alpha1.IsKeySecretOf(secret, key.Name):
+	case err == nil && !octopodsv1alpha1.IsKeySecretOf(secret, octopodsv1alpha1.WorkspaceKey, key.Name):
 		return nil, apierrors.NewInvalid(key.GroupVersionKind().GroupKind(), key.Name, field.ErrorList{
 			field.Invalid(field.NewPath("spec", "secretName"), secretName, fmt.Sprintf(
 				"Secret %q already exists and %s; the operator never takes over, overwrites or reveals another Secret: choose another spec.secretName, or delete that Secret first",

@@ -1,7 +1,6 @@
 package v1alpha1
 
 import (
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -368,20 +367,8 @@ type WorkspaceAPIKeyList struct {
 	Items           []WorkspaceAPIKey `json:"items"`
 }
 
-// IsKeySecretOf reports whether secret is a key Secret written for a
-// WorkspaceAPIKey of the given name (of any incarnation).
-func IsKeySecretOf(secret *corev1.Secret, keyName string) bool {
-	if secret.Type != SecretType {
-		return false
-	}
-	ref := metav1.GetControllerOf(secret)
-	return ref != nil && ref.Kind == "WorkspaceAPIKey" && ref.Name == keyName &&
-		strings.HasPrefix(ref.APIVersion, GroupVersion.Group+"/")
-}
-
 // ManagesSecret reports whether secret is this WorkspaceAPIKey's own key
 // Secret. Any other Secret is never written, revealed or deleted.
 func (k *WorkspaceAPIKey) ManagesSecret(secret *corev1.Secret) bool {
-	ref := metav1.GetControllerOf(secret)
-	return IsKeySecretOf(secret, k.Name) && ref.UID == k.UID
+	return IsKeySecretOf(secret, WorkspaceKey, k.Name) && metav1.GetControllerOf(secret).UID == k.UID
 }

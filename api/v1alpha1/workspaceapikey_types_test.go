@@ -36,7 +36,7 @@ func TestSecretOwnership(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := IsKeySecretOf(tc.secret, "acme"); got != tc.keySecretOf {
+			if got := IsKeySecretOf(tc.secret, WorkspaceKey, "acme"); got != tc.keySecretOf {
 				t.Errorf("IsKeySecretOf = %v, want %v", got, tc.keySecretOf)
 			}
 			if got := key.ManagesSecret(tc.secret); got != tc.managesSecret {

@@ -218,8 +218,8 @@ func Holds(secret *corev1.Secret, digest string) bool {
 // Owner says whose a Secret in a key's way is, for messages: another
 // key's, or nobody's the operator knows.
 func Owner(secret *corev1.Secret) string {
-	if ref := metav1.GetControllerOf(secret); ref != nil && ref.Kind == "WorkspaceAPIKey" && secret.Type == octopodsv1alpha1.SecretType {
-		return fmt.Sprintf("belongs to WorkspaceAPIKey %q", ref.Name)
+	if ref := octopodsv1alpha1.KeySecretController(secret); ref != nil {
+		return fmt.Sprintf("belongs to %s %q", ref.Kind, ref.Name)
 	}
 	return "is not managed by octopods-operator"
 }

@@ -19,9 +19,9 @@ var _ = Describe("kubectl octopods", func() {
 	var ns, key string
 	BeforeEach(func() {
 		ns = newNamespace()
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, workspace(ns, "globex"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, apiKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "globex"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.APIKey(ns, "acme"))).To(Succeed())
 		key = secretKey(ns, "acme")
 	})
 
@@ -70,7 +70,7 @@ var _ = Describe("kubectl octopods", func() {
 	)
 
 	It("a key waiting for its Workspace: get lists it with the reason, and copy says why at once", func() {
-		Expect(k8sClient.Create(ctx, apiKey(ns, "initech"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.APIKey(ns, "initech"))).To(Succeed())
 		Eventually(func(g Gomega) {
 			r := run(editor, ns, false, "get", "initech")
 			g.Expect(r.err).NotTo(HaveOccurred())

@@ -11,7 +11,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -26,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/controllers"
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
@@ -155,27 +153,7 @@ func run(user, ns string, terminal bool, args ...string) result {
 	return result{out: out.String(), errOut: errOut.String(), err: err}
 }
 
-func workspace(ns, name string) *octopodsv1alpha1.Workspace {
-	return &octopodsv1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: octopodsv1alpha1.WorkspaceSpec{DisplayName: "Workspace " + name, Provider: octopodsv1alpha1.ProviderIntercom}}
-}
-
-func apiKey(ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
-	return &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: name}}
-}
-
 // secretKey is the key in the workspace's Secret, once issued.
 func secretKey(ns, name string) string {
-	var key string
-	EventuallyWithOffset(1, func(g Gomega) {
-		k := &octopodsv1alpha1.WorkspaceAPIKey{}
-		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, k)).To(Succeed())
-		g.Expect(k.Status.KeyID).NotTo(BeEmpty())
-		s := &corev1.Secret{}
-		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-api-key"}, s)).To(Succeed())
-		key = string(s.Data[octopodsv1alpha1.SecretKeyAPIKey])
-		g.Expect(key).To(HavePrefix("opk_"))
-	}).Should(Succeed())
-	return key
+	return testutil.IssuedKey(k8sClient, ns, name)
 }

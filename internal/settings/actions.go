@@ -23,7 +23,7 @@ func CreateKey(ctx context.Context, c client.Client, namespace, workspace string
 		return explain(err, "get", "workspaces", namespace)
 	}
 	key := &octopodsv1alpha1.WorkspaceAPIKey{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: workspace},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: octopodsv1alpha1.KeyName(workspace)},
 		Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: workspace},
 	}
 	err := c.Create(ctx, key)
@@ -64,7 +64,7 @@ func DefaultRotationToken(now time.Time) string {
 // returns the key as it was (its key ID and grace period).
 func RequestRotation(ctx context.Context, c client.Client, namespace, workspace, token string) (*octopodsv1alpha1.WorkspaceAPIKey, error) {
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, key); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: octopodsv1alpha1.KeyName(workspace)}, key); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, noKey(ctx, c, namespace, workspace, "to rotate")
 		}
@@ -90,7 +90,7 @@ func WaitForRotation(ctx context.Context, c client.Reader, namespace, workspace,
 	deadline := time.Now().Add(wait)
 	for {
 		key := &octopodsv1alpha1.WorkspaceAPIKey{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, key); err != nil {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: octopodsv1alpha1.KeyName(workspace)}, key); err != nil {
 			return nil, explain(err, "get", "workspaceapikeys", namespace)
 		}
 		if key.Status.LastRotationToken == token && key.Status.KeyID != "" {

@@ -23,7 +23,7 @@ const maxAuditEvents = 15
 // Audit gathers what support needs about one workspace's key.
 func Audit(ctx context.Context, c client.Reader, namespace, workspace string, now time.Time) (string, error) {
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, key); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: octopodsv1alpha1.KeyName(workspace)}, key); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", noKey(ctx, c, namespace, workspace, "to audit")
 		}

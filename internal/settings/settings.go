@@ -103,9 +103,9 @@ func rowOf(ws *octopodsv1alpha1.Workspace, key *octopodsv1alpha1.WorkspaceAPIKey
 		used := t.UTC()
 		r.LastUsed = &used
 	}
-	ready := meta.FindStatusCondition(key.Status.Conditions, "Ready")
+	ready := meta.FindStatusCondition(key.Status.Conditions, octopodsv1alpha1.ConditionReady)
 	switch {
-	case ready != nil && ready.Status == "True" && key.Status.KeyID != "":
+	case ready != nil && ready.Status == metav1.ConditionTrue && key.Status.KeyID != "":
 		r.Issued = true
 	case ready != nil:
 		r.State = ready.Reason + ": " + ready.Message
@@ -147,7 +147,7 @@ var errNotIssuedYet = errors.New("not issued yet")
 
 func readKeyOnce(ctx context.Context, c client.Reader, namespace, workspace string) (string, error) {
 	key := &octopodsv1alpha1.WorkspaceAPIKey{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, key); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: octopodsv1alpha1.KeyName(workspace)}, key); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", noKey(ctx, c, namespace, workspace, "")
 		}
@@ -155,7 +155,7 @@ func readKeyOnce(ctx context.Context, c client.Reader, namespace, workspace stri
 	}
 	secret := &corev1.Secret{}
 	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: key.EffectiveSecretName()}, secret)
-	ready := meta.FindStatusCondition(key.Status.Conditions, "Ready")
+	ready := meta.FindStatusCondition(key.Status.Conditions, octopodsv1alpha1.ConditionReady)
 	switch {
 	case apierrors.IsNotFound(err) && ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason != "":
 		// Blocked, not being issued (a missing Workspace, a Secret in the

@@ -92,8 +92,8 @@ var _ = Describe("Manager crashes in the middle of a batch", Serial, func() {
 		// Issuance of 200, with a crash after about a third.
 		start := time.Now()
 		testutil.Parallel(n, workers, func(i int) {
-			Expect(k8sClient.Create(ctx, workspace(ns, names[i]))).To(Succeed())
-			Expect(k8sClient.Create(ctx, apiKey(ns, names[i]))).To(Succeed())
+			Expect(k8sClient.Create(ctx, testutil.Workspace(ns, names[i]))).To(Succeed())
+			Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, names[i]))).To(Succeed())
 		})
 		crashedAt := crashWhen(func() bool { return issuedNow() >= n/3 }, issuedNow)
 		Eventually(func() int { issued, _ := countTokens(""); return issued }, 2*time.Minute, 50*time.Millisecond).Should(Equal(n))

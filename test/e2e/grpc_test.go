@@ -15,13 +15,14 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 var _ = Describe("Envoy's gRPC ext_authz on the local system", func() {
 	It("admits a key with the workspace as headers and metadata, and refuses an unknown one", func() {
 		ns := newNamespace()
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, apiKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed())
 		key := waitIssued(ns, "acme")
 
 		conn, err := grpc.NewClient(env.ProxyGRPCAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/octopods/octopods-operator/internal/localenv"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 const helmNamespace = "octopods-helm"
@@ -131,8 +132,8 @@ var _ = Describe("The Helm chart on the local control plane", Serial, func() {
 			return res.StatusCode
 		}
 		keysNS := newNamespace()
-		Expect(k8sClient.Create(ctx, workspace(keysNS, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, apiKey(keysNS, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(keysNS, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(keysNS, "acme"))).To(Succeed())
 		first := waitIssued(keysNS, "acme")
 		Eventually(func() int { return through(first) }, issueTimeout, pollEvery).Should(Equal(http.StatusOK))
 

@@ -10,7 +10,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -19,25 +18,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
-	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 var ctx = context.Background()
 
 func newNamespace() string { return testutil.NewNamespace(k8sClient, "e2e-") }
-
-func workspace(ns, name string) *octopodsv1alpha1.Workspace {
-	return &octopodsv1alpha1.Workspace{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       octopodsv1alpha1.WorkspaceSpec{DisplayName: "Workspace " + name, Provider: octopodsv1alpha1.ProviderHubSpot},
-	}
-}
-
-// apiKey is what a user applies: just a name, the webhook fills the rest.
-func apiKey(ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
-	return &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-}
 
 func secretOf(g Gomega, ns, workspace string) *corev1.Secret {
 	s := &corev1.Secret{}
@@ -46,22 +32,12 @@ func secretOf(g Gomega, ns, workspace string) *corev1.Secret {
 }
 
 func keyOf(g Gomega, ns, name string) *octopodsv1alpha1.WorkspaceAPIKey {
-	k := &octopodsv1alpha1.WorkspaceAPIKey{}
-	g.ExpectWithOffset(1, k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, k)).To(Succeed())
-	return k
+	return testutil.GetKey(g, k8sClient, ns, name)
 }
 
 // waitIssued waits for a Ready key whose Secret holds a valid key, returns it.
 func waitIssued(ns, name string) string {
-	var value string
-	EventuallyWithOffset(1, func(g Gomega) {
-		k := keyOf(g, ns, name)
-		g.Expect(meta.IsStatusConditionTrue(k.Status.Conditions, "Ready")).To(BeTrue())
-		value = string(secretOf(g, ns, name).Data[octopodsv1alpha1.SecretKeyAPIKey])
-		g.Expect(apikey.Validate(value)).To(Succeed())
-		g.Expect(k.Status.KeyID).To(Equal(apikey.ID(value)))
-	}, issueTimeout, pollEvery).Should(Succeed())
-	return value
+	return testutil.IssuedKey(k8sClient, ns, name, issueTimeout, pollEvery)
 }
 
 func rotate(ns, name, token string) {

@@ -23,8 +23,8 @@ var _ = Describe("One tenant's typo", Ordered, func() {
 	BeforeAll(func() {
 		p1, p2, p3 = newNamespace(), newNamespace(), newNamespace()
 		for _, ns := range []string{p1, p2} {
-			Expect(k8sClient.Create(ctx, workspace(ns, "a"))).To(Succeed())
-			Expect(k8sClient.Create(ctx, apiKey(ns, "a"))).To(Succeed())
+			Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "a"))).To(Succeed())
+			Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "a"))).To(Succeed())
 			waitIssued(ns, "a")
 		}
 	})
@@ -38,10 +38,10 @@ var _ = Describe("One tenant's typo", Ordered, func() {
 	})
 
 	It("2–4. stored anyway, it stops no other tenant's rotation, issue or revocation, and the probes say ready because they are", func() {
-		bad, probe := apiKey(p1, "b"), apiKey(p1, "probe")
+		bad, probe := testutil.BareAPIKey(p1, "b"), testutil.BareAPIKey(p1, "probe")
 		bad.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: "30d"}
 		probe.Spec.RotationInterval = bad.Spec.RotationInterval
-		Expect(k8sClient.Create(ctx, workspace(p1, "b"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(p1, "b"))).To(Succeed())
 		testutil.StoreBehindTheSchema(ctx, k8sClient, "workspaceapikeys.octopods.io", "rotationInterval", bad, probe)
 
 		// Support rotates a leaked key in p2.
@@ -55,13 +55,13 @@ var _ = Describe("One tenant's typo", Ordered, func() {
 
 		// A new tenant in p3 gets a key, then loses it.
 		start = time.Now()
-		Expect(k8sClient.Create(ctx, workspace(p3, "c"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, apiKey(p3, "c"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(p3, "c"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(p3, "c"))).To(Succeed())
 		third := waitIssued(p3, "c")
 		Eventually(func() int { return status(third) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 		issued := time.Since(start)
 		start = time.Now()
-		Expect(k8sClient.Delete(ctx, apiKey(p3, "c"))).To(Succeed())
+		Expect(k8sClient.Delete(ctx, testutil.BareAPIKey(p3, "c"))).To(Succeed())
 		Eventually(func() int { return status(third) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
 		revoked := time.Since(start)
 		figure("one undecodable key in another namespace: a leaked key refused %s after the rotate annotation, a new key admitted %s after its creation, a deleted key refused %s after the delete",

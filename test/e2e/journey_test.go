@@ -16,6 +16,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 var _ = Describe("A user's journey", Ordered, func() {
@@ -24,11 +25,11 @@ var _ = Describe("A user's journey", Ordered, func() {
 	BeforeAll(func() { ns = newNamespace() })
 
 	It("issues keys whatever the order Workspaces and keys are applied in", func() {
-		Expect(k8sClient.Create(ctx, apiKey(ns, "globex"))).To(Succeed(), "key before its workspace")
-		Expect(k8sClient.Create(ctx, workspace(ns, "globex"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, apiKey(ns, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, workspace(ns, "initech"))).To(Succeed(), "a workspace with no key")
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "globex"))).To(Succeed(), "key before its workspace")
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "globex"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "initech"))).To(Succeed(), "a workspace with no key")
 		acmeKey = waitIssued(ns, "acme")
 		waitIssued(ns, "globex")
 	})
@@ -160,7 +161,7 @@ var _ = Describe("A user's journey", Ordered, func() {
 	})
 
 	It("revokes the key when the key is deleted", func() {
-		Expect(k8sClient.Delete(ctx, apiKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Delete(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed())
 		deleted := time.Now()
 		Eventually(func() int { return status(acmeKey) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
 		figure("deleted WorkspaceAPIKey: its key refused by the proxy %s after the delete", time.Since(deleted).Round(time.Millisecond))
@@ -175,7 +176,7 @@ var _ = Describe("A user's journey", Ordered, func() {
 	It("revokes the key when the workspace is deleted", func() {
 		globexKey := waitIssued(ns, "globex")
 		Eventually(func() int { return status(globexKey) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
-		Expect(k8sClient.Delete(ctx, workspace(ns, "globex"))).To(Succeed())
+		Expect(k8sClient.Delete(ctx, testutil.Workspace(ns, "globex"))).To(Succeed())
 		Eventually(func() int { return status(globexKey) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
 		Eventually(func(g Gomega) {
 			g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "globex"}, &octopodsv1alpha1.WorkspaceAPIKey{}))).To(BeTrue())

@@ -13,6 +13,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // The README's "For support" walkthrough, step by step, as the people in it.
@@ -21,8 +22,8 @@ var _ = Describe("A leaked key, as support handles it", func() {
 		applyPeopleRoles()
 		ns := newNamespace()
 		rotator := as(ns, "support@octopods.example", "key-rotator")
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, apiKey(ns, "acme"))).To(Succeed()) // rotationGracePeriod 0s
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed()) // rotationGracePeriod 0s
 		leaked := waitIssued(ns, "acme")
 		Eventually(func() int { return status(leaked) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 

@@ -5,6 +5,7 @@ package e2e
 import (
 	"os/exec"
 
+	"github.com/octopods/octopods-operator/internal/testutil"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -16,8 +17,8 @@ import (
 var _ = Describe("run-local's people roles", func() {
 	It("lets support, bound to octopods-key-rotator as run-local prints, rotate with the plugin and not copy", func() {
 		ns := newNamespace()
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, apiKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed())
 		waitIssued(ns, "acme")
 		Expect(k8sClient.Create(ctx, &rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "support"},

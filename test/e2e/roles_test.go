@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // as returns a client that acts as user, bound in ns to clusterRole.
@@ -61,7 +62,7 @@ var _ = Describe("The three kinds of people", Ordered, func() {
 		// until it refuses a probe before the specs rely on it.
 		probeNS := newNamespace()
 		probe := as(probeNS, "probe@octopods.example", "key-rotator")
-		Expect(k8sClient.Create(ctx, apiKey(probeNS, "probe"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(probeNS, "probe"))).To(Succeed())
 		Eventually(func() error {
 			k := keyOf(Default, probeNS, "probe")
 			patch := client.MergeFrom(k.DeepCopy())
@@ -71,8 +72,8 @@ var _ = Describe("The three kinds of people", Ordered, func() {
 	})
 
 	It("lets an editor create a workspace and its key, and copy the key", func() {
-		Eventually(func() error { return editor.Create(ctx, workspace(ns, "acme")) }, issueTimeout, 100*time.Millisecond).Should(Succeed())
-		Expect(editor.Create(ctx, apiKey(ns, "acme"))).To(Succeed())
+		Eventually(func() error { return editor.Create(ctx, testutil.Workspace(ns, "acme")) }, issueTimeout, 100*time.Millisecond).Should(Succeed())
+		Expect(editor.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed())
 		waitIssued(ns, "acme")
 		s := &corev1.Secret{}
 		Expect(editor.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme-api-key"}, s)).To(Succeed())

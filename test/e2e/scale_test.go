@@ -38,8 +38,8 @@ var _ = Describe("Write amplification, as installed (webhooks on)", Serial, func
 		Expect(err).NotTo(HaveOccurred())
 		started = time.Now()
 		testutil.Parallel(n, workers, func(i int) {
-			Expect(k8sClient.Create(ctx, workspace(ns, names[i]))).To(Succeed())
-			Expect(k8sClient.Create(ctx, apiKey(ns, names[i]))).To(Succeed())
+			Expect(k8sClient.Create(ctx, testutil.Workspace(ns, names[i]))).To(Succeed())
+			Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, names[i]))).To(Succeed())
 		})
 		created := time.Since(started) // the user's own requests, through the webhooks
 		Eventually(func(g Gomega) {

@@ -18,6 +18,7 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/localenv"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // impersonating returns a client acting as user (no binding made).
@@ -44,8 +45,8 @@ var _ = Describe("What the proxy trusts, with the components' real identities", 
 	BeforeAll(func() {
 		ns = newNamespace()
 		proxy = impersonating(localenv.ServiceAccountUser(localenv.ProxyServiceAccount), "system:serviceaccounts", "system:serviceaccounts:"+localenv.SystemNamespace)
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, apiKey(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.BareAPIKey(ns, "acme"))).To(Succeed())
 		waitIssued(ns, "acme")
 	})
 

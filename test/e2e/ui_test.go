@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/octopods/octopods-operator/internal/testutil"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 )
@@ -79,8 +80,8 @@ var _ = Describe("The settings page in a real browser", func() {
 		ns := newNamespace()
 		as(ns, "member@acme.example", "workspace-editor")
 		as(ns, "viewer@acme.example", "workspace-viewer")
-		Expect(k8sClient.Create(ctx, workspace(ns, "acme"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, workspace(ns, "globex"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "globex"))).To(Succeed())
 		started := time.Now()
 
 		login := settingsPage(ns, "member@acme.example")

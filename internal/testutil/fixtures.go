@@ -1,0 +1,60 @@
+package testutil
+
+import (
+	"context"
+
+	"github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+)
+
+// Workspace is a valid Workspace for tests, displayed as "Workspace <name>".
+func Workspace(ns, name string) *octopodsv1alpha1.Workspace {
+	return &octopodsv1alpha1.Workspace{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       octopodsv1alpha1.WorkspaceSpec{DisplayName: "Workspace " + name, Provider: octopodsv1alpha1.ProviderIntercom},
+	}
+}
+
+// APIKey is the workspace's key as a client that fills the spec sends it.
+func APIKey(ns, workspace string) *octopodsv1alpha1.WorkspaceAPIKey {
+	return &octopodsv1alpha1.WorkspaceAPIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: octopodsv1alpha1.KeyName(workspace)},
+		Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: workspace},
+	}
+}
+
+// BareAPIKey is what `kubectl create` with just a name sends: the webhook
+// fills the rest.
+func BareAPIKey(ns, workspace string) *octopodsv1alpha1.WorkspaceAPIKey {
+	return &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: octopodsv1alpha1.KeyName(workspace)}}
+}
+
+// GetKey reads the workspace's key through c; a failed read fails g.
+func GetKey(g gomega.Gomega, c client.Reader, ns, workspace string) *octopodsv1alpha1.WorkspaceAPIKey {
+	k := &octopodsv1alpha1.WorkspaceAPIKey{}
+	g.ExpectWithOffset(2, c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: octopodsv1alpha1.KeyName(workspace)}, k)).To(gomega.Succeed())
+	return k
+}
+
+// IssuedKey waits (with the suite's Eventually timeouts, or intervals)
+// until the workspace's key is Ready and its Secret holds a valid key that
+// status.keyID names, and returns that key.
+func IssuedKey(c client.Reader, ns, workspace string, intervals ...any) string {
+	var value string
+	gomega.EventuallyWithOffset(2, func(g gomega.Gomega) {
+		k := GetKey(g, c, ns, workspace)
+		g.Expect(meta.IsStatusConditionTrue(k.Status.Conditions, octopodsv1alpha1.ConditionReady)).To(gomega.BeTrue(), "the key is Ready")
+		s := &corev1.Secret{}
+		g.Expect(c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: k.EffectiveSecretName()}, s)).To(gomega.Succeed())
+		value = string(s.Data[octopodsv1alpha1.SecretKeyAPIKey])
+		g.Expect(apikey.Validate(value)).To(gomega.Succeed())
+		g.Expect(k.Status.KeyID).To(gomega.Equal(apikey.ID(value)))
+	}, intervals...).Should(gomega.Succeed())
+	return value
+}
