@@ -22,6 +22,13 @@ const (
 	// ReasonWorkspaceDeleting (Ready=False): the Workspace is being deleted,
 	// so its key is revoked.
 	ReasonWorkspaceDeleting = "WorkspaceDeleting"
+	// ReasonOwnerNotFound (Ready=False): a channel or WhatsApp key's owner
+	// (Channel, WhatsAppBusinessAccount) or its Workspace does not exist;
+	// the key is issued as soon as both do.
+	ReasonOwnerNotFound = "OwnerNotFound"
+	// ReasonOwnerDeleting (Ready=False): that owner or its Workspace is being
+	// deleted, so the key is revoked.
+	ReasonOwnerDeleting = "OwnerDeleting"
 	// ReasonSecretConflict (Ready=False): a Secret with the target name exists
 	// and is not managed by this WorkspaceAPIKey; it is never taken over.
 	ReasonSecretConflict = "SecretConflict"

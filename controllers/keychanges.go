@@ -15,6 +15,8 @@ import (
 // keyRequest is what a key change takes from its key object.
 type keyRequest struct {
 	now time.Time
+	// prefix is the key kind's.
+	prefix string
 	// requestedBy is who asked for plan.Token (rotationRequester).
 	requestedBy string
 	// interval is spec.rotationInterval, named in a scheduled rotation's Event.
@@ -38,7 +40,7 @@ func changeKeys(secret *corev1.Secret, plan keyplan.Plan, req keyRequest) (reaso
 			endedEarly = fmt.Sprintf("; the earlier previous key %s stopped working before the end of its grace period", earlier)
 		}
 		keysecret.ClearPrevious(secret)
-		if newID, err = keysecret.SetNewKey(secret, token, req.now); err != nil {
+		if newID, err = keysecret.SetNewKey(secret, req.prefix, token, req.now); err != nil {
 			return "", "", err
 		}
 		secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation] = req.now.UTC().Format(time.RFC3339)
@@ -64,7 +66,7 @@ func changeKeys(secret *corev1.Secret, plan keyplan.Plan, req keyRequest) (reaso
 		if plan.HandlesToken {
 			token = plan.Token
 		}
-		if newID, err = keysecret.SetNewKey(secret, token, req.now); err != nil {
+		if newID, err = keysecret.SetNewKey(secret, req.prefix, token, req.now); err != nil {
 			return "", "", err
 		}
 		by := octopodsv1alpha1.OperatorName

@@ -76,7 +76,7 @@ func TestChangeKeys(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.secret
-			reason, message, err := changeKeys(s, tc.plan, keyRequest{now: now, requestedBy: tc.by, interval: 720 * time.Hour})
+			reason, message, err := changeKeys(s, tc.plan, keyRequest{now: now, prefix: apikey.Prefix, requestedBy: tc.by, interval: 720 * time.Hour})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,21 +14,22 @@ import (
 // nothing the key or Workspace reconcilers decide depends on them.
 var ignoreUsageUpdates = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		before, ok1 := e.ObjectOld.(*octopodsv1alpha1.WorkspaceAPIKey)
-		after, ok2 := e.ObjectNew.(*octopodsv1alpha1.WorkspaceAPIKey)
+		before, ok1 := e.ObjectOld.(octopodsv1alpha1.KeyObject)
+		after, ok2 := e.ObjectNew.(octopodsv1alpha1.KeyObject)
 		return !ok1 || !ok2 || !usageOnly(before, after)
 	},
 }
 
 // usageOnly reports whether after differs from before in usage fields only.
-func usageOnly(before, after *octopodsv1alpha1.WorkspaceAPIKey) bool {
+func usageOnly(before, after octopodsv1alpha1.KeyObject) bool {
 	b, a := withoutUsage(before), withoutUsage(after)
 	return equality.Semantic.DeepEqual(b, a)
 }
 
-func withoutUsage(k *octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceAPIKey {
-	c := k.DeepCopy()
-	c.ResourceVersion, c.ManagedFields = "", nil
-	c.Status.ClearUsage()
+func withoutUsage(k octopodsv1alpha1.KeyObject) octopodsv1alpha1.KeyObject {
+	c := k.DeepCopyObject().(octopodsv1alpha1.KeyObject)
+	c.SetResourceVersion("")
+	c.SetManagedFields(nil)
+	c.KeyStatus().ClearUsage()
 	return c
 }

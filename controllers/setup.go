@@ -1,11 +1,13 @@
 package controllers
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,15 +33,20 @@ type Options struct {
 	now func() time.Time
 }
 
-// CacheOptions restricts the manager's Secret cache to key Secrets: the
-// operator never holds other Secrets in memory, and any other Secret it must
-// know about (a foreign one in the way) is read from the API server.
+// CacheOptions restricts the manager's Secret cache to the Secrets it
+// labels as its own (every key Secret of the three kinds carries
+// app.kubernetes.io/managed-by=octopods-operator from its creation): the
+// operator never holds other Secrets in memory, and any other Secret it
+// must know about (a foreign one in the way, or a key Secret whose label
+// was removed by hand, which the next write labels again) is read from the
+// API server. A foreign Secret carrying the label is trimmed to its
+// identity (TrimKeySecret).
 func CacheOptions(health *CacheHealth) cache.Options {
 	return cache.Options{
 		DefaultWatchErrorHandler: health.WatchErrorHandler,
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {
-				Field:     fields.OneTermEqualSelector("type", octopodsv1alpha1.SecretType),
+				Label:     labels.SelectorFromSet(labels.Set{octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue}),
 				Transform: TrimKeySecret,
 			},
 		},
@@ -93,34 +100,40 @@ func TrimKeySecret(obj any) (any, error) {
 // oversizedKey stands, in the cache, for a key value longer than any key.
 const oversizedKey = "oversized"
 
-// Setup registers both controllers with the manager.
+// Setup registers the controllers with the manager: the key and sighting
+// reconcilers once per key kind, and the Workspace reconciler.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	copts := controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}
 	c := mgr.GetClient()
 	if opts.wrapClient != nil {
 		c = opts.wrapClient(c)
 	}
-	keys := &WorkspaceAPIKeyReconciler{
-		Client:         keystore.Guard(c),
-		store:          keystore.Store{Writer: c},
-		APIReader:      mgr.GetAPIReader(),
-		statusReporter: statusReporter{events: mgr.GetEventRecorder("workspaceapikey-controller")},
-		now:            time.Now,
-	}
+	now := time.Now
 	if opts.now != nil {
-		keys.now = opts.now
+		now = opts.now
 	}
-	keysCollector.use(mgr.GetCache(), keys.now)
-	if err := keys.SetupWithManager(mgr, copts); err != nil {
-		return err
-	}
-	sightings := &SightingReconciler{
-		Client:         mgr.GetClient(),
-		statusReporter: statusReporter{events: mgr.GetEventRecorder("revokedkeysighting-controller")},
-		now:            keys.now,
-	}
-	if err := sightings.SetupWithManager(mgr, copts); err != nil {
-		return err
+	keysCollector.use(mgr.GetCache(), now)
+	for _, kind := range octopodsv1alpha1.KeyKinds {
+		keys := &KeyReconciler{
+			Client:         keystore.Guard(c),
+			kind:           kind,
+			store:          keystore.Store{Writer: c},
+			APIReader:      mgr.GetAPIReader(),
+			statusReporter: statusReporter{events: mgr.GetEventRecorder(strings.ToLower(kind.Kind) + "-controller")},
+			now:            now,
+		}
+		if err := keys.SetupWithManager(mgr, copts); err != nil {
+			return fmt.Errorf("set up the %s controller: %w", kind.Kind, err)
+		}
+		sightings := &SightingReconciler{
+			Client:         mgr.GetClient(),
+			kind:           kind,
+			statusReporter: statusReporter{events: mgr.GetEventRecorder("revokedkeysighting-controller")},
+			now:            now,
+		}
+		if err := sightings.SetupWithManager(mgr, copts); err != nil {
+			return fmt.Errorf("set up the %s sighting controller: %w", kind.Kind, err)
+		}
 	}
 	workspaces := &WorkspaceReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), now: time.Now}
 	return workspaces.SetupWithManager(mgr, copts)

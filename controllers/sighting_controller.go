@@ -37,6 +37,7 @@ const futureUsageTolerance = 5 * time.Minute
 // silence RevokedKeyPresented for good. It writes nothing else.
 type SightingReconciler struct {
 	client.Client
+	kind octopodsv1alpha1.KeyKind
 	statusReporter
 	now func() time.Time
 
@@ -55,7 +56,7 @@ type reportedSighting struct {
 // Reconcile reports the key's latest sighting unless it was reported, or a
 // report was made less than sightingEventInterval ago; it then comes back.
 func (r *SightingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	key := &octopodsv1alpha1.WorkspaceAPIKey{}
+	key := r.kind.NewKey()
 	if err := r.Get(ctx, req.NamespacedName, key); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -63,13 +64,13 @@ func (r *SightingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.removeFutureUsage(ctx, key, now); err != nil {
 		return ctrl.Result{}, err
 	}
-	use := key.Status.LastRevokedKeyUse
+	use := key.KeyStatus().LastRevokedKeyUse
 	if use == nil {
 		return ctrl.Result{}, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	last := r.reported[key.UID]
+	last := r.reported[key.GetUID()]
 	if !use.Time.After(last.sighting) {
 		return ctrl.Result{}, nil
 	}
@@ -82,12 +83,12 @@ func (r *SightingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	r.event(key, EventRevokedKeyPresented, fmt.Sprintf("revoked key %s was presented from %s at %s: whoever holds it still tries to use it; the request was refused",
 		use.KeyID, from, use.Time.UTC().Format(time.RFC3339)))
-	r.reported[key.UID] = reportedSighting{sighting: use.Time.Time, at: now}
+	r.reported[key.GetUID()] = reportedSighting{sighting: use.Time.Time, at: now}
 	return ctrl.Result{}, nil
 }
 
 // futureUsage names the usage fields of s set later than now allows.
-func futureUsage(s *octopodsv1alpha1.WorkspaceAPIKeyStatus, now time.Time) []string {
+func futureUsage(s *octopodsv1alpha1.APIKeyStatus, now time.Time) []string {
 	limit := now.Add(futureUsageTolerance)
 	var fields []string
 	for name, t := range map[string]*metav1.Time{"lastUsedTime": s.LastUsedTime, "previousKeyLastUsedTime": s.PreviousKeyLastUsedTime} {
@@ -105,20 +106,21 @@ func futureUsage(s *octopodsv1alpha1.WorkspaceAPIKeyStatus, now time.Time) []str
 // removeFutureUsage removes the usage times set in the future, with an
 // optimistic lock, and says so in a Warning event. The next real use sets
 // them again.
-func (r *SightingReconciler) removeFutureUsage(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey, now time.Time) error {
-	fields := futureUsage(&key.Status, now)
+func (r *SightingReconciler) removeFutureUsage(ctx context.Context, key octopodsv1alpha1.KeyObject, now time.Time) error {
+	fields := futureUsage(key.KeyStatus(), now)
 	if len(fields) == 0 {
 		return nil
 	}
-	original := key.DeepCopy()
+	original := key.DeepCopyObject().(octopodsv1alpha1.KeyObject)
+	st := key.KeyStatus()
 	for _, f := range fields {
 		switch f {
 		case "lastUsedTime":
-			key.Status.LastUsedTime = nil
+			st.LastUsedTime = nil
 		case "previousKeyLastUsedTime":
-			key.Status.PreviousKeyLastUsedTime = nil
+			st.PreviousKeyLastUsedTime = nil
 		case "lastRevokedKeyUse":
-			key.Status.LastRevokedKeyUse = nil
+			st.LastRevokedKeyUse = nil
 		}
 	}
 	if err := r.Status().Patch(ctx, key, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -141,12 +143,12 @@ func (r *SightingReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.
 	r.reported = map[types.UID]reportedSighting{}
 	sightings := predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool {
-			s := &e.Object.(*octopodsv1alpha1.WorkspaceAPIKey).Status
+			s := e.Object.(octopodsv1alpha1.KeyObject).KeyStatus()
 			return s.LastRevokedKeyUse != nil || len(futureUsage(s, r.now())) > 0
 		},
 		UpdateFunc: func(e event.UpdateEvent) bool {
-			before := e.ObjectOld.(*octopodsv1alpha1.WorkspaceAPIKey).Status.LastRevokedKeyUse
-			s := &e.ObjectNew.(*octopodsv1alpha1.WorkspaceAPIKey).Status
+			before := e.ObjectOld.(octopodsv1alpha1.KeyObject).KeyStatus().LastRevokedKeyUse
+			s := e.ObjectNew.(octopodsv1alpha1.KeyObject).KeyStatus()
 			after := s.LastRevokedKeyUse
 			return after != nil && (before == nil || after.Time.After(before.Time.Time)) || len(futureUsage(s, r.now())) > 0
 		},
@@ -157,8 +159,8 @@ func (r *SightingReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&octopodsv1alpha1.WorkspaceAPIKey{}, builder.WithPredicates(sightings)).
+		For(r.kind.NewKey(), builder.WithPredicates(sightings)).
 		WithOptions(opts).
-		Named("revokedkeysighting").
+		Named(strings.ToLower(r.kind.Kind) + "-sighting").
 		Complete(r)
 }

@@ -1,24 +1,27 @@
 package webhook
 
 import (
+	"strings"
+
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
 
-// Setup registers the webhooks with the manager's webhook server.
+// Setup registers the webhooks with the manager's webhook server: the same
+// key webhooks once per key kind, the Workspace's, and the owners'.
 func Setup(mgr ctrl.Manager) error {
 	reader := mgr.GetAPIReader()
-	mgr.GetWebhookServer().Register("/mutate-octopods-io-v1alpha1-workspaceapikey",
-		&admission.Webhook{Handler: WorkspaceAPIKeyDefaulter{Reader: reader}})
-	mgr.GetWebhookServer().Register("/mutate-octopods-io-v1alpha1-workspace",
-		&admission.Webhook{Handler: WorkspaceDefaulter{}})
-	if err := ctrl.NewWebhookManagedBy(mgr, &octopodsv1alpha1.WorkspaceAPIKey{}).
-		WithValidator(WorkspaceAPIKeyValidator{Reader: reader}).
-		Complete(); err != nil {
-		return err
+	server := mgr.GetWebhookServer()
+	for _, kind := range octopodsv1alpha1.KeyKinds {
+		name := strings.ToLower(kind.Kind)
+		server.Register("/mutate-octopods-io-v1alpha1-"+name, &admission.Webhook{Handler: KeyDefaulter{Kind: kind, Reader: reader}})
+		server.Register("/validate-octopods-io-v1alpha1-"+name, &admission.Webhook{Handler: KeyValidator{Kind: kind, Reader: reader}})
 	}
+	server.Register("/mutate-octopods-io-v1alpha1-workspace", &admission.Webhook{Handler: WorkspaceDefaulter{}})
+	server.Register("/mutate-octopods-io-v1alpha1-channel", &admission.Webhook{Handler: OwnedByWorkspace{Reader: reader}})
+	server.Register("/mutate-octopods-io-v1alpha1-whatsappbusinessaccount", &admission.Webhook{Handler: OwnedByWorkspace{Reader: reader}})
 	return ctrl.NewWebhookManagedBy(mgr, &octopodsv1alpha1.Workspace{}).
 		WithValidator(WorkspaceValidator{Reader: reader}).
 		Complete()

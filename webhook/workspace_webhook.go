@@ -9,6 +9,7 @@ import (
 
 	"gomodules.xyz/jsonpatch/v2"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -76,4 +77,36 @@ func (WorkspaceDefaulter) Handle(_ context.Context, req admission.Request) admis
 		return admission.Patched("finalizer added", jsonpatch.NewOperation("add", "/metadata/finalizers/-", octopodsv1alpha1.RevokeFinalizer))
 	}
 	return admission.Allowed("finalizer present")
+}
+
+// +kubebuilder:webhook:path=/mutate-octopods-io-v1alpha1-channel,mutating=true,failurePolicy=ignore,sideEffects=None,groups=octopods.io,resources=channels,verbs=create,versions=v1alpha1,name=mchannel.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/mutate-octopods-io-v1alpha1-whatsappbusinessaccount,mutating=true,failurePolicy=ignore,sideEffects=None,groups=octopods.io,resources=whatsappbusinessaccounts,verbs=create,versions=v1alpha1,name=mwhatsappbusinessaccount.octopods.io,admissionReviewVersions=v1,timeoutSeconds=5
+
+// OwnedByWorkspace makes a Channel's or WhatsAppBusinessAccount's
+// Workspace its controller owner at creation, when the Workspace exists, so
+// deleting the Workspace deletes them (and so revokes their keys) through
+// the garbage collector. failurePolicy Ignore: without it, their keys'
+// reconciler still revokes their keys when the Workspace goes.
+type OwnedByWorkspace struct {
+	Reader client.Reader
+}
+
+// Handle patches in the owner reference.
+func (o OwnedByWorkspace) Handle(ctx context.Context, req admission.Request) admission.Response {
+	var partial struct {
+		Metadata struct {
+			OwnerReferences []metav1.OwnerReference `json:"ownerReferences"`
+		} `json:"metadata"`
+		Spec struct {
+			WorkspaceName string `json:"workspaceName"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(req.Object.Raw, &partial); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("reading the %s: %w", req.Kind.Kind, err))
+	}
+	ops := controllerRef(ctx, o.Reader, req.Namespace, &octopodsv1alpha1.Workspace{}, "Workspace", partial.Spec.WorkspaceName, partial.Metadata.OwnerReferences)
+	if len(ops) == 0 {
+		return admission.Allowed("no Workspace to own it yet")
+	}
+	return admission.Patched("owned by its Workspace", ops...)
 }

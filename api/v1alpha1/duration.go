@@ -62,7 +62,7 @@ func (Duration) OpenAPISchemaFormat() string { return "" }
 
 // InvalidFields names the spec's fields that hold what Go cannot decode,
 // each as "spec.<field>: <why and what to do>"; none for a valid spec.
-func (s *WorkspaceAPIKeySpec) InvalidFields() []string {
+func (s *KeySettings) InvalidFields() []string {
 	var out []string
 	for _, f := range []struct {
 		name, example string

@@ -1,5 +1,6 @@
-// Package v1alpha1 contains the octopods.io/v1alpha1 API: Workspace and
-// WorkspaceAPIKey.
+// Package v1alpha1 contains the octopods.io/v1alpha1 API: Workspace,
+// Channel and WhatsAppBusinessAccount, and their keys WorkspaceAPIKey,
+// ChannelAPIKey and WhatsAppAPIKey.
 // +kubebuilder:object:generate=true
 // +groupName=octopods.io
 package v1alpha1
@@ -22,7 +23,9 @@ var (
 )
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(GroupVersion, &Workspace{}, &WorkspaceList{}, &WorkspaceAPIKey{}, &WorkspaceAPIKeyList{})
+	scheme.AddKnownTypes(GroupVersion, &Workspace{}, &WorkspaceList{}, &WorkspaceAPIKey{}, &WorkspaceAPIKeyList{},
+		&Channel{}, &ChannelList{}, &ChannelAPIKey{}, &ChannelAPIKeyList{},
+		&WhatsAppBusinessAccount{}, &WhatsAppBusinessAccountList{}, &WhatsAppAPIKey{}, &WhatsAppAPIKeyList{})
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil
 }

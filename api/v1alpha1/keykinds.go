@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // ConditionReady is the one condition type on every kind: for a key, it is
@@ -12,31 +13,194 @@ import (
 // tools read it too.
 const ConditionReady = "Ready"
 
+// The key types, as X-Octopods-Key-Type and status.scope.type say them.
+const (
+	KeyTypeWorkspace = "workspace"
+	KeyTypeChannel   = "channel"
+	KeyTypeWhatsApp  = "whatsapp"
+)
+
+// Secret types of the channel and WhatsApp Business keys (the workspace
+// key's is SecretType).
+const (
+	ChannelSecretType  = "octopods.io/channel-api-key"
+	WhatsAppSecretType = "octopods.io/whatsapp-api-key"
+)
+
 // KeyKind is what tells one kind of API key from another, as data: the
-// lifecycle code (store, reconciler, proxy index) takes it as a parameter,
-// never as a code path of its own.
+// lifecycle code (store, reconciler, webhooks, proxy) takes it as a
+// parameter, never as a code path of its own.
+// +kubebuilder:object:generate=false
 type KeyKind struct {
-	// Kind is the key object's kind, e.g. "WorkspaceAPIKey".
-	Kind string
+	// Kind is the key object's kind, e.g. "WorkspaceAPIKey"; Resource its
+	// plural resource name.
+	Kind, Resource string
+	// OwnerKind is the kind of the object the key belongs to, and
+	// OwnerField the JSON name of the key's spec field that names it.
+	OwnerKind, OwnerField string
 	// KeyType is the key's type as the proxy announces it
 	// (X-Octopods-Key-Type).
 	KeyType string
+	// Prefix starts every key of the kind.
+	Prefix string
 	// SecretType is the type of the Secret that holds the key.
 	SecretType corev1.SecretType
 	// SecretNameSuffix makes the default Secret name: <owner name><suffix>.
 	SecretNameSuffix string
+	// NewKey and NewOwner return empty objects of the kind and its owner,
+	// NewOwnerList an empty list of owners.
+	NewKey       func() KeyObject
+	NewOwner     func() KeyOwner
+	NewOwnerList func() ObjectList
 }
 
-// WorkspaceKey is the kind of a workspace's key.
-var WorkspaceKey = KeyKind{
-	Kind:             "WorkspaceAPIKey",
-	KeyType:          "workspace",
-	SecretType:       SecretType,
-	SecretNameSuffix: SecretNameSuffix,
+// ObjectList is a typed list of objects (what a client lists into).
+// +kubebuilder:object:generate=false
+type ObjectList interface {
+	metav1.ListInterface
+	runtime.Object
 }
+
+// The three kinds of API key.
+var (
+	WorkspaceKey = KeyKind{
+		Kind: "WorkspaceAPIKey", Resource: "workspaceapikeys", OwnerKind: "Workspace", OwnerField: "workspaceName",
+		KeyType: KeyTypeWorkspace, Prefix: "opk_", SecretType: SecretType, SecretNameSuffix: SecretNameSuffix,
+		NewKey: func() KeyObject { return &WorkspaceAPIKey{} }, NewOwner: func() KeyOwner { return &Workspace{} },
+		NewOwnerList: func() ObjectList { return &WorkspaceList{} },
+	}
+	ChannelKey = KeyKind{
+		Kind: "ChannelAPIKey", Resource: "channelapikeys", OwnerKind: "Channel", OwnerField: "channelName",
+		KeyType: KeyTypeChannel, Prefix: "opc_", SecretType: ChannelSecretType, SecretNameSuffix: "-channel-api-key",
+		NewKey: func() KeyObject { return &ChannelAPIKey{} }, NewOwner: func() KeyOwner { return &Channel{} },
+		NewOwnerList: func() ObjectList { return &ChannelList{} },
+	}
+	WhatsAppKey = KeyKind{
+		Kind: "WhatsAppAPIKey", Resource: "whatsappapikeys", OwnerKind: "WhatsAppBusinessAccount", OwnerField: "whatsAppBusinessAccountName",
+		KeyType: KeyTypeWhatsApp, Prefix: "opw_", SecretType: WhatsAppSecretType, SecretNameSuffix: "-whatsapp-api-key",
+		NewKey: func() KeyObject { return &WhatsAppAPIKey{} }, NewOwner: func() KeyOwner { return &WhatsAppBusinessAccount{} },
+		NewOwnerList: func() ObjectList { return &WhatsAppBusinessAccountList{} },
+	}
+)
 
 // KeyKinds are every kind of API key.
-var KeyKinds = []KeyKind{WorkspaceKey}
+var KeyKinds = []KeyKind{WorkspaceKey, ChannelKey, WhatsAppKey}
+
+// KeyKindOf returns the kind named kind ("WorkspaceAPIKey", ...).
+func KeyKindOf(kind string) (KeyKind, bool) {
+	for _, k := range KeyKinds {
+		if k.Kind == kind {
+			return k, true
+		}
+	}
+	return KeyKind{}, false
+}
+
+// KeyObject is what the lifecycle code reads and writes of a key object of
+// any kind.
+// +kubebuilder:object:generate=false
+type KeyObject interface {
+	metav1.Object
+	runtime.Object
+	// KeyKind is the object's kind.
+	KeyKind() KeyKind
+	// OwnerName names the owner (spec.workspaceName, spec.channelName, ...).
+	OwnerName() string
+	// Settings are the spec fields every kind shares.
+	Settings() *KeySettings
+	// KeyStatus is the status every kind shares.
+	KeyStatus() *APIKeyStatus
+}
+
+// KeyOwner is the object a key belongs to: a Workspace, a Channel or a
+// WhatsAppBusinessAccount.
+// +kubebuilder:object:generate=false
+type KeyOwner interface {
+	metav1.Object
+	runtime.Object
+	// KeyScope is what the owner's key unlocks.
+	KeyScope() KeyScope
+}
+
+// EffectiveSecretName is spec.secretName, or its default.
+func EffectiveSecretName(k KeyObject) string {
+	if s := k.Settings().SecretName; s != "" {
+		return s
+	}
+	return k.OwnerName() + k.KeyKind().SecretNameSuffix
+}
+
+// ManagesSecret reports whether secret is this key object's own key
+// Secret. Any other Secret is never written, revealed or deleted.
+func ManagesSecret(k KeyObject, secret *corev1.Secret) bool {
+	return IsKeySecretOf(secret, k.KeyKind(), k.GetName()) && metav1.GetControllerOf(secret).UID == k.GetUID()
+}
+
+// KeySettings are the spec fields every key kind has.
+type KeySettings struct {
+	// secretName is the Secret, in this namespace, that receives the key.
+	// Defaults to the owner's name and "-api-key" (a workspace key),
+	// "-channel-api-key" or "-whatsapp-api-key". Immutable.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	SecretName string `json:"secretName,omitempty"`
+
+	// secretTemplate holds labels and annotations copied onto the Secret,
+	// e.g. a reloader annotation so that pods pick up a rotated key. The
+	// Secret follows edits: an entry removed here is removed there.
+	// +optional
+	SecretTemplate *SecretTemplate `json:"secretTemplate,omitempty"`
+
+	// rotationGracePeriod is how long the previous key keeps working after a
+	// rotation, at most 24h. "0s" (the default) makes the old key stop working
+	// at once: the right answer for a leaked key.
+	// +optional
+	// +kubebuilder:default="0s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 1h or 30m (0s: the old key stops at once)'",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="!(self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')) || duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="rotationGracePeriod must be between 0s and 24h"
+	RotationGracePeriod *Duration `json:"rotationGracePeriod,omitempty"`
+
+	// rotationInterval rotates the key on a schedule: when it has been
+	// current this long (1h to 8760h), honouring rotationGracePeriod, with
+	// the token "scheduled-<RFC 3339 time>". Changing it recomputes the next
+	// rotation from the current key's issue time. Unset: no schedule.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 720h for 30 days'",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="!(self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')) || duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days",reason=FieldValueInvalid
+	RotationInterval *Duration `json:"rotationInterval,omitempty"`
+}
+
+// KeyScope is what a key unlocks, as the operator read it from the key's
+// owner when it published the key: the auth proxy believes it as it
+// believes the published digests.
+type KeyScope struct {
+	// type is workspace, channel or whatsapp.
+	// +required
+	// +kubebuilder:validation:Enum=workspace;channel;whatsapp
+	Type string `json:"type"`
+	// workspace is the workspace the key belongs to.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Workspace string `json:"workspace"`
+	// channel is the channel of a channel key.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Channel string `json:"channel,omitempty"`
+	// channelType is the channel's type: SMS, VBM or Telegram.
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	ChannelType ChannelType `json:"channelType,omitempty"`
+	// whatsAppBusinessAccount is the account of a WhatsApp Business key.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	WhatsAppBusinessAccount string `json:"whatsAppBusinessAccount,omitempty"`
+}
 
 // KeySecretController is the one ownership predicate for key Secrets: the
 // controller reference of secret when it is a key Secret written for a key

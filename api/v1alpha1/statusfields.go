@@ -48,7 +48,7 @@ func StatusFieldsOwnedBy(status any, owner string) []string {
 
 var workspaceAPIKeyUsage = func() []int {
 	var idx []int
-	for _, f := range StatusFields(WorkspaceAPIKeyStatus{}) {
+	for _, f := range StatusFields(APIKeyStatus{}) {
 		if f.Owner == StatusOwnerUsage {
 			idx = append(idx, f.index)
 		}
@@ -57,7 +57,7 @@ var workspaceAPIKeyUsage = func() []int {
 }()
 
 // ClearUsage zeroes the usage fields of s, leaving what the operator owns.
-func (s *WorkspaceAPIKeyStatus) ClearUsage() {
+func (s *APIKeyStatus) ClearUsage() {
 	v := reflect.ValueOf(s).Elem()
 	for _, i := range workspaceAPIKeyUsage {
 		f := v.Field(i)
@@ -67,7 +67,7 @@ func (s *WorkspaceAPIKeyStatus) ClearUsage() {
 
 // CopyUsage sets the usage fields of s to those of from, leaving what the
 // operator owns: a status the operator computes keeps what the proxies wrote.
-func (s *WorkspaceAPIKeyStatus) CopyUsage(from *WorkspaceAPIKeyStatus) {
+func (s *APIKeyStatus) CopyUsage(from *APIKeyStatus) {
 	dst, src := reflect.ValueOf(s).Elem(), reflect.ValueOf(from).Elem()
 	for _, i := range workspaceAPIKeyUsage {
 		dst.Field(i).Set(src.Field(i))

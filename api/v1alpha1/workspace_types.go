@@ -91,3 +91,8 @@ type WorkspaceList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Workspace `json:"items"`
 }
+
+// KeyScope is what the key unlocks: a workspace key unlocks every channel of the workspace.
+func (w *Workspace) KeyScope() KeyScope {
+	return KeyScope{Type: KeyTypeWorkspace, Workspace: w.Name}
+}

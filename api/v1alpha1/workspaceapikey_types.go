@@ -106,41 +106,7 @@ type WorkspaceAPIKeySpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="workspaceName is immutable",reason=FieldValueForbidden
 	WorkspaceName string `json:"workspaceName"`
 
-	// secretName is the Secret, in this namespace, that receives the key.
-	// Defaults to "<workspaceName>-api-key". Immutable.
-	// +optional
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
-	SecretName string `json:"secretName,omitempty"`
-
-	// secretTemplate holds labels and annotations copied onto the Secret,
-	// e.g. a reloader annotation so that pods pick up a rotated key. The
-	// Secret follows edits: an entry removed here is removed there.
-	// +optional
-	SecretTemplate *SecretTemplate `json:"secretTemplate,omitempty"`
-
-	// rotationGracePeriod is how long the previous key keeps working after a
-	// rotation, at most 24h. "0s" (the default) makes the old key stop working
-	// at once: the right answer for a leaked key.
-	// +optional
-	// +kubebuilder:default="0s"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 1h or 30m (0s: the old key stops at once)'",reason=FieldValueInvalid
-	// +kubebuilder:validation:XValidation:rule="!(self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')) || duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="rotationGracePeriod must be between 0s and 24h"
-	RotationGracePeriod *Duration `json:"rotationGracePeriod,omitempty"`
-
-	// rotationInterval rotates the key on a schedule: when it has been
-	// current this long (1h to 8760h), honouring rotationGracePeriod, with
-	// the token "scheduled-<RFC 3339 time>". Changing it recomputes the next
-	// rotation from the current key's issue time. Unset: no schedule.
-	// +optional
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 720h for 30 days'",reason=FieldValueInvalid
-	// +kubebuilder:validation:XValidation:rule="!(self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')) || duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days",reason=FieldValueInvalid
-	RotationInterval *Duration `json:"rotationInterval,omitempty"`
+	KeySettings `json:",inline"`
 }
 
 // SecretTemplate is metadata copied onto the key Secret. Keys this operator
@@ -165,7 +131,7 @@ type SecretTemplate struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
-// WorkspaceAPIKeyStatus describes the issued key by its public ID only.
+// APIKeyStatus describes the issued key by its public ID only.
 // Each field says who writes it, in its octopods tag (StatusFields): the
 // manager ("operator") or the auth proxies ("usage"). The admission policy
 // that keeps publishing the manager's alone is generated from those tags.
@@ -176,7 +142,7 @@ type SecretTemplate struct {
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastUsedTime) || !has(self.lastUsedTime) || self.lastUsedTime >= oldSelf.lastUsedTime",message="lastUsedTime never moves backwards"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.previousKeyLastUsedTime) || !has(self.previousKeyLastUsedTime) || self.previousKeyLastUsedTime >= oldSelf.previousKeyLastUsedTime",message="previousKeyLastUsedTime never moves backwards"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastRevokedKeyUse) || !has(self.lastRevokedKeyUse) || self.lastRevokedKeyUse.time >= oldSelf.lastRevokedKeyUse.time",message="lastRevokedKeyUse never moves backwards"
-type WorkspaceAPIKeyStatus struct {
+type APIKeyStatus struct {
 	// secretName is the Secret that holds the key.
 	// +optional
 	SecretName string `json:"secretName,omitempty" octopods:"operator"`
@@ -264,6 +230,12 @@ type WorkspaceAPIKeyStatus struct {
 	// +optional
 	LastRevokedKeyUse *RevokedKeyUse `json:"lastRevokedKeyUse,omitempty" octopods:"usage"`
 
+	// scope is what the published keys unlock, read from the key's owner
+	// when they were published: the auth proxy's identity headers and scope
+	// rules use it. Only the operator may write this field.
+	// +optional
+	Scope *KeyScope `json:"scope,omitempty" octopods:"operator"`
+
 	// observedGeneration is the generation this status was computed from.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty" octopods:"operator"`
@@ -348,16 +320,27 @@ type WorkspaceAPIKey struct {
 	// +required
 	Spec WorkspaceAPIKeySpec `json:"spec"`
 	// +optional
-	Status WorkspaceAPIKeyStatus `json:"status,omitempty"`
+	Status APIKeyStatus `json:"status,omitempty"`
 }
 
+// KeyKind is the key kind; with OwnerName, Settings and KeyStatus it
+// makes a WorkspaceAPIKey a KeyObject.
+func (k *WorkspaceAPIKey) KeyKind() KeyKind { return WorkspaceKey }
+
+// OwnerName names the key's owner.
+func (k *WorkspaceAPIKey) OwnerName() string { return k.Spec.WorkspaceName }
+
+// Settings are the spec fields every key kind shares.
+func (k *WorkspaceAPIKey) Settings() *KeySettings { return &k.Spec.KeySettings }
+
+// KeyStatus is the status every key kind shares.
+func (k *WorkspaceAPIKey) KeyStatus() *APIKeyStatus { return &k.Status }
+
 // EffectiveSecretName is spec.secretName, or its default.
-func (k *WorkspaceAPIKey) EffectiveSecretName() string {
-	if k.Spec.SecretName != "" {
-		return k.Spec.SecretName
-	}
-	return k.Spec.WorkspaceName + SecretNameSuffix
-}
+func (k *WorkspaceAPIKey) EffectiveSecretName() string { return EffectiveSecretName(k) }
+
+// ManagesSecret reports whether secret is this key's own Secret.
+func (k *WorkspaceAPIKey) ManagesSecret(secret *corev1.Secret) bool { return ManagesSecret(k, secret) }
 
 // WorkspaceAPIKeyList is a list of WorkspaceAPIKeys.
 // +kubebuilder:object:root=true
@@ -365,10 +348,4 @@ type WorkspaceAPIKeyList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []WorkspaceAPIKey `json:"items"`
-}
-
-// ManagesSecret reports whether secret is this WorkspaceAPIKey's own key
-// Secret. Any other Secret is never written, revealed or deleted.
-func (k *WorkspaceAPIKey) ManagesSecret(secret *corev1.Secret) bool {
-	return IsKeySecretOf(secret, WorkspaceKey, k.Name) && metav1.GetControllerOf(secret).UID == k.UID
 }

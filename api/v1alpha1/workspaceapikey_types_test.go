@@ -60,32 +60,32 @@ func TestEffectiveSecretName(t *testing.T) {
 // Every status field says who writes it: a new field without an owner
 // would be neither guarded by the admission policy nor ignored as usage.
 func TestEveryStatusFieldHasAnOwner(t *testing.T) {
-	for _, f := range StatusFields(WorkspaceAPIKeyStatus{}) {
+	for _, f := range StatusFields(APIKeyStatus{}) {
 		if f.Owner != StatusOwnerOperator && f.Owner != StatusOwnerUsage {
 			t.Errorf("status.%s has no `octopods:\"operator\"` or `octopods:\"usage\"` tag", f.JSON)
 		}
 	}
-	if got := StatusFieldsOwnedBy(WorkspaceAPIKeyStatus{}, StatusOwnerUsage); !slices.Equal(got, []string{"lastUsedTime", "previousKeyLastUsedTime", "lastRevokedKeyUse"}) {
+	if got := StatusFieldsOwnedBy(APIKeyStatus{}, StatusOwnerUsage); !slices.Equal(got, []string{"lastUsedTime", "previousKeyLastUsedTime", "lastRevokedKeyUse"}) {
 		t.Errorf("usage fields %v: the contract names lastUsedTime, previousKeyLastUsedTime and lastRevokedKeyUse", got)
 	}
 }
 
 func TestClearUsageKeepsWhatTheOperatorOwns(t *testing.T) {
 	now := metav1.Now()
-	s := WorkspaceAPIKeyStatus{KeyID: "0123456789ab", LastUsedTime: &now, PreviousKeyLastUsedTime: &now,
+	s := APIKeyStatus{KeyID: "0123456789ab", LastUsedTime: &now, PreviousKeyLastUsedTime: &now,
 		LastRevokedKeyUse: &RevokedKeyUse{Time: now}, ObservedGeneration: 3}
 	s.ClearUsage()
-	if !reflect.DeepEqual(s, WorkspaceAPIKeyStatus{KeyID: "0123456789ab", ObservedGeneration: 3}) {
+	if !reflect.DeepEqual(s, APIKeyStatus{KeyID: "0123456789ab", ObservedGeneration: 3}) {
 		t.Errorf("after ClearUsage: %+v", s)
 	}
 }
 
 func TestCopyUsageCopiesOnlyUsage(t *testing.T) {
 	now := metav1.Now()
-	from := WorkspaceAPIKeyStatus{KeyID: "0123456789ab", LastUsedTime: &now, PreviousKeyLastUsedTime: &now, LastRevokedKeyUse: &RevokedKeyUse{Time: now}}
-	var s WorkspaceAPIKeyStatus
+	from := APIKeyStatus{KeyID: "0123456789ab", LastUsedTime: &now, PreviousKeyLastUsedTime: &now, LastRevokedKeyUse: &RevokedKeyUse{Time: now}}
+	var s APIKeyStatus
 	s.CopyUsage(&from)
-	if !reflect.DeepEqual(s, WorkspaceAPIKeyStatus{LastUsedTime: &now, PreviousKeyLastUsedTime: &now, LastRevokedKeyUse: &RevokedKeyUse{Time: now}}) {
+	if !reflect.DeepEqual(s, APIKeyStatus{LastUsedTime: &now, PreviousKeyLastUsedTime: &now, LastRevokedKeyUse: &RevokedKeyUse{Time: now}}) {
 		t.Errorf("after CopyUsage: %+v", s)
 	}
 }

@@ -1,5 +1,6 @@
-// Command opk-verify checks candidate Octopods Workspace API Keys offline:
-// the format (opk_ + 49 base62 characters) and the CRC32 checksum of the
+// Command opk-verify checks candidate Octopods API keys (workspace opk_,
+// channel opc_, WhatsApp Business opw_) offline:
+// the format (prefix + 49 base62 characters) and the CRC32 checksum of the
 // body, so a secret scanner can drop random matches. It never prints a key.
 //
 //	opk-verify KEY...          # or one candidate per line on stdin

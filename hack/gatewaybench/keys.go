@@ -68,7 +68,7 @@ func publish(ctx context.Context, env *benchenv.Env, ns, name string) string {
 		Spec: octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: name}}
 	benchenv.Check(env.Client.Create(ctx, key))
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: key.EffectiveSecretName()}, Type: octopodsv1alpha1.SecretType}
-	_, err := keysecret.SetNewKey(secret, "", time.Now())
+	_, err := keysecret.SetNewKey(secret, apikey.Prefix, "", time.Now())
 	benchenv.Check(err)
 	key.Status = controllers.IssuedStatus(key, secret, time.Now())
 	benchenv.Check(env.Client.Status().Update(ctx, key))

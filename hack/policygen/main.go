@@ -20,7 +20,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: policygen OUTPUT.yaml")
 		os.Exit(2)
 	}
-	status := octopodsv1alpha1.WorkspaceAPIKeyStatus{}
+	status := octopodsv1alpha1.APIKeyStatus{}
 	out := policy.PublishedKeys(
 		octopodsv1alpha1.StatusFieldsOwnedBy(status, octopodsv1alpha1.StatusOwnerOperator),
 		octopodsv1alpha1.StatusFieldsOwnedBy(status, octopodsv1alpha1.StatusOwnerUsage))

@@ -33,6 +33,7 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/controllers"
 	"github.com/octopods/octopods-operator/hack/benchenv"
+	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keysecret"
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
@@ -130,13 +131,13 @@ func issued(ctx context.Context, c client.Client, ns, name string) {
 		Spec: octopodsv1alpha1.WorkspaceSpec{DisplayName: "Workspace " + name, Provider: octopodsv1alpha1.ProviderIntercom}}
 	check(c.Create(ctx, ws))
 	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Finalizers: []string{controllers.RevokeFinalizer}},
-		Spec: octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: name, SecretName: name + octopodsv1alpha1.SecretNameSuffix}}
+		Spec: octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: name, KeySettings: octopodsv1alpha1.KeySettings{SecretName: name + octopodsv1alpha1.SecretNameSuffix}}}
 	check(controllerutil.SetControllerReference(ws, key, c.Scheme()))
 	check(c.Create(ctx, key))
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: key.EffectiveSecretName()}, Type: octopodsv1alpha1.SecretType}
 	check(controllerutil.SetControllerReference(key, secret, c.Scheme()))
-	keysecret.ApplyTemplate(secret, key)
-	_, err := keysecret.SetNewKey(secret, "", now)
+	keysecret.ApplyTemplate(secret, key.Spec.SecretTemplate, key.Spec.WorkspaceName)
+	_, err := keysecret.SetNewKey(secret, apikey.Prefix, "", now)
 	check(err)
 	check(c.Create(ctx, secret))
 	key.Status = controllers.IssuedStatus(key, secret, now)

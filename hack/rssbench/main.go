@@ -60,7 +60,7 @@ func main() {
 				// and the published digest.
 				d := apikey.DigestOf(key)
 				now := metav1.Now()
-				k.Status = octopodsv1alpha1.WorkspaceAPIKeyStatus{
+				k.Status = octopodsv1alpha1.APIKeyStatus{
 					SecretName: ws + "-api-key", KeyID: d.ID(), IssuedAt: &now, ObservedGeneration: k.Generation,
 					PublishedKeys: []octopodsv1alpha1.PublishedKey{{KeyID: d.ID(), Digest: d.String()}},
 					Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "KeyIssued",

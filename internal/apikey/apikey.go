@@ -1,9 +1,12 @@
-// Package apikey is the Workspace API Key format: generation, parsing with an
-// offline checksum, the public key ID and the digest the auth proxy indexes.
+// Package apikey is the API key format of all three key types: generation,
+// parsing with an offline checksum, the public key ID and the digest the
+// auth proxy indexes.
 //
-// A key is "opk_" + a 43-character base62 body encoding 256 random bits + a
+// A key is a prefix ("opk_" workspace, "opc_" channel, "opw_" WhatsApp
+// Business) + a 43-character base62 body encoding 256 random bits + a
 // 6-character base62 CRC32 (IEEE) of the body: 53 characters, so secret
-// scanners can match opk_[0-9A-Za-z]{49} and verify the checksum offline.
+// scanners can match op[kcw]_[0-9A-Za-z]{49} and verify the checksum
+// offline.
 package apikey
 
 import (
@@ -17,8 +20,12 @@ import (
 )
 
 const (
-	// Prefix starts every key.
+	// Prefix starts every workspace key.
 	Prefix = "opk_"
+	// PrefixChannel starts every channel key (as long as Prefix).
+	PrefixChannel = "opc_"
+	// PrefixWhatsApp starts every WhatsApp Business key (as long as Prefix).
+	PrefixWhatsApp = "opw_"
 	// BodyLength is the base62 length of 256 bits (62^43 > 2^256 > 62^42).
 	BodyLength = 43
 	// ChecksumLength is the base62 length of a CRC32 (62^6 > 2^32).
@@ -35,7 +42,7 @@ const (
 // Errors name why a string is not a key; they never contain the string.
 var (
 	ErrLength   = errors.New("key has the wrong length")
-	ErrPrefix   = errors.New("key does not start with " + Prefix)
+	ErrPrefix   = errors.New("key does not start with " + Prefix + ", " + PrefixChannel + " or " + PrefixWhatsApp)
 	ErrAlphabet = errors.New("key has a character outside base62")
 	ErrChecksum = errors.New("key checksum does not match")
 )
@@ -43,19 +50,33 @@ var (
 // Digest is the SHA-256 of a whole key: what the proxy stores and looks up.
 type Digest [sha256.Size]byte
 
-// Generate returns a new key from crypto/rand.
+// Generate returns a new workspace key from crypto/rand.
 func Generate() (string, error) {
-	return generate(rand.Reader)
+	return generate(rand.Reader, Prefix)
 }
 
-func generate(random io.Reader) (string, error) {
+// GenerateWith returns a new key with prefix (Prefix, PrefixChannel or
+// PrefixWhatsApp) from crypto/rand.
+func GenerateWith(prefix string) (string, error) {
+	if !isPrefix(prefix) {
+		return "", ErrPrefix
+	}
+	return generate(rand.Reader, prefix)
+}
+
+// isPrefix reports whether s starts with one of the three prefixes.
+func isPrefix(s string) bool {
+	return len(s) >= len(Prefix) && s[0] == 'o' && s[1] == 'p' && s[3] == '_' && (s[2] == 'k' || s[2] == 'c' || s[2] == 'w')
+}
+
+func generate(random io.Reader, prefix string) (string, error) {
 	var entropy [entropyBytes]byte
 	if _, err := io.ReadFull(random, entropy[:]); err != nil {
 		return "", err
 	}
 	body := new(big.Int).SetBytes(entropy[:]).Text(62)
 	buf := make([]byte, 0, Length)
-	buf = append(buf, Prefix...)
+	buf = append(buf, prefix...)
 	for range BodyLength - len(body) {
 		buf = append(buf, alphabet[0])
 	}
@@ -87,7 +108,7 @@ func Validate(s string) error {
 	if len(s) != Length {
 		return ErrLength
 	}
-	if s[:len(Prefix)] != Prefix {
+	if !isPrefix(s) {
 		return ErrPrefix
 	}
 	rest := s[len(Prefix):]

@@ -31,21 +31,21 @@ func TestGenerateMatchesTheFormat(t *testing.T) {
 }
 
 func TestGenerateEncodesAllEntropy(t *testing.T) {
-	zeros, err := generate(bytes.NewReader(make([]byte, 32)))
+	zeros, err := generate(bytes.NewReader(make([]byte, 32)), Prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := Prefix + strings.Repeat("0", BodyLength); zeros[:len(Prefix)+BodyLength] != want {
 		t.Fatalf("zero entropy: body %q, want all zeros", zeros[len(Prefix):len(Prefix)+BodyLength])
 	}
-	max, err := generate(bytes.NewReader(bytes.Repeat([]byte{0xff}, 32)))
+	max, err := generate(bytes.NewReader(bytes.Repeat([]byte{0xff}, 32)), Prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := Validate(max); err != nil {
 		t.Fatalf("max entropy key invalid: %v", err)
 	}
-	if _, err := generate(bytes.NewReader(make([]byte, 31))); err == nil {
+	if _, err := generate(bytes.NewReader(make([]byte, 31)), Prefix); err == nil {
 		t.Fatal("short entropy source must fail")
 	}
 }
@@ -183,5 +183,23 @@ func TestDigestRoundTrip(t *testing.T) {
 		if _, err := ParseDigest(bad); err == nil {
 			t.Errorf("ParseDigest(%q) accepted", bad)
 		}
+	}
+}
+
+func TestThreePrefixes(t *testing.T) {
+	for _, prefix := range []string{Prefix, PrefixChannel, PrefixWhatsApp} {
+		k, err := GenerateWith(prefix)
+		if err != nil || !strings.HasPrefix(k, prefix) || Validate(k) != nil {
+			t.Errorf("GenerateWith(%q) = %q, %v; Validate: %v", prefix, k, err, Validate(k))
+		}
+	}
+	k, _ := Generate()
+	for _, other := range []string{"opx_", "apk_", "opk-", "OPK_"} {
+		if err := Validate(other + k[4:]); !errors.Is(err, ErrPrefix) {
+			t.Errorf("Validate(%s…) = %v, want ErrPrefix", other, err)
+		}
+	}
+	if _, err := GenerateWith("opx_"); !errors.Is(err, ErrPrefix) {
+		t.Errorf("GenerateWith(opx_) = %v, want ErrPrefix", err)
 	}
 }

@@ -7,27 +7,38 @@ import (
 	"testing"
 )
 
-// gitleaksRule reads the rule's regex from the repository's .gitleaks.toml,
-// as gitleaks would (a TOML literal string).
-func gitleaksRule(t *testing.T) *regexp.Regexp {
+// gitleaksRule reads the regex of rule id from the repository's
+// .gitleaks.toml, as gitleaks would (a TOML literal string).
+func gitleaksRule(t *testing.T, id string) *regexp.Regexp {
 	t.Helper()
 	data, err := os.ReadFile("../../.gitleaks.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(data)
-	if !strings.Contains(s, `id = "octopods-workspace-api-key"`) {
-		t.Fatal("rule id missing")
+	at := strings.Index(s, `id = "`+id+`"`)
+	if at < 0 {
+		t.Fatalf("rule %s missing", id)
 	}
+	s = s[at:]
 	start := strings.Index(s, "regex = '''") + len("regex = '''")
 	end := strings.Index(s[start:], "'''")
 	return regexp.MustCompile(s[start : start+end])
 }
 
-func TestGitleaksRule(t *testing.T) {
-	rule := gitleaksRule(t)
+func TestGitleaksRules(t *testing.T) {
+	for id, prefix := range map[string]string{
+		"octopods-workspace-api-key": Prefix,
+		"octopods-channel-api-key":   PrefixChannel,
+		"octopods-whatsapp-api-key":  PrefixWhatsApp,
+	} {
+		t.Run(id, func(t *testing.T) { testGitleaksRule(t, gitleaksRule(t, id), prefix) })
+	}
+}
+
+func testGitleaksRule(t *testing.T, rule *regexp.Regexp, prefix string) {
 	for range 100 {
-		k, err := Generate()
+		k, err := GenerateWith(prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,12 +49,12 @@ func TestGitleaksRule(t *testing.T) {
 			}
 		}
 	}
-	k, _ := Generate()
+	k, _ := GenerateWith(prefix)
 	for name, near := range map[string]string{
 		"one character short": k[:52],
 		"one character long":  k + "a",
-		"upper-case prefix":   "OPK_" + k[4:],
-		"another prefix":      "xopk_" + k[4:],
+		"upper-case prefix":   strings.ToUpper(prefix) + k[4:],
+		"another prefix":      "x" + prefix + k[4:],
 		"a non-base62 inside": k[:20] + "-" + k[21:],
 		"underscore after":    k + "_x",
 	} {

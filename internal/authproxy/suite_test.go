@@ -168,7 +168,7 @@ func publishedKeyObject(ns, workspace, key string) *octopodsv1alpha1.WorkspaceAP
 	return &octopodsv1alpha1.WorkspaceAPIKey{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: workspace},
 		Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: workspace},
-		Status: octopodsv1alpha1.WorkspaceAPIKeyStatus{
+		Status: octopodsv1alpha1.APIKeyStatus{
 			KeyID:         d.ID(),
 			PublishedKeys: []octopodsv1alpha1.PublishedKey{{KeyID: d.ID(), Digest: d.String()}},
 		},

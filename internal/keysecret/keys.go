@@ -21,8 +21,9 @@ import (
 // SetNewKey writes a fresh key with its ID, the rotation token it handles
 // (remembered with the last 16) and its issue time: all in the object that
 // is written in one request. It returns the new key's ID.
-func SetNewKey(secret *corev1.Secret, token string, now time.Time) (string, error) {
-	k, err := apikey.Generate()
+// prefix is the key kind's (apikey.Prefix, PrefixChannel, PrefixWhatsApp).
+func SetNewKey(secret *corev1.Secret, prefix, token string, now time.Time) (string, error) {
+	k, err := apikey.GenerateWith(prefix)
 	if err != nil {
 		return "", err
 	}

@@ -17,7 +17,7 @@ func TestSetNewKeyRemembersTokens(t *testing.T) {
 	s := &corev1.Secret{}
 	now := time.Now()
 	for _, token := range []string{"", "T1", "T2", "T2", "T3"} {
-		id, err := SetNewKey(s, token, now)
+		id, err := SetNewKey(s, apikey.Prefix, token, now)
 		if err != nil || id != apikey.ID(string(s.Data[octopodsv1alpha1.SecretKeyAPIKey])) || s.Annotations[octopodsv1alpha1.KeyIDAnnotation] != id {
 			t.Fatalf("token %q: id %s, %v", token, id, err)
 		}

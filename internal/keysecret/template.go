@@ -23,7 +23,8 @@ type templateKeys struct {
 // cert-manager's secretTemplate does: template keys are set, keys the
 // template no longer has are removed, and metadata from anyone else is left
 // alone. The operator's own labels and annotations always win.
-func ApplyTemplate(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey) {
+// workspace is the workspace the key belongs to (its label's value).
+func ApplyTemplate(secret *corev1.Secret, tmpl *octopodsv1alpha1.SecretTemplate, workspace string) {
 	if secret.Labels == nil {
 		secret.Labels = map[string]string{}
 	}
@@ -35,8 +36,8 @@ func ApplyTemplate(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey)
 	_ = json.Unmarshal([]byte(secret.Annotations[octopodsv1alpha1.SecretTemplateAnnotation]), &previous)
 
 	template := octopodsv1alpha1.SecretTemplate{}
-	if key.Spec.SecretTemplate != nil {
-		template = *key.Spec.SecretTemplate
+	if tmpl != nil {
+		template = *tmpl
 	}
 	applied := templateKeys{
 		Labels:      follow(secret.Labels, template.Labels, previous.Labels, isOwnLabel),
@@ -47,7 +48,7 @@ func ApplyTemplate(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey)
 		record, _ := json.Marshal(applied) // two string slices: cannot fail
 		secret.Annotations[octopodsv1alpha1.SecretTemplateAnnotation] = string(record)
 	}
-	secret.Labels[octopodsv1alpha1.WorkspaceLabel] = key.Spec.WorkspaceName
+	secret.Labels[octopodsv1alpha1.WorkspaceLabel] = workspace
 	secret.Labels[octopodsv1alpha1.ManagedByLabel] = octopodsv1alpha1.ManagedByValue
 }
 
@@ -82,8 +83,8 @@ func isOwnAnnotation(k string) bool {
 
 // TemplateChanges reports whether applying the template would change the
 // Secret's metadata.
-func TemplateChanges(secret *corev1.Secret, key *octopodsv1alpha1.WorkspaceAPIKey) bool {
+func TemplateChanges(secret *corev1.Secret, tmpl *octopodsv1alpha1.SecretTemplate, workspace string) bool {
 	applied := secret.DeepCopy()
-	ApplyTemplate(applied, key)
+	ApplyTemplate(applied, tmpl, workspace)
 	return !equality.Semantic.DeepEqual(applied.ObjectMeta, secret.ObjectMeta)
 }

@@ -80,8 +80,7 @@ func TestApplyTemplate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Labels: maps.Clone(tc.labels), Annotations: maps.Clone(tc.annotations)}}
-			key := &octopodsv1alpha1.WorkspaceAPIKey{Spec: octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: "acme", SecretTemplate: tc.template}}
-			ApplyTemplate(secret, key)
+			ApplyTemplate(secret, tc.template, "acme")
 			if !maps.Equal(secret.Labels, tc.wantLabels) {
 				t.Errorf("labels\n got %v\nwant %v", secret.Labels, tc.wantLabels)
 			}

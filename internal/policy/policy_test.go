@@ -10,7 +10,7 @@ import (
 
 // The committed policy is what the status type's tags say today.
 func TestPublishedKeysPolicyIsFresh(t *testing.T) {
-	status := octopodsv1alpha1.WorkspaceAPIKeyStatus{}
+	status := octopodsv1alpha1.APIKeyStatus{}
 	want := PublishedKeys(octopodsv1alpha1.StatusFieldsOwnedBy(status, octopodsv1alpha1.StatusOwnerOperator),
 		octopodsv1alpha1.StatusFieldsOwnedBy(status, octopodsv1alpha1.StatusOwnerUsage))
 	got, err := os.ReadFile("../../config/rbac/published_keys_policy.yaml")

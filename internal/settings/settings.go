@@ -119,7 +119,7 @@ func rowOf(ws *octopodsv1alpha1.Workspace, key *octopodsv1alpha1.WorkspaceAPIKey
 // right after a rotation it is still the replaced key's last use (the proxy
 // writes the new key's first use at its next flush), which no one should
 // read as the new key's.
-func CurrentKeyLastUsed(st *octopodsv1alpha1.WorkspaceAPIKeyStatus) *metav1.Time {
+func CurrentKeyLastUsed(st *octopodsv1alpha1.APIKeyStatus) *metav1.Time {
 	if st.LastUsedTime == nil || (st.IssuedAt != nil && st.LastUsedTime.Before(st.IssuedAt)) {
 		return nil
 	}

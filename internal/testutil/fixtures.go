@@ -58,3 +58,35 @@ func IssuedKey(c client.Reader, ns, workspace string, intervals ...any) string {
 	}, intervals...).Should(gomega.Succeed())
 	return value
 }
+
+// Channel is a valid Channel of workspace for tests.
+func Channel(ns, name, workspace string, t octopodsv1alpha1.ChannelType) *octopodsv1alpha1.Channel {
+	return &octopodsv1alpha1.Channel{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       octopodsv1alpha1.ChannelSpec{WorkspaceName: workspace, Type: t, DisplayName: "Channel " + name},
+	}
+}
+
+// ChannelAPIKey is the channel's key as a client that fills the spec sends it.
+func ChannelAPIKey(ns, channel string) *octopodsv1alpha1.ChannelAPIKey {
+	return &octopodsv1alpha1.ChannelAPIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: octopodsv1alpha1.KeyName(channel)},
+		Spec:       octopodsv1alpha1.ChannelAPIKeySpec{ChannelName: channel},
+	}
+}
+
+// WhatsAppBusinessAccount is a valid account of workspace for tests.
+func WhatsAppBusinessAccount(ns, name, workspace string) *octopodsv1alpha1.WhatsAppBusinessAccount {
+	return &octopodsv1alpha1.WhatsAppBusinessAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       octopodsv1alpha1.WhatsAppBusinessAccountSpec{WorkspaceName: workspace, DisplayName: "WABA " + name, PhoneNumbers: []string{"+4915112345678"}},
+	}
+}
+
+// WhatsAppAPIKey is the account's key as a client that fills the spec sends it.
+func WhatsAppAPIKey(ns, account string) *octopodsv1alpha1.WhatsAppAPIKey {
+	return &octopodsv1alpha1.WhatsAppAPIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: octopodsv1alpha1.KeyName(account)},
+		Spec:       octopodsv1alpha1.WhatsAppAPIKeySpec{WhatsAppBusinessAccountName: account},
+	}
+}

@@ -49,7 +49,7 @@ func newPage(t *testing.T, allowed map[string]bool) *page {
 	}
 	wak := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "acme", UID: "u1"},
 		Spec:   octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: "acme"},
-		Status: octopodsv1alpha1.WorkspaceAPIKeyStatus{KeyID: apikey.ID(key), Conditions: []metav1.Condition{{Type: "Ready", Status: "True", Reason: "KeyIssued"}}}}
+		Status: octopodsv1alpha1.APIKeyStatus{KeyID: apikey.ID(key), Conditions: []metav1.Condition{{Type: "Ready", Status: "True", Reason: "KeyIssued"}}}}
 	isController := true
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "acme-api-key",
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "octopods.io/v1alpha1", Kind: "WorkspaceAPIKey", Name: "acme", UID: "u1", Controller: &isController}}},

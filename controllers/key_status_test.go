@@ -38,7 +38,7 @@ func TestComputeKeyStatus(t *testing.T) {
 	}
 	lastUsed := metav1.NewTime(now.Add(-time.Minute))
 	issued := metav1.NewTime(now.Add(-time.Hour))
-	prevStatus := octopodsv1alpha1.WorkspaceAPIKeyStatus{
+	prevStatus := octopodsv1alpha1.APIKeyStatus{
 		SecretName: "acme-api-key", KeyID: apikey.ID(old), IssuedAt: &issued, LastRotationToken: "T1",
 		PreviousKeyID: "stale", LastUsedTime: &lastUsed, ObservedGeneration: 1,
 		LastRevokedKeyUse: &octopodsv1alpha1.RevokedKeyUse{Time: lastUsed, KeyID: "979690f7253f", ClientAddress: "10.2.3.4"},
@@ -51,19 +51,19 @@ func TestComputeKeyStatus(t *testing.T) {
 
 	cases := []struct {
 		name      string
-		prev      octopodsv1alpha1.WorkspaceAPIKeyStatus
+		prev      octopodsv1alpha1.APIKeyStatus
 		obs       keyObservation
 		succeeded bool
-		check     func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus)
+		check     func(t *testing.T, st octopodsv1alpha1.APIKeyStatus)
 	}{
 		{"failed before observing anything: everything kept, generation not stamped", prevStatus, keyObservation{}, false,
-			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+			func(t *testing.T, st octopodsv1alpha1.APIKeyStatus) {
 				if st.ObservedGeneration != 1 || st.KeyID != apikey.ID(old) || len(st.PublishedKeys) != 1 {
 					t.Fatalf("%+v", st)
 				}
 			}},
 		{"issued: everything from the Secret, current key published, generation stamped", prevStatus, keyObservation{observed: true, secret: secret(false, time.Time{})}, true,
-			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+			func(t *testing.T, st octopodsv1alpha1.APIKeyStatus) {
 				if st.ObservedGeneration != 2 || st.KeyID != apikey.ID(cur) || st.LastRotationToken != "T2" || st.PreviousKeyID != "" || st.LastUsedTime != &lastUsed {
 					t.Fatalf("%+v", st)
 				}
@@ -78,14 +78,14 @@ func TestComputeKeyStatus(t *testing.T) {
 				}
 			}},
 		{"a failed write never publishes the new key, and does not stamp the generation", prevStatus, keyObservation{observed: true, secret: secret(false, time.Time{})}, false,
-			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+			func(t *testing.T, st octopodsv1alpha1.APIKeyStatus) {
 				if st.ObservedGeneration != 1 || len(st.PublishedKeys) != 0 {
 					t.Fatalf("%+v", st)
 				}
 			}},
 		{"conflict: no key fields of a key that no longer exists, usage and token kept", prevStatus,
 			keyObservation{observed: true, readyStatus: metav1.ConditionFalse, reason: ReasonSecretConflict, message: "m"}, true,
-			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+			func(t *testing.T, st octopodsv1alpha1.APIKeyStatus) {
 				if st.SecretName != "" || st.KeyID != "" || st.IssuedAt != nil || st.PreviousKeyID != "" || st.PublishedKeys != nil {
 					t.Fatalf("%+v", st)
 				}
@@ -95,21 +95,21 @@ func TestComputeKeyStatus(t *testing.T) {
 			}},
 		{"previous key published as current before: published with its validUntil", withPrevPublished,
 			keyObservation{observed: true, secret: secret(true, now.Add(time.Hour))}, true,
-			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+			func(t *testing.T, st octopodsv1alpha1.APIKeyStatus) {
 				if len(st.PublishedKeys) != 2 || !st.PublishedKeys[1].ValidUntil.Time.Equal(now.Add(time.Hour)) {
 					t.Fatalf("published %+v", st.PublishedKeys)
 				}
 			}},
 		{"previous key valid until 2099: capped at rotatedAt + 24h", withPrevPublished,
 			keyObservation{observed: true, secret: secret(true, time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))}, true,
-			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+			func(t *testing.T, st octopodsv1alpha1.APIKeyStatus) {
 				if len(st.PublishedKeys) != 2 || !st.PublishedKeys[1].ValidUntil.Time.Equal(now.Add(24*time.Hour)) {
 					t.Fatalf("published %+v", st.PublishedKeys)
 				}
 			}},
 		{"previous key never published: never published", prevStatus,
 			keyObservation{observed: true, secret: secret(true, now.Add(time.Hour))}, true,
-			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+			func(t *testing.T, st octopodsv1alpha1.APIKeyStatus) {
 				if len(st.PublishedKeys) != 1 {
 					t.Fatalf("published %+v", st.PublishedKeys)
 				}
@@ -120,7 +120,7 @@ func TestComputeKeyStatus(t *testing.T) {
 				s.DeletionTimestamp = &metav1.Time{Time: now}
 				return s
 			}(), readyStatus: metav1.ConditionFalse, reason: ReasonSecretDeleting}, true,
-			func(t *testing.T, st octopodsv1alpha1.WorkspaceAPIKeyStatus) {
+			func(t *testing.T, st octopodsv1alpha1.APIKeyStatus) {
 				if st.PublishedKeys != nil {
 					t.Fatalf("published %+v", st.PublishedKeys)
 				}
@@ -128,7 +128,7 @@ func TestComputeKeyStatus(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.check(t, computeKeyStatus(key, tc.prev, tc.obs, tc.succeeded, now))
+			tc.check(t, computeKeyStatus(key, tc.prev, tc.obs, octopodsv1alpha1.KeyScope{Type: octopodsv1alpha1.KeyTypeWorkspace, Workspace: "acme"}, tc.succeeded, now))
 		})
 	}
 }

@@ -35,12 +35,16 @@ import (
 // so its removal produces no event we could wait for.
 const conflictRecheckInterval = time.Minute
 
-// WorkspaceAPIKeyReconciler issues, rotates, re-issues and revokes the key of
-// one workspace in its Secret, and publishes the digests of the keys the
-// Secret holds for the auth proxy. Its status is derived from the Secret, so
-// a restart between the Secret write and the status write loses nothing.
-type WorkspaceAPIKeyReconciler struct {
+// KeyReconciler issues, rotates, re-issues and revokes the key of one owner
+// (a Workspace, Channel or WhatsAppBusinessAccount) in its Secret, and
+// publishes the digests of the keys the Secret holds for the auth proxy,
+// with the scope its owner gives them. One reconciler serves the three key
+// kinds, registered once per kind: what differs is data (kind). Its status
+// is derived from the Secret, so a restart between the Secret write and the
+// status write loses nothing.
+type KeyReconciler struct {
 	client.Client
+	kind octopodsv1alpha1.KeyKind
 	// APIReader reads from the API server, bypassing the cache: used to
 	// confirm an absence before generating or revoking a key.
 	APIReader client.Reader
@@ -53,26 +57,26 @@ type WorkspaceAPIKeyReconciler struct {
 	staleTokens sync.Map // types.UID → string
 }
 
-// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys/status,verbs=get;patch
-// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys/finalizers,verbs=update
-// +kubebuilder:rbac:groups=octopods.io,resources=workspaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys;channelapikeys;whatsappapikeys,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys/status;channelapikeys/status;whatsappapikeys/status,verbs=get;patch
+// +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys/finalizers;channelapikeys/finalizers;whatsappapikeys/finalizers,verbs=update
+// +kubebuilder:rbac:groups=octopods.io,resources=workspaces;channels;whatsappbusinessaccounts,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile fetches → guards deletion → metadata → workspace → Secret. The
 // status is computed once, from what the reconcile observed, and written
 // once, in the deferred function.
-func (r *WorkspaceAPIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	key := &octopodsv1alpha1.WorkspaceAPIKey{}
+func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	key := r.kind.NewKey()
 	if err := r.Get(ctx, req.NamespacedName, key); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !key.DeletionTimestamp.IsZero() {
+	if key.GetDeletionTimestamp() != nil {
 		return ctrl.Result{}, r.finalize(ctx, key)
 	}
 
-	run := &keyReconcile{WorkspaceAPIKeyReconciler: r, key: key, before: *key.Status.DeepCopy()}
+	run := &keyReconcile{KeyReconciler: r, key: key, before: *key.KeyStatus().DeepCopy()}
 	defer func() {
 		retErr = kerrors.NewAggregate([]error{retErr, run.writeStatus(ctx, retErr == nil)})
 		if retErr != nil {
@@ -80,40 +84,43 @@ func (r *WorkspaceAPIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		}
 	}()
 
-	if invalid := key.Spec.InvalidFields(); len(invalid) > 0 {
+	if invalid := key.Settings().InvalidFields(); len(invalid) > 0 {
 		// No retry reads it better: the next spec change brings us back.
 		msg := strings.Join(invalid, "; ") + "; nothing is issued, rotated or revoked for this key until it is fixed"
 		run.obs.notReady(ReasonInvalidSpec, msg)
 		return ctrl.Result{}, reconcile.TerminalError(errors.New(msg))
 	}
 
-	ws, err := r.workspaceOf(ctx, key)
+	owner, gone, err := r.ownerOf(ctx, key)
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("read Workspace %q: %w", key.Spec.WorkspaceName, err)
+		return ctrl.Result{}, fmt.Errorf("read %s %q: %w", r.kind.OwnerKind, key.OwnerName(), err)
 	}
-	if err := r.ensureMetadata(ctx, key, ws); err != nil {
+	if err := r.ensureMetadata(ctx, key, owner); err != nil {
 		return ctrl.Result{}, fmt.Errorf("add finalizer and owner reference: %w", err)
 	}
-	if ws == nil || !ws.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, run.waitForWorkspace(ctx, ws)
+	if gone != nil {
+		return ctrl.Result{}, run.waitForOwner(ctx, gone)
 	}
+	run.scope = owner.KeyScope()
 	return run.reconcileSecret(ctx)
 }
 
 // keyReconcile is one reconcile of one key: what it observed, for the status.
 type keyReconcile struct {
-	*WorkspaceAPIKeyReconciler
-	key *octopodsv1alpha1.WorkspaceAPIKey
+	*KeyReconciler
+	key octopodsv1alpha1.KeyObject
+	// scope is what the owner gives the key (zero until the owner is read).
+	scope octopodsv1alpha1.KeyScope
 	// before is the status as last written (read, or patched by unpublish).
-	before octopodsv1alpha1.WorkspaceAPIKeyStatus
+	before octopodsv1alpha1.APIKeyStatus
 	obs    keyObservation
 }
 
 // writeStatus computes the status from the observation and writes it if it
 // changed, with an optimistic lock; a Ready=False change comes with its Event.
 func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
-	k.key.Status = computeKeyStatus(k.key, k.before, k.obs, succeeded, k.now())
-	if next := meta.FindStatusCondition(k.key.Status.Conditions, ConditionReady); next != nil && next.Status != metav1.ConditionTrue {
+	*k.key.KeyStatus() = computeKeyStatus(k.key, k.before, k.obs, k.scope, succeeded, k.now())
+	if next := meta.FindStatusCondition(k.key.KeyStatus().Conditions, ConditionReady); next != nil && next.Status != metav1.ConditionTrue {
 		if prev := meta.FindStatusCondition(k.before.Conditions, ConditionReady); prev == nil || prev.Reason != next.Reason || prev.Message != next.Message {
 			k.event(k.key, next.Reason, next.Message)
 		}
@@ -132,64 +139,99 @@ func (k *keyReconcile) Published() []octopodsv1alpha1.PublishedKey { return k.be
 // Unpublish writes status.publishedKeys down to kept, recording the keys
 // dropped as revoked.
 func (k *keyReconcile) Unpublish(ctx context.Context, kept []octopodsv1alpha1.PublishedKey) error {
-	k.key.Status = *k.before.DeepCopy()
-	k.key.Status.PublishedKeys = kept
-	k.key.Status.RevokedKeys = keysecret.Revoke(k.before.RevokedKeys, k.before.PublishedKeys, kept, k.now())
+	st := k.key.KeyStatus()
+	*st = *k.before.DeepCopy()
+	st.PublishedKeys = kept
+	st.RevokedKeys = keysecret.Revoke(k.before.RevokedKeys, k.before.PublishedKeys, kept, k.now())
 	if err := writeStatus(ctx, k.Client, k.key, keyStatus, k.before); err != nil {
-		return fmt.Errorf("write status of %s %q: %w", octopodsv1alpha1.WorkspaceKey.Kind, k.key.Name, err)
+		return fmt.Errorf("write status of %s %q: %w", k.kind.Kind, k.key.GetName(), err)
 	}
-	k.before = *k.key.Status.DeepCopy()
+	k.before = *st.DeepCopy()
 	return nil
 }
 
-// workspaceOf returns the key's Workspace, or nil once the API server itself
-// confirms it is absent: a stale cache must never revoke a live key.
-func (r *WorkspaceAPIKeyReconciler) workspaceOf(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) (*octopodsv1alpha1.Workspace, error) {
-	ws := &octopodsv1alpha1.Workspace{}
-	found, err := getConfirmed(ctx, r.Client, r.APIReader, types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.WorkspaceName}, ws, false)
-	if !found {
-		return nil, err
+// ownerOf returns the key's owner, and what is gone ("" when nothing is):
+// the owner, or for a channel or WhatsApp key the owner's Workspace, absent
+// (as the API server itself confirms: a stale cache must never revoke a
+// live key) or being deleted. Either revokes the key.
+func (r *KeyReconciler) ownerOf(ctx context.Context, key octopodsv1alpha1.KeyObject) (octopodsv1alpha1.KeyOwner, *ownerGone, error) {
+	owner := r.kind.NewOwner()
+	found, err := getConfirmed(ctx, r.Client, r.APIReader, types.NamespacedName{Namespace: key.GetNamespace(), Name: key.OwnerName()}, owner, false)
+	what := fmt.Sprintf("%s %q", r.kind.OwnerKind, key.OwnerName())
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case !found:
+		return nil, &ownerGone{what: what}, nil
+	case owner.GetDeletionTimestamp() != nil:
+		return owner, &ownerGone{what: what, deleting: true}, nil
+	case r.kind.Kind == octopodsv1alpha1.WorkspaceKey.Kind:
+		return owner, nil, nil
 	}
-	return ws, nil
+	workspace := owner.KeyScope().Workspace
+	what = fmt.Sprintf("Workspace %q of %s", workspace, what)
+	ws := &octopodsv1alpha1.Workspace{}
+	found, err = getConfirmed(ctx, r.Client, r.APIReader, types.NamespacedName{Namespace: key.GetNamespace(), Name: workspace}, ws, false)
+	switch {
+	case err != nil:
+		return nil, nil, fmt.Errorf("read Workspace %q: %w", workspace, err)
+	case !found:
+		return owner, &ownerGone{what: what}, nil
+	case ws.DeletionTimestamp != nil:
+		return owner, &ownerGone{what: what, deleting: true}, nil
+	}
+	return owner, nil, nil
 }
 
-// ensureMetadata adds the revoke finalizer and makes the Workspace the key's
+// ownerGone is a key's owner, or its owner's Workspace, absent or being
+// deleted.
+type ownerGone struct {
+	what     string // `Workspace "acme"`, `Channel "sms-1"`, ...
+	deleting bool
+}
+
+// ensureMetadata adds the revoke finalizer and makes the owner the key's
 // controller owner, in one optimistic-locked patch.
-func (r *WorkspaceAPIKeyReconciler) ensureMetadata(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey, ws *octopodsv1alpha1.Workspace) error {
-	original := key.DeepCopy()
+func (r *KeyReconciler) ensureMetadata(ctx context.Context, key octopodsv1alpha1.KeyObject, owner octopodsv1alpha1.KeyOwner) error {
+	original := key.DeepCopyObject().(octopodsv1alpha1.KeyObject)
 	controllerutil.AddFinalizer(key, RevokeFinalizer)
-	if ws != nil && ws.DeletionTimestamp.IsZero() {
-		// A Workspace deleted and re-created under the same name has a new
+	if owner != nil && owner.GetDeletionTimestamp() == nil {
+		// An owner deleted and re-created under the same name has a new
 		// UID: drop the reference to the old one before claiming the new.
-		refs := key.OwnerReferences[:0:0]
-		for _, ref := range key.OwnerReferences {
-			if ref.Kind == "Workspace" && ref.APIVersion == octopodsv1alpha1.GroupVersion.String() && ref.UID != ws.UID {
+		refs := key.GetOwnerReferences()[:0:0]
+		for _, ref := range key.GetOwnerReferences() {
+			if ref.Kind == r.kind.OwnerKind && ref.APIVersion == octopodsv1alpha1.GroupVersion.String() && ref.UID != owner.GetUID() {
 				continue
 			}
 			refs = append(refs, ref)
 		}
-		key.OwnerReferences = refs
+		key.SetOwnerReferences(refs)
 		// The webhook sets the reference at creation without
 		// blockOwnerDeletion (see webhook.ownership): keep it as it is.
-		if ref := metav1.GetControllerOf(key); ref == nil || ref.UID != ws.UID {
-			if err := controllerutil.SetControllerReference(ws, key, r.Scheme()); err != nil {
+		if ref := metav1.GetControllerOf(key); ref == nil || ref.UID != owner.GetUID() {
+			if err := controllerutil.SetControllerReference(owner, key, r.Scheme()); err != nil {
 				return err
 			}
 		}
 	}
-	if equality.Semantic.DeepEqual(original.ObjectMeta, key.ObjectMeta) {
+	if equality.Semantic.DeepEqual(metaOf(original), metaOf(key)) {
 		return nil
 	}
 	return patchMetadata(ctx, r.Client, key, original, keyStatus)
 }
 
-// waitForWorkspace revokes any key of a missing or deleting Workspace and
-// waits for the Workspace to (re)appear; its watch brings us back.
-func (k *keyReconcile) waitForWorkspace(ctx context.Context, ws *octopodsv1alpha1.Workspace) error {
-	reason, message := ReasonWorkspaceNotFound,
-		fmt.Sprintf("Waiting for Workspace %q: the key will be issued when it exists", k.key.Spec.WorkspaceName)
-	if ws != nil {
-		reason, message = ReasonWorkspaceDeleting, fmt.Sprintf("Workspace %q is being deleted: the key is revoked", k.key.Spec.WorkspaceName)
+// metaOf is the object metadata an ensureMetadata patch may change.
+func metaOf(o metav1.Object) any {
+	return [2]any{o.GetFinalizers(), o.GetOwnerReferences()}
+}
+
+// waitForOwner revokes the key of a missing or deleting owner (gone says
+// which) and waits for it to (re)appear; its watch brings us back.
+func (k *keyReconcile) waitForOwner(ctx context.Context, gone *ownerGone) error {
+	reason := ownerGoneReason(k.kind, gone.deleting)
+	message := fmt.Sprintf("Waiting for %s: the key will be issued when it exists", gone.what)
+	if gone.deleting {
+		message = fmt.Sprintf("%s is being deleted: the key is revoked", gone.what)
 	}
 	k.obs.notReady(reason, message)
 	k.obs.saw(nil)
@@ -208,22 +250,22 @@ func (k *keyReconcile) waitForWorkspace(ctx context.Context, ws *octopodsv1alpha
 func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error) {
 	secret, err := k.currentSecret(ctx, k.key, false)
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("read Secret %q: %w", k.key.EffectiveSecretName(), err)
+		return ctrl.Result{}, fmt.Errorf("read Secret %q: %w", octopodsv1alpha1.EffectiveSecretName(k.key), err)
 	}
 	if secret == nil {
 		k.obs.saw(nil)
 		return ctrl.Result{}, k.issue(ctx)
 	}
-	if !k.key.ManagesSecret(secret) {
+	if !octopodsv1alpha1.ManagesSecret(k.key, secret) {
 		k.obs.saw(nil)
 		k.obs.notReady(ReasonSecretConflict,
-			conflictMessage(secret))
+			conflictMessage(k.kind, secret))
 		return ctrl.Result{RequeueAfter: conflictRecheckInterval}, nil
 	}
 	k.obs.saw(secret)
 
 	plan := keyplan.Decide(keysecret.Observe(secret, k.before.PublishedKeys), desired(k.key), k.now())
-	if plan.Action != keyplan.Keep || plan.DropPrevious || plan.RepairKeyID || plan.RevokeToken != "" || k.publishingChanges(secret) || keysecret.TemplateChanges(secret, k.key) {
+	if plan.Action != keyplan.Keep || plan.DropPrevious || plan.RepairKeyID || plan.RevokeToken != "" || k.publishingChanges(secret) || keysecret.TemplateChanges(secret, k.key.Settings().SecretTemplate, k.scope.Workspace) {
 		// Replacing a key is rare and irreversible, and publishing one makes
 		// the proxy admit it: decide again on a fresh read, not on a cache
 		// that may miss our own last write (and still hold a rotated key).
@@ -264,12 +306,12 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 // GitOps tool putting an older token back): nothing rotates, as the
 // contract says, and the person can see why.
 func (k *keyReconcile) reportStaleToken(secret *corev1.Secret) {
-	token := k.key.Annotations[octopodsv1alpha1.RotateAnnotation]
+	token := k.key.GetAnnotations()[octopodsv1alpha1.RotateAnnotation]
 	used, _ := keysecret.TokenUsed(secret, token)
 	if !used || token == secret.Annotations[octopodsv1alpha1.RotationTokenAnnotation] {
 		return
 	}
-	if last, _ := k.staleTokens.Swap(k.key.UID, token); last == token {
+	if last, _ := k.staleTokens.Swap(k.key.GetUID(), token); last == token {
 		return
 	}
 	if len(token) > 128 { // the rotator policy bounds new tokens; not older ones
@@ -280,8 +322,8 @@ func (k *keyReconcile) reportStaleToken(secret *corev1.Secret) {
 }
 
 // conflictMessage says whose the Secret in the way is, and what to do.
-func conflictMessage(secret *corev1.Secret) string {
-	return fmt.Sprintf("Secret %q exists and %s: it is left untouched; delete that Secret, or delete this WorkspaceAPIKey and create it again with another spec.secretName (checked again every minute)", secret.Name, keysecret.Owner(secret))
+func conflictMessage(kind octopodsv1alpha1.KeyKind, secret *corev1.Secret) string {
+	return fmt.Sprintf("Secret %q exists and %s: it is left untouched; delete that Secret, or delete this %s and create it again with another spec.secretName (checked again every minute)", secret.Name, keysecret.Owner(secret), kind.Kind)
 }
 
 // publishingChanges reports whether the Secret, as cached, would change the
@@ -294,9 +336,9 @@ func (k *keyReconcile) publishingChanges(secret *corev1.Secret) bool {
 // currentSecret returns the key's Secret, or nil when the API server confirms
 // there is none. The cache holds only key-type Secrets, so a cache miss is
 // always checked against the API server (it may be a foreign Secret).
-func (r *WorkspaceAPIKeyReconciler) currentSecret(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey, fresh bool) (*corev1.Secret, error) {
+func (r *KeyReconciler) currentSecret(ctx context.Context, key octopodsv1alpha1.KeyObject, fresh bool) (*corev1.Secret, error) {
 	secret := &corev1.Secret{}
-	found, err := getConfirmed(ctx, r.Client, r.APIReader, types.NamespacedName{Namespace: key.Namespace, Name: key.EffectiveSecretName()}, secret, fresh)
+	found, err := getConfirmed(ctx, r.Client, r.APIReader, types.NamespacedName{Namespace: key.GetNamespace(), Name: octopodsv1alpha1.EffectiveSecretName(key)}, secret, fresh)
 	if !found {
 		return nil, err
 	}
@@ -308,17 +350,15 @@ func (r *WorkspaceAPIKeyReconciler) currentSecret(ctx context.Context, key *octo
 func (k *keyReconcile) issue(ctx context.Context) error {
 	key := k.key
 	keyed := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.EffectiveSecretName()},
-		Type:       octopodsv1alpha1.SecretType,
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.GetNamespace(), Name: octopodsv1alpha1.EffectiveSecretName(key)},
+		Type:       k.kind.SecretType,
 	}
 	if err := controllerutil.SetControllerReference(key, keyed, k.Scheme()); err != nil {
 		return err
 	}
-	bare := key.DeepCopy()
-	bare.Spec.SecretTemplate = nil
-	keysecret.ApplyTemplate(keyed, bare) // the operator's own labels only
+	keysecret.ApplyTemplate(keyed, nil, k.scope.Workspace) // the operator's own labels only
 	// A rotate token present at creation is handled by this very key.
-	keyID, err := keysecret.SetNewKey(keyed, key.Annotations[octopodsv1alpha1.RotateAnnotation], k.now())
+	keyID, err := keysecret.SetNewKey(keyed, k.kind.Prefix, key.GetAnnotations()[octopodsv1alpha1.RotateAnnotation], k.now())
 	if err != nil {
 		return err
 	}
@@ -332,8 +372,8 @@ func (k *keyReconcile) issue(ctx context.Context) error {
 	if err := k.writeTemplated(ctx, nil, keyed, create); err != nil {
 		return k.secretWriteFailed(keyed.Name, "create", err)
 	}
-	if key.Status.KeyID != "" {
-		k.event(key, EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", keyed.Name, keyID, key.Status.KeyID))
+	if key.KeyStatus().KeyID != "" {
+		k.event(key, EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", keyed.Name, keyID, key.KeyStatus().KeyID))
 	} else {
 		k.event(key, ReasonKeyIssued, fmt.Sprintf("Issued key %s into Secret %q", keyID, keyed.Name))
 	}
@@ -355,9 +395,9 @@ func (k *keyReconcile) secretWriteFailed(name, verb string, err error) error {
 // why.
 func (k *keyReconcile) apply(ctx context.Context, current *corev1.Secret, plan keyplan.Plan) error {
 	keyed := current.DeepCopy()
-	req := keyRequest{now: k.now(), requestedBy: rotationRequester(k.key, plan.Token)}
-	if k.key.Spec.RotationInterval != nil {
-		req.interval = k.key.Spec.RotationInterval.Duration
+	req := keyRequest{now: k.now(), prefix: k.kind.Prefix, requestedBy: rotationRequester(k.key, plan.Token)}
+	if k.key.Settings().RotationInterval != nil {
+		req.interval = k.key.Settings().RotationInterval.Duration
 	}
 	reason, message, err := changeKeys(keyed, plan, req)
 	if err != nil {
@@ -385,7 +425,7 @@ var errNothingToWrite = errors.New("nothing to write")
 // alone, and Ready=False says why.
 func (k *keyReconcile) writeTemplated(ctx context.Context, current, keyed *corev1.Secret, write func(context.Context, *corev1.Secret) error) error {
 	templated := keyed.DeepCopy()
-	keysecret.ApplyTemplate(templated, k.key)
+	keysecret.ApplyTemplate(templated, k.key.Settings().SecretTemplate, k.scope.Workspace)
 	if current != nil && equality.Semantic.DeepEqual(current, templated) {
 		return errNothingToWrite
 	}
@@ -415,33 +455,33 @@ func (k *keyReconcile) write(ctx context.Context, secret *corev1.Secret) error {
 	return nil
 }
 
-// finalize revokes the key of a WorkspaceAPIKey being deleted, then lets it go.
-func (r *WorkspaceAPIKeyReconciler) finalize(ctx context.Context, key *octopodsv1alpha1.WorkspaceAPIKey) error {
+// finalize revokes the key of a key object being deleted, then lets it go.
+func (r *KeyReconciler) finalize(ctx context.Context, key octopodsv1alpha1.KeyObject) error {
 	if !controllerutil.ContainsFinalizer(key, RevokeFinalizer) {
 		return nil
 	}
-	run := &keyReconcile{WorkspaceAPIKeyReconciler: r, key: key, before: *key.Status.DeepCopy()}
+	run := &keyReconcile{KeyReconciler: r, key: key, before: *key.KeyStatus().DeepCopy()}
 	revoked, err := run.revoke(ctx)
 	if err != nil {
 		return err
 	}
 	if revoked != "" {
-		r.event(key, EventKeyRevoked, fmt.Sprintf("Revoked key %s: the WorkspaceAPIKey is being deleted", revoked))
+		r.event(key, EventKeyRevoked, fmt.Sprintf("Revoked key %s: the %s is being deleted", revoked, r.kind.Kind))
 	}
-	original := key.DeepCopy()
+	original := key.DeepCopyObject().(octopodsv1alpha1.KeyObject)
 	controllerutil.RemoveFinalizer(key, RevokeFinalizer)
 	return client.IgnoreNotFound(patchMetadata(ctx, r.Client, key, original, keyStatus))
 }
 
 // revoke unpublishes every key, then deletes the key's Secret if this
-// WorkspaceAPIKey controls it, and returns the revoked key ID ("" when there
+// key object controls it, and returns the revoked key ID ("" when there
 // was nothing to revoke).
 func (k *keyReconcile) revoke(ctx context.Context) (string, error) {
 	secret, err := k.currentSecret(ctx, k.key, true)
 	if err != nil {
 		return "", err
 	}
-	if secret == nil || !k.key.ManagesSecret(secret) {
+	if secret == nil || !octopodsv1alpha1.ManagesSecret(k.key, secret) {
 		// Nothing of ours holds a key: nothing may stay published.
 		return "", k.store.Delete(ctx, k, nil)
 	}
@@ -452,42 +492,76 @@ func (k *keyReconcile) revoke(ctx context.Context) (string, error) {
 	return secret.Annotations[octopodsv1alpha1.KeyIDAnnotation], nil
 }
 
-// SetupWithManager watches keys, their Secrets and their Workspaces.
-func (r *WorkspaceAPIKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&octopodsv1alpha1.WorkspaceAPIKey{}, builder.WithPredicates(ignoreUsageUpdates)).
+// SetupWithManager watches the kind's keys, their Secrets and their
+// owners, and for channel and WhatsApp keys the owners' Workspaces.
+func (r *KeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(r.kind.NewKey(), builder.WithPredicates(ignoreUsageUpdates)).
 		Owns(&corev1.Secret{}).
-		Watches(&octopodsv1alpha1.Workspace{}, handler.EnqueueRequestsFromMapFunc(keyOfOwner)).
-		WithOptions(opts).
-		Named("workspaceapikey").
-		Complete(r)
+		Watches(r.kind.NewOwner(), handler.EnqueueRequestsFromMapFunc(keyOfOwner))
+	if r.kind.Kind != octopodsv1alpha1.WorkspaceKey.Kind {
+		b = b.Watches(&octopodsv1alpha1.Workspace{}, handler.EnqueueRequestsFromMapFunc(r.keysOfWorkspace))
+	}
+	return b.WithOptions(opts).Named(strings.ToLower(r.kind.Kind)).Complete(r)
 }
 
-func keyStatus(k *octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceAPIKeyStatus {
-	return &k.Status
+// keysOfWorkspace maps a Workspace to the keys of the kind's owners in it.
+func (r *KeyReconciler) keysOfWorkspace(ctx context.Context, ws client.Object) []reconcile.Request {
+	var reqs []reconcile.Request
+	list := r.kind.NewOwnerList()
+	if err := r.List(ctx, list, client.InNamespace(ws.GetNamespace())); err != nil {
+		log.FromContext(ctx).Error(err, "list owners of a Workspace's keys", "kind", r.kind.OwnerKind)
+		return nil
+	}
+	items, _ := meta.ExtractList(list) // a typed list: cannot fail
+	for _, item := range items {
+		if o, ok := item.(octopodsv1alpha1.KeyOwner); ok && o.KeyScope().Workspace == ws.GetName() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: octopodsv1alpha1.KeyName(o.GetName())}})
+		}
+	}
+	return reqs
+}
+
+func keyStatus(k octopodsv1alpha1.KeyObject) *octopodsv1alpha1.APIKeyStatus {
+	return k.KeyStatus()
 }
 
 // rotationRequester is who a rotation for token is attributed to: the
 // operator for a scheduled one, else the person the webhook stamped (or
 // "unknown" where no webhook runs).
-func rotationRequester(key *octopodsv1alpha1.WorkspaceAPIKey, token string) string {
-	if token != key.Annotations[octopodsv1alpha1.RotateAnnotation] && strings.HasPrefix(token, keyplan.ScheduledTokenPrefix) {
+func rotationRequester(key octopodsv1alpha1.KeyObject, token string) string {
+	if token != key.GetAnnotations()[octopodsv1alpha1.RotateAnnotation] && strings.HasPrefix(token, keyplan.ScheduledTokenPrefix) {
 		return octopodsv1alpha1.OperatorName
 	}
-	if by := key.Annotations[octopodsv1alpha1.RotateRequestedByAnnotation]; by != "" {
+	if by := key.GetAnnotations()[octopodsv1alpha1.RotateRequestedByAnnotation]; by != "" {
 		return by
 	}
 	return "unknown"
 }
 
-func desired(key *octopodsv1alpha1.WorkspaceAPIKey) keyplan.Desired {
-	d := keyplan.Desired{RotateToken: key.Annotations[octopodsv1alpha1.RotateAnnotation]}
-	if key.Spec.RotationGracePeriod != nil {
-		d.GracePeriod = key.Spec.RotationGracePeriod.Duration
+func desired(key octopodsv1alpha1.KeyObject) keyplan.Desired {
+	settings := key.Settings()
+	d := keyplan.Desired{RotateToken: key.GetAnnotations()[octopodsv1alpha1.RotateAnnotation]}
+	if settings.RotationGracePeriod != nil {
+		d.GracePeriod = settings.RotationGracePeriod.Duration
 	}
-	if key.Spec.RotationInterval != nil {
-		d.RotationInterval = key.Spec.RotationInterval.Duration
+	if settings.RotationInterval != nil {
+		d.RotationInterval = settings.RotationInterval.Duration
 	}
-	d.RevokePreviousToken = key.Annotations[octopodsv1alpha1.RevokePreviousAnnotation]
+	d.RevokePreviousToken = key.GetAnnotations()[octopodsv1alpha1.RevokePreviousAnnotation]
 	return d
+}
+
+// ownerGoneReason is the Ready=False reason for a key whose owner is gone
+// or going: a workspace key keeps its Workspace reasons.
+func ownerGoneReason(kind octopodsv1alpha1.KeyKind, deleting bool) string {
+	switch {
+	case kind.Kind == octopodsv1alpha1.WorkspaceKey.Kind && deleting:
+		return ReasonWorkspaceDeleting
+	case kind.Kind == octopodsv1alpha1.WorkspaceKey.Kind:
+		return ReasonWorkspaceNotFound
+	case deleting:
+		return ReasonOwnerDeleting
+	}
+	return ReasonOwnerNotFound
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/octopods/octopods-operator/internal/keysecret"
 )
 
-// keyObservation is what one reconcile of a WorkspaceAPIKey saw and did: the
+// keyObservation is what one reconcile of a key object saw and did: the
 // only input of its status, which computeKeyStatus derives in one place.
 type keyObservation struct {
 	// observed: the reconcile learnt what the Secret holds (secret, or that
@@ -42,24 +42,25 @@ func (o *keyObservation) saw(secret *corev1.Secret) {
 // moves only when the reconcile succeeded; published keys are only ever added
 // by a successful reconcile, and always only keys the Secret holds; a key no
 // longer published is recorded in revokedKeys.
-func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alpha1.WorkspaceAPIKeyStatus, obs keyObservation, succeeded bool, now time.Time) octopodsv1alpha1.WorkspaceAPIKeyStatus {
+// scope is what the owner gives the key, published with its keys.
+func computeKeyStatus(key octopodsv1alpha1.KeyObject, prev octopodsv1alpha1.APIKeyStatus, obs keyObservation, scope octopodsv1alpha1.KeyScope, succeeded bool, now time.Time) octopodsv1alpha1.APIKeyStatus {
 	if !obs.observed {
 		// Failed before learning anything: a transient error must neither
 		// wipe the status nor unpublish a working key.
 		st := *prev.DeepCopy()
 		if obs.readyStatus != "" {
-			setReadyCondition(&st.Conditions, key.Generation, obs.readyStatus, obs.reason, obs.message)
+			setReadyCondition(&st.Conditions, key.GetGeneration(), obs.readyStatus, obs.reason, obs.message)
 		}
 		return st
 	}
-	st := octopodsv1alpha1.WorkspaceAPIKeyStatus{
+	st := octopodsv1alpha1.APIKeyStatus{
 		LastRotationToken:  prev.LastRotationToken,
 		ObservedGeneration: prev.ObservedGeneration,
 		Conditions:         append([]metav1.Condition(nil), prev.Conditions...),
 	}
 	st.CopyUsage(&prev) // the proxies': kept as they wrote them
 	if succeeded {
-		st.ObservedGeneration = key.Generation
+		st.ObservedGeneration = key.GetGeneration()
 	}
 	if s := obs.secret; s != nil {
 		a := s.Annotations
@@ -71,8 +72,8 @@ func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alph
 		st.PreviousKeyID = a[octopodsv1alpha1.PreviousKeyIDAnnotation]
 		st.PreviousValidUntil = keysecret.ParseTime(a[octopodsv1alpha1.PreviousValidUntilAnnotation])
 		st.LastRotatedBy = a[octopodsv1alpha1.RotatedByAnnotation]
-		if key.Spec.RotationInterval != nil && st.IssuedAt != nil {
-			st.NextRotationAt = &metav1.Time{Time: keyplan.NextRotation(st.IssuedAt.Time, key.Spec.RotationInterval.Duration)}
+		if interval := key.Settings().RotationInterval; interval != nil && st.IssuedAt != nil {
+			st.NextRotationAt = &metav1.Time{Time: keyplan.NextRotation(st.IssuedAt.Time, interval.Duration)}
 		}
 	}
 	st.PublishedKeys = keysecret.Published(obs.secret, prev.PublishedKeys, st.RotatedAt)
@@ -81,6 +82,9 @@ func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alph
 	}
 	if len(st.PublishedKeys) == 0 {
 		st.PublishedKeys = nil
+	}
+	if st.PublishedKeys != nil && scope.Type != "" {
+		st.Scope = &scope
 	}
 	st.RevokedKeys = keysecret.Revoke(prev.RevokedKeys, prev.PublishedKeys, st.PublishedKeys, now)
 
@@ -91,7 +95,7 @@ func computeKeyStatus(key *octopodsv1alpha1.WorkspaceAPIKey, prev octopodsv1alph
 	case status == "":
 		return st // failed before it knew anything: keep the condition
 	}
-	setReadyCondition(&st.Conditions, key.Generation, status, reason, message)
+	setReadyCondition(&st.Conditions, key.GetGeneration(), status, reason, message)
 	return st
 }
 
@@ -104,8 +108,9 @@ func setReadyCondition(conditions *[]metav1.Condition, generation int64, status 
 // IssuedStatus is the status the key reconciler writes for key once secret
 // holds its issued key: for benchmarks that create many keys shaped exactly
 // as the operator would have written them.
-func IssuedStatus(key *octopodsv1alpha1.WorkspaceAPIKey, secret *corev1.Secret, now time.Time) octopodsv1alpha1.WorkspaceAPIKeyStatus {
+func IssuedStatus(key *octopodsv1alpha1.WorkspaceAPIKey, secret *corev1.Secret, now time.Time) octopodsv1alpha1.APIKeyStatus {
 	var obs keyObservation
 	obs.saw(secret)
-	return computeKeyStatus(key, octopodsv1alpha1.WorkspaceAPIKeyStatus{}, obs, true, now)
+	scope := octopodsv1alpha1.KeyScope{Type: octopodsv1alpha1.KeyTypeWorkspace, Workspace: key.Spec.WorkspaceName}
+	return computeKeyStatus(key, octopodsv1alpha1.APIKeyStatus{}, obs, scope, true, now)
 }
