@@ -124,6 +124,9 @@ func (k *ChannelAPIKey) KeyKind() KeyKind { return ChannelKey }
 // OwnerName names the key's owner.
 func (k *ChannelAPIKey) OwnerName() string { return k.Spec.ChannelName }
 
+// SetOwnerName sets the name of the key's owner.
+func (k *ChannelAPIKey) SetOwnerName(name string) { k.Spec.ChannelName = name }
+
 // Settings are the spec fields every key kind shares.
 func (k *ChannelAPIKey) Settings() *KeySettings { return &k.Spec.KeySettings }
 
@@ -237,6 +240,9 @@ func (k *WhatsAppAPIKey) KeyKind() KeyKind { return WhatsAppKey }
 
 // OwnerName names the key's owner.
 func (k *WhatsAppAPIKey) OwnerName() string { return k.Spec.WhatsAppBusinessAccountName }
+
+// SetOwnerName sets the name of the key's owner.
+func (k *WhatsAppAPIKey) SetOwnerName(name string) { k.Spec.WhatsAppBusinessAccountName = name }
 
 // Settings are the spec fields every key kind shares.
 func (k *WhatsAppAPIKey) Settings() *KeySettings { return &k.Spec.KeySettings }

@@ -104,8 +104,10 @@ type KeyObject interface {
 	runtime.Object
 	// KeyKind is the object's kind.
 	KeyKind() KeyKind
-	// OwnerName names the owner (spec.workspaceName, spec.channelName, ...).
+	// OwnerName names the owner (spec.workspaceName, spec.channelName, ...);
+	// SetOwnerName sets it.
 	OwnerName() string
+	SetOwnerName(name string)
 	// Settings are the spec fields every kind shares.
 	Settings() *KeySettings
 	// KeyStatus is the status every kind shares.

@@ -330,6 +330,9 @@ func (k *WorkspaceAPIKey) KeyKind() KeyKind { return WorkspaceKey }
 // OwnerName names the key's owner.
 func (k *WorkspaceAPIKey) OwnerName() string { return k.Spec.WorkspaceName }
 
+// SetOwnerName sets the name of the key's owner.
+func (k *WorkspaceAPIKey) SetOwnerName(name string) { k.Spec.WorkspaceName = name }
+
 // Settings are the spec fields every key kind shares.
 func (k *WorkspaceAPIKey) Settings() *KeySettings { return &k.Spec.KeySettings }
 

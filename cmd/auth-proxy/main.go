@@ -34,6 +34,7 @@ func main() {
 	flag.Var(&ns, "namespace", "Namespace whose WorkspaceAPIKeys are followed; repeatable; default: every namespace.")
 	flag.StringVar(&cfg.GRPCAddress, "grpc-bind-address", "", "Address of Envoy's ext_authz gRPC service (envoy.service.auth.v3.Authorization) and gRPC health; empty: off.")
 	flag.IntVar(&cfg.GRPCMaxReceiveMessageBytes, "grpc-max-receive-message-bytes", authproxy.DefaultGRPCMaxReceiveMessageBytes, "Largest Check request accepted on --grpc-bind-address, in bytes; raise it when Envoy forwards request bodies (with_request_body).")
+	flag.StringVar(&cfg.ScopeRulesFile, "scope-rules", "", "YAML file of scope rules (which key types each path prefix takes) replacing the built-in ones, which mirror Octopods' API: /api/v1/whatsapp/ WhatsApp keys; /api/v1/sms/, /vbm/, /telegram/ workspace keys and channel keys of that type; every other path workspace keys. See docs/auth-proxy.md.")
 	flag.StringVar(&cfg.GRPCClientCAFile, "grpc-client-ca-file", "", "PEM CA bundle; when set, the gRPC port requires a client certificate signed by it (Envoy's ext_authz with TLS). Needs --tls-cert-file. Reloaded when it changes.")
 	flag.StringVar(&cfg.HealthProbeAddress, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.StringVar(&cfg.MetricsAddress, "metrics-bind-address", ":8082", "Address of the Prometheus /metrics endpoint.")

@@ -18,18 +18,29 @@ import (
 
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
+	"github.com/octopods/octopods-operator/internal/scope"
 )
 
-// loadedIndex returns an index of n workspaces' keys and n of the keys.
-func loadedIndex(b *testing.B, n int) (*keyindex.Index, []string) {
+// loadedIndex returns an index of n keys, a third of each type (workspace,
+// SMS channel, WhatsApp), the keys, and for each a path its type takes.
+func loadedIndex(b *testing.B, n int) (*keyindex.Index, []string, []string) {
 	ix := keyindex.New()
-	keys := make([]string, n)
+	keys, paths := make([]string, n), make([]string, n)
 	for i := range keys {
 		keys[i] = mustGenerate(b)
-		ix.Set(keyindex.Keys{Namespace: "bench", Name: fmt.Sprintf("ws-%d-api-key", i), Workspace: fmt.Sprintf("ws-%d", i),
-			Current: apikey.DigestOf(keys[i]), HasCurrent: true})
+		in := keyindex.Keys{Namespace: "bench", Name: fmt.Sprintf("ws-%d", i/3), Workspace: fmt.Sprintf("ws-%d", i/3),
+			Current: apikey.DigestOf(keys[i]), HasCurrent: true}
+		switch i % 3 {
+		case 0:
+			in.Scope, paths[i] = keyindex.Scope{Type: scope.TypeWorkspace}, "/api/v1/vbm/send"
+		case 1:
+			in.Scope, paths[i] = keyindex.Scope{Type: scope.TypeChannel, ChannelType: "SMS"}, "/api/v1/sms/send"
+		default:
+			in.Scope, paths[i] = keyindex.Scope{Type: scope.TypeWhatsApp}, "/api/v1/whatsapp/messages"
+		}
+		ix.Set(in)
 	}
-	return ix, keys
+	return ix, keys, paths
 }
 
 // BenchmarkAuthorize is the whole decision for an admitted request: header
@@ -37,17 +48,19 @@ func loadedIndex(b *testing.B, n int) (*keyindex.Index, []string) {
 func BenchmarkAuthorize(b *testing.B) {
 	for _, n := range []int{10, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
-			ix, keys := loadedIndex(b, n)
-			headers := make([]http.Header, 1024)
+			ix, keys, paths := loadedIndex(b, n)
+			rules := scope.Default()
+			headers, path := make([]http.Header, 1024), make([]string, 1024)
 			for i := range headers {
 				headers[i] = http.Header{HeaderAuth: {keys[(i*7919)%n]}}
+				path[i] = paths[(i*7919)%n]
 			}
 			now := time.Now()
 			b.ReportAllocs()
 			b.ResetTimer()
 			i := 0
 			for b.Loop() {
-				if r, _, _ := Authorize(ix, headers[i&1023][canonicalAuth], now); r != keyindex.Allowed {
+				if d := Authorize(ix, rules, headers[i&1023][canonicalAuth], path[i&1023], now); d.Verdict != Admitted {
 					b.Fatal("refused a loaded key")
 				}
 				i++
@@ -58,12 +71,13 @@ func BenchmarkAuthorize(b *testing.B) {
 
 // BenchmarkAuthorizeRefusal is the cost of refusing an unknown key.
 func BenchmarkAuthorizeRefusal(b *testing.B) {
-	ix, _ := loadedIndex(b, 100_000)
+	ix, _, _ := loadedIndex(b, 100_000)
+	rules := scope.Default()
 	h := http.Header{HeaderAuth: {mustGenerate(b)}}
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		if r, _, _ := Authorize(ix, h[canonicalAuth], now); r != keyindex.Invalid {
+		if d := Authorize(ix, rules, h[canonicalAuth], "/api/v1/sms/send", now); d.Verdict != KeyInvalid {
 			b.Fatal("admitted an unknown key")
 		}
 	}

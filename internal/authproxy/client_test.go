@@ -52,7 +52,7 @@ func TestListDecodesWhatPublishedKeysReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := NewKeysClient(rc).List(context.Background(), "", metav1.ListOptions{})
+	got, err := NewKeysClient(rc).List(context.Background(), octopodsv1alpha1.WorkspaceKey, "", metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,9 +60,37 @@ func TestListDecodesWhatPublishedKeysReads(t *testing.T) {
 		t.Fatalf("list metadata %+v and %d items; want resourceVersion 43, continue next, %d items", got.ListMeta, len(got.Items), len(list.Items))
 	}
 	for i := range list.Items {
-		want, have := PublishedKeys(&list.Items[i], now), PublishedKeys(&got.Items[i], now)
+		want, have := PublishedKeys(&list.Items[i], now), PublishedKeys(got.Items[i], now)
 		if !reflect.DeepEqual(want, have) {
 			t.Errorf("%s: decoded as %+v; the full object gives %+v", list.Items[i].Name, have, want)
 		}
+	}
+
+	// A channel key: its owner field and its published scope.
+	ch := octopodsv1alpha1.ChannelAPIKey{
+		TypeMeta:   metav1.TypeMeta{APIVersion: octopodsv1alpha1.GroupVersion.String(), Kind: "ChannelAPIKey"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "sms-1", ResourceVersion: "44"},
+		Spec:       octopodsv1alpha1.ChannelAPIKeySpec{ChannelName: "sms-1"},
+	}
+	acme := full("acme")
+	ch.Status = acme.Status
+	ch.Status.Scope = &octopodsv1alpha1.KeyScope{Type: "channel", Workspace: "acme", Channel: "sms-1", ChannelType: "SMS"}
+	channels := octopodsv1alpha1.ChannelAPIKeyList{Items: []octopodsv1alpha1.ChannelAPIKey{ch}}
+	srv2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(channels)
+	}))
+	defer srv2.Close()
+	rc2, err := NewOctopodsRESTClient(&rest.Config{Host: srv2.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := NewKeysClient(rc2).List(context.Background(), octopodsv1alpha1.ChannelKey, "", metav1.ListOptions{})
+	if err != nil || len(page.Items) != 1 {
+		t.Fatalf("channel list: %v, %d items", err, len(page.Items))
+	}
+	want, have := PublishedKeys(&ch, now), PublishedKeys(page.Items[0], now)
+	if !reflect.DeepEqual(want, have) || have.Type != "channel" || have.ChannelType != "SMS" || have.Workspace != "acme" || !have.HasCurrent {
+		t.Errorf("channel key decoded as %+v; the full object gives %+v", have, want)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/octopods/octopods-operator/internal/keyindex"
+	"github.com/octopods/octopods-operator/internal/scope"
 )
 
 // ExtAuthz serves Envoy's envoy.service.auth.v3.Authorization/Check (Istio
@@ -24,6 +25,7 @@ import (
 type ExtAuthz struct {
 	authv3.UnimplementedAuthorizationServer
 	Index    *keyindex.Index
+	Scopes   *scope.Rules
 	Ready    func() bool
 	Metrics  *Metrics
 	refusals *refusalLog
@@ -33,7 +35,7 @@ type ExtAuthz struct {
 // ExtAuthz returns the gRPC Check service deciding from the same index,
 // readiness, metrics and refusal log as the HTTP handler.
 func (h *Handler) ExtAuthz() *ExtAuthz {
-	return &ExtAuthz{Index: h.Index, Ready: h.Ready, Metrics: h.Metrics, refusals: h.refusals, now: time.Now}
+	return &ExtAuthz{Index: h.Index, Scopes: h.Scopes, Ready: h.Ready, Metrics: h.Metrics, refusals: h.refusals, now: time.Now}
 }
 
 // headerAuth is X-Octopods-Auth as Envoy sends it: lower case.
@@ -44,6 +46,7 @@ var (
 	deniedMissingKey = denied(http.StatusUnauthorized, codes.Unauthenticated, OutcomeMissingKey, bodyMissingKey)
 	deniedInvalidKey = denied(http.StatusUnauthorized, codes.Unauthenticated, OutcomeInvalidKey, bodyInvalidKey)
 	deniedNotReady   = denied(http.StatusServiceUnavailable, codes.Unavailable, OutcomeNotReady, bodyNotReady)
+	deniedDeprecated = denied(http.StatusBadRequest, codes.Unauthenticated, OutcomeDeprecatedKey, bodyDeprecatedKey)
 )
 
 // Check decides one request that Envoy holds.
@@ -55,25 +58,34 @@ func (s *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 	}
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
 	var buf [2]string
-	result, who, presented := Authorize(s.Index, authValues(httpReq, &buf), start)
-	outcome, counter := s.Metrics.grpc.of(result)
+	path := httpReq.GetPath()
+	if q := strings.IndexByte(path, '?'); q >= 0 {
+		path = path[:q]
+	}
+	d := Authorize(s.Index, s.Scopes, authValues(httpReq, &buf), path, start)
+	outcome, counter := s.Metrics.grpc.of(d.Verdict)
 	s.Metrics.observe(counter, start, s.now())
-	if result != keyindex.Allowed {
+	if d.Verdict != Admitted {
 		// Envoy's source.address names the client; the gRPC peer is Envoy.
 		client := clientIP(req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress())
 		remote := client
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 			remote = p.Addr.String()
 		}
-		s.refusals.write(ctx, refusal{iface: InterfaceGRPC, outcome: outcome, presented: presented,
-			revoked: result == keyindex.Revoked, who: who, remote: remote, client: client,
+		s.refusals.write(ctx, refusal{iface: InterfaceGRPC, outcome: outcome, presented: d.Presented,
+			revoked: d.Verdict == KeyDeprecated, who: d.Who, remote: remote, client: client,
 			method: httpReq.GetMethod(), path: httpReq.GetPath(), userAgent: httpReq.GetHeaders()["user-agent"]}, s.now())
-		if result == keyindex.Missing {
+		switch d.Verdict {
+		case KeyMissing:
 			return deniedMissingKey, nil
+		case KeyDeprecated:
+			return deniedDeprecated, nil
+		case OutOfScope:
+			return denied(http.StatusForbidden, codes.PermissionDenied, OutcomeScopeMismatch, d.Scope.Refusal()), nil
 		}
 		return deniedInvalidKey, nil
 	}
-	return allowed(who, httpReq), nil
+	return allowed(d.Who, httpReq), nil
 }
 
 // authValues returns the request's X-Octopods-Auth values. Envoy joins a
@@ -113,38 +125,43 @@ func authValues(r *authv3.AttributeContext_HttpRequest, buf *[2]string) []string
 // client sent, and hands the identity to Envoy's rate-limit and access-log
 // filters as dynamic metadata.
 func allowed(who keyindex.Identity, r *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
+	identity := identityHeaders(who)
+	set := func(name string) bool {
+		for _, h := range identity {
+			if h[0] == name {
+				return true
+			}
+		}
+		return false
+	}
+	// Every other X-Octopods-* spelling the client sent goes, including an
+	// identity header of another key type (X-Octopods-Channel on a
+	// workspace key's request).
 	remove := []string{headerAuth}
 	for name := range r.GetHeaders() {
-		if IsOctopodsHeader(name) && name != headerAuth && !isIdentityHeader(name) {
+		if IsOctopodsHeader(name) && name != headerAuth && !set(name) {
 			remove = append(remove, name)
 		}
 	}
 	for _, h := range r.GetHeaderMap().GetHeaders() {
-		if name := strings.ToLower(h.GetKey()); IsOctopodsHeader(name) && name != headerAuth && !isIdentityHeader(name) {
+		if name := strings.ToLower(h.GetKey()); IsOctopodsHeader(name) && name != headerAuth && !set(name) {
 			remove = append(remove, name)
 		}
+	}
+	headers := make([]*corev3.HeaderValueOption, 0, len(identity))
+	metadata := make(map[string]*structpb.Value, len(identity))
+	for _, h := range identity {
+		headers = append(headers, overwrite(h[0], h[2]))
+		metadata[h[1]] = structpb.NewStringValue(h[2])
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers: []*corev3.HeaderValueOption{
-				overwrite(HeaderWorkspace, who.Workspace),
-				overwrite(HeaderWorkspaceNamespace, who.Namespace),
-				overwrite(HeaderKeyID, who.KeyID),
-			},
+			Headers:         headers,
 			HeadersToRemove: remove,
 		}},
-		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-			"workspace": structpb.NewStringValue(who.Workspace),
-			"namespace": structpb.NewStringValue(who.Namespace),
-			"keyID":     structpb.NewStringValue(who.KeyID),
-		}},
+		DynamicMetadata: &structpb.Struct{Fields: metadata},
 	}
-}
-
-// isIdentityHeader: the three headers the proxy sets (lower case, exact).
-func isIdentityHeader(name string) bool {
-	return name == "x-octopods-workspace" || name == "x-octopods-workspace-namespace" || name == "x-octopods-key-id"
 }
 
 func overwrite(name, value string) *corev3.HeaderValueOption {

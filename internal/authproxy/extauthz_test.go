@@ -51,7 +51,7 @@ func TestCheckRefusals(t *testing.T) {
 		{"bad checksum", map[string]string{"x-octopods-auth": f.current[:52] + flipDigit(f.current[52])}, OutcomeInvalidKey},
 		{"unknown", map[string]string{"x-octopods-auth": mustGenerate(t)}, OutcomeInvalidKey},
 		{"previous after its grace", map[string]string{"x-octopods-auth": f.expired}, OutcomeInvalidKey},
-		{"revoked: answered as unknown", map[string]string{"x-octopods-auth": f.revoked, "user-agent": "leaky-cron/1.0"}, OutcomeInvalidKey},
+		{"revoked: DEPRECATED_API_KEY", map[string]string{"x-octopods-auth": f.revoked, "user-agent": "leaky-cron/1.0"}, OutcomeDeprecatedKey},
 		// Envoy sends HTTP/2 (lower-case) names; another spelling is not the header.
 		{"name not lower-case", map[string]string{"X-Octopods-Auth": f.current}, OutcomeMissingKey},
 		{"underscore name", map[string]string{"x_octopods_auth": f.current}, OutcomeMissingKey},
@@ -62,7 +62,11 @@ func TestCheckRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			assertDenied(t, res, http.StatusUnauthorized, codes.Unauthenticated, tc.reason)
+			status := http.StatusUnauthorized
+			if tc.reason == OutcomeDeprecatedKey {
+				status = http.StatusBadRequest // Octopods' own answer to a rotated or revoked key
+			}
+			assertDenied(t, res, status, codes.Unauthenticated, tc.reason)
 		})
 	}
 	if strings.Contains(logs.String(), f.current[4:]) || !strings.Contains(logs.String(), `"interface":"grpc"`) || !strings.Contains(logs.String(), `"client_address":"192.0.2.9"`) ||
@@ -120,7 +124,7 @@ func TestCheckAllowed(t *testing.T) {
 			if res.GetStatus().GetCode() != int32(codes.OK) || ok == nil {
 				t.Fatalf("got %v", res)
 			}
-			want := map[string]string{HeaderWorkspace: "acme", HeaderWorkspaceNamespace: "team-a", HeaderKeyID: apikey.ID(tc.key)}
+			want := map[string]string{"x-octopods-workspace": "acme", "x-octopods-workspace-namespace": "team-a", "x-octopods-key-id": apikey.ID(tc.key), "x-octopods-key-type": "workspace"}
 			if len(ok.GetHeaders()) != len(want) {
 				t.Fatalf("headers %v", ok.GetHeaders())
 			}
@@ -169,7 +173,7 @@ func TestCheckDecisionDoesNotAllocate(t *testing.T) {
 	now := time.Now()
 	if n := testing.AllocsPerRun(1000, func() {
 		var buf [2]string
-		Authorize(f.ix, authValues(r, &buf), now)
+		Authorize(f.ix, f.fwd.Scopes, authValues(r, &buf), r.GetPath(), now)
 	}); n != 0 {
 		t.Fatalf("the gRPC decision allocates %v times", n)
 	}

@@ -14,35 +14,50 @@ import (
 	"time"
 
 	"github.com/octopods/octopods-operator/internal/keyindex"
+	"github.com/octopods/octopods-operator/internal/scope"
 )
 
 // Header names of the contract.
 const (
-	HeaderAuth               = "X-Octopods-Auth"
-	HeaderAuthError          = "X-Octopods-Auth-Error"
-	HeaderWorkspace          = "X-Octopods-Workspace"
-	HeaderWorkspaceNamespace = "X-Octopods-Workspace-Namespace"
-	HeaderKeyID              = "X-Octopods-Key-ID"
+	HeaderAuth                    = "X-Octopods-Auth"
+	HeaderAuthError               = "X-Octopods-Auth-Error"
+	HeaderWorkspace               = "X-Octopods-Workspace"
+	HeaderWorkspaceNamespace      = "X-Octopods-Workspace-Namespace"
+	HeaderKeyID                   = "X-Octopods-Key-ID"
+	HeaderKeyType                 = "X-Octopods-Key-Type"
+	HeaderChannel                 = "X-Octopods-Channel"
+	HeaderChannelType             = "X-Octopods-Channel-Type"
+	HeaderWhatsAppBusinessAccount = "X-Octopods-WhatsApp-Business-Account"
 )
 
-// Outcomes, as counted and as named in refusals.
+// Outcomes, as counted and as named in refusals: the refusal's error code.
 const (
 	OutcomeAllowed    = "allowed"
 	OutcomeMissingKey = "missing_key"
 	OutcomeInvalidKey = "invalid_key"
 	OutcomeNotReady   = "not_ready"
+	// OutcomeDeprecatedKey is Octopods' own answer to a rotated or revoked
+	// key (the operator remembers it in status.revokedKeys).
+	OutcomeDeprecatedKey = "DEPRECATED_API_KEY"
+	// OutcomeScopeMismatch: a valid key on a path its type does not take.
+	OutcomeScopeMismatch = "key_scope_mismatch"
 )
 
 // Bodies are fixed, so a refusal allocates nothing for them.
 var (
-	bodyMissingKey = []byte(`{"error":"missing_key"}` + "\n")
-	bodyInvalidKey = []byte(`{"error":"invalid_key"}` + "\n")
-	bodyNotReady   = []byte(`{"error":"not_ready"}` + "\n")
+	bodyMissingKey    = []byte(`{"error":"missing_key"}` + "\n")
+	bodyInvalidKey    = []byte(`{"error":"invalid_key"}` + "\n")
+	bodyNotReady      = []byte(`{"error":"not_ready"}` + "\n")
+	bodyDeprecatedKey = []byte(`{"error":"DEPRECATED_API_KEY"}` + "\n")
 	// Pre-canonicalised header names, so none is canonicalised per request.
 	canonicalAuth      = http.CanonicalHeaderKey(HeaderAuth)
 	canonicalWorkspace = http.CanonicalHeaderKey(HeaderWorkspace)
 	canonicalNamespace = http.CanonicalHeaderKey(HeaderWorkspaceNamespace)
 	canonicalKeyID     = http.CanonicalHeaderKey(HeaderKeyID)
+	canonicalKeyType   = http.CanonicalHeaderKey(HeaderKeyType)
+	canonicalChannel   = http.CanonicalHeaderKey(HeaderChannel)
+	canonicalChanType  = http.CanonicalHeaderKey(HeaderChannelType)
+	canonicalWABA      = http.CanonicalHeaderKey(HeaderWhatsAppBusinessAccount)
 	canonicalAuthError = http.CanonicalHeaderKey(HeaderAuthError)
 	canonicalRealIP    = http.CanonicalHeaderKey("X-Real-Ip")
 	wwwAuthValue       = []string{`Key realm="octopods", header="X-Octopods-Auth"`}
@@ -54,6 +69,8 @@ var (
 // forwards admitted ones.
 type Handler struct {
 	Index *keyindex.Index
+	// Scopes decide which key types each path takes.
+	Scopes *scope.Rules
 	// Ready reports whether the first full sync of published keys is done;
 	// until then every request gets 503, never a guess.
 	Ready   func() bool
@@ -67,7 +84,7 @@ type Handler struct {
 
 // NewHandler builds a handler; upstream nil selects forward-auth mode.
 func NewHandler(ix *keyindex.Index, ready func() bool, m *Metrics, log *slog.Logger, upstream *url.URL, transport http.RoundTripper) *Handler {
-	h := &Handler{Index: ix, Ready: ready, Metrics: m, Log: log, now: time.Now, refusals: newRefusalLog(log, ix, nil)}
+	h := &Handler{Index: ix, Scopes: scope.Default(), Ready: ready, Metrics: m, Log: log, now: time.Now, refusals: newRefusalLog(log, ix, nil)}
 	if upstream != nil {
 		h.proxy = &httputil.ReverseProxy{
 			// Rewrite (unlike Director) drops client X-Forwarded-* before
@@ -105,27 +122,58 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, http.StatusServiceUnavailable, bodyNotReady, h.proxy == nil)
 		return
 	}
-	result, who, presented := Authorize(h.Index, r.Header[canonicalAuth], start)
+	d := Authorize(h.Index, h.Scopes, r.Header[canonicalAuth], h.requestPath(r), start)
 	detail := ""
-	if result == keyindex.Allowed && h.proxy == nil && hasSpoofedIdentity(r.Header) {
+	if d.Verdict == Admitted && h.proxy == nil && hasSpoofedIdentity(r.Header) {
 		// In forward-auth mode the gateway, not this proxy, forwards the
 		// client's headers. It overwrites the identity headers by their
 		// exact names, but an underscore spelling would reach an upstream
 		// that folds "_" into "-" (CGI, WSGI, Rack, PHP): refuse it.
-		result, detail = keyindex.Invalid, detailSpoofedHeader
+		d.Verdict, detail = KeyInvalid, detailSpoofedHeader
 	}
-	outcome, counter := h.Metrics.http.of(result)
+	outcome, counter := h.Metrics.http.of(d.Verdict)
 	h.Metrics.observe(counter, start, h.now())
-	if result != keyindex.Allowed {
-		h.refuse(w, r, refusal{outcome: outcome, presented: presented, detail: detail, revoked: result == keyindex.Revoked, who: who})
+	if d.Verdict != Admitted {
+		h.refuse(w, r, d, refusal{outcome: outcome, presented: d.Presented, detail: detail, revoked: d.Verdict == KeyDeprecated, who: d.Who})
 		return
 	}
 	if h.proxy == nil {
-		setIdentity(w.Header(), who)
+		setIdentity(w.Header(), d.Who)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, who)))
+	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, d.Who)))
+}
+
+// requestPath is the path the scope rules judge, still escaped as sent:
+// the request's own, or in forward-auth mode the client's request as the
+// gateway names it (X-Original-URI from nginx, X-Forwarded-Uri from
+// Traefik), without its query. A gateway that names neither is judged by
+// the subrequest's path: channel and WhatsApp keys are then refused
+// everywhere but on their own families' paths.
+func (h *Handler) requestPath(r *http.Request) string {
+	if h.proxy == nil {
+		uri := headerValue(r.Header, "X-Original-Uri")
+		if uri == "" {
+			uri = headerValue(r.Header, "X-Forwarded-Uri")
+		}
+		if uri != "" {
+			if q := strings.IndexByte(uri, '?'); q >= 0 {
+				uri = uri[:q]
+			}
+			return uri
+		}
+	}
+	return r.URL.EscapedPath()
+}
+
+// headerValue is h's first value for an already canonical name, without
+// canonicalising it again.
+func headerValue(h http.Header, canonical string) string {
+	if v := h[canonical]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // SetTrustedProxies sets the peers (load balancers) whose X-Forwarded-For
@@ -150,21 +198,63 @@ func refuseUpgrades(h http.Header) {
 // identityKey carries the admitted identity from ServeHTTP to Rewrite.
 type identityKey struct{}
 
-// Authorize is the one decision of every interface: the request's
-// X-Octopods-Auth values must be exactly one, holding a well-formed, known,
-// unexpired key. It returns the presented value only for the audit log's
-// key ID. It does not allocate.
-func Authorize(ix *keyindex.Index, values []string, now time.Time) (keyindex.Result, keyindex.Identity, string) {
+// Verdict is what Authorize decided, step by step.
+type Verdict int
+
+const (
+	// Admitted is a current key, or a previous one in its grace period, on a
+	// path its type takes.
+	Admitted Verdict = iota
+	// KeyMissing is no X-Octopods-Auth.
+	KeyMissing
+	// KeyInvalid is a key malformed, unknown, expired, or more than one key.
+	KeyInvalid
+	// KeyDeprecated is a key the operator remembers as rotated away or
+	// revoked: DEPRECATED_API_KEY.
+	KeyDeprecated
+	// OutOfScope is a valid key on a path no scope rule gives its type.
+	OutOfScope
+)
+
+// Decision is Authorize's answer: the verdict, who the key is (for a
+// valid or deprecated key), the presented value (for the audit log's key
+// ID only) and the scope rule that judged the path.
+type Decision struct {
+	Verdict   Verdict
+	Who       keyindex.Identity
+	Presented string
+	Scope     scope.Decision
+}
+
+// Authorize is the one decision of every interface, in order: exactly one
+// X-Octopods-Auth value, a well-formed, known, unexpired key (a remembered
+// revoked one is deprecated), then the path's scope rule for the key's
+// type. It does not allocate for a path in normal form.
+func Authorize(ix *keyindex.Index, rules *scope.Rules, values []string, path string, now time.Time) Decision {
 	switch len(values) {
 	case 0:
-		return keyindex.Missing, keyindex.Identity{}, ""
+		return Decision{Verdict: KeyMissing}
 	case 1:
 	default:
 		// Two keys: which one to trust is a guess, so neither.
-		return keyindex.Invalid, keyindex.Identity{}, ""
+		return Decision{Verdict: KeyInvalid}
 	}
 	result, who := ix.Lookup(values[0], now)
-	return result, who, values[0]
+	d := Decision{Who: who, Presented: values[0]}
+	switch result {
+	case keyindex.Missing:
+		d.Verdict = KeyMissing
+	case keyindex.Invalid:
+		d.Verdict = KeyInvalid
+	case keyindex.Revoked:
+		d.Verdict = KeyDeprecated
+	default:
+		var ok bool
+		if ok, d.Scope = rules.Allows(path, who.Type, who.ChannelType); !ok {
+			d.Verdict = OutOfScope
+		}
+	}
+	return d
 }
 
 // detailSpoofedHeader explains, in the refusal log only, an otherwise valid
@@ -172,7 +262,7 @@ func Authorize(ix *keyindex.Index, values []string, now time.Time) (keyindex.Res
 const detailSpoofedHeader = "client-sent X-Octopods header spelled with underscores"
 
 // refuse answers a refused request, and logs it with where it came from.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, why refusal) {
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, d Decision, why refusal) {
 	why.iface, why.remote, why.client = InterfaceHTTP, r.RemoteAddr, h.refusals.clientAddress(r)
 	why.method, why.path, why.userAgent = r.Method, r.URL.Path, r.UserAgent()
 	if h.proxy == nil {
@@ -193,19 +283,38 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, why refusal) {
 		// can stretch for as long as it likes. The connection goes.
 		hdr["Connection"] = connectionClose
 	}
+	status, body := refusalOf(d)
 	if h.proxy == nil {
 		// nginx drops an auth subrequest's body and, when one is sent, the
-		// keep-alive connection with it: the reason goes in a header.
+		// keep-alive connection with it: the reason goes in a header. And
+		// auth_request turns any status but 401 and 403 into a 500, so a
+		// deprecated key's 400 is a 401 here (docs/auth-proxy.md gives
+		// nginx's lines that make it the 400 again).
 		hdr[canonicalAuthError] = []string{outcome}
-		w.WriteHeader(http.StatusUnauthorized)
+		if status == http.StatusBadRequest {
+			status = http.StatusUnauthorized
+		}
+		w.WriteHeader(status)
 		return
 	}
-	hdr["Www-Authenticate"] = wwwAuthValue
-	body := bodyInvalidKey
-	if outcome == OutcomeMissingKey {
-		body = bodyMissingKey
+	if status == http.StatusUnauthorized {
+		hdr["Www-Authenticate"] = wwwAuthValue
 	}
-	writeBody(w, http.StatusUnauthorized, body, false)
+	writeBody(w, status, body, false)
+}
+
+// refusalOf is the status and body of a refused decision: what Octopods'
+// API answers.
+func refusalOf(d Decision) (int, []byte) {
+	switch d.Verdict {
+	case KeyMissing:
+		return http.StatusUnauthorized, bodyMissingKey
+	case KeyDeprecated:
+		return http.StatusBadRequest, bodyDeprecatedKey
+	case OutOfScope:
+		return http.StatusForbidden, d.Scope.Refusal()
+	}
+	return http.StatusUnauthorized, bodyInvalidKey
 }
 
 func writeBody(w http.ResponseWriter, status int, body []byte, empty bool) {
@@ -264,8 +373,36 @@ func IsOctopodsHeader(name string) bool {
 	return true
 }
 
+// setIdentity writes the identity headers of who: those of every key,
+// and those of its type. identityHeaders lists the same, for gRPC.
 func setIdentity(h http.Header, who keyindex.Identity) {
 	h[canonicalWorkspace] = []string{who.Workspace}
 	h[canonicalNamespace] = []string{who.Namespace}
 	h[canonicalKeyID] = []string{who.KeyID}
+	h[canonicalKeyType] = []string{who.Type}
+	switch who.Type {
+	case scope.TypeChannel:
+		h[canonicalChannel] = []string{who.Channel()}
+		h[canonicalChanType] = []string{who.ChannelType}
+	case scope.TypeWhatsApp:
+		h[canonicalWABA] = []string{who.WhatsAppBusinessAccount()}
+	}
+}
+
+// identityHeaders are the identity headers of who, in lower case, with
+// their gRPC dynamic-metadata names: one list for every interface.
+func identityHeaders(who keyindex.Identity) [][3]string {
+	out := [][3]string{
+		{"x-octopods-workspace", "workspace", who.Workspace},
+		{"x-octopods-workspace-namespace", "namespace", who.Namespace},
+		{"x-octopods-key-id", "keyID", who.KeyID},
+		{"x-octopods-key-type", "keyType", who.Type},
+	}
+	switch who.Type {
+	case scope.TypeChannel:
+		out = append(out, [3]string{"x-octopods-channel", "channel", who.Channel()}, [3]string{"x-octopods-channel-type", "channelType", who.ChannelType})
+	case scope.TypeWhatsApp:
+		out = append(out, [3]string{"x-octopods-whatsapp-business-account", "whatsAppBusinessAccount", who.WhatsAppBusinessAccount()})
+	}
+	return out
 }

@@ -205,7 +205,7 @@ func TestAuthorizeDoesNotAllocate(t *testing.T) {
 	f := newFixture(t)
 	h := http.Header{"X-Octopods-Auth": {f.current}}
 	now := time.Now()
-	if n := testing.AllocsPerRun(1000, func() { Authorize(f.ix, h[canonicalAuth], now) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { Authorize(f.ix, f.fwd.Scopes, h[canonicalAuth], "/api/v1/sms/send", now) }); n != 0 {
 		t.Fatalf("Authorize allocates %v times", n)
 	}
 }
@@ -226,14 +226,14 @@ func FuzzAuthorize(f *testing.F) {
 		if second != "" {
 			h.Add(HeaderAuth, second)
 		}
-		result, who, _ := Authorize(fx.ix, h[canonicalAuth], time.Now())
-		if result == keyindex.Allowed {
+		d := Authorize(fx.ix, fx.fwd.Scopes, h[canonicalAuth], "/", time.Now())
+		if d.Verdict == Admitted {
 			if second != "" || (first != fx.current && first != fx.grace) {
-				t.Fatalf("admitted %q, %q as %+v", first, second, who)
+				t.Fatalf("admitted %q, %q as %+v", first, second, d.Who)
 			}
 		}
-		if first == "" && second == "" && result != keyindex.Missing {
-			t.Fatalf("an empty header gave %v", result)
+		if first == "" && second == "" && d.Verdict != KeyMissing {
+			t.Fatalf("an empty header gave %v", d.Verdict)
 		}
 	})
 }
@@ -268,6 +268,7 @@ func TestIdentityHeadersCannotBeSpoofed(t *testing.T) {
 		{"lower-case underscore", []string{"x_octopods_workspace: victim"}},
 		{"mixed case and separators", []string{"x-OCTOPODS_workspace: victim", "X_octopods-Key-Id: forged"}},
 		{"unknown X-Octopods name", []string{"X-Octopods-Role: admin", "X_Octopods_Tenant: victim"}},
+		{"another key type's identity", []string{"X-Octopods-Key-Type: whatsapp", "X-Octopods-Channel: sms-1", "X-Octopods-Channel-Type: SMS", "X_Octopods_WhatsApp_Business_Account: waba"}},
 		{"repeated identity header", []string{"X-Octopods-Workspace: victim", "X-Octopods-Workspace: victim2"}},
 		{"comma-joined identity header", []string{"X-Octopods-Workspace: acme, victim"}},
 		{"Connection names the identity headers", []string{"Connection: X-Octopods-Workspace-Namespace, X-Octopods-Key-Id"}},
@@ -281,6 +282,7 @@ func TestIdentityHeadersCannotBeSpoofed(t *testing.T) {
 				"X-Octopods-Workspace":           {"acme"},
 				"X-Octopods-Workspace-Namespace": {"team-a"},
 				"X-Octopods-Key-Id":              {apikey.ID(f.current)},
+				"X-Octopods-Key-Type":            {"workspace"},
 				"X-Forwarded-For":                {"127.0.0.1"},
 			}
 			for name, values := range got {
@@ -496,19 +498,20 @@ func TestNewNamesTheFlagOfABadAddress(t *testing.T) {
 	}
 }
 
-func TestRevokedKeyIsRefusedAsUnknownButReported(t *testing.T) {
+// A revoked key the operator remembers gets Octopods' own answer,
+// DEPRECATED_API_KEY: 400 in reverse-proxy mode; in forward-auth mode 401
+// with the code in X-Octopods-Auth-Error (nginx's auth_request turns any
+// other status into a 500). Its use is reported.
+func TestRevokedKeyIsDeprecatedAndReported(t *testing.T) {
 	f := newFixture(t)
 	for _, h := range []*Handler{f.reverse, f.fwd} {
 		res := serve(h, http.Header{HeaderAuth: {f.revoked}, "User-Agent": {"leaky-cron/1.0"}, "X-Original-Uri": {"/v1/messages?channel=sms"}})
 		body, _ := io.ReadAll(res.Body)
-		if res.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("status %d", res.StatusCode)
+		if h == f.fwd && (res.StatusCode != http.StatusUnauthorized || res.Header.Get(HeaderAuthError) != OutcomeDeprecatedKey || len(body) != 0) {
+			t.Fatalf("forward-auth: %d %q %q, want 401 DEPRECATED_API_KEY and no body", res.StatusCode, res.Header.Get(HeaderAuthError), body)
 		}
-		if h == f.fwd && (res.Header.Get(HeaderAuthError) != OutcomeInvalidKey || len(body) != 0) {
-			t.Fatalf("forward-auth: %q %q, want invalid_key and no body, as for any unknown key", res.Header.Get(HeaderAuthError), body)
-		}
-		if h == f.reverse && string(body) != string(bodyInvalidKey) {
-			t.Fatalf("reverse proxy: body %q, want the unknown key's", body)
+		if h == f.reverse && (res.StatusCode != http.StatusBadRequest || string(body) != `{"error":"DEPRECATED_API_KEY"}`+"\n") {
+			t.Fatalf("reverse proxy: %d %q, want 400 DEPRECATED_API_KEY", res.StatusCode, body)
 		}
 	}
 	var lines []map[string]any

@@ -141,6 +141,16 @@ func usageFields(u keyindex.Usage) []string {
 func (f *LastUsedFlusher) patch(ctx context.Context, u keyindex.Usage, fields []string) error {
 	body := []byte(`{"status":{` + strings.Join(fields, ",") + `}}`)
 	return f.Client.Patch(types.MergePatchType).
-		Namespace(u.Namespace).Resource("workspaceapikeys").Name(u.Workspace).SubResource("status").
+		Namespace(u.Namespace).Resource(resourceOf(u.Type)).Name(u.Name).SubResource("status").
 		Body(body).Do(ctx).Error()
+}
+
+// resourceOf is the resource of the key objects of keyType.
+func resourceOf(keyType string) string {
+	for _, k := range octopodsv1alpha1.KeyKinds {
+		if k.KeyType == keyType {
+			return k.Resource
+		}
+	}
+	return octopodsv1alpha1.WorkspaceKey.Resource
 }

@@ -74,7 +74,7 @@ const (
 // outcomeCounters are one interface's request counters, resolved once so
 // the request path does no label lookups.
 type outcomeCounters struct {
-	allowed, missingKey, invalidKey, notReady prometheus.Counter
+	allowed, missingKey, invalidKey, notReady, deprecatedKey, scopeMismatch prometheus.Counter
 }
 
 func newOutcomeCounters(requests *prometheus.CounterVec, iface string) outcomeCounters {
@@ -83,16 +83,23 @@ func newOutcomeCounters(requests *prometheus.CounterVec, iface string) outcomeCo
 		missingKey: requests.WithLabelValues(iface, OutcomeMissingKey),
 		invalidKey: requests.WithLabelValues(iface, OutcomeInvalidKey),
 		notReady:   requests.WithLabelValues(iface, OutcomeNotReady),
+		// Lower case like the others; the response says DEPRECATED_API_KEY.
+		deprecatedKey: requests.WithLabelValues(iface, "deprecated_api_key"),
+		scopeMismatch: requests.WithLabelValues(iface, OutcomeScopeMismatch),
 	}
 }
 
 // of names a decision's outcome and returns its counter.
-func (c *outcomeCounters) of(r keyindex.Result) (string, prometheus.Counter) {
-	switch r {
-	case keyindex.Allowed:
+func (c *outcomeCounters) of(v Verdict) (string, prometheus.Counter) {
+	switch v {
+	case Admitted:
 		return OutcomeAllowed, c.allowed
-	case keyindex.Missing:
+	case KeyMissing:
 		return OutcomeMissingKey, c.missingKey
+	case KeyDeprecated:
+		return OutcomeDeprecatedKey, c.deprecatedKey
+	case OutOfScope:
+		return OutcomeScopeMismatch, c.scopeMismatch
 	default:
 		return OutcomeInvalidKey, c.invalidKey
 	}

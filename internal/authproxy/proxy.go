@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/octopods/octopods-operator/internal/keyindex"
+	"github.com/octopods/octopods-operator/internal/scope"
 )
 
 // Server limits: a proxy in front of an API must not be held open or fed
@@ -56,7 +58,7 @@ type Config struct {
 	// LastUsedRefreshInterval coarsens lastUsedTime of keys in constant use
 	// (0: DefaultLastUsedRefreshInterval; negative: every flush).
 	LastUsedRefreshInterval time.Duration
-	// ListPageSize is the WorkspaceAPIKeys per list request (0: default).
+	// ListPageSize is the key objects per list request (0: default).
 	ListPageSize int64
 	// MetricsPerKey adds a series per key ID to the per-workspace ones.
 	MetricsPerKey bool
@@ -71,6 +73,9 @@ type Config struct {
 	// NOT_SERVING (requests that still arrive are answered from the last
 	// keys known). 0: DefaultMaxKeyStaleness; negative: never.
 	MaxKeyStaleness time.Duration
+	// ScopeRulesFile (--scope-rules) replaces the built-in scope rules,
+	// which mirror Octopods' API; empty: the built-in ones.
+	ScopeRulesFile string
 }
 
 // DefaultMaxKeyStaleness is how long a proxy may go without confirming its
@@ -146,6 +151,15 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		}
 	}
 	p.handler = NewHandler(p.Index, p.Source.Synced, p.Metrics, log, upstream, UpstreamTransport())
+	if cfg.ScopeRulesFile != "" {
+		data, err := os.ReadFile(cfg.ScopeRulesFile)
+		if err != nil {
+			return nil, fmt.Errorf("--scope-rules: %w", err)
+		}
+		if p.handler.Scopes, err = scope.Parse(data); err != nil {
+			return nil, fmt.Errorf("--scope-rules %s: %w", cfg.ScopeRulesFile, err)
+		}
+	}
 	p.handler.SetTrustedProxies(cfg.TrustedProxies)
 	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
 		if p.cert, err = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log); err != nil {

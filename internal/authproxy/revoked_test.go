@@ -64,7 +64,7 @@ var _ = Describe("Revoked keys", func() {
 				defer GinkgoRecover()
 				for range attempts / 8 {
 					res := call(reverseProxy, old)
-					if res.StatusCode == http.StatusUnauthorized && res.Header.Get("Www-Authenticate") != "" {
+					if res.StatusCode == http.StatusBadRequest && res.Header.Get("Www-Authenticate") == "" {
 						refused.Add(1)
 					}
 				}
@@ -72,7 +72,7 @@ var _ = Describe("Revoked keys", func() {
 		}
 		wg.Wait()
 		burst := time.Since(start)
-		Expect(refused.Load()).To(BeEquivalentTo(attempts), "every attempt refused like an unknown key")
+		Expect(refused.Load()).To(BeEquivalentTo(attempts), "every attempt answered 400 DEPRECATED_API_KEY")
 		Expect(counter(reverseProxy, "octopods_auth_proxy_revoked_key_presented_total", "namespace", wak.Namespace, "workspace", "acme") - counted).To(BeEquivalentTo(attempts))
 
 		Eventually(func(g Gomega) {
@@ -106,8 +106,8 @@ var _ = Describe("Revoked keys", func() {
 		late := startProxy(pctx, restCfg, "")
 		Eventually(func() int { return get(late, "http://"+late.ProbeAddr()+"/readyz", nil).StatusCode }, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
 		res := call(late, old)
-		Expect(res.StatusCode).To(Equal(http.StatusUnauthorized))
-		Expect(res.Header.Get(HeaderAuthError)).To(Equal(OutcomeInvalidKey))
+		Expect(res.StatusCode).To(Equal(http.StatusUnauthorized), "forward-auth: 401 carrying the code")
+		Expect(res.Header.Get(HeaderAuthError)).To(Equal(OutcomeDeprecatedKey))
 		Expect(counter(late, "octopods_auth_proxy_revoked_key_presented_total", "namespace", wak.Namespace, "workspace", "acme")).To(BeEquivalentTo(1))
 		Expect(status(late, current)).To(Equal(http.StatusOK))
 	})

@@ -24,7 +24,8 @@ import (
 const probeInterval = 5 * time.Second
 
 // Source keeps the index in step with the keys the operator publishes in
-// WorkspaceAPIKey status: per namespace (or once for all), a paginated list
+// the status of the three key kinds: per kind and namespace (or once for
+// all namespaces), a paginated list
 // and then a watch from its resourceVersion, relisting when the watch falls
 // too far behind. Each page is turned into digests at once, so no copy of
 // 100k objects is ever held, not even while the first list runs (a client-go
@@ -33,17 +34,19 @@ type Source struct {
 	index  *keyindex.Index
 	client KeysClient
 	log    *slog.Logger
-	scopes []*scope
+	scopes []*feed
 	// started is when Run began: a scope never confirmed is as stale as the
 	// proxy is old, never fresh.
 	started     time.Time
 	releaseOnce sync.Once
-	// PageSize is how many WorkspaceAPIKeys each list request asks for.
+	// PageSize is how many key objects each list request asks for.
 	PageSize int64
 }
 
-// scope is one namespace (or "" for all) with its own list/watch.
-type scope struct {
+// feed is one key kind in one namespace (or "" for all) with its own
+// list/watch.
+type feed struct {
+	kind      octopodsv1alpha1.KeyKind
 	namespace string
 	synced    atomic.Bool
 	// lastConfirmed is when this scope was last known to match the API
@@ -52,7 +55,7 @@ type scope struct {
 	// watching: a watch is open and has not failed. Only then does a
 	// reachable API server mean the view is current (the probe).
 	watching atomic.Bool
-	errors   logLimiter
+	errors   *logLimiter
 }
 
 // Paging and retry of the list/watch loop.
@@ -76,14 +79,20 @@ const (
 	errorLogInterval = 30 * time.Second
 )
 
-// NewSource follows WorkspaceAPIKeys in the given namespaces (none: all).
+// NewSource follows the key objects of every kind in the given namespaces
+// (none: all).
 func NewSource(ix *keyindex.Index, client KeysClient, namespaces []string, log *slog.Logger) *Source {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	s := &Source{index: ix, client: client, log: log, started: time.Now(), PageSize: DefaultListPageSize}
 	for _, ns := range namespaces {
-		s.scopes = append(s.scopes, &scope{namespace: ns, errors: logLimiter{interval: errorLogInterval}})
+		// One error log budget per namespace, shared by its kinds' feeds:
+		// RBAC missing in a namespace is one problem, not three.
+		errs := &logLimiter{interval: errorLogInterval}
+		for _, kind := range octopodsv1alpha1.KeyKinds {
+			s.scopes = append(s.scopes, &feed{kind: kind, namespace: ns, errors: errs})
+		}
 	}
 	return s
 }
@@ -100,7 +109,7 @@ func (s *Source) Run(ctx context.Context) {
 // follow lists, then watches, forever: a closed watch resumes from the last
 // resourceVersion seen; an expired one (410 Gone) or one asked for a version
 // the server has not reached ("too large resource version") relists.
-func (s *Source) follow(ctx context.Context, sc *scope) {
+func (s *Source) follow(ctx context.Context, sc *feed) {
 	delay := minRetryDelay
 	retry := func(what string, err error) {
 		s.logError(sc, what, err)
@@ -111,7 +120,7 @@ func (s *Source) follow(ctx context.Context, sc *scope) {
 		delay = min(2*delay, maxRetryDelay)
 	}
 	for ctx.Err() == nil {
-		rv, err := s.list(ctx, sc.namespace)
+		rv, err := s.list(ctx, sc)
 		if err != nil {
 			retry("list", err)
 			continue
@@ -160,22 +169,22 @@ func mustRelist(err error) bool {
 		apierrors.HasStatusCause(err, causeClientWatchDecoding)
 }
 
-// list loads every WorkspaceAPIKey of the scope, a page at a time, and
+// list loads every key object of the scope, a page at a time, and
 // removes from the index what the API server no longer has.
-func (s *Source) list(ctx context.Context, ns string) (string, error) {
+func (s *Source) list(ctx context.Context, sc *feed) (string, error) {
 	relist := s.index.BeginSync()
 	opts := metav1.ListOptions{Limit: s.PageSize}
 	for {
-		page, err := s.client.List(ctx, ns, opts)
+		page, err := s.client.List(ctx, sc.kind, sc.namespace, opts)
 		if err != nil {
 			return "", err
 		}
 		now := time.Now()
-		for i := range page.Items {
-			relist.Set(PublishedKeys(&page.Items[i], now))
+		for _, k := range page.Items {
+			relist.Set(PublishedKeys(k, now))
 		}
 		if page.Continue == "" {
-			relist.End(ns)
+			relist.End(sc.namespace, sc.kind.KeyType)
 			return page.ResourceVersion, nil
 		}
 		opts.Continue = page.Continue
@@ -184,9 +193,9 @@ func (s *Source) list(ctx context.Context, ns string) (string, error) {
 
 // watch applies changes from rv on, and returns the last resourceVersion
 // seen and how many events came.
-func (s *Source) watch(ctx context.Context, sc *scope, rv string) (string, int, error) {
+func (s *Source) watch(ctx context.Context, sc *feed, rv string) (string, int, error) {
 	timeout := int64((watchTimeout + time.Duration(rand.Int64N(int64(watchJitterMax)))).Seconds())
-	w, err := s.client.Watch(ctx, sc.namespace, metav1.ListOptions{
+	w, err := s.client.Watch(ctx, sc.kind, sc.namespace, metav1.ListOptions{
 		ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout,
 	})
 	if err != nil {
@@ -200,14 +209,14 @@ func (s *Source) watch(ctx context.Context, sc *scope, rv string) (string, int, 
 		events++
 		switch ev.Type {
 		case watch.Added, watch.Modified:
-			if key, ok := ev.Object.(*octopodsv1alpha1.WorkspaceAPIKey); ok {
+			if key, ok := ev.Object.(octopodsv1alpha1.KeyObject); ok && key.KeyKind().Kind == sc.kind.Kind {
 				s.index.Set(PublishedKeys(key, time.Now()))
-				rv = key.ResourceVersion
+				rv = key.GetResourceVersion()
 			}
 		case watch.Deleted:
-			if key, ok := ev.Object.(*octopodsv1alpha1.WorkspaceAPIKey); ok {
-				s.index.Delete(key.Namespace, key.Name)
-				rv = key.ResourceVersion
+			if key, ok := ev.Object.(octopodsv1alpha1.KeyObject); ok && key.KeyKind().Kind == sc.kind.Kind {
+				s.index.Delete(key.GetNamespace(), sc.kind.KeyType, key.GetName())
+				rv = key.GetResourceVersion()
 			}
 		case watch.Bookmark:
 			if m, err := meta.Accessor(ev.Object); err == nil {
@@ -246,7 +255,7 @@ func (s *Source) Staleness() time.Duration {
 	return worst
 }
 
-func (sc *scope) confirm() { sc.lastConfirmed.Store(time.Now().UnixNano()) }
+func (sc *feed) confirm() { sc.lastConfirmed.Store(time.Now().UnixNano()) }
 
 // probe confirms, scope by scope, that the API server is reachable while
 // watches are quiet: a reachable API server with running watches means the
@@ -260,7 +269,7 @@ func (s *Source) probe(ctx context.Context) {
 				continue
 			}
 			pctx, cancel := context.WithTimeout(ctx, probeInterval)
-			_, err := s.client.List(pctx, sc.namespace, metav1.ListOptions{Limit: 1})
+			_, err := s.client.List(pctx, sc.kind, sc.namespace, metav1.ListOptions{Limit: 1})
 			cancel()
 			if err == nil {
 				sc.confirm()
@@ -271,9 +280,9 @@ func (s *Source) probe(ctx context.Context) {
 	})
 }
 
-func (s *Source) logError(sc *scope, what string, err error) {
+func (s *Source) logError(sc *feed, what string, err error) {
 	if suppressed, ok := sc.errors.allow(time.Now()); ok {
-		s.log.Warn("reading WorkspaceAPIKeys failed; serving the last known keys", "namespace", sc.namespace, "operation", what, "error", err.Error(), "suppressed", suppressed)
+		s.log.Warn("reading key objects failed; serving the last known keys", "resource", sc.kind.Resource, "namespace", sc.namespace, "operation", what, "error", err.Error(), "suppressed", suppressed)
 	}
 }
 
@@ -313,27 +322,37 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 	}
 }
 
-// PublishedKeys reads what a WorkspaceAPIKey publishes into the index's
-// form. A key being deleted publishes nothing: its Secret is on the way out.
-// Entries that do not parse are left out (fail closed). Listed keys carry
-// only the fields listedKey decodes: a field read here must be added there
-// (TestListDecodesWhatPublishedKeysReads).
-func PublishedKeys(k *octopodsv1alpha1.WorkspaceAPIKey, now time.Time) keyindex.Keys {
-	out := keyindex.Keys{Namespace: k.Namespace, Name: k.Name, Workspace: k.Spec.WorkspaceName}
-	if !k.DeletionTimestamp.IsZero() {
+// PublishedKeys reads what a key object publishes into the index's form,
+// with the scope the operator published beside the keys. A key being
+// deleted publishes nothing: its Secret is on the way out. A channel or
+// WhatsApp key without a published scope of its own type publishes nothing
+// either (fail closed); a workspace key's scope is its workspace, as before
+// scopes were published. Entries that do not parse are left out. Listed
+// keys carry only the fields listedKey decodes: a field read here must be
+// added there (TestListDecodesWhatPublishedKeysReads).
+func PublishedKeys(key octopodsv1alpha1.KeyObject, now time.Time) keyindex.Keys {
+	kind, st := key.KeyKind(), key.KeyStatus()
+	out := keyindex.Keys{Namespace: key.GetNamespace(), Name: key.GetName(), Workspace: key.OwnerName(), Scope: keyindex.Scope{Type: kind.KeyType}}
+	if sc := st.Scope; sc != nil && sc.Type == kind.KeyType {
+		out.Workspace = sc.Workspace
+		out.Scope = keyindex.Scope{Type: sc.Type, ChannelType: string(sc.ChannelType)}
+	} else if kind.KeyType != octopodsv1alpha1.KeyTypeWorkspace {
+		return out
+	}
+	if key.GetDeletionTimestamp() != nil {
 		return out
 	}
 	// The recorded last use seeds the index only when it is the current
 	// key's: a new key's first use is then written at once.
-	if used, issued := k.Status.LastUsedTime, k.Status.IssuedAt; used != nil && issued != nil && !used.Before(issued) {
+	if used, issued := st.LastUsedTime, st.IssuedAt; used != nil && issued != nil && !used.Before(issued) {
 		out.LastUsed = used.Time
 	}
-	for _, r := range k.Status.RevokedKeys {
+	for _, r := range st.RevokedKeys {
 		if d, err := apikey.ParseDigest(r.Digest); err == nil && now.Sub(r.RevokedAt.Time) < octopodsv1alpha1.RevokedKeyRetention {
 			out.Revoked = append(out.Revoked, d)
 		}
 	}
-	for _, p := range k.Status.PublishedKeys {
+	for _, p := range st.PublishedKeys {
 		d, err := apikey.ParseDigest(p.Digest)
 		if err != nil {
 			continue
@@ -344,11 +363,11 @@ func PublishedKeys(k *octopodsv1alpha1.WorkspaceAPIKey, now time.Time) keyindex.
 			}
 			continue
 		}
-		if out.HasPrevious || k.Status.RotatedAt == nil {
+		if out.HasPrevious || st.RotatedAt == nil {
 			continue
 		}
 		until := p.ValidUntil.Time
-		if limit := k.Status.RotatedAt.Add(octopodsv1alpha1.MaxPreviousKeyLifetime); limit.Before(until) {
+		if limit := st.RotatedAt.Add(octopodsv1alpha1.MaxPreviousKeyLifetime); limit.Before(until) {
 			until = limit
 		}
 		if until.After(now) {

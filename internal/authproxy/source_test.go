@@ -37,18 +37,27 @@ func newScriptedKeys(lists ...*octopodsv1alpha1.WorkspaceAPIKeyList) *scriptedKe
 	return &scriptedKeys{lists: lists, watches: make(chan *watch.FakeWatcher, 8)}
 }
 
-func (c *scriptedKeys) List(_ context.Context, _ string, opts metav1.ListOptions) (*octopodsv1alpha1.WorkspaceAPIKeyList, error) {
+// List scripts the workspace keys; the other kinds have none, and a watch
+// of them that never sends.
+func (c *scriptedKeys) List(_ context.Context, kind octopodsv1alpha1.KeyKind, _ string, opts metav1.ListOptions) (*KeyPage, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if opts.Limit == 1 { // the Source's liveness probe
-		return &octopodsv1alpha1.WorkspaceAPIKeyList{}, nil
+	if opts.Limit == 1 || kind.Kind != octopodsv1alpha1.WorkspaceKey.Kind { // the Source's liveness probe, or no keys
+		return &KeyPage{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}, nil
 	}
-	page := c.lists[min(len(c.listRVs), len(c.lists)-1)]
+	page := c.lists[min(len(c.listRVs), len(c.lists)-1)].DeepCopy()
 	c.listRVs = append(c.listRVs, page.ResourceVersion)
-	return page.DeepCopy(), nil
+	out := &KeyPage{ListMeta: page.ListMeta}
+	for i := range page.Items {
+		out.Items = append(out.Items, &page.Items[i])
+	}
+	return out, nil
 }
 
-func (c *scriptedKeys) Watch(_ context.Context, _ string, opts metav1.ListOptions) (watch.Interface, error) {
+func (c *scriptedKeys) Watch(_ context.Context, kind octopodsv1alpha1.KeyKind, _ string, opts metav1.ListOptions) (watch.Interface, error) {
+	if kind.Kind != octopodsv1alpha1.WorkspaceKey.Kind {
+		return watch.NewFakeWithChanSize(1, false), nil
+	}
 	c.mu.Lock()
 	c.watchRVs = append(c.watchRVs, opts.ResourceVersion)
 	c.mu.Unlock()
@@ -137,6 +146,11 @@ func TestSourceRelistsAfterTheWatchExpires(t *testing.T) {
 
 	first := client.nextWatch(t)
 	eventuallyAdmits(t, ix, map[string]bool{a: true, b: true, b2: false, c: false})
+	for deadline := time.Now().Add(5 * time.Second); !src.Synced(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the other key kinds' feeds never synced")
+		}
+	}
 	first.Error(&apierrors.NewResourceExpired("too old resource version: 10 (12)").ErrStatus)
 
 	second := client.nextWatch(t)
@@ -217,14 +231,19 @@ type failingKeys struct {
 	watchesOpened atomic.Int64
 }
 
-func (c *failingKeys) List(ctx context.Context, ns string, opts metav1.ListOptions) (*octopodsv1alpha1.WorkspaceAPIKeyList, error) {
+func (c *failingKeys) List(ctx context.Context, kind octopodsv1alpha1.KeyKind, ns string, opts metav1.ListOptions) (*KeyPage, error) {
 	if c.listErr != nil {
 		return nil, c.listErr
 	}
-	return c.scriptedKeys.List(ctx, ns, opts)
+	return c.scriptedKeys.List(ctx, kind, ns, opts)
 }
 
-func (c *failingKeys) Watch(context.Context, string, metav1.ListOptions) (watch.Interface, error) {
+// Watch fails the workspace keys' watches; the other kinds' watches stay
+// open and quiet, so the count is of one kind's.
+func (c *failingKeys) Watch(ctx context.Context, kind octopodsv1alpha1.KeyKind, ns string, opts metav1.ListOptions) (watch.Interface, error) {
+	if kind.Kind != octopodsv1alpha1.WorkspaceKey.Kind {
+		return c.scriptedKeys.Watch(ctx, kind, ns, opts)
+	}
 	c.watchesOpened.Add(1)
 	w := watch.NewFake()
 	w.Stop() // ends at once, with no event

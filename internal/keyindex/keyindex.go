@@ -19,17 +19,68 @@ type Identity struct {
 	Namespace string
 	Workspace string
 	KeyID     string
+	// Name is the key object's name, of the kind Type says: for a channel
+	// key its channel's name, for a WhatsApp key its account's (a key is
+	// named after its owner).
+	Name string
+	// Type is workspace, channel or whatsapp; ChannelType a channel key's
+	// SMS, VBM or Telegram. Both are the package's constants, never heap
+	// strings: the decision compares them on every request, and a constant
+	// is always in cache.
+	Type, ChannelType string
 }
 
-// Keys is what the index keeps of one WorkspaceAPIKey: the digests it
-// publishes. Name is the WorkspaceAPIKey's name.
+// Channel is a channel key's channel ("" for other types).
+func (i Identity) Channel() string {
+	if i.Type == TypeChannel {
+		return i.Name
+	}
+	return ""
+}
+
+// WhatsAppBusinessAccount is a WhatsApp key's account ("" for other types).
+func (i Identity) WhatsAppBusinessAccount() string {
+	if i.Type == TypeWhatsApp {
+		return i.Name
+	}
+	return ""
+}
+
+// The key types; a Keys set without one is a workspace key.
+const (
+	TypeWorkspace = "workspace"
+	TypeChannel   = "channel"
+	TypeWhatsApp  = "whatsapp"
+)
+
+// interned returns the constant equal to s among consts (s itself if none:
+// a value the decision then admits nowhere it matters).
+func interned(s string, consts ...string) string {
+	for _, c := range consts {
+		if s == c {
+			return c
+		}
+	}
+	return s
+}
+
+// Scope is what a key unlocks, as the operator published it.
+type Scope struct {
+	// Type is the key type: workspace, channel or whatsapp; ChannelType a
+	// channel key's SMS, VBM or Telegram.
+	Type, ChannelType string
+}
+
+// Keys is what the index keeps of one key object: the digests it
+// publishes. Name is the key object's name.
 type Keys struct {
 	Namespace, Name string
 	Workspace       string
-	Current         apikey.Digest
-	HasCurrent      bool
-	Previous        apikey.Digest
-	HasPrevious     bool
+	Scope
+	Current     apikey.Digest
+	HasCurrent  bool
+	Previous    apikey.Digest
+	HasPrevious bool
 	// PreviousValidUntil bounds Previous; a previous key without it is refused.
 	PreviousValidUntil time.Time
 	// Revoked keys are refused like unknown ones, but their use is reported.
@@ -51,25 +102,29 @@ func short(d *apikey.Digest) shortDigest { return shortDigest(d[:16]) }
 // published keys), kept small: 100k of them must fit
 // the proxy's memory budget. Its fields change only under the write lock;
 // the counters are atomics written on the request path.
+//
+// What a lookup of the current key reads comes first and together (the
+// digest, the use time and counter, then the identity), so that at 100k
+// entries, where each lookup misses the cache, it touches as few lines as
+// it can.
 type entry struct {
-	identity   Identity // KeyID of the current key
 	current    apikey.Digest
 	hasCurrent bool
 	gen        uint32
-	previous   *previousKey // nil outside a grace period
-	// revoked: digests refused but reported; rarely more than one.
-	revoked []apikey.Digest
-
 	// Last use of the current key, in whole seconds: the request path
 	// writes the shared word at most once a second, so concurrent requests
 	// with one key do not fight over it.
 	lastUsed atomic.Int64
-	flushed  atomic.Int64
 	// Admitted requests per key, so a counter per key ID only ever grows;
 	// retired holds those of keys rotated away (written under the write
 	// lock), so the workspace's total survives rotations.
 	allowedCurrent, allowedPrevious atomic.Uint64
+	identity                        Identity // KeyID of the current key
 	retired                         uint64
+	previous                        *previousKey // nil outside a grace period
+	// revoked: digests refused but reported; rarely more than one.
+	revoked []apikey.Digest
+	flushed atomic.Int64
 	// Attempts with a revoked key: counted on the request path, and the
 	// latest one (whole seconds) kept for status.lastRevokedKeyUse.
 	revokedPresented atomic.Uint64
@@ -110,16 +165,20 @@ type Index struct {
 	byDigest map[shortDigest]*entry
 	// revoked maps revoked keys' digests, looked at only on a miss.
 	revoked map[shortDigest]*entry
-	// byKey is namespace → name → entry; the namespace string is
-	// interned, shared by all of its entries.
-	byKey      map[string]map[string]*entry
+	// byKey is namespace → (key type, name) → entry; the namespace string
+	// is interned, shared by all of its entries.
+	byKey      map[string]map[objectName]*entry
 	namespaces map[string]string // interning
 	gen        uint32
 }
 
+// objectName names a key object within its namespace: the three kinds'
+// names may be equal.
+type objectName struct{ keyType, name string }
+
 // New returns an empty index.
 func New() *Index {
-	return &Index{sharers: map[shortDigest][]*entry{}, byDigest: map[shortDigest]*entry{}, revoked: map[shortDigest]*entry{}, byKey: map[string]map[string]*entry{}, namespaces: map[string]string{}}
+	return &Index{sharers: map[shortDigest][]*entry{}, byDigest: map[shortDigest]*entry{}, revoked: map[shortDigest]*entry{}, byKey: map[string]map[objectName]*entry{}, namespaces: map[string]string{}}
 }
 
 // Result says why a lookup failed, or that it succeeded.
@@ -227,6 +286,9 @@ func (ix *Index) Set(in Keys) {
 }
 
 func (ix *Index) setLocked(in Keys, gen uint32) {
+	if in.Type == "" {
+		in.Type = TypeWorkspace // what every key was before there were three
+	}
 	ns, ok := ix.namespaces[in.Namespace]
 	if !ok {
 		ns = in.Namespace
@@ -234,20 +296,22 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 	}
 	byName := ix.byKey[ns]
 	if byName == nil {
-		byName = map[string]*entry{}
+		byName = map[objectName]*entry{}
 		ix.byKey[ns] = byName
 	}
-	s := byName[in.Name]
+	s := byName[objectName{in.Type, in.Name}]
 	if s == nil {
 		s = &entry{}
-		byName[in.Name] = s
+		byName[objectName{in.Type, in.Name}] = s
 	}
 	ix.unlinkLocked(s)
 	oldCurrent, hadCurrent := s.current, s.hasCurrent
 	s.moveCounts(in)
 	s.gen = gen
 	keyID := s.identity.KeyID
-	s.identity = Identity{Namespace: ns, Workspace: in.Workspace}
+	s.identity = Identity{Namespace: ns, Workspace: in.Workspace, Name: in.Name,
+		Type:        interned(in.Type, TypeWorkspace, TypeChannel, TypeWhatsApp),
+		ChannelType: interned(in.ChannelType, "SMS", "VBM", "Telegram")}
 	s.hasCurrent = false
 	if in.HasCurrent && ix.linkLocked(&in.Current, s) {
 		if !hadCurrent || in.Current != oldCurrent || keyID == "" {
@@ -365,14 +429,14 @@ func (ix *Index) unlinkLocked(s *entry) {
 	}
 }
 
-// Delete forgets a key object's keys.
-func (ix *Index) Delete(namespace, name string) {
+// Delete forgets the keys of the key object of keyType and name.
+func (ix *Index) Delete(namespace, keyType, name string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.deleteLocked(namespace, name)
+	ix.deleteLocked(namespace, objectName{keyType, name})
 }
 
-func (ix *Index) deleteLocked(namespace, name string) {
+func (ix *Index) deleteLocked(namespace string, name objectName) {
 	byName := ix.byKey[namespace]
 	s := byName[name]
 	if s == nil {
@@ -507,15 +571,25 @@ func (ix *Index) RevokedPresented() []WorkspaceCount {
 	return ix.perWorkspace(func(s *entry) uint64 { return s.revokedPresented.Load() })
 }
 
-// perWorkspace returns the non-zero counts of every workspace.
+// perWorkspace returns the non-zero counts of every workspace, summed
+// over its keys of every type.
 func (ix *Index) perWorkspace(count func(s *entry) uint64) []WorkspaceCount {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var out []WorkspaceCount
+	at := map[[2]string]int{}
 	ix.each(func(s *entry) {
-		if n := count(s); n > 0 {
-			out = append(out, WorkspaceCount{Namespace: s.identity.Namespace, Workspace: s.identity.Workspace, Count: n})
+		n := count(s)
+		if n == 0 {
+			return
 		}
+		k := [2]string{s.identity.Namespace, s.identity.Workspace}
+		if i, ok := at[k]; ok {
+			out[i].Count += n
+			return
+		}
+		at[k] = len(out)
+		out = append(out, WorkspaceCount{Namespace: k[0], Workspace: k[1], Count: n})
 	})
 	return out
 }
@@ -542,9 +616,9 @@ func (s Sync) Set(in Keys) {
 	s.ix.setLocked(in, s.gen)
 }
 
-// End removes the entries of scope (a namespace, or "" for all) that the list
-// did not bring: they were deleted while nobody watched.
-func (s Sync) End(scope string) {
+// End removes the entries of keyType in scope (a namespace, or "" for
+// all) that the list did not bring: they were deleted while nobody watched.
+func (s Sync) End(scope, keyType string) {
 	s.ix.mu.Lock()
 	defer s.ix.mu.Unlock()
 	for ns, byName := range s.ix.byKey {
@@ -552,7 +626,7 @@ func (s Sync) End(scope string) {
 			continue
 		}
 		for name, sec := range byName {
-			if sec.gen != s.gen {
+			if name.keyType == keyType && sec.gen != s.gen {
 				s.ix.deleteLocked(ns, name)
 			}
 		}

@@ -38,8 +38,8 @@ func TestLookup(t *testing.T) {
 		want Result
 		who  Identity
 	}{
-		{"current", current, Allowed, Identity{Namespace: "team-a", Workspace: "acme", KeyID: apikey.ID(current)}},
-		{"previous within grace", previous, Allowed, Identity{Namespace: acme.Namespace, Workspace: acme.Workspace, KeyID: apikey.ID(previous)}},
+		{"current", current, Allowed, Identity{Namespace: "team-a", Workspace: "acme", Name: "acme-api-key", KeyID: apikey.ID(current), Type: TypeWorkspace}},
+		{"previous within grace", previous, Allowed, Identity{Namespace: acme.Namespace, Workspace: acme.Workspace, Name: "acme-api-key", KeyID: apikey.ID(previous), Type: TypeWorkspace}},
 		{"previous at its expiry", expired, Invalid, Identity{}},
 		{"previous without expiry", unknown, Invalid, Identity{}},
 		{"unknown", mustKey(t), Invalid, Identity{}},
@@ -73,7 +73,7 @@ func TestSetReplacesAndDeleteForgets(t *testing.T) {
 	if ix.Len() != 1 {
 		t.Fatalf("Len = %d", ix.Len())
 	}
-	ix.Delete("ns", "s")
+	ix.Delete("ns", "workspace", "s")
 	if r, _ := ix.Lookup(second, now); r != Invalid {
 		t.Fatal("a deleted Secret's key must stop working")
 	}
@@ -101,15 +101,15 @@ func TestAKeyPublishedTwiceWorksForNeither(t *testing.T) {
 	}
 	// A third publisher, then two leave: the one left has it back.
 	ix.Set(Keys{Namespace: "third", Name: "c", Workspace: "c", Current: apikey.DigestOf(k), HasCurrent: true})
-	ix.Delete("other", "copy")
+	ix.Delete("other", "workspace", "copy")
 	if r, _ := ix.Lookup(k, time.Now()); r != Invalid {
 		t.Fatal("still published by two")
 	}
-	ix.Delete("third", "c")
+	ix.Delete("third", "workspace", "c")
 	if r, who := ix.Lookup(k, time.Now()); r != Allowed || who.Workspace != "acme" {
 		t.Fatalf("after the copies went: %v %+v", r, who)
 	}
-	ix.Delete("ns", "original")
+	ix.Delete("ns", "workspace", "original")
 	if ix.Len() != 0 || len(ix.sharers) != 0 {
 		t.Fatalf("leftovers: %d digests, %d shared", ix.Len(), len(ix.sharers))
 	}
@@ -203,14 +203,14 @@ func TestSyncRemovesOnlyTheUnlistedOfItsScope(t *testing.T) {
 	ix.Set(Keys{Namespace: "two", Name: "other", Workspace: "w2", Current: apikey.DigestOf(b), HasCurrent: true})
 	sync := ix.BeginSync()
 	sync.Set(Keys{Namespace: "one", Name: "new", Workspace: "w3", Current: apikey.DigestOf(c), HasCurrent: true})
-	sync.End("one")
+	sync.End("one", "workspace")
 	now := time.Now()
 	for key, want := range map[string]Result{a: Invalid, b: Allowed, c: Allowed} {
 		if got, _ := ix.Lookup(key, now); got != want {
 			t.Errorf("key %s: %v, want %v", apikey.ID(key), got, want)
 		}
 	}
-	ix.BeginSync().End("")
+	ix.BeginSync().End("", "workspace")
 	if ix.Len() != 0 {
 		t.Fatalf("Replace of all scopes left %d digests", ix.Len())
 	}
@@ -251,7 +251,7 @@ func TestRevokedKeysAreRefusedButReported(t *testing.T) {
 		Revoked: []apikey.Digest{apikey.DigestOf(other), apikey.DigestOf(revoked)}})
 
 	got, who := ix.Lookup(revoked, now)
-	if want := (Identity{Namespace: "team-a", Workspace: "acme", KeyID: apikey.ID(revoked)}); got != Revoked || who != want {
+	if want := (Identity{Namespace: "team-a", Workspace: "acme", Name: "acme", KeyID: apikey.ID(revoked), Type: TypeWorkspace}); got != Revoked || who != want {
 		t.Fatalf("Lookup(revoked) = %v %+v, want Revoked %+v", got, who, want)
 	}
 	if p := ix.Pending(); len(p) != 0 {
@@ -298,7 +298,7 @@ func TestRevokedKeysAreRefusedButReported(t *testing.T) {
 		t.Fatalf("the counter survives an update of the key: %+v", c)
 	}
 	ix.Set(Keys{Namespace: "team-a", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(current), HasCurrent: true, Revoked: []apikey.Digest{apikey.DigestOf(revoked)}})
-	ix.Delete("team-a", "acme")
+	ix.Delete("team-a", "workspace", "acme")
 	if r, _ := ix.Lookup(revoked, now); r != Invalid {
 		t.Fatalf("revoked key of a deleted WorkspaceAPIKey: %v", r)
 	}
@@ -386,5 +386,45 @@ func BenchmarkLastUsedWritesAtScale(b *testing.B) {
 		b.ReportMetric(coarse, "writes/s@100k")
 		b.ReportMetric(every, "baseline-writes/s@100k")
 		b.ReportMetric(coarse/every, "ratio")
+	}
+}
+
+// TestKeyTypesShareOneIndex: a workspace key, a channel key and a WhatsApp
+// key may have the same object name; each is its own entry, a full list of
+// one type leaves the others alone, and counts per workspace add up.
+func TestKeyTypesShareOneIndex(t *testing.T) {
+	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	ws, ch, wa := mustKey(t), mustKey(t), mustKey(t)
+	ix := New()
+	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Scope: Scope{Type: "workspace"}, Current: apikey.DigestOf(ws), HasCurrent: true})
+	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Scope: Scope{Type: "channel", ChannelType: "SMS"}, Current: apikey.DigestOf(ch), HasCurrent: true})
+	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Scope: Scope{Type: "whatsapp"}, Current: apikey.DigestOf(wa), HasCurrent: true})
+	for key, want := range map[string]Scope{
+		ws: {Type: "workspace"},
+		ch: {Type: "channel", ChannelType: "SMS"},
+		wa: {Type: "whatsapp"},
+	} {
+		if got, who := ix.Lookup(key, now); got != Allowed || (Scope{Type: who.Type, ChannelType: who.ChannelType}) != want || who.Name != "acme" {
+			t.Errorf("Lookup = %v %+v, want Allowed with %+v", got, who, want)
+		}
+	}
+	if n := ix.AllowedByWorkspace(); len(n) != 1 || n[0].Count != 3 {
+		t.Errorf("AllowedByWorkspace = %+v, want one workspace with 3", n)
+	}
+	ix.BeginSync().End("ns", "channel") // a channel list that found none
+	if got, _ := ix.Lookup(ch, now); got != Invalid {
+		t.Errorf("the channel key survived its type's empty list: %v", got)
+	}
+	for _, k := range []string{ws, wa} {
+		if got, _ := ix.Lookup(k, now); got != Allowed {
+			t.Errorf("a channel list removed a key of another type: %v", got)
+		}
+	}
+	ix.Delete("ns", "whatsapp", "acme")
+	if got, _ := ix.Lookup(wa, now); got != Invalid {
+		t.Errorf("deleted WhatsApp key still admitted")
+	}
+	if got, _ := ix.Lookup(ws, now); got != Allowed {
+		t.Errorf("deleting the WhatsApp key removed the workspace key")
 	}
 }
