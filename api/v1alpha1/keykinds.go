@@ -48,9 +48,10 @@ type KeyKind struct {
 	// SecretNameSuffix makes the default Secret name: <owner name><suffix>.
 	SecretNameSuffix string
 	// NewKey and NewOwner return empty objects of the kind and its owner,
-	// NewOwnerList an empty list of owners.
+	// NewKeyList and NewOwnerList empty lists of them.
 	NewKey       func() KeyObject
 	NewOwner     func() KeyOwner
+	NewKeyList   func() ObjectList
 	NewOwnerList func() ObjectList
 }
 
@@ -68,18 +69,21 @@ var (
 		KeyType: KeyTypeWorkspace, Prefix: "opk_", SecretType: SecretType, SecretNameSuffix: SecretNameSuffix,
 		NewKey: func() KeyObject { return &WorkspaceAPIKey{} }, NewOwner: func() KeyOwner { return &Workspace{} },
 		NewOwnerList: func() ObjectList { return &WorkspaceList{} },
+		NewKeyList:   func() ObjectList { return &WorkspaceAPIKeyList{} },
 	}
 	ChannelKey = KeyKind{
 		Kind: "ChannelAPIKey", Resource: "channelapikeys", OwnerKind: "Channel", OwnerField: "channelName",
 		KeyType: KeyTypeChannel, Prefix: "opc_", SecretType: ChannelSecretType, SecretNameSuffix: "-channel-api-key",
 		NewKey: func() KeyObject { return &ChannelAPIKey{} }, NewOwner: func() KeyOwner { return &Channel{} },
 		NewOwnerList: func() ObjectList { return &ChannelList{} },
+		NewKeyList:   func() ObjectList { return &ChannelAPIKeyList{} },
 	}
 	WhatsAppKey = KeyKind{
 		Kind: "WhatsAppAPIKey", Resource: "whatsappapikeys", OwnerKind: "WhatsAppBusinessAccount", OwnerField: "whatsAppBusinessAccountName",
 		KeyType: KeyTypeWhatsApp, Prefix: "opw_", SecretType: WhatsAppSecretType, SecretNameSuffix: "-whatsapp-api-key",
 		NewKey: func() KeyObject { return &WhatsAppAPIKey{} }, NewOwner: func() KeyOwner { return &WhatsAppBusinessAccount{} },
 		NewOwnerList: func() ObjectList { return &WhatsAppBusinessAccountList{} },
+		NewKeyList:   func() ObjectList { return &WhatsAppAPIKeyList{} },
 	}
 )
 

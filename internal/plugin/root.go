@@ -84,7 +84,7 @@ func newCommand(o *Options) *cobra.Command {
 		// kubectl runs us as kubectl-octopods; help and examples say
 		// `kubectl octopods`.
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl octopods"},
-		Short:       "Workspace API Keys of Octopods: list, create, copy, rotate and audit them, or open the settings page",
+		Short:       "API keys of Octopods (workspace, channel and WhatsApp Business keys): list, create, copy, rotate and audit them, or open the settings page",
 		Long: `kubectl octopods is the Octopods settings page ("Workspace API Keys") for your cluster.
 Every command acts as you, with your kubeconfig: what you may do is what your RBAC allows.`,
 		SilenceUsage:  true,
@@ -126,11 +126,12 @@ func (o *Options) getCommand() *cobra.Command {
 	var all bool
 	var output string
 	cmd := &cobra.Command{
-		Use:   "get [WORKSPACE...]",
-		Short: "The Workspace API Keys table: workspace, provider, masked key, key ID, last use",
+		Use:   "get [WORKSPACE... | channels | whatsapp]",
+		Short: "The Workspace API Keys table (workspace, provider, masked key, key ID, last use), or the channels' or WhatsApp Business Accounts' keys",
 		Example: `  kubectl octopods get
   kubectl octopods get acme -n team-a
-  kubectl octopods get -A -o json`,
+  kubectl octopods get channels
+  kubectl octopods get whatsapp -A -o json`,
 		ValidArgsFunction: o.completeWorkspaces,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ns, err := o.client()
@@ -139,6 +140,17 @@ func (o *Options) getCommand() *cobra.Command {
 			}
 			if all {
 				ns = ""
+			}
+			if len(args) == 1 && (args[0] == "channels" || args[0] == "whatsapp") {
+				kind := octopodsv1alpha1.ChannelKey
+				if args[0] == "whatsapp" {
+					kind = octopodsv1alpha1.WhatsAppKey
+				}
+				rows, err := settings.OwnerRows(cmd.Context(), c, kind, ns)
+				if err != nil {
+					return err
+				}
+				return o.printOwnerRows(rows, args[0], output, all)
 			}
 			rows, err := settings.Rows(cmd.Context(), c, ns, args)
 			if err != nil {
@@ -152,21 +164,26 @@ func (o *Options) getCommand() *cobra.Command {
 	return cmd
 }
 
+// printStructured prints rows as json or yaml ([] for none).
+func (o *Options) printStructured(rows any, output string) error {
+	data, err := json.MarshalIndent(rows, "", "  ")
+	if err == nil && output == "yaml" {
+		data, err = yaml.JSONToYAML(data)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(o.Out, string(data))
+	return err
+}
+
 func (o *Options) printRows(rows []settings.Row, output string, all bool) error {
 	switch output {
 	case "json", "yaml":
 		if rows == nil {
 			rows = []settings.Row{}
 		}
-		data, err := json.MarshalIndent(rows, "", "  ")
-		if err == nil && output == "yaml" {
-			data, err = yaml.JSONToYAML(data)
-		}
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(o.Out, string(data))
-		return err
+		return o.printStructured(rows, output)
 	case "":
 	default:
 		return fmt.Errorf("--output %q: use json or yaml, or leave it out for the table", output)
@@ -184,25 +201,59 @@ func (o *Options) printRows(rows []settings.Row, output string, all bool) error 
 		if all {
 			_, _ = fmt.Fprintf(w, "%s\t", r.Namespace)
 		}
-		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Workspace, dash(r.Provider), shownKey(r), dash(r.KeyID), o.lastUsed(r))
+		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Workspace, dash(r.Provider), shownKey(r.KeyState, apikey.Prefix), dash(r.KeyID), o.lastUsed(r.KeyState))
 	}
 	return w.Flush()
 }
 
-// shownKey is the API KEY column: "opk_…" for an issued key (its ID is in
-// the next column), else what the page says. Listing reads no Secret:
-// whoever runs it may, and the key is read only by copy.
-func shownKey(r settings.Row) string {
+// printOwnerRows is `get channels` and `get whatsapp`: the channel pages'
+// cards as a table.
+func (o *Options) printOwnerRows(rows []settings.OwnerRow, what, output string, all bool) error {
+	switch output {
+	case "json", "yaml":
+		return o.printStructured(rows, output)
+	case "":
+	default:
+		return fmt.Errorf("--output %q: use json or yaml, or leave it out for the table", output)
+	}
+	if len(rows) == 0 {
+		noun := map[string]string{"channels": "channels", "whatsapp": "WhatsApp Business Accounts"}[what]
+		_, err := fmt.Fprintf(o.ErrOut, "No %s found.\n", noun)
+		return err
+	}
+	w := tabwriter.NewWriter(o.Out, 0, 0, 3, ' ', 0)
+	if all {
+		_, _ = fmt.Fprint(w, "NAMESPACE\t")
+	}
+	_, _ = fmt.Fprintln(w, "NAME\tTYPE\tWORKSPACE\tKEY\tAPI KEY\tKEY ID\tLAST USED")
+	for _, r := range rows {
+		if all {
+			_, _ = fmt.Fprintf(w, "%s\t", r.Namespace)
+		}
+		prefix := apikey.PrefixChannel
+		if r.Type == "WhatsApp" {
+			prefix = apikey.PrefixWhatsApp
+		}
+		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Target, r.Type, r.Workspace, r.Label, shownKey(r.KeyState, prefix), dash(r.KeyID), o.lastUsed(r.KeyState))
+	}
+	return w.Flush()
+}
+
+// shownKey is the API KEY column: "opk_…" (the type's prefix) for an
+// issued key (its ID is in the next column), else what the page says.
+// Listing reads no Secret: whoever runs it may, and the key is read only by
+// copy.
+func shownKey(r settings.KeyState, prefix string) string {
 	switch {
 	case !r.HasKey:
 		return settings.NoKey
 	case !r.Issued:
 		return "(" + r.State + ")"
 	}
-	return apikey.Prefix + "…"
+	return prefix + "…"
 }
 
-func (o *Options) lastUsed(r settings.Row) string {
+func (o *Options) lastUsed(r settings.KeyState) string {
 	if r.LastUsed == nil {
 		return "never"
 	}
@@ -211,17 +262,18 @@ func (o *Options) lastUsed(r settings.Row) string {
 
 func (o *Options) createCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "create WORKSPACE",
-		Short: `"Create API Key" for an existing workspace`,
+		Use:   "create WORKSPACE | channel/NAME | whatsapp/NAME",
+		Short: `"Create API Key" for an existing workspace, channel or WhatsApp Business Account`,
 		Example: `  kubectl octopods create acme
+  kubectl octopods create channel/sms-1      # a Channel key: only that channel's endpoints
   kubectl octopods create acme -n team-a && kubectl octopods copy acme -n team-a | pbcopy`,
 		Args:              exactlyOneWorkspace,
 		ValidArgsFunction: o.completeWorkspaces,
-		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns, ws string) error {
-			if err := settings.CreateKey(ctx, c, ns, ws); err != nil {
+		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns string, t settings.Target) error {
+			if err := settings.CreateKey(ctx, c, ns, t); err != nil {
 				return err
 			}
-			_, _ = fmt.Fprintf(o.Out, "API key created for workspace %s. Copy it with: kubectl octopods copy %s -n %s | pbcopy   (Linux: | xclip -selection clipboard, or | wl-copy)\n", ws, ws, ns)
+			_, _ = fmt.Fprintf(o.Out, "API key created for %s %s. Copy it with: kubectl octopods copy %s -n %s | pbcopy   (Linux: | xclip -selection clipboard, or | wl-copy)\n", t.Noun(), t.Name, t, ns)
 			return nil
 		}),
 	}
@@ -230,7 +282,7 @@ func (o *Options) createCommand() *cobra.Command {
 func (o *Options) copyCommand() *cobra.Command {
 	var show bool
 	cmd := &cobra.Command{
-		Use:   "copy WORKSPACE",
+		Use:   "copy WORKSPACE | channel/NAME | whatsapp/NAME",
 		Short: "The key on stdout and nothing else, for pipes and secret managers",
 		Long: `copy prints the workspace's API key, waiting a few seconds for a key just created.
 It refuses to print to a terminal, so the key does not stay in your scrollback: pipe it, or give --show.`,
@@ -240,11 +292,11 @@ It refuses to print to a terminal, so the key does not stay in your scrollback: 
   kubectl octopods copy acme --show`,
 		Args:              exactlyOneWorkspace,
 		ValidArgsFunction: o.completeWorkspaces,
-		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns, ws string) error {
+		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns string, t settings.Target) error {
 			if o.IsTerminal() && !show {
-				return fmt.Errorf("not printing the key of %q to a terminal, where it would stay in the scrollback: pipe it (kubectl octopods copy %s | pbcopy), or give --show", ws, ws)
+				return fmt.Errorf("not printing the key of %q to a terminal, where it would stay in the scrollback: pipe it (kubectl octopods copy %s | pbcopy), or give --show", t, t)
 			}
-			key, err := settings.ReadKey(ctx, c, ns, ws, copyWait)
+			key, err := settings.ReadKey(ctx, c, ns, t, copyWait)
 			if err != nil {
 				return err
 			}
@@ -259,27 +311,28 @@ It refuses to print to a terminal, so the key does not stay in your scrollback: 
 func (o *Options) rotateCommand() *cobra.Command {
 	var tok string
 	cmd := &cobra.Command{
-		Use:   "rotate WORKSPACE",
+		Use:   "rotate WORKSPACE | channel/NAME | whatsapp/NAME",
 		Short: "Replace the key with a new one (the old one works for the key's grace period)",
 		Example: `  kubectl octopods rotate acme
   kubectl octopods rotate acme --token LEAK-2026-11-27`,
 		Args:              exactlyOneWorkspace,
 		ValidArgsFunction: o.completeWorkspaces,
-		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns, ws string) error {
+		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns string, t settings.Target) error {
 			if tok == "" {
 				tok = settings.DefaultRotationToken(o.Now())
 			}
-			before, err := settings.RequestRotation(ctx, c, ns, ws, tok)
+			before, err := settings.RequestRotation(ctx, c, ns, t, tok)
 			if err != nil {
 				return err
 			}
-			after, err := settings.WaitForRotation(ctx, c, ns, ws, tok, rotateWait)
+			after, err := settings.WaitForRotation(ctx, c, ns, t, tok, rotateWait)
 			if err != nil {
 				return err
 			}
-			_, _ = fmt.Fprintf(o.Out, "Rotated the key of %s: %s → %s (token %q).\n", ws, dash(before.Status.KeyID), after.Status.KeyID, tok)
-			if after.Status.PreviousKeyID != "" && after.Status.PreviousValidUntil != nil {
-				_, _ = fmt.Fprintf(o.Out, "The old key %s keeps working until %s (grace period %s).\n", after.Status.PreviousKeyID, after.Status.PreviousValidUntil.UTC().Format(time.RFC3339), gracePeriod(after))
+			st := after.KeyStatus()
+			_, _ = fmt.Fprintf(o.Out, "Rotated the key of %s: %s → %s (token %q).\n", t, dash(before.KeyStatus().KeyID), st.KeyID, tok)
+			if st.PreviousKeyID != "" && st.PreviousValidUntil != nil {
+				_, _ = fmt.Fprintf(o.Out, "The old key %s keeps working until %s (grace period %s).\n", st.PreviousKeyID, st.PreviousValidUntil.UTC().Format(time.RFC3339), gracePeriod(after))
 			} else {
 				_, _ = fmt.Fprintf(o.Out, "The old key stopped working at once (grace period 0s): integrations must load the new key.\n")
 			}
@@ -290,22 +343,22 @@ func (o *Options) rotateCommand() *cobra.Command {
 	return cmd
 }
 
-func gracePeriod(k *octopodsv1alpha1.WorkspaceAPIKey) string {
-	if k.Spec.RotationGracePeriod == nil {
-		return "0s"
+func gracePeriod(k octopodsv1alpha1.KeyObject) string {
+	if g := k.Settings().RotationGracePeriod; g != nil {
+		return g.String()
 	}
-	return k.Spec.RotationGracePeriod.String()
+	return "0s"
 }
 
 func (o *Options) auditCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:               "audit WORKSPACE",
+		Use:               "audit WORKSPACE | channel/NAME | whatsapp/NAME",
 		Short:             "Who created and rotated the key, its last uses, revoked keys still tried, and recent events",
 		Example:           `  kubectl octopods audit acme -n team-a`,
 		Args:              exactlyOneWorkspace,
 		ValidArgsFunction: o.completeWorkspaces,
-		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns, ws string) error {
-			report, err := settings.Audit(ctx, c, ns, ws, o.Now())
+		RunE: o.onWorkspace(func(ctx context.Context, c client.Client, ns string, t settings.Target) error {
+			report, err := settings.Audit(ctx, c, ns, t, o.Now())
 			if err != nil {
 				return err
 			}
@@ -315,20 +368,25 @@ func (o *Options) auditCommand() *cobra.Command {
 	}
 }
 
-// onWorkspace runs a command on its one WORKSPACE with the person's client.
-func (o *Options) onWorkspace(run func(ctx context.Context, c client.Client, namespace, workspace string) error) func(*cobra.Command, []string) error {
+// onWorkspace runs a command on its one target (WORKSPACE, channel/NAME or
+// whatsapp/NAME) with the person's client.
+func (o *Options) onWorkspace(run func(ctx context.Context, c client.Client, namespace string, t settings.Target) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
+		t, err := settings.ParseTarget(args[0])
+		if err != nil {
+			return err
+		}
 		c, ns, err := o.client()
 		if err != nil {
 			return err
 		}
-		return run(cmd.Context(), c, ns, args[0])
+		return run(cmd.Context(), c, ns, t)
 	}
 }
 
 func exactlyOneWorkspace(_ *cobra.Command, args []string) error {
 	if len(args) != 1 {
-		return errors.New("give one WORKSPACE name (`kubectl octopods get` lists them)")
+		return errors.New("give one WORKSPACE name, or channel/NAME or whatsapp/NAME (`kubectl octopods get`, `get channels` and `get whatsapp` list them)")
 	}
 	return nil
 }

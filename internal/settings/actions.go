@@ -3,56 +3,79 @@ package settings
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
 
-// CreateKey is the "Create API Key" button: a WorkspaceAPIKey for an
-// existing Workspace, as the person (their RBAC decides).
-func CreateKey(ctx context.Context, c client.Client, namespace, workspace string) error {
-	ws := &octopodsv1alpha1.Workspace{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, ws); err != nil {
+// CreateKey is the "Create API Key" button: the key object of an existing
+// owner (a Workspace, Channel or WhatsAppBusinessAccount), as the person
+// (their RBAC decides).
+func CreateKey(ctx context.Context, c client.Client, namespace string, t Target) error {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: t.Name}, t.Kind.NewOwner()); err != nil {
 		if apierrors.IsNotFound(err) {
-			return errNoWorkspace(workspace, namespace)
+			return errNoOwner(t, namespace)
 		}
-		return explain(err, "get", "workspaces", namespace)
+		return explain(err, "get", t.ownerResource(), namespace)
 	}
-	key := &octopodsv1alpha1.WorkspaceAPIKey{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: octopodsv1alpha1.KeyName(workspace)},
-		Spec:       octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: workspace},
-	}
+	key := t.Kind.NewKey()
+	key.SetNamespace(namespace)
+	key.SetName(octopodsv1alpha1.KeyName(t.Name))
+	key.SetOwnerName(t.Name)
 	err := c.Create(ctx, key)
 	switch {
 	case apierrors.IsAlreadyExists(err):
-		return fmt.Errorf("workspace %q already has an API key (one per workspace): copy it with `kubectl octopods copy %s -n %s`", workspace, workspace, namespace)
+		return fmt.Errorf("%s %q already has an API key (one per %s): copy it with `kubectl octopods copy %s -n %s`", t.Noun(), t.Name, t.Noun(), t, namespace)
 	case err != nil:
-		return explain(err, "create", "workspaceapikeys", namespace)
+		return explain(err, "create", t.Kind.Resource, namespace)
 	}
 	return nil
 }
 
-// errNoWorkspace is the answer for a workspace that is not there: the
-// advice names the namespace, so a wrong -n shows.
-func errNoWorkspace(workspace, namespace string) error {
-	return fmt.Errorf("workspace %q does not exist in namespace %q: see `kubectl octopods get -n %s` for the ones there are, or give another -n", workspace, namespace, namespace)
+// errNoOwner is the answer for an owner that is not there: the advice
+// names the namespace, so a wrong -n shows.
+func errNoOwner(t Target, namespace string) error {
+	return fmt.Errorf("%s %q does not exist in namespace %q: see `kubectl octopods get %s-n %s` for the ones there are, or give another -n", t.Noun(), t.Name, namespace, listArg(t), namespace)
 }
 
-// noKey explains a missing WorkspaceAPIKey: no such workspace in the
-// namespace, or a workspace without a key yet (what is the person about to
-// do: "to rotate", "to audit", or "" to copy).
-func noKey(ctx context.Context, c client.Reader, namespace, workspace, doing string) error {
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: workspace}, &octopodsv1alpha1.Workspace{}); apierrors.IsNotFound(err) {
-		return errNoWorkspace(workspace, namespace)
+// listArg is the `get` argument that lists the target's kind.
+func listArg(t Target) string {
+	switch t.Kind.Kind {
+	case octopodsv1alpha1.ChannelKey.Kind:
+		return "channels "
+	case octopodsv1alpha1.WhatsAppKey.Kind:
+		return "whatsapp "
+	}
+	return ""
+}
+
+// noKey explains a missing key object: no such owner in the namespace, or
+// an owner without a key yet (what is the person about to do: "to
+// rotate", "to audit", or "" to copy).
+func noKey(ctx context.Context, c client.Reader, namespace string, t Target, doing string) error {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: t.Name}, t.Kind.NewOwner()); apierrors.IsNotFound(err) {
+		return errNoOwner(t, namespace)
 	}
 	if doing != "" {
 		doing = " " + doing
 	}
-	return fmt.Errorf("workspace %q in namespace %q has no API key%s: create one with `kubectl octopods create %s -n %s`", workspace, namespace, doing, workspace, namespace)
+	return fmt.Errorf("%s %q in namespace %q has no API key%s: create one with `kubectl octopods create %s -n %s`", t.Noun(), t.Name, namespace, doing, t, namespace)
+}
+
+// getKey reads the target's key object; a missing one is explained.
+func getKey(ctx context.Context, c client.Reader, namespace string, t Target, doing string) (octopodsv1alpha1.KeyObject, error) {
+	key := t.Kind.NewKey()
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: octopodsv1alpha1.KeyName(t.Name)}, key); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, noKey(ctx, c, namespace, t, doing)
+		}
+		return nil, explain(err, "get", t.Kind.Resource, namespace)
+	}
+	return key, nil
 }
 
 // DefaultRotationToken is a time stamp: a new token each time.
@@ -60,44 +83,43 @@ func DefaultRotationToken(now time.Time) string {
 	return "rotate-" + now.UTC().Format("20060102T150405Z")
 }
 
-// RequestRotation sets octopods.io/rotate=token on the workspace's key and
+// RequestRotation sets octopods.io/rotate=token on the target's key and
 // returns the key as it was (its key ID and grace period).
-func RequestRotation(ctx context.Context, c client.Client, namespace, workspace, token string) (*octopodsv1alpha1.WorkspaceAPIKey, error) {
-	key := &octopodsv1alpha1.WorkspaceAPIKey{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: octopodsv1alpha1.KeyName(workspace)}, key); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, noKey(ctx, c, namespace, workspace, "to rotate")
-		}
-		return nil, explain(err, "get", "workspaceapikeys", namespace)
+func RequestRotation(ctx context.Context, c client.Client, namespace string, t Target, token string) (octopodsv1alpha1.KeyObject, error) {
+	key, err := getKey(ctx, c, namespace, t, "to rotate")
+	if err != nil {
+		return nil, err
 	}
-	if key.Annotations[octopodsv1alpha1.RotateAnnotation] == token || key.Status.LastRotationToken == token {
-		return nil, fmt.Errorf("token %q was already used for %q: each token rotates once; give a new one with --token, or leave it out", token, workspace)
+	if key.GetAnnotations()[octopodsv1alpha1.RotateAnnotation] == token || key.KeyStatus().LastRotationToken == token {
+		return nil, fmt.Errorf("token %q was already used for %q: each token rotates once; give a new one with --token, or leave it out", token, t)
 	}
-	before := key.DeepCopy()
-	patch := client.MergeFrom(key.DeepCopy())
-	if key.Annotations == nil {
-		key.Annotations = map[string]string{}
+	before := key.DeepCopyObject().(octopodsv1alpha1.KeyObject)
+	patch := client.MergeFrom(key.DeepCopyObject().(client.Object))
+	annotations := key.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
 	}
-	key.Annotations[octopodsv1alpha1.RotateAnnotation] = token
+	annotations[octopodsv1alpha1.RotateAnnotation] = token
+	key.SetAnnotations(annotations)
 	if err := c.Patch(ctx, key, patch); err != nil {
-		return nil, explain(err, "patch", "workspaceapikeys", namespace)
+		return nil, explain(err, "patch", t.Kind.Resource, namespace)
 	}
 	return before, nil
 }
 
 // WaitForRotation waits until the key's status shows token handled.
-func WaitForRotation(ctx context.Context, c client.Reader, namespace, workspace, token string, wait time.Duration) (*octopodsv1alpha1.WorkspaceAPIKey, error) {
+func WaitForRotation(ctx context.Context, c client.Reader, namespace string, t Target, token string, wait time.Duration) (octopodsv1alpha1.KeyObject, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		key := &octopodsv1alpha1.WorkspaceAPIKey{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: octopodsv1alpha1.KeyName(workspace)}, key); err != nil {
-			return nil, explain(err, "get", "workspaceapikeys", namespace)
+		key, err := getKey(ctx, c, namespace, t, "to rotate")
+		if err != nil {
+			return nil, err
 		}
-		if key.Status.LastRotationToken == token && key.Status.KeyID != "" {
+		if st := key.KeyStatus(); st.LastRotationToken == token && st.KeyID != "" {
 			return key, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the rotation of %q was requested (token %q) but not done after %s: is the operator running? `kubectl describe workspaceapikey -n %s %s` says more", workspace, token, wait, namespace, workspace)
+			return nil, fmt.Errorf("the rotation of %q was requested (token %q) but not done after %s: is the operator running? `kubectl describe %s -n %s %s` says more", t, token, wait, strings.ToLower(t.Kind.Kind), namespace, key.GetName())
 		}
 		select {
 		case <-ctx.Done():

@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,14 +19,11 @@ import (
 // maxAuditEvents bounds the events of a report: the most recent ones.
 const maxAuditEvents = 15
 
-// Audit gathers what support needs about one workspace's key.
-func Audit(ctx context.Context, c client.Reader, namespace, workspace string, now time.Time) (string, error) {
-	key := &octopodsv1alpha1.WorkspaceAPIKey{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: octopodsv1alpha1.KeyName(workspace)}, key); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", noKey(ctx, c, namespace, workspace, "to audit")
-		}
-		return "", explain(err, "get", "workspaceapikeys", namespace)
+// Audit gathers what support needs about one key.
+func Audit(ctx context.Context, c client.Reader, namespace string, t Target, now time.Time) (string, error) {
+	key, err := getKey(ctx, c, namespace, t, "to audit")
+	if err != nil {
+		return "", err
 	}
 	var events corev1.EventList
 	if err := c.List(ctx, &events, client.InNamespace(namespace)); err != nil {
@@ -35,7 +31,7 @@ func Audit(ctx context.Context, c client.Reader, namespace, workspace string, no
 	}
 	var mine []corev1.Event
 	for _, e := range events.Items {
-		if e.InvolvedObject.Name == workspace && (e.InvolvedObject.Kind == "WorkspaceAPIKey" || e.InvolvedObject.Kind == "Workspace") {
+		if e.InvolvedObject.Name == t.Name && (e.InvolvedObject.Kind == t.Kind.Kind || e.InvolvedObject.Kind == t.Kind.OwnerKind) {
 			mine = append(mine, e)
 		}
 	}
@@ -44,15 +40,18 @@ func Audit(ctx context.Context, c client.Reader, namespace, workspace string, no
 
 // FormatAudit is the audit report: the key's life, its last uses, the
 // revoked keys still being tried, and the recent events.
-func FormatAudit(key *octopodsv1alpha1.WorkspaceAPIKey, events []corev1.Event, now time.Time) string {
+func FormatAudit(key octopodsv1alpha1.KeyObject, events []corev1.Event, now time.Time) string {
 	var b strings.Builder
-	st := key.Status
+	st := *key.KeyStatus()
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	line := func(label, value string) { _, _ = fmt.Fprintf(w, "%s:\t%s\n", label, value) }
-	line("Workspace", key.Namespace+"/"+key.Spec.WorkspaceName)
+	line(key.KeyKind().OwnerKind, key.GetNamespace()+"/"+key.OwnerName())
+	if sc := st.Scope; sc != nil && sc.Type != octopodsv1alpha1.KeyTypeWorkspace {
+		line("Workspace", sc.Workspace)
+	}
 	line("Key ID", orNone(st.KeyID))
 	line("Secret", orNone(st.SecretName))
-	line("Created by", orNone(Printable(key.Annotations[octopodsv1alpha1.CreatedByAnnotation])))
+	line("Created by", orNone(Printable(key.GetAnnotations()[octopodsv1alpha1.CreatedByAnnotation])))
 	line("Issued", when(st.IssuedAt, now))
 	line("Rotated", when(st.RotatedAt, now)+by(Printable(st.LastRotatedBy))+token(st.LastRotationToken))
 	if st.NextRotationAt != nil {

@@ -26,11 +26,16 @@ const NoKey = "No API key generated"
 
 // Row is one line of the "Workspace API Keys" table. It never holds a key.
 type Row struct {
-	Namespace   string     `json:"namespace"`
-	Workspace   string     `json:"workspace"`
-	DisplayName string     `json:"displayName"`
-	Provider    string     `json:"provider"`
-	HasKey      bool       `json:"hasKey"`      // a WorkspaceAPIKey exists
+	Namespace   string `json:"namespace"`
+	Workspace   string `json:"workspace"`
+	DisplayName string `json:"displayName"`
+	Provider    string `json:"provider"`
+	KeyState
+}
+
+// KeyState is what the page shows of a key of any type: never the key.
+type KeyState struct {
+	HasKey      bool       `json:"hasKey"`      // the key object exists
 	Issued      bool       `json:"issued"`      // and its key is in its Secret
 	KeyID       string     `json:"keyID"`       // public
 	State       string     `json:"state"`       // why not issued, when not
@@ -91,21 +96,26 @@ func Rows(ctx context.Context, c client.Reader, namespace string, names []string
 
 func rowOf(ws *octopodsv1alpha1.Workspace, key *octopodsv1alpha1.WorkspaceAPIKey) Row {
 	r := Row{Namespace: ws.Namespace, Workspace: ws.Name, DisplayName: ws.Spec.DisplayName, Provider: string(ws.Spec.Provider)}
-	if key == nil {
-		return r
+	if key != nil {
+		r.KeyState = keyStateOf(key)
 	}
-	r.HasKey, r.KeyID, r.SecretName = true, key.Status.KeyID, key.EffectiveSecretName()
-	r.GracePeriod = "0s"
-	if g := key.Spec.RotationGracePeriod; g != nil {
+	return r
+}
+
+// keyStateOf is the one reading of a key object for the page and the table.
+func keyStateOf(key octopodsv1alpha1.KeyObject) KeyState {
+	st := key.KeyStatus()
+	r := KeyState{HasKey: true, KeyID: st.KeyID, SecretName: octopodsv1alpha1.EffectiveSecretName(key), GracePeriod: "0s"}
+	if g := key.Settings().RotationGracePeriod; g != nil {
 		r.GracePeriod = g.String()
 	}
-	if t := CurrentKeyLastUsed(&key.Status); t != nil {
+	if t := CurrentKeyLastUsed(st); t != nil {
 		used := t.UTC()
 		r.LastUsed = &used
 	}
-	ready := meta.FindStatusCondition(key.Status.Conditions, octopodsv1alpha1.ConditionReady)
+	ready := meta.FindStatusCondition(st.Conditions, octopodsv1alpha1.ConditionReady)
 	switch {
-	case ready != nil && ready.Status == metav1.ConditionTrue && key.Status.KeyID != "":
+	case ready != nil && ready.Status == metav1.ConditionTrue && st.KeyID != "":
 		r.Issued = true
 	case ready != nil:
 		r.State = ready.Reason + ": " + ready.Message
@@ -126,12 +136,12 @@ func CurrentKeyLastUsed(st *octopodsv1alpha1.APIKeyStatus) *metav1.Time {
 	return st.LastUsedTime
 }
 
-// ReadKey returns the workspace's key from its Secret, waiting up to wait
-// for a key just created. It is the one place a key leaves the API server.
-func ReadKey(ctx context.Context, c client.Reader, namespace, workspace string, wait time.Duration) (string, error) {
+// ReadKey returns the target's key from its Secret, waiting up to wait for
+// a key just created. It is the one place a key leaves the API server.
+func ReadKey(ctx context.Context, c client.Reader, namespace string, t Target, wait time.Duration) (string, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		key, err := readKeyOnce(ctx, c, namespace, workspace)
+		key, err := readKeyOnce(ctx, c, namespace, t)
 		if err == nil || !errors.Is(err, errNotIssuedYet) || time.Now().After(deadline) {
 			return key, err
 		}
@@ -145,30 +155,29 @@ func ReadKey(ctx context.Context, c client.Reader, namespace, workspace string, 
 
 var errNotIssuedYet = errors.New("not issued yet")
 
-func readKeyOnce(ctx context.Context, c client.Reader, namespace, workspace string) (string, error) {
-	key := &octopodsv1alpha1.WorkspaceAPIKey{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: octopodsv1alpha1.KeyName(workspace)}, key); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", noKey(ctx, c, namespace, workspace, "")
-		}
-		return "", explain(err, "get", "workspaceapikeys", namespace)
+func readKeyOnce(ctx context.Context, c client.Reader, namespace string, t Target) (string, error) {
+	key, err := getKey(ctx, c, namespace, t, "")
+	if err != nil {
+		return "", err
 	}
 	secret := &corev1.Secret{}
-	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: key.EffectiveSecretName()}, secret)
-	ready := meta.FindStatusCondition(key.Status.Conditions, octopodsv1alpha1.ConditionReady)
+	secretName := octopodsv1alpha1.EffectiveSecretName(key)
+	err = c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: secretName}, secret)
+	ready := meta.FindStatusCondition(key.KeyStatus().Conditions, octopodsv1alpha1.ConditionReady)
+	workspace := t.String()
 	switch {
 	case apierrors.IsNotFound(err) && ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason != "":
 		// Blocked, not being issued (a missing Workspace, a Secret in the
 		// way): waiting would not help, the reason does.
 		return "", fmt.Errorf("the key of %q is not issued: %s: %s", workspace, ready.Reason, Printable(ready.Message))
 	case apierrors.IsNotFound(err):
-		return "", fmt.Errorf("the key of %q is %w (Secret %q not there yet)", workspace, errNotIssuedYet, key.EffectiveSecretName())
+		return "", fmt.Errorf("the key of %q is %w (Secret %q not there yet)", workspace, errNotIssuedYet, secretName)
 	case err != nil:
 		return "", explain(err, "get", "secrets", namespace)
 	}
 	value := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
-	if apikey.Validate(value) != nil || !key.ManagesSecret(secret) {
-		return "", fmt.Errorf("the key of %q is %w (Secret %q holds no key of this workspace yet)", workspace, errNotIssuedYet, secret.Name)
+	if apikey.Validate(value) != nil || !octopodsv1alpha1.ManagesSecret(key, secret) {
+		return "", fmt.Errorf("the key of %q is %w (Secret %q holds no key of this %s yet)", workspace, errNotIssuedYet, secret.Name, t.Noun())
 	}
 	return value, nil
 }

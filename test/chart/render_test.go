@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/octopods/octopods-operator/internal/scope"
+
 	"github.com/google/go-cmp/cmp"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
@@ -186,6 +188,20 @@ var valuesMatrix = []struct {
 	{"defaults", nil, func(t *testing.T, objs []*unstructured.Unstructured) {
 		if a := args(t, objs, "octopods-auth-proxy"); !slices.Contains(a, "--upstream=http://octopods-api.octopods.svc.cluster.local") || !slices.Contains(a, "--grpc-bind-address=:9001") {
 			t.Errorf("proxy args %v", a)
+		}
+	}},
+	{"scope rules", map[string]any{"authProxy": map[string]any{"scopeRules": map[string]any{
+		"rules": []any{map[string]any{"pathPrefix": "/api/v2/whatsapp/", "keys": []any{map[string]any{"type": "whatsapp"}}}}}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		if a := args(t, objs, "octopods-auth-proxy"); !slices.Contains(a, "--scope-rules=/etc/octopods/scope-rules.yaml") {
+			t.Errorf("proxy args %v", a)
+		}
+		cm := find(objs, "ConfigMap", "octopods-auth-proxy-scope-rules")
+		if cm == nil {
+			t.Fatal("no scope rules ConfigMap")
+		}
+		data, _, _ := unstructured.NestedString(cm.Object, "data", "scope-rules.yaml")
+		if _, err := scope.Parse([]byte(data)); err != nil || !strings.Contains(data, "/api/v2/whatsapp/") {
+			t.Errorf("the ConfigMap's rules %q do not parse as the proxy parses them: %v", data, err)
 		}
 	}},
 	{"forward-auth", map[string]any{"authProxy": map[string]any{"upstream": ""}}, func(t *testing.T, objs []*unstructured.Unstructured) {

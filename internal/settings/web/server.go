@@ -213,10 +213,14 @@ func (s *Server) workspaces(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"namespace": ns, "rows": rows, "can": s.permissionsIn(r.Context(), ns)})
 }
 
-// target is what a button acts on.
+// target is what a button acts on: a workspace's key, or with target set
+// ("channel/NAME", "whatsapp/NAME") a channel's or WhatsApp Business
+// Account's.
 type target struct {
 	Namespace string `json:"namespace"`
 	Workspace string `json:"workspace"`
+	Target    string `json:"target"`
+	owner     settings.Target
 }
 
 // withTarget reads the JSON body of a button's call: a form of another
@@ -229,42 +233,50 @@ func (s *Server) withTarget(h func(http.ResponseWriter, *http.Request, target)) 
 			return
 		}
 		var t target
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&t); err != nil || t.Namespace == "" || t.Workspace == "" {
-			http.Error(w, "give namespace and workspace", http.StatusBadRequest)
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&t); err != nil || t.Namespace == "" || (t.Workspace == "") == (t.Target == "") {
+			http.Error(w, "give namespace, and workspace or target", http.StatusBadRequest)
 			return
+		}
+		t.owner = settings.Workspace(t.Workspace)
+		if t.Target != "" {
+			var err error
+			if t.owner, err = settings.ParseTarget(t.Target); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
 		}
 		h(w, r, t)
 	}
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request, t target) {
-	if err := settings.CreateKey(r.Context(), s.client, t.Namespace, t.Workspace); err != nil {
+	if err := settings.CreateKey(r.Context(), s.client, t.Namespace, t.owner); err != nil {
 		writeError(w, err)
 		return
 	}
-	s.log.Info("API key created", "namespace", t.Namespace, "workspace", t.Workspace)
+	s.log.Info("API key created", "namespace", t.Namespace, "owner", t.owner.String())
 	writeJSON(w, http.StatusCreated, map[string]string{"status": "created"})
 }
 
 // copyKey is the one response that carries a key: to this person's page,
 // never cached, never logged.
 func (s *Server) copyKey(w http.ResponseWriter, r *http.Request, t target) {
-	key, err := settings.ReadKey(r.Context(), s.client, t.Namespace, t.Workspace, 5*time.Second)
+	key, err := settings.ReadKey(r.Context(), s.client, t.Namespace, t.owner, 5*time.Second)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	s.log.Info("API key copied", "namespace", t.Namespace, "workspace", t.Workspace)
+	s.log.Info("API key copied", "namespace", t.Namespace, "owner", t.owner.String())
 	writeJSON(w, http.StatusOK, map[string]string{"key": key})
 }
 
 func (s *Server) rotate(w http.ResponseWriter, r *http.Request, t target) {
 	token := settings.DefaultRotationToken(s.now())
-	if _, err := settings.RequestRotation(r.Context(), s.client, t.Namespace, t.Workspace, token); err != nil {
+	if _, err := settings.RequestRotation(r.Context(), s.client, t.Namespace, t.owner, token); err != nil {
 		writeError(w, err)
 		return
 	}
-	s.log.Info("rotation requested", "namespace", t.Namespace, "workspace", t.Workspace, "token", token)
+	s.log.Info("rotation requested", "namespace", t.Namespace, "owner", t.owner.String(), "token", token)
 	writeJSON(w, http.StatusAccepted, map[string]string{"token": token})
 }
 
