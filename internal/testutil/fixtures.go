@@ -46,15 +46,26 @@ func GetKey(g gomega.Gomega, c client.Reader, ns, workspace string) *octopodsv1a
 // until the workspace's key is Ready and its Secret holds a valid key that
 // status.keyID names, and returns that key.
 func IssuedKey(c client.Reader, ns, workspace string, intervals ...any) string {
+	return issuedKey(c, BareAPIKey(ns, workspace), intervals...)
+}
+
+// IssuedKeyOf is IssuedKey for a key object of any kind (its namespace and
+// name set; it is read into).
+func IssuedKeyOf(c client.Reader, key octopodsv1alpha1.KeyObject, intervals ...any) string {
+	return issuedKey(c, key, intervals...)
+}
+
+func issuedKey(c client.Reader, key octopodsv1alpha1.KeyObject, intervals ...any) string {
 	var value string
-	gomega.EventuallyWithOffset(2, func(g gomega.Gomega) {
-		k := GetKey(g, c, ns, workspace)
-		g.Expect(meta.IsStatusConditionTrue(k.Status.Conditions, octopodsv1alpha1.ConditionReady)).To(gomega.BeTrue(), "the key is Ready")
+	gomega.EventuallyWithOffset(3, func(g gomega.Gomega) {
+		g.Expect(c.Get(context.Background(), client.ObjectKeyFromObject(key), key)).To(gomega.Succeed())
+		st := key.KeyStatus()
+		g.Expect(meta.IsStatusConditionTrue(st.Conditions, octopodsv1alpha1.ConditionReady)).To(gomega.BeTrue(), "the key is Ready")
 		s := &corev1.Secret{}
-		g.Expect(c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: k.EffectiveSecretName()}, s)).To(gomega.Succeed())
+		g.Expect(c.Get(context.Background(), client.ObjectKey{Namespace: key.GetNamespace(), Name: octopodsv1alpha1.EffectiveSecretName(key)}, s)).To(gomega.Succeed())
 		value = string(s.Data[octopodsv1alpha1.SecretKeyAPIKey])
 		g.Expect(apikey.Validate(value)).To(gomega.Succeed())
-		g.Expect(k.Status.KeyID).To(gomega.Equal(apikey.ID(value)))
+		g.Expect(st.KeyID).To(gomega.Equal(apikey.ID(value)))
 	}, intervals...).Should(gomega.Succeed())
 	return value
 }
