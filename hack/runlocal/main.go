@@ -61,8 +61,11 @@ curl -s -H "X-Octopods-Auth: $KEY" http://PROXY/v1/messages   # 200: the upstrea
 curl -s http://PROXY/v1/messages                               # 401 {"error":"missing_key"}
 go run ./hack/grpccheck -addr GRPC -key "$KEY"             # Envoy's gRPC ext_authz: health SERVING, check OK
 kubectl octopods rotate acme                                         # a new key; the old one stops at once (grace 0s)
-curl -s -H "X-Octopods-Auth: $KEY" http://PROXY/v1/messages   # 401 {"error":"invalid_key"}: rotated away
+curl -s -H "X-Octopods-Auth: $KEY" http://PROXY/v1/messages   # 400 {"error":"DEPRECATED_API_KEY"}: rotated away
 kubectl octopods audit acme                                          # who rotated it, last uses, events
+SMS=$(kubectl octopods copy channel/acme-sms)                        # the SMS line's own key (kubectl octopods get channels)
+curl -s -H "X-Octopods-Auth: $SMS" http://PROXY/api/v1/sms/messages       # 200: X-Octopods-Key-Type: channel, X-Octopods-Channel: acme-sms
+curl -s -H "X-Octopods-Auth: $SMS" http://PROXY/api/v1/whatsapp/messages  # 403 key_scope_mismatch: this path takes a WhatsApp Business key
 kubectl create rolebinding support -n default --clusterrole=octopods-key-rotator --user=support@example.com
 kubectl octopods rotate acme --as support@example.com                # support may rotate; copy --as support is refused
 kubectl octopods ui                                                  # the settings page in your browser

@@ -144,7 +144,7 @@ var _ = Describe("The Helm chart on the local control plane", Serial, func() {
 			g.Expect(second).NotTo(Equal(first))
 		}, issueTimeout, pollEvery).Should(Succeed())
 		Eventually(func() int { return through(second) }, issueTimeout, pollEvery).Should(Equal(http.StatusOK))
-		Expect(through(first)).To(Equal(http.StatusUnauthorized))
+		Expect(through(first)).To(Equal(http.StatusBadRequest), "DEPRECATED_API_KEY")
 		Eventually(func(g Gomega) {
 			g.Expect(keyOf(g, keysNS, "acme").Status.LastUsedTime).NotTo(BeNil(), "the release's proxy records use with its own identity")
 		}, 10*time.Second, 200*time.Millisecond).Should(Succeed())

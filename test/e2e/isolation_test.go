@@ -48,7 +48,7 @@ var _ = Describe("One tenant's typo", Ordered, func() {
 		leaked := string(secretOf(Default, p2, "a").Data[octopodsv1alpha1.SecretKeyAPIKey])
 		start := time.Now()
 		rotate(p2, "a", "leak-1")
-		Eventually(func() int { return status(leaked) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
+		Eventually(func() int { return status(leaked) }, issueTimeout, pollEvery).Should(Equal(http.StatusBadRequest), "DEPRECATED_API_KEY")
 		rotated := time.Since(start)
 		fresh := waitIssued(p2, "a")
 		Eventually(func() int { return status(fresh) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))

@@ -67,7 +67,7 @@ var _ = Describe("A user's journey", Ordered, func() {
 		for _, r := range table.Rows {
 			rows[r.Cells[0].(string)] = r.Cells
 		}
-		Expect(rows["acme"][1:4]).To(Equal([]any{"Workspace acme", "HubSpot", "acme-api-key (key " + apikey.ID(acmeKey) + ")"}))
+		Expect(rows["acme"][1:4]).To(Equal([]any{"Workspace acme", "Intercom", "acme-api-key (key " + apikey.ID(acmeKey) + ")"}))
 		Eventually(func() any {
 			t := &metav1.Table{}
 			_ = rc.Get().Namespace(ns).Resource("workspaces").Name("initech").
@@ -108,7 +108,7 @@ var _ = Describe("A user's journey", Ordered, func() {
 	It("rotates without grace: the old key stops at once", func() {
 		rotate(ns, "acme", "LEAK-1")
 		start := time.Now()
-		Eventually(func() int { return status(acmeKey) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
+		Eventually(func() int { return status(acmeKey) }, issueTimeout, pollEvery).Should(Equal(http.StatusBadRequest), "DEPRECATED_API_KEY")
 		refused := time.Since(start)
 		var newKey string
 		Eventually(func(g Gomega) {
@@ -139,7 +139,9 @@ var _ = Describe("A user's journey", Ordered, func() {
 		Expect(status(old)).To(Equal(http.StatusOK), "the previous key works during the grace period")
 		until := keyOf(Default, ns, "acme").Status.PreviousValidUntil
 		Expect(until).NotTo(BeNil())
-		Eventually(func() int { return status(old) }, 5*time.Second+issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
+		// At validUntil the proxy stops admitting it, and the operator drops
+		// it and remembers it: DEPRECATED_API_KEY.
+		Eventually(func() int { return status(old) }, 5*time.Second+issueTimeout, pollEvery).Should(Equal(http.StatusBadRequest))
 		figure("grace period end: previous key refused by the proxy %s after its validUntil", time.Since(until.Time).Round(time.Millisecond))
 		Expect(status(acmeKey)).To(Equal(http.StatusOK))
 	})
@@ -148,7 +150,7 @@ var _ = Describe("A user's journey", Ordered, func() {
 		old := acmeKey
 		Expect(k8sClient.Delete(ctx, secretOf(Default, ns, "acme"))).To(Succeed())
 		deleted := time.Now()
-		Eventually(func() int { return status(old) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
+		Eventually(func() int { return status(old) }, issueTimeout, pollEvery).Should(Equal(http.StatusBadRequest))
 		figure("deleted Secret: its key refused by the proxy %s after the delete", time.Since(deleted).Round(time.Millisecond))
 		Eventually(func(g Gomega) {
 			acmeKey = string(secretOf(g, ns, "acme").Data["api-key"])
@@ -157,7 +159,7 @@ var _ = Describe("A user's journey", Ordered, func() {
 		}, issueTimeout, pollEvery).Should(Succeed())
 		Eventually(func() int { return status(acmeKey) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 		figure("re-issued key admitted by the proxy %s after the Secret was deleted", time.Since(deleted).Round(time.Millisecond))
-		Expect(status(old)).To(Equal(http.StatusUnauthorized))
+		Expect(status(old)).To(Equal(http.StatusBadRequest), "remembered as revoked")
 	})
 
 	It("revokes the key when the key is deleted", func() {

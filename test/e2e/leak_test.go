@@ -34,17 +34,18 @@ var _ = Describe("A leaked key, as support handles it", func() {
 			k.Annotations[octopodsv1alpha1.RotateAnnotation] = "LEAK-2026-11-27"
 			return rotator.Patch(ctx, k, patch)
 		}, issueTimeout, pollEvery).Should(Succeed())
-		Eventually(func() int { return status(leaked) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
+		Eventually(func() int { return status(leaked) }, issueTimeout, pollEvery).Should(Equal(http.StatusBadRequest), "DEPRECATED_API_KEY")
 		Eventually(func(g Gomega) {
 			k := keyOf(g, ns, "acme")
 			g.Expect(k.Status.LastRotatedBy).To(Equal("support@octopods.example"))
 			g.Expect(k.Status.RevokedKeys).To(ContainElement(HaveField("KeyID", apikey.ID(leaked))))
 		}, issueTimeout, pollEvery).Should(Succeed())
 
-		// 2. Whoever copied it tries it: refused like any unknown key.
+		// 2. Whoever copied it tries it: refused as Octopods' API refuses a
+		// rotated key.
 		code, _, body := call(leaked)
-		Expect(code).To(Equal(http.StatusUnauthorized))
-		Expect(body).To(MatchJSON(`{"error":"invalid_key"}`))
+		Expect(code).To(Equal(http.StatusBadRequest))
+		Expect(body).To(MatchJSON(`{"error":"DEPRECATED_API_KEY"}`))
 
 		// 3. Support sees it on the key, as `kubectl describe` shows it.
 		Eventually(func(g Gomega) {

@@ -78,7 +78,7 @@ var _ = Describe("What the proxy trusts, with the components' real identities", 
 
 		// The copy does not outlive the original's rotation.
 		rotate(ns, "acme", "LEAK-1")
-		Eventually(func() int { return status(real) }, issueTimeout, pollEvery).Should(Equal(http.StatusUnauthorized))
+		Eventually(func() int { return status(real) }, issueTimeout, pollEvery).Should(Equal(http.StatusBadRequest), "DEPRECATED_API_KEY")
 	})
 
 	DescribeTable("lets only the manager change publishedKeys",

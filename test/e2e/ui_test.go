@@ -16,9 +16,14 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"github.com/octopods/octopods-operator/internal/testutil"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // browserTimeout bounds each browser session.
@@ -178,3 +183,82 @@ func saveScreenshot(png []byte) {
 		Expect(os.WriteFile(filepath.Join(root, "docs", "settings-page.png"), png, 0o644)).To(Succeed())
 	}
 }
+
+var _ = Describe("The settings page's Channels view in a real browser", func() {
+	It("shows each channel's key in a card labelled by type, creates, copies with the green check mark and rotates it; a viewer gets no buttons", func() {
+		applyPeopleRoles()
+		ns := newNamespace()
+		as(ns, "member@acme.example", "workspace-editor")
+		as(ns, "support@acme.example", "key-rotator")
+		as(ns, "viewer@acme.example", "workspace-viewer")
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Channel(ns, "sms-1", "acme", octopodsv1alpha1.ChannelSMS))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Channel(ns, "viber", "acme", octopodsv1alpha1.ChannelVBM))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.WhatsAppBusinessAccount(ns, "waba", "acme"))).To(Succeed())
+
+		login := settingsPage(ns, "member@acme.example")
+		origin := strings.SplitN(login, "/#login", 2)[0]
+		b := newBrowser()
+		Expect(chromedp.Do(b, chromedp.Navigate("about:blank"))).To(Succeed())
+		allowClipboard(b, origin)
+		sms := `article[data-target="channel/sms-1"]`
+		Expect(chromedp.Do(b,
+			chromedp.Navigate(login),
+			chromedp.WaitVisible(chromedp.CSS(sms+` .no-key`)),
+		)).To(Succeed())
+		labels, err := chromedp.Run(b, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#channels .key-card h4")].map(h => h.textContent)`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(labels).To(ConsistOf("Twilio API Key", "VBM API Key", "WhatsApp Business API Key"))
+
+		By("Create API Key on the SMS channel's card")
+		Expect(chromedp.Do(b,
+			chromedp.Click(chromedp.CSS(sms+` button.create`)),
+			chromedp.WaitVisible(chromedp.CSS(`[id="key-channel/sms-1"]`)),
+		)).To(Succeed())
+		masked, err := chromedp.Run(b, chromedp.Value(chromedp.CSS(`[id="key-channel/sms-1"]`)))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(masked).To(HavePrefix("opc_•"))
+		channelKey := &octopodsv1alpha1.ChannelAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sms-1"}}
+		key := testutil.IssuedKeyOf(k8sClient, channelKey, issueTimeout, pollEvery)
+		Expect(channelKey.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.CreatedByAnnotation, "member@acme.example"), "created as the person")
+
+		By("copy: the green check mark, and the Secret's key on the clipboard")
+		Expect(chromedp.Do(b,
+			chromedp.Click(chromedp.CSS(sms+` button.copy`)),
+			chromedp.WaitVisible(chromedp.CSS(sms+` button.copy.copied`)),
+		)).To(Succeed())
+		color, err := chromedp.Run(b, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('`+sms+` button.copy')).backgroundColor`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(color).To(Equal("rgb(26, 127, 55)"), "green")
+		clipboard, err := chromedp.Run(b, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(clipboard).To(Equal(key))
+		Expect(outerHTML(b)).NotTo(ContainSubstring(key[4:]), "copying does not put the key in the page")
+
+		By("support (the key-rotator role) rotates it from its card")
+		support := newBrowser()
+		Expect(chromedp.Do(support,
+			chromedp.Navigate(settingsPage(ns, "support@acme.example")),
+			chromedp.WaitVisible(chromedp.CSS(sms+` button.rotate`)),
+		)).To(Succeed())
+		_, err = chromedp.Run(support, chromedp.Evaluate[bool](`window.confirm = () => true; true`)) // the dialog says yes
+		Expect(err).NotTo(HaveOccurred())
+		Expect(chromedp.Do(support, chromedp.Click(chromedp.CSS(sms+` button.rotate`)))).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(channelKey), channelKey)).To(Succeed())
+			g.Expect(channelKey.Status.KeyID).NotTo(Equal(apikey.ID(key)))
+			g.Expect(channelKey.Status.LastRotatedBy).To(Equal("support@acme.example"))
+		}, issueTimeout, pollEvery).Should(Succeed())
+
+		By("a viewer sees the cards and no button")
+		viewer := newBrowser()
+		Expect(chromedp.Do(viewer,
+			chromedp.Navigate(settingsPage(ns, "viewer@acme.example")),
+			chromedp.WaitVisible(chromedp.CSS(`[id="key-channel/sms-1"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`article[data-target="whatsapp/waba"] .no-key`)),
+		)).To(Succeed())
+		buttons, err := chromedp.Run(viewer, chromedp.Evaluate[int](`document.querySelectorAll("#channels button").length`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(buttons).To(BeZero())
+	})
+})

@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/settings"
 )
 
@@ -100,6 +101,7 @@ func (s *Server) Handler() http.Handler {
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/namespaces", s.namespaces)
 	api.HandleFunc("GET /api/workspaces", s.workspaces)
+	api.HandleFunc("GET /api/channels", s.channels)
 	api.HandleFunc("POST /api/create", s.withTarget(s.create))
 	api.HandleFunc("POST /api/copy", s.withTarget(s.copyKey))
 	api.HandleFunc("POST /api/rotate", s.withTarget(s.rotate))
@@ -164,11 +166,35 @@ type permissions struct {
 }
 
 func (s *Server) permissionsIn(ctx context.Context, ns string) permissions {
+	return s.permissionsFor(ctx, ns, octopodsv1alpha1.WorkspaceKey)
+}
+
+// permissionsFor are the buttons the person may use on keys of kind.
+func (s *Server) permissionsFor(ctx context.Context, ns string, kind octopodsv1alpha1.KeyKind) permissions {
 	return permissions{
-		Create: s.can(ctx, ns, "create", "octopods.io", "workspaceapikeys"),
-		Rotate: s.can(ctx, ns, "patch", "octopods.io", "workspaceapikeys"),
+		Create: s.can(ctx, ns, "create", "octopods.io", kind.Resource),
+		Rotate: s.can(ctx, ns, "patch", "octopods.io", kind.Resource),
 		Copy:   s.can(ctx, ns, "get", "", "secrets"),
 	}
+}
+
+// channels is the Channels view: each channel's and WhatsApp Business
+// Account's key, with the buttons the person may use on each kind.
+func (s *Server) channels(w http.ResponseWriter, r *http.Request) {
+	ns := r.URL.Query().Get("namespace")
+	if ns == "" {
+		ns = s.namespace
+	}
+	out := map[string]any{"namespace": ns}
+	for name, kind := range map[string]octopodsv1alpha1.KeyKind{"channels": octopodsv1alpha1.ChannelKey, "whatsapp": octopodsv1alpha1.WhatsAppKey} {
+		rows, err := settings.OwnerRows(r.Context(), s.client, kind, ns)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		out[name] = map[string]any{"rows": rows, "can": s.permissionsFor(r.Context(), ns, kind)}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // can asks the API server (SelfSubjectAccessReview) whether the person may.

@@ -3,7 +3,20 @@
 // the person copies or reveals it, and is kept in no variable after.
 "use strict";
 
-const MASK = "opk_" + "•".repeat(20);
+// The mask shows the key's type by its prefix: opk_ workspace, opc_
+// channel, opw_ WhatsApp Business.
+function mask(row) {
+  const prefix = !row.target ? "opk_" : row.target.startsWith("whatsapp/") ? "opw_" : "opc_";
+  return prefix + "•".repeat(20);
+}
+
+// A row is a workspace's (row.workspace) or a channel's or WhatsApp
+// Business Account's (row.target, "channel/NAME"): the same buttons and
+// calls serve the three key types.
+function nameOf(row) { return row.target || row.workspace; }
+function targetOf(row) {
+  return row.target ? { namespace: row.namespace, target: row.target } : { namespace: row.namespace, workspace: row.workspace };
+}
 let namespace = "";
 let lastRendered = "";
 
@@ -83,10 +96,10 @@ function copyIcon() {
 function keyCell(row, can) {
   if (!row.hasKey) return el("span", { class: "no-key" }, "No API key generated");
   if (!row.issued) return el("span", { class: "meta" }, "Issuing… " + (row.state || ""));
-  const field = el("input", { type: "text", readonly: "", value: MASK, "aria-label": "API key of " + row.workspace + " (hidden)", id: "key-" + row.workspace });
+  const field = el("input", { type: "text", readonly: "", value: mask(row), "aria-label": "API key of " + nameOf(row) + " (hidden)", id: "key-" + nameOf(row) });
   const wrap = el("div", { class: "key-field" }, field);
   if (can.copy) {
-    const copy = el("button", { class: "icon copy", type: "button", "aria-label": "Copy API key of " + row.workspace, title: "Copy" }, copyIcon());
+    const copy = el("button", { class: "icon copy", type: "button", "aria-label": "Copy API key of " + nameOf(row), title: "Copy" }, copyIcon());
     copy.addEventListener("click", () => copyKey(row, copy));
     const reveal = el("button", { class: "reveal", type: "button", "aria-pressed": "false" }, "Reveal");
     reveal.addEventListener("click", () => toggleReveal(row, field, reveal));
@@ -97,16 +110,16 @@ function keyCell(row, can) {
 
 async function copyKey(row, button) {
   try {
-    const { key } = await api("/api/copy", { namespace: row.namespace, workspace: row.workspace });
+    const { key } = await api("/api/copy", targetOf(row));
     await navigator.clipboard.writeText(key);
     button.textContent = "✓";
     button.classList.add("copied");
     button.setAttribute("aria-label", "Copied");
-    statusMessage("API key of " + row.workspace + " copied to the clipboard.");
+    statusMessage("API key of " + nameOf(row) + " copied to the clipboard.");
     setTimeout(() => {
       button.replaceChildren(copyIcon());
       button.classList.remove("copied");
-      button.setAttribute("aria-label", "Copy API key of " + row.workspace);
+      button.setAttribute("aria-label", "Copy API key of " + nameOf(row));
     }, 2000);
   } catch (e) {
     statusMessage("Could not copy: " + e.message, true);
@@ -115,13 +128,13 @@ async function copyKey(row, button) {
 
 async function toggleReveal(row, field, button) {
   if (button.getAttribute("aria-pressed") === "true") {
-    field.value = MASK;
+    field.value = mask(row);
     button.textContent = "Reveal";
     button.setAttribute("aria-pressed", "false");
     return;
   }
   try {
-    const { key } = await api("/api/copy", { namespace: row.namespace, workspace: row.workspace });
+    const { key } = await api("/api/copy", targetOf(row));
     field.value = key;
     button.textContent = "Hide";
     button.setAttribute("aria-pressed", "true");
@@ -137,8 +150,8 @@ function actionsCell(row, can) {
     create.addEventListener("click", async () => {
       create.disabled = true;
       try {
-        await api("/api/create", { namespace: row.namespace, workspace: row.workspace });
-        statusMessage("API key of " + row.workspace + " created.");
+        await api("/api/create", targetOf(row));
+        statusMessage("API key of " + nameOf(row) + " created.");
         await refresh();
       } catch (e) {
         create.disabled = false;
@@ -153,10 +166,10 @@ function actionsCell(row, can) {
       const grace = row.gracePeriod === "0s"
         ? "The current key stops working at once (grace period 0s): integrations must load the new key."
         : "The current key keeps working for " + row.gracePeriod + " (grace period).";
-      if (!confirm("Rotate the API key of " + row.workspace + "?\n" + grace)) return;
+      if (!confirm("Rotate the API key of " + nameOf(row) + "?\n" + grace)) return;
       try {
-        await api("/api/rotate", { namespace: row.namespace, workspace: row.workspace });
-        statusMessage("Rotation of " + row.workspace + " requested.");
+        await api("/api/rotate", targetOf(row));
+        statusMessage("Rotation of " + nameOf(row) + " requested.");
         await refresh();
       } catch (e) {
         statusMessage("Could not rotate: " + e.message, true);
@@ -178,6 +191,31 @@ function render(data) {
     el("td", {}, actionsCell(row, data.can)))));
 }
 
+// The Channels view: a card per channel and WhatsApp Business Account,
+// its key in a card labelled by type as the product's channel pages are
+// ("Twilio API Key", "VBM API Key", "Telegram API Key", "WhatsApp
+// Business API Key").
+function renderChannels(data) {
+  const list = document.getElementById("channels");
+  const cards = [];
+  for (const group of [data.channels, data.whatsapp]) {
+    for (const row of group.rows) {
+      const detail = [row.type, "workspace " + row.workspace].concat(row.phoneNumbers || []).join(" · ");
+      cards.push(el("article", { class: "channel", "data-target": row.target },
+        el("h3", {}, row.displayName || row.name),
+        el("div", { class: "meta" }, detail),
+        el("section", { class: "key-card", "aria-label": row.label },
+          el("h4", {}, row.label),
+          keyCell(row, group.can),
+          actionsCell(row, group.can))));
+    }
+  }
+  document.getElementById("no-channels").hidden = cards.length > 0;
+  list.replaceChildren(...cards);
+}
+
+let lastChannels = "";
+
 async function refresh() {
   try {
     const data = await api("/api/workspaces?namespace=" + encodeURIComponent(namespace));
@@ -187,8 +225,14 @@ async function refresh() {
       lastRendered = fingerprint;
       render(data);
     }
+    const channels = await api("/api/channels?namespace=" + encodeURIComponent(namespace));
+    const fp = JSON.stringify(channels);
+    if (fp !== lastChannels) {
+      lastChannels = fp;
+      renderChannels(channels);
+    }
   } catch (e) {
-    statusMessage("Could not load the workspaces: " + e.message, true);
+    statusMessage("Could not load the keys: " + e.message, true);
   }
 }
 
@@ -198,7 +242,7 @@ async function start() {
   namespace = current;
   const select = document.getElementById("namespace");
   select.replaceChildren(...namespaces.map((n) => el("option", n === current ? { value: n, selected: "" } : { value: n }, n)));
-  select.addEventListener("change", () => { namespace = select.value; lastRendered = ""; refresh(); });
+  select.addEventListener("change", () => { namespace = select.value; lastRendered = ""; lastChannels = ""; refresh(); });
   await refresh();
   // Live: a key created or rotated elsewhere shows without a reload.
   setInterval(refresh, 2000);
