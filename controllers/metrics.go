@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,12 +22,19 @@ import (
 var (
 	keyEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "octopods_operator_key_events_total",
-		Help: "Events the operator emitted on WorkspaceAPIKeys, by reason: KeyIssued, KeyRotated, KeyReissued, SecretConflict, PreviousKeyExpired, RevokedKeyPresented, …",
+		Help: "Events the operator emitted on keys of every kind, by reason: KeyIssued, KeyRotated, KeyReissued, SecretConflict, PreviousKeyExpired, RevokedKeyPresented, …",
 	}, []string{"reason"})
-	keyReadyDesc = prometheus.NewDesc("octopods_workspaceapikey_ready",
-		"1 when the WorkspaceAPIKey's key is issued and in its Secret (Ready=True), else 0.", []string{"namespace", "name"}, nil)
-	nextRotationDesc = prometheus.NewDesc("octopods_workspaceapikey_next_rotation_seconds",
-		"Seconds until spec.rotationInterval rotates the key (status.nextRotationAt); keys without a schedule have no series.", []string{"namespace", "name"}, nil)
+	// Per key kind: octopods_workspaceapikey_ready, octopods_channelapikey_ready,
+	// octopods_whatsappapikey_ready, and the same for next_rotation_seconds.
+	keyReadyDescs, nextRotationDescs = perKind(
+		func(k octopodsv1alpha1.KeyKind) *prometheus.Desc {
+			return prometheus.NewDesc("octopods_"+strings.ToLower(k.Kind)+"_ready",
+				"1 when the "+k.Kind+"'s key is issued and in its Secret (Ready=True), else 0.", []string{"namespace", "name"}, nil)
+		},
+		func(k octopodsv1alpha1.KeyKind) *prometheus.Desc {
+			return prometheus.NewDesc("octopods_"+strings.ToLower(k.Kind)+"_next_rotation_seconds",
+				"Seconds until spec.rotationInterval rotates the "+k.Kind+"'s key (status.nextRotationAt); keys without a schedule have no series.", []string{"namespace", "name"}, nil)
+		})
 	invalidSpecDesc = prometheus.NewDesc("octopods_operator_invalid_objects",
 		"Objects whose spec the operator cannot read (condition InvalidSpec): nothing is done for them until they are fixed.", []string{"kind"}, nil)
 	keysCollector = &keyStatusCollector{}
@@ -50,9 +58,20 @@ func (c *keyStatusCollector) use(r client.Reader, now func() time.Time) {
 	c.reader.Store(&r)
 }
 
+// perKind makes the two per-kind descriptors of every key kind.
+func perKind(ready, next func(octopodsv1alpha1.KeyKind) *prometheus.Desc) (map[string]*prometheus.Desc, map[string]*prometheus.Desc) {
+	r, n := map[string]*prometheus.Desc{}, map[string]*prometheus.Desc{}
+	for _, k := range octopodsv1alpha1.KeyKinds {
+		r[k.Kind], n[k.Kind] = ready(k), next(k)
+	}
+	return r, n
+}
+
 func (c *keyStatusCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- keyReadyDesc
-	ch <- nextRotationDesc
+	for _, k := range octopodsv1alpha1.KeyKinds {
+		ch <- keyReadyDescs[k.Kind]
+		ch <- nextRotationDescs[k.Kind]
+	}
 	ch <- invalidSpecDesc
 }
 
@@ -63,27 +82,31 @@ func (c *keyStatusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var keys octopodsv1alpha1.WorkspaceAPIKeyList
-	if err := (*r).List(ctx, &keys); err != nil {
-		return // cache not started yet: no series rather than wrong ones
-	}
 	now := c.now()
-	invalid := 0
-	for i := range keys.Items {
-		k := &keys.Items[i]
-		if len(k.Spec.InvalidFields()) > 0 {
-			invalid++
+	for _, kind := range octopodsv1alpha1.KeyKinds {
+		list := kind.NewKeyList()
+		if err := (*r).List(ctx, list); err != nil {
+			return // cache not started yet: no series rather than wrong ones
 		}
-		ready := 0.0
-		if meta.IsStatusConditionTrue(k.Status.Conditions, ConditionReady) {
-			ready = 1
+		items, _ := meta.ExtractList(list) // a typed list: cannot fail
+		invalid := 0
+		for _, item := range items {
+			k := item.(octopodsv1alpha1.KeyObject)
+			settings, st := k.Settings(), k.KeyStatus()
+			if len(settings.InvalidFields()) > 0 {
+				invalid++
+			}
+			ready := 0.0
+			if meta.IsStatusConditionTrue(st.Conditions, ConditionReady) {
+				ready = 1
+			}
+			ch <- prometheus.MustNewConstMetric(keyReadyDescs[kind.Kind], prometheus.GaugeValue, ready, k.GetNamespace(), k.GetName())
+			if next := st.NextRotationAt; next != nil && settings.RotationInterval != nil {
+				ch <- prometheus.MustNewConstMetric(nextRotationDescs[kind.Kind], prometheus.GaugeValue, secondsUntil(next, now), k.GetNamespace(), k.GetName())
+			}
 		}
-		ch <- prometheus.MustNewConstMetric(keyReadyDesc, prometheus.GaugeValue, ready, k.Namespace, k.Name)
-		if next := k.Status.NextRotationAt; next != nil && k.Spec.RotationInterval != nil {
-			ch <- prometheus.MustNewConstMetric(nextRotationDesc, prometheus.GaugeValue, secondsUntil(next, now), k.Namespace, k.Name)
-		}
+		ch <- prometheus.MustNewConstMetric(invalidSpecDesc, prometheus.GaugeValue, float64(invalid), kind.Kind)
 	}
-	ch <- prometheus.MustNewConstMetric(invalidSpecDesc, prometheus.GaugeValue, float64(invalid), "WorkspaceAPIKey")
 }
 
 func secondsUntil(t *metav1.Time, now time.Time) float64 {
