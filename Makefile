@@ -121,11 +121,15 @@ binaries: ## Build the binaries into bin/ only (generated files are committed an
 # --webhook-cert-dir; set ENABLE_WEBHOOKS=true to serve them.
 ENABLE_WEBHOOKS ?= false
 
+# RUN_LOCAL_FLAGS passes flags to run-local, e.g. --proxy-address=127.0.0.1:18080
+# when 8080 is taken (go run ./hack/runlocal -h lists them).
+RUN_LOCAL_FLAGS ?=
+
 .PHONY: run-local
 run-local: binaries ## Run everything locally with no cluster: control plane, manager with webhooks, auth proxy on 127.0.0.1:8080, echo upstream.
 	@go build -o bin/runlocal ./hack/runlocal
 	@# The built binary, not `go run`: a Ctrl-C then ends with its own exit status 0.
-	@KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" bin/runlocal
+	@KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" bin/runlocal $(RUN_LOCAL_FLAGS)
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager against the cluster in ~/.kube/config.

@@ -133,11 +133,16 @@ func (e *Env) claimDir() error {
 			return err
 		}
 	}
-	for _, addr := range []string{e.ProxyAddress, e.ProxyProbeAddress, e.ProxyMetricsAddress, e.ManagerMetricsAddress, e.ManagerProbeAddress, e.EchoAddress, e.ProxyGRPCAddress} {
-		if addr == "" {
+	// Each address with the run-local flag that moves it, for the message.
+	for _, a := range []struct{ addr, flag string }{
+		{e.ProxyAddress, "proxy-address"}, {e.ProxyProbeAddress, "proxy-probe-address"}, {e.ProxyMetricsAddress, "proxy-metrics-address"},
+		{e.ManagerMetricsAddress, "manager-metrics-address"}, {e.ManagerProbeAddress, "manager-probe-address"},
+		{e.EchoAddress, "echo-address"}, {e.ProxyGRPCAddress, "proxy-grpc-address"},
+	} {
+		if a.addr == "" {
 			continue
 		}
-		if err := portFree(addr); err != nil {
+		if err := portFree(a.addr, a.flag); err != nil {
 			return err
 		}
 	}
@@ -370,10 +375,12 @@ func killStale(dir string) int {
 	return killed
 }
 
-func portFree(addr string) error {
+// portFree checks that addr can be listened on; the error names the
+// run-local flag that moves it.
+func portFree(addr, flag string) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%s is taken by another program; stop it first: %w", addr, err)
+		return fmt.Errorf("%s is taken by another program: stop it, or move this one with make run-local RUN_LOCAL_FLAGS=--%s=127.0.0.1:PORT (%w)", addr, flag, err)
 	}
 	return l.Close()
 }

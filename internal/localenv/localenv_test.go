@@ -2,9 +2,11 @@ package localenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -40,5 +42,21 @@ func TestKillStaleStopsOnlyRecordedProcesses(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if err := bystander.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Fatalf("the bystander was killed: %v", err)
+	}
+}
+
+// A port clash names the run-local flag that moves the port.
+func TestPortClashNamesTheFlag(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	err = portFree(l.Addr().String(), "proxy-address")
+	if err == nil || !strings.Contains(err.Error(), "RUN_LOCAL_FLAGS=--proxy-address=127.0.0.1:PORT") {
+		t.Fatalf("portFree on a taken port = %v", err)
+	}
+	if err := portFree("127.0.0.1:0", "proxy-address"); err != nil {
+		t.Fatalf("portFree on a free port = %v", err)
 	}
 }

@@ -204,6 +204,41 @@ var valuesMatrix = []struct {
 			t.Errorf("the ConfigMap's rules %q do not parse as the proxy parses them: %v", data, err)
 		}
 	}},
+	{"own issuer, proxy TLS, extra flags, priority classes", map[string]any{
+		"webhook":   map[string]any{"certManager": map[string]any{"issuerRef": map[string]any{"name": "corp-ca", "kind": "ClusterIssuer"}}},
+		"manager":   map[string]any{"priorityClassName": "platform"},
+		"authProxy": map[string]any{"tls": map[string]any{"secretName": "proxy-tls"}, "extraArgs": []any{"--last-used-refresh-interval=30m"}, "priorityClassName": "edge"},
+	}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		if find(objs, "Issuer", "octopods-selfsigned-issuer") != nil {
+			t.Error("the self-signed Issuer is installed beside the person's own")
+		}
+		for _, name := range []string{"octopods-serving-cert", "octopods-metrics-certs"} {
+			c := find(objs, "Certificate", name)
+			if c == nil {
+				t.Fatalf("no Certificate %s", name)
+			}
+			ref, _, _ := unstructured.NestedStringMap(c.Object, "spec", "issuerRef")
+			if ref["name"] != "corp-ca" || ref["kind"] != "ClusterIssuer" || ref["group"] != "cert-manager.io" {
+				t.Errorf("Certificate %s issuerRef %v", name, ref)
+			}
+		}
+		a := args(t, objs, "octopods-auth-proxy")
+		for _, want := range []string{"--tls-cert-file=/etc/octopods/tls/tls.crt", "--tls-private-key-file=/etc/octopods/tls/tls.key", "--last-used-refresh-interval=30m"} {
+			if !slices.Contains(a, want) {
+				t.Errorf("proxy args %v lack %s", a, want)
+			}
+		}
+		for deploy, want := range map[string]string{"octopods-auth-proxy": "edge", "octopods-controller-manager": "platform"} {
+			got, _, _ := unstructured.NestedString(find(objs, "Deployment", deploy).Object, "spec", "template", "spec", "priorityClassName")
+			if got != want {
+				t.Errorf("%s priorityClassName %q, want %q", deploy, got, want)
+			}
+		}
+		volumes, _, _ := unstructured.NestedSlice(find(objs, "Deployment", "octopods-auth-proxy").Object, "spec", "template", "spec", "volumes")
+		if !strings.Contains(fmt.Sprint(volumes), "proxy-tls") {
+			t.Errorf("the proxy does not mount Secret proxy-tls: %v", volumes)
+		}
+	}},
 	{"forward-auth", map[string]any{"authProxy": map[string]any{"upstream": ""}}, func(t *testing.T, objs []*unstructured.Unstructured) {
 		for _, a := range args(t, objs, "octopods-auth-proxy") {
 			if strings.HasPrefix(a, "--upstream") {
@@ -415,7 +450,11 @@ func TestSchemaRejectsTypos(t *testing.T) {
 		"wrong type":         {"crds": map[string]any{"keep": "yes"}},
 		"bad namespace name": {"authProxy": map[string]any{"namespaces": []any{"Team_A"}}},
 		// Go's runtime refuses to start with a unit it does not know.
-		"GOMEMLIMIT in MB": {"authProxy": map[string]any{"goMemLimit": "48MB"}},
+		"GOMEMLIMIT in MB":                  {"authProxy": map[string]any{"goMemLimit": "48MB"}},
+		"an address, not a CIDR":            {"authProxy": map[string]any{"trustedProxyCIDRs": []any{"10.0.0.1"}}},
+		"a flag without its dashes":         {"authProxy": map[string]any{"extraArgs": []any{"metrics-per-key"}}},
+		"an unknown scope key type":         {"authProxy": map[string]any{"scopeRules": map[string]any{"rules": []any{map[string]any{"pathPrefix": "/x/", "keys": []any{map[string]any{"type": "admin"}}}}}}},
+		"an issuer kind cert-manager lacks": {"webhook": map[string]any{"certManager": map[string]any{"issuerRef": map[string]any{"name": "x", "kind": "Vault"}}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := render(t, vals)

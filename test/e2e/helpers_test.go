@@ -62,17 +62,26 @@ type echoed struct {
 
 // call sends a request through the auth proxy; key "" sends no header.
 func call(key string) (int, echoed, string) {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+env.ProxyAddress+"/v1/messages", nil)
+	return request(http.MethodGet, "/v1/messages", key, nil)
+}
+
+// request sends method path through the auth proxy with key ("": none)
+// and header, and decodes what the echo upstream saw of an admitted one.
+func request(method, path, key string, header http.Header) (int, echoed, string) {
+	req, _ := http.NewRequest(method, "http://"+env.ProxyAddress+path, nil)
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
 	if key != "" {
 		req.Header.Set("X-Octopods-Auth", key)
 	}
 	res, err := httpClient.Do(req)
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	ExpectWithOffset(2, err).NotTo(HaveOccurred())
 	defer func() { _ = res.Body.Close() }()
 	body, _ := io.ReadAll(res.Body)
 	var e echoed
 	if res.StatusCode == http.StatusOK {
-		ExpectWithOffset(1, json.Unmarshal(body, &e)).To(Succeed())
+		ExpectWithOffset(2, json.Unmarshal(body, &e)).To(Succeed())
 	}
 	return res.StatusCode, e, string(body)
 }

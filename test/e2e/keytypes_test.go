@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"time"
 
@@ -24,20 +22,10 @@ import (
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
-// callPath sends a request for path through the auth proxy with key.
+// callPath POSTs to path through the auth proxy with key, and a forged
+// X-Octopods-Channel that must never reach the upstream.
 func callPath(key, path string) (int, echoed, string) {
-	req, _ := http.NewRequest(http.MethodPost, "http://"+env.ProxyAddress+path, nil)
-	req.Header.Set("X-Octopods-Auth", key)
-	req.Header.Set("X-Octopods-Channel", "forged") // never reaches the upstream
-	res, err := httpClient.Do(req)
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
-	defer func() { _ = res.Body.Close() }()
-	body, _ := io.ReadAll(res.Body)
-	var e echoed
-	if res.StatusCode == http.StatusOK {
-		ExpectWithOffset(1, json.Unmarshal(body, &e)).To(Succeed())
-	}
-	return res.StatusCode, e, string(body)
+	return request(http.MethodPost, path, key, http.Header{"X-Octopods-Channel": {"forged"}})
 }
 
 // The three key types through run-local's real binaries: the manager

@@ -5,6 +5,9 @@
 
 {{/* Scheduling and pod metadata shared by both Deployments: $ is the root, .c the component's values. */}}
 {{- define "octopods.podScheduling" -}}
+{{- with .c.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- with .c.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
