@@ -192,7 +192,7 @@ build-installer: manifests kustomize ## Write dist/install.yaml: everything conf
 
 .PHONY: chart
 chart: manifests kustomize ## Regenerate the chart's generated templates from config/ (hack/chartgen).
-	$(KUSTOMIZE) build config/default | go run ./hack/chartgen charts/octopods-operator/templates/generated
+	{ $(KUSTOMIZE) build config/default; echo ---; $(KUSTOMIZE) build config/prometheus; } | go run ./hack/chartgen charts/octopods-operator/templates/generated
 
 .PHONY: helm-package
 helm-package: chart ## Package the chart into dist/ (Helm SDK; publishing: see README).

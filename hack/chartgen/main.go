@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -88,7 +89,7 @@ func run(in io.Reader, dir string) error {
 			continue
 		}
 		id := obj.GetKind() + "/" + obj.GetName()
-		if handWritten[id] {
+		if handWritten[id] || obj.GetKind() == "ServiceMonitor" { // the chart's own servicemonitor.yaml
 			continue
 		}
 		text, err := render(obj)
@@ -104,8 +105,15 @@ func run(in io.Reader, dir string) error {
 
 // render is one object as a template.
 func render(obj *unstructured.Unstructured) (string, error) {
-	obj.Object = replaceStrings(obj.Object, installNamespace, nsPlaceholder).(map[string]any)
 	kind := obj.GetKind()
+	if kind == "PrometheusRule" { // from config/prometheus, which sets no namespace or prefix
+		obj.SetNamespace(installNamespace)
+		obj.SetName("octopods-" + obj.GetName())
+		// Prometheus's own templates in the alerts are text for Helm: a
+		// token without spaces first, so that YAML does not wrap inside one.
+		obj.Object = mapStrings(obj.Object, func(s string) string { return promTemplate.ReplaceAllString(s, "PROMLABELS_${1}_END") }).(map[string]any)
+	}
+	obj.Object = replaceStrings(obj.Object, installNamespace, nsPlaceholder).(map[string]any)
 	if kind == "MutatingWebhookConfiguration" || kind == "ValidatingWebhookConfiguration" {
 		annotations := obj.GetAnnotations()
 		delete(annotations, "cert-manager.io/inject-ca-from")
@@ -134,6 +142,9 @@ func render(obj *unstructured.Unstructured) (string, error) {
 	text = replaceLine(text, caAnnotation+": x", `{{- include "octopods.caInjectAnnotation" . | nindent INDENT }}`)
 	text = replaceLine(text, "caBundle: "+caBundle, `{{- include "octopods.caBundle" . | nindent INDENT }}`)
 	text = replaceLine(text, crdKeepMarker+": x", `{{- if .Values.crds.keep }}`+"\n    helm.sh/resource-policy: keep\n    {{- end }}")
+	if kind == "PrometheusRule" {
+		text = promToken.ReplaceAllString(text, "{{`{{ $$labels.${1} }}`}}")
+	}
 	id := kind + "/" + obj.GetName()
 	var b bytes.Buffer
 	b.WriteString(generatedHeader)
@@ -144,10 +155,38 @@ func render(obj *unstructured.Unstructured) (string, error) {
 		fmt.Fprintf(&b, "{{- if .Values.authProxy.enabled }}\n%s{{- end }}\n", text)
 	case kind == "MutatingWebhookConfiguration" || kind == "ValidatingWebhookConfiguration":
 		fmt.Fprintf(&b, "{{- if .Values.webhook.enabled }}\n%s{{- end }}\n", text)
+	case kind == "PrometheusRule":
+		fmt.Fprintf(&b, "{{- if .Values.metrics.prometheusRule.enabled }}\n%s{{- end }}\n", text)
 	default:
 		b.WriteString(text)
 	}
 	return b.String(), nil
+}
+
+// promTemplate is a Prometheus template expression in an alert's text, and
+// promToken what stands for it while the object is marshalled.
+var (
+	promTemplate = regexp.MustCompile(`\{\{ \$labels\.([a-z_]+) \}\}`)
+	promToken    = regexp.MustCompile(`PROMLABELS_([a-z_]+)_END`)
+)
+
+// mapStrings applies f to every string of v.
+func mapStrings(v any, f func(string) string) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = mapStrings(e, f)
+		}
+		return t
+	case []any:
+		for i, e := range t {
+			t[i] = mapStrings(e, f)
+		}
+		return t
+	case string:
+		return f(t)
+	}
+	return v
 }
 
 // replaceLine replaces the line holding marker with template text at the
@@ -165,19 +204,5 @@ func replaceLine(text, marker, with string) string {
 
 // replaceStrings replaces old with new in every string of v.
 func replaceStrings(v any, old, new string) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			t[k] = replaceStrings(e, old, new)
-		}
-		return t
-	case []any:
-		for i, e := range t {
-			t[i] = replaceStrings(e, old, new)
-		}
-		return t
-	case string:
-		return strings.ReplaceAll(t, old, new)
-	}
-	return v
+	return mapStrings(v, func(s string) string { return strings.ReplaceAll(s, old, new) })
 }

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/octopods/octopods-operator/internal/scope"
 
 	"github.com/google/go-cmp/cmp"
@@ -237,6 +239,30 @@ var valuesMatrix = []struct {
 		volumes, _, _ := unstructured.NestedSlice(find(objs, "Deployment", "octopods-auth-proxy").Object, "spec", "template", "spec", "volumes")
 		if !strings.Contains(fmt.Sprint(volumes), "proxy-tls") {
 			t.Errorf("the proxy does not mount Secret proxy-tls: %v", volumes)
+		}
+	}},
+	{"prometheusRule", map[string]any{"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": true}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		rule := find(objs, "PrometheusRule", "octopods-alerts")
+		if rule == nil {
+			t.Fatal("no PrometheusRule")
+		}
+		// The same alerts as config/prometheus/rules.yaml, Prometheus's own
+		// templates left for Prometheus.
+		data, err := os.ReadFile("../../config/prometheus/rules.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want unstructured.Unstructured
+		if err := yaml.Unmarshal(data, &want.Object); err != nil {
+			t.Fatal(err)
+		}
+		gotGroups, _, _ := unstructured.NestedSlice(rule.Object, "spec", "groups")
+		wantGroups, _, _ := unstructured.NestedSlice(want.Object, "spec", "groups")
+		if !reflect.DeepEqual(gotGroups, wantGroups) {
+			t.Errorf("the chart's alerts differ from config/prometheus/rules.yaml:\n%v\n%v", gotGroups, wantGroups)
+		}
+		if rule.GetNamespace() != releaseNS {
+			t.Errorf("namespace %q", rule.GetNamespace())
 		}
 	}},
 	{"forward-auth", map[string]any{"authProxy": map[string]any{"upstream": ""}}, func(t *testing.T, objs []*unstructured.Unstructured) {
