@@ -141,8 +141,13 @@ func invalidObjects() float64 {
 	families, err := metrics.Registry.Gather()
 	Expect(err).NotTo(HaveOccurred())
 	for _, f := range families {
-		if f.GetName() == "octopods_operator_invalid_objects" {
-			return f.GetMetric()[0].GetGauge().GetValue()
+		if f.GetName() != "octopods_operator_invalid_objects" {
+			continue
+		}
+		for _, m := range f.GetMetric() { // one series per key kind
+			if m.GetLabel()[0].GetValue() == octopodsv1alpha1.WorkspaceKey.Kind {
+				return m.GetGauge().GetValue()
+			}
 		}
 	}
 	return -1

@@ -126,9 +126,9 @@ func authValues(r *authv3.AttributeContext_HttpRequest, buf *[2]string) []string
 // filters as dynamic metadata.
 func allowed(who keyindex.Identity, r *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
 	identity := identityHeaders(who)
-	set := func(name string) bool {
+	set := func(name string) bool { // name: as Envoy sends it, lower case
 		for _, h := range identity {
-			if h[0] == name {
+			if strings.EqualFold(h[0], name) {
 				return true
 			}
 		}

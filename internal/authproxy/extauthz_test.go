@@ -124,7 +124,7 @@ func TestCheckAllowed(t *testing.T) {
 			if res.GetStatus().GetCode() != int32(codes.OK) || ok == nil {
 				t.Fatalf("got %v", res)
 			}
-			want := map[string]string{"x-octopods-workspace": "acme", "x-octopods-workspace-namespace": "team-a", "x-octopods-key-id": apikey.ID(tc.key), "x-octopods-key-type": "workspace"}
+			want := map[string]string{HeaderWorkspace: "acme", HeaderWorkspaceNamespace: "team-a", HeaderKeyID: apikey.ID(tc.key), HeaderKeyType: "workspace"}
 			if len(ok.GetHeaders()) != len(want) {
 				t.Fatalf("headers %v", ok.GetHeaders())
 			}

@@ -389,20 +389,21 @@ func setIdentity(h http.Header, who keyindex.Identity) {
 	}
 }
 
-// identityHeaders are the identity headers of who, in lower case, with
-// their gRPC dynamic-metadata names: one list for every interface.
+// identityHeaders are the identity headers of who, spelled as the
+// contract spells them, with their gRPC dynamic-metadata names: one list
+// for every interface.
 func identityHeaders(who keyindex.Identity) [][3]string {
 	out := [][3]string{
-		{"x-octopods-workspace", "workspace", who.Workspace},
-		{"x-octopods-workspace-namespace", "namespace", who.Namespace},
-		{"x-octopods-key-id", "keyID", who.KeyID},
-		{"x-octopods-key-type", "keyType", who.Type},
+		{HeaderWorkspace, "workspace", who.Workspace},
+		{HeaderWorkspaceNamespace, "namespace", who.Namespace},
+		{HeaderKeyID, "keyID", who.KeyID},
+		{HeaderKeyType, "keyType", who.Type},
 	}
 	switch who.Type {
 	case scope.TypeChannel:
-		out = append(out, [3]string{"x-octopods-channel", "channel", who.Channel()}, [3]string{"x-octopods-channel-type", "channelType", who.ChannelType})
+		out = append(out, [3]string{HeaderChannel, "channel", who.Channel()}, [3]string{HeaderChannelType, "channelType", who.ChannelType})
 	case scope.TypeWhatsApp:
-		out = append(out, [3]string{"x-octopods-whatsapp-business-account", "whatsAppBusinessAccount", who.WhatsAppBusinessAccount()})
+		out = append(out, [3]string{HeaderWhatsAppBusinessAccount, "whatsAppBusinessAccount", who.WhatsAppBusinessAccount()})
 	}
 	return out
 }
