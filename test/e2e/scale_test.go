@@ -75,4 +75,47 @@ var _ = Describe("Write amplification, as installed (webhooks on)", Serial, func
 			baseline.Round(time.Millisecond), issued.Round(time.Millisecond), issued.Seconds()/baseline.Seconds(), created.Round(time.Millisecond))
 		Expect(perKey).To(BeNumerically("<=", 4), "writes per issued key: %s", writes)
 	})
+
+	It("issues channel and WhatsApp Business keys with no more writes than a workspace key", func() {
+		const n, workers = 100, 16
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		time.Sleep(2 * flushInterval) // earlier specs' pending writes land first
+		before, err := testutil.APIServerWrites(ctx, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		testutil.Parallel(n, workers, func(i int) {
+			name := fmt.Sprintf("owner-%03d", i)
+			if i%2 == 0 {
+				Expect(k8sClient.Create(ctx, testutil.Channel(ns, name, "acme", octopodsv1alpha1.ChannelSMS))).To(Succeed())
+				Expect(k8sClient.Create(ctx, &octopodsv1alpha1.ChannelAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})).To(Succeed())
+				return
+			}
+			Expect(k8sClient.Create(ctx, testutil.WhatsAppBusinessAccount(ns, name, "acme"))).To(Succeed())
+			Expect(k8sClient.Create(ctx, &octopodsv1alpha1.WhatsAppAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})).To(Succeed())
+		})
+		Eventually(func(g Gomega) {
+			ready := 0
+			for _, list := range []client.ObjectList{&octopodsv1alpha1.ChannelAPIKeyList{}, &octopodsv1alpha1.WhatsAppAPIKeyList{}} {
+				g.Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+				items, _ := meta.ExtractList(list)
+				for _, item := range items {
+					if meta.IsStatusConditionTrue(item.(octopodsv1alpha1.KeyObject).KeyStatus().Conditions, "Ready") {
+						ready++
+					}
+				}
+			}
+			g.Expect(ready).To(Equal(n))
+		}, 3*time.Minute, 200*time.Millisecond).Should(Succeed())
+		time.Sleep(time.Second) // the last events land
+		after, err := testutil.APIServerWrites(ctx, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		writes := after.Minus(before)
+		for _, r := range []string{"channels", "channelapikeys", "whatsappbusinessaccounts", "whatsappapikeys"} {
+			writes["POST "+r] -= n / 2 // the test's own creates
+		}
+		delete(writes, "PUT leases")
+		perKey := float64(writes.Total()) / n
+		figure("writes to issue %d channel and WhatsApp Business keys with webhooks: %d, %.2f per key (%s); a workspace key's: 4 (its Workspace's status is the fourth)", n, writes.Total(), perKey, writes)
+		Expect(perKey).To(BeNumerically("<=", 4), "writes per issued key: %s", writes)
+	})
 })
