@@ -64,9 +64,9 @@ type KeyReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile fetches → guards deletion → metadata → workspace → Secret. The
-// status is computed once, from what the reconcile observed, and written
-// once, in the deferred function.
+// Reconcile fetches → guards deletion → metadata → owner (and its
+// Workspace) → Secret. The status is computed once, from what the
+// reconcile observed, and written once, in the deferred function.
 func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	key := r.kind.NewKey()
 	if err := r.Get(ctx, req.NamespacedName, key); err != nil {

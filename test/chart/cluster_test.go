@@ -39,6 +39,7 @@ var notServedHere = map[string]bool{
 	"cert-manager.io/Certificate":          true,
 	"cert-manager.io/Issuer":               true,
 	"monitoring.coreos.com/ServiceMonitor": true,
+	"monitoring.coreos.com/PrometheusRule": true,
 }
 
 var (
