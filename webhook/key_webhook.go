@@ -288,7 +288,7 @@ func (v KeyValidator) validateCreate(ctx context.Context, key octopodsv1alpha1.K
 	err = v.Reader.Get(ctx, types.NamespacedName{Namespace: key.GetNamespace(), Name: key.OwnerName()}, owner)
 	if apierrors.IsNotFound(err) {
 		return append(warnings, fmt.Sprintf(
-			"%s %q does not exist yet: the key will be issued when %s %s exists", v.Kind.OwnerKind, key.OwnerName(), strings.ToLower(v.Kind.OwnerKind), key.OwnerName())), nil
+			"%s %q does not exist yet: the key will be issued when %s %s exists", v.Kind.OwnerKind, key.OwnerName(), v.Kind.OwnerNoun, key.OwnerName())), nil
 	}
 	if err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("checking %s %q: %w", v.Kind.OwnerKind, key.OwnerName(), err))

@@ -136,6 +136,36 @@ var _ = Describe("Refusing a foreign Secret", func() {
 	})
 })
 
+// The same key webhooks serve the channel and WhatsApp Business keys.
+var _ = Describe("Channel and WhatsApp Business keys", func() {
+	It("default the owner and the Secret name, make the owner the controller, and refuse someone else's Secret", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, testutil.Workspace(ns, "acme"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, testutil.Channel(ns, "sms-1", "acme", octopodsv1alpha1.ChannelSMS))).To(Succeed())
+		ch := &octopodsv1alpha1.Channel{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sms-1"}, ch)).To(Succeed())
+		Expect(metav1.GetControllerOf(ch)).To(HaveField("Kind", "Workspace"), "a Channel is owned by its Workspace from its creation")
+
+		key := &octopodsv1alpha1.ChannelAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sms-1"}}
+		Expect(k8sClient.Create(ctx, key)).To(Succeed())
+		Expect(key.Spec.ChannelName).To(Equal("sms-1"))
+		Expect(key.Spec.SecretName).To(Equal("sms-1-channel-api-key"))
+		Expect(key.Finalizers).To(ContainElement(octopodsv1alpha1.RevokeFinalizer))
+		Expect(metav1.GetControllerOf(key)).To(HaveField("Kind", "Channel"))
+
+		got := warnings.during(func() {
+			Expect(k8sClient.Create(ctx, &octopodsv1alpha1.WhatsAppAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "waba"}})).To(Succeed())
+		})
+		Expect(got).To(ConsistOf(`WhatsAppBusinessAccount "waba" does not exist yet: the key will be issued when WhatsApp Business Account waba exists`))
+
+		foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bot-channel-api-key"}, StringData: map[string]string{"password": "x"}}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		err := k8sClient.Create(ctx, &octopodsv1alpha1.ChannelAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bot"}})
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring(`spec.secretName: Invalid value: "bot-channel-api-key": Secret "bot-channel-api-key" already exists and is not managed by octopods-operator`))
+	})
+})
+
 var _ = Describe("Warnings", func() {
 	It("warns that a key waits for its missing Workspace, then issues it", func() {
 		ns := newNamespace()

@@ -35,9 +35,10 @@ type KeyKind struct {
 	// Kind is the key object's kind, e.g. "WorkspaceAPIKey"; Resource its
 	// plural resource name.
 	Kind, Resource string
-	// OwnerKind is the kind of the object the key belongs to, and
-	// OwnerField the JSON name of the key's spec field that names it.
-	OwnerKind, OwnerField string
+	// OwnerKind is the kind of the object the key belongs to, OwnerField
+	// the JSON name of the key's spec field that names it, and OwnerNoun
+	// how a sentence names it ("WhatsApp Business Account").
+	OwnerKind, OwnerField, OwnerNoun string
 	// KeyType is the key's type as the proxy announces it
 	// (X-Octopods-Key-Type).
 	KeyType string
@@ -65,21 +66,21 @@ type ObjectList interface {
 // The three kinds of API key.
 var (
 	WorkspaceKey = KeyKind{
-		Kind: "WorkspaceAPIKey", Resource: "workspaceapikeys", OwnerKind: "Workspace", OwnerField: "workspaceName",
+		Kind: "WorkspaceAPIKey", Resource: "workspaceapikeys", OwnerKind: "Workspace", OwnerField: "workspaceName", OwnerNoun: "workspace",
 		KeyType: KeyTypeWorkspace, Prefix: "opk_", SecretType: SecretType, SecretNameSuffix: SecretNameSuffix,
 		NewKey: func() KeyObject { return &WorkspaceAPIKey{} }, NewOwner: func() KeyOwner { return &Workspace{} },
 		NewOwnerList: func() ObjectList { return &WorkspaceList{} },
 		NewKeyList:   func() ObjectList { return &WorkspaceAPIKeyList{} },
 	}
 	ChannelKey = KeyKind{
-		Kind: "ChannelAPIKey", Resource: "channelapikeys", OwnerKind: "Channel", OwnerField: "channelName",
+		Kind: "ChannelAPIKey", Resource: "channelapikeys", OwnerKind: "Channel", OwnerField: "channelName", OwnerNoun: "channel",
 		KeyType: KeyTypeChannel, Prefix: "opc_", SecretType: ChannelSecretType, SecretNameSuffix: "-channel-api-key",
 		NewKey: func() KeyObject { return &ChannelAPIKey{} }, NewOwner: func() KeyOwner { return &Channel{} },
 		NewOwnerList: func() ObjectList { return &ChannelList{} },
 		NewKeyList:   func() ObjectList { return &ChannelAPIKeyList{} },
 	}
 	WhatsAppKey = KeyKind{
-		Kind: "WhatsAppAPIKey", Resource: "whatsappapikeys", OwnerKind: "WhatsAppBusinessAccount", OwnerField: "whatsAppBusinessAccountName",
+		Kind: "WhatsAppAPIKey", Resource: "whatsappapikeys", OwnerKind: "WhatsAppBusinessAccount", OwnerField: "whatsAppBusinessAccountName", OwnerNoun: "WhatsApp Business Account",
 		KeyType: KeyTypeWhatsApp, Prefix: "opw_", SecretType: WhatsAppSecretType, SecretNameSuffix: "-whatsapp-api-key",
 		NewKey: func() KeyObject { return &WhatsAppAPIKey{} }, NewOwner: func() KeyOwner { return &WhatsAppBusinessAccount{} },
 		NewOwnerList: func() ObjectList { return &WhatsAppBusinessAccountList{} },

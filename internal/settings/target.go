@@ -53,15 +53,7 @@ func (t Target) String() string {
 }
 
 // Noun names the owner's kind in a sentence.
-func (t Target) Noun() string {
-	switch t.Kind.Kind {
-	case octopodsv1alpha1.ChannelKey.Kind:
-		return "channel"
-	case octopodsv1alpha1.WhatsAppKey.Kind:
-		return "WhatsApp Business Account"
-	}
-	return "workspace"
-}
+func (t Target) Noun() string { return t.Kind.OwnerNoun }
 
 // ownerResource is the owner's resource, for RBAC advice.
 func (t Target) ownerResource() string {
