@@ -109,6 +109,10 @@ bench-rss: ## Resident memory of the auth-proxy binary with 100k published keys 
 .PHONY: build
 build: manifests generate fmt vet binaries ## Generate, check, then build the manager, auth-proxy, opk-verify and kubectl-octopods binaries into bin/.
 
+.PHONY: plugin-release
+plugin-release: ## kubectl-octopods for linux/darwin (amd64, arm64) and windows/amd64 as tar.gz with sha256sums.txt and the filled krew manifest in dist/plugin (VERSION=v0.1.0).
+	go run ./hack/pluginrelease -version "$(VERSION)"
+
 .PHONY: binaries
 binaries: ## Build the binaries into bin/ only (generated files are committed and checked by make verify).
 	go build -o bin/manager ./cmd/manager
