@@ -65,7 +65,9 @@ var _ = Describe("Manager metrics", func() {
 		Eventually(func() int { code, _ := scrape(prometheus); return code }, issueTimeout, 200*time.Millisecond).Should(Equal(http.StatusOK))
 		_, body := scrape(prometheus)
 		Expect(body).To(ContainSubstring("controller_runtime_reconcile_total"))
-		Expect(strings.Contains(body, "opk_")).To(BeFalse(), "no key in metrics")
+		for _, prefix := range []string{"opk_", "opc_", "opw_"} {
+			Expect(strings.Contains(body, prefix)).To(BeFalse(), "no key of any type in metrics")
+		}
 		code, _ := scrape(stranger)
 		Expect(code).To(Equal(http.StatusForbidden))
 		code, _ = scrape("")
