@@ -239,7 +239,7 @@ func Authorize(ix *keyindex.Index, rules *scope.Rules, values []string, path str
 		// Two keys: which one to trust is a guess, so neither.
 		return Decision{Verdict: KeyInvalid}
 	}
-	result, who := ix.Lookup(values[0], now)
+	result, who, use := ix.Find(values[0], now)
 	d := Decision{Who: who, Presented: values[0]}
 	switch result {
 	case keyindex.Missing:
@@ -252,7 +252,9 @@ func Authorize(ix *keyindex.Index, rules *scope.Rules, values []string, path str
 		var ok bool
 		if ok, d.Scope = rules.Allows(path, who.Type, who.ChannelType); !ok {
 			d.Verdict = OutOfScope
+			break
 		}
+		use.Record(now) // only an admitted request is a use of the key
 	}
 	return d
 }

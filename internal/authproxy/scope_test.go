@@ -145,8 +145,8 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// A key that fails its scope is not counted as admitted, and is logged
-// with the key type the path needs.
+// A key that fails its scope is not counted as admitted nor recorded as
+// used, and is logged with its key ID.
 func TestScopeMismatchIsCountedAndLogged(t *testing.T) {
 	f := newFixture(t)
 	sms, _ := scopedKeys(t, f)
@@ -156,6 +156,26 @@ func TestScopeMismatchIsCountedAndLogged(t *testing.T) {
 	f.reverse.ServeHTTP(w, r)
 	if w.Code != http.StatusForbidden {
 		t.Fatalf("status %d", w.Code)
+	}
+	for _, u := range f.ix.Pending() {
+		if u.Name == "sms-1" {
+			t.Errorf("a request refused for its scope was recorded as a use of the key: %+v", u)
+		}
+	}
+	for _, c := range f.ix.Counts() {
+		if c.Name == "sms-1" {
+			t.Errorf("a request refused for its scope was counted as admitted: %+v", c)
+		}
+	}
+	ok := httptest.NewRequest(http.MethodPost, "http://proxy/api/v1/sms/send", nil)
+	ok.Header.Set(HeaderAuth, sms)
+	f.reverse.ServeHTTP(httptest.NewRecorder(), ok)
+	used := false
+	for _, u := range f.ix.Pending() {
+		used = used || u.Name == "sms-1"
+	}
+	if !used {
+		t.Error("an admitted request was not recorded as a use of the key")
 	}
 	if !strings.Contains(f.logs.String(), `"reason":"key_scope_mismatch"`) || !strings.Contains(f.logs.String(), `"key_id":"`+apikey.ID(sms)+`"`) || strings.Contains(f.logs.String(), sms[4:]) {
 		t.Fatalf("log: %s", f.logs.String())

@@ -196,15 +196,46 @@ const (
 	Revoked
 )
 
-// Lookup authenticates a presented key and records its use. It checks format
-// and checksum before touching the index, hashes the key on the stack, and
-// confirms a hit with a constant-time comparison of the full digest.
+// Lookup authenticates a presented key and records its use: Find, then
+// Use.Record when it is Allowed.
 func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
+	result, who, use := ix.Find(key, now)
+	if result == Allowed {
+		use.Record(now)
+	}
+	return result, who
+}
+
+// Use is an admission not yet recorded: the caller records it (Record)
+// only once every other check (the path's scope) admitted the request, so
+// a refused request never counts as a use of the key.
+type Use struct {
+	lastUsed *atomic.Int64
+	allowed  *atomic.Uint64
+}
+
+// Record counts the admitted request and moves the key's last use to now
+// (whole seconds: the shared word is written at most once a second).
+func (u Use) Record(now time.Time) {
+	if u.allowed == nil {
+		return
+	}
+	u.allowed.Add(1)
+	if sec := now.Unix(); u.lastUsed.Load() < sec {
+		u.lastUsed.Store(sec)
+	}
+}
+
+// Find authenticates a presented key, without recording its use. It
+// checks format and checksum before touching the index, hashes the key on
+// the stack, and confirms a hit with a constant-time comparison of the
+// full digest. A previous key is Allowed only before its end, at now.
+func (ix *Index) Find(key string, now time.Time) (Result, Identity, Use) {
 	if key == "" {
-		return Missing, Identity{}
+		return Missing, Identity{}, Use{}
 	}
 	if apikey.Validate(key) != nil {
-		return Invalid, Identity{}
+		return Invalid, Identity{}, Use{}
 	}
 	var buf [apikey.Length]byte
 	copy(buf[:], key)
@@ -214,25 +245,19 @@ func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
 	defer ix.mu.RUnlock()
 	s := ix.byDigest[short(&digest)]
 	if s == nil {
-		return ix.lookupRevokedLocked(&digest)
+		result, who := ix.lookupRevokedLocked(&digest)
+		return result, who, Use{}
 	}
-	var who Identity
-	var lastUsed *atomic.Int64
 	switch {
 	case s.hasCurrent && subtle.ConstantTimeCompare(s.current[:], digest[:]) == 1:
-		who, lastUsed = s.identity, &s.lastUsed
-		s.allowedCurrent.Add(1)
+		return Allowed, s.identity, Use{lastUsed: &s.lastUsed, allowed: &s.allowedCurrent}
 	case s.previous != nil && subtle.ConstantTimeCompare(s.previous.digest[:], digest[:]) == 1 && now.UnixNano() < s.previous.until:
-		who, lastUsed = s.identity, &s.previous.lastUsed
+		who := s.identity
 		who.KeyID = s.previous.digest.ID() // rare: only during a grace period
-		s.allowedPrevious.Add(1)
-	default:
-		return ix.lookupRevokedLocked(&digest)
+		return Allowed, who, Use{lastUsed: &s.previous.lastUsed, allowed: &s.allowedPrevious}
 	}
-	if sec := now.Unix(); lastUsed.Load() < sec {
-		lastUsed.Store(sec)
-	}
-	return Allowed, who
+	result, who := ix.lookupRevokedLocked(&digest)
+	return result, who, Use{}
 }
 
 // lookupRevokedLocked reports a digest that is not admitted: Revoked with
