@@ -51,6 +51,12 @@ var _ = Describe("kubectl octopods with channel and WhatsApp Business keys", fun
 		Expect(r.out).To(MatchRegexp(`whatsapp/waba\s+WhatsApp\s+acme\s+WhatsApp Business API Key\s+opw_…\s+` + apikey.ID(strings.TrimSpace(wa.out))))
 		Expect(r.out).NotTo(ContainSubstring(strings.TrimSpace(wa.out)[4:]))
 
+		r = run(viewer, ns, false, "get", "channel/sms-1", "whatsapp/waba")
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(strings.Split(strings.TrimSpace(r.out), "\n")).To(HaveLen(3), "a header and the two named rows: %s", r.out)
+		Expect(r.out).NotTo(ContainSubstring("channel/bot"))
+		Expect(run(viewer, ns, false, "get", "channel/nope").err).To(MatchError(ContainSubstring(`no channel "nope" in namespace`)))
+
 		r = run(rotator, ns, false, "rotate", "channel/sms-1", "--token", "LEAK-7")
 		Expect(r.err).NotTo(HaveOccurred())
 		Expect(r.out).To(ContainSubstring("Rotated the key of channel/sms-1: " + apikey.ID(smsKey) + " → "))

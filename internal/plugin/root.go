@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -126,7 +127,7 @@ func (o *Options) getCommand() *cobra.Command {
 	var all bool
 	var output string
 	cmd := &cobra.Command{
-		Use:   "get [WORKSPACE... | channels | whatsapp]",
+		Use:   "get [WORKSPACE... | channels | whatsapp | channel/NAME... | whatsapp/NAME...]",
 		Short: "The Workspace API Keys table (workspace, provider, masked key, key ID, last use), or the channels' or WhatsApp Business Accounts' keys",
 		Example: `  kubectl octopods get
   kubectl octopods get acme -n team-a
@@ -151,6 +152,13 @@ func (o *Options) getCommand() *cobra.Command {
 					return err
 				}
 				return o.printOwnerRows(rows, args[0], output, all)
+			}
+			if len(args) > 0 && strings.Contains(args[0], "/") {
+				rows, err := o.ownerRowsOf(cmd.Context(), c, ns, args)
+				if err != nil {
+					return err
+				}
+				return o.printOwnerRows(rows, "channels", output, all)
 			}
 			rows, err := settings.Rows(cmd.Context(), c, ns, args)
 			if err != nil {
@@ -204,6 +212,39 @@ func (o *Options) printRows(rows []settings.Row, output string, all bool) error 
 		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Workspace, dash(r.Provider), shownKey(r.KeyState, apikey.Prefix), dash(r.KeyID), o.lastUsed(r.KeyState))
 	}
 	return w.Flush()
+}
+
+// ownerRowsOf are the rows of the named channels and WhatsApp Business
+// Accounts (channel/NAME, whatsapp/NAME), in the order given.
+func (o *Options) ownerRowsOf(ctx context.Context, c client.Client, ns string, args []string) ([]settings.OwnerRow, error) {
+	var out []settings.OwnerRow
+	lists := map[string][]settings.OwnerRow{}
+	for _, arg := range args {
+		t, err := settings.ParseTarget(arg)
+		if err != nil {
+			return nil, err
+		}
+		if t.Kind.Kind == octopodsv1alpha1.WorkspaceKey.Kind {
+			return nil, fmt.Errorf("%q: list workspaces and channels separately (kubectl octopods get %s, kubectl octopods get %s)", arg, t.Name, args[0])
+		}
+		rows, ok := lists[t.Kind.Kind]
+		if !ok {
+			if rows, err = settings.OwnerRows(ctx, c, t.Kind, ns); err != nil {
+				return nil, err
+			}
+			lists[t.Kind.Kind] = rows
+		}
+		found := false
+		for _, r := range rows {
+			if r.Target == t.String() {
+				out, found = append(out, r), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("no %s %q in namespace %q: `kubectl octopods get %s` lists them", t.Noun(), t.Name, ns, map[string]string{octopodsv1alpha1.ChannelKey.Kind: "channels", octopodsv1alpha1.WhatsAppKey.Kind: "whatsapp"}[t.Kind.Kind])
+		}
+	}
+	return out, nil
 }
 
 // printOwnerRows is `get channels` and `get whatsapp`: the channel pages'
