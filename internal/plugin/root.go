@@ -142,11 +142,7 @@ func (o *Options) getCommand() *cobra.Command {
 			if all {
 				ns = ""
 			}
-			if len(args) == 1 && (args[0] == "channels" || args[0] == "whatsapp") {
-				kind := octopodsv1alpha1.ChannelKey
-				if args[0] == "whatsapp" {
-					kind = octopodsv1alpha1.WhatsAppKey
-				}
+			if kind, ok := settings.KindListed(firstArg(args)); ok && len(args) == 1 {
 				rows, err := settings.OwnerRows(cmd.Context(), c, kind, ns)
 				if err != nil {
 					return err
@@ -241,7 +237,7 @@ func (o *Options) ownerRowsOf(ctx context.Context, c client.Client, ns string, a
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("no %s %q in namespace %q: `kubectl octopods get %s` lists them", t.Noun(), t.Name, ns, map[string]string{octopodsv1alpha1.ChannelKey.Kind: "channels", octopodsv1alpha1.WhatsAppKey.Kind: "whatsapp"}[t.Kind.Kind])
+			return nil, fmt.Errorf("no %s %q in namespace %q: `kubectl octopods get %s` lists them", t.Noun(), t.Name, ns, settings.ListWord(t.Kind))
 		}
 	}
 	return out, nil
@@ -423,6 +419,14 @@ func (o *Options) onWorkspace(run func(ctx context.Context, c client.Client, nam
 		}
 		return run(cmd.Context(), c, ns, t)
 	}
+}
+
+// firstArg is args[0], or "" when there is none.
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
 }
 
 func exactlyOneWorkspace(_ *cobra.Command, args []string) error {

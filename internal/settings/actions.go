@@ -42,13 +42,10 @@ func errNoOwner(t Target, namespace string) error {
 	return fmt.Errorf("%s %q does not exist in namespace %q: see `kubectl octopods get %s-n %s` for the ones there are, or give another -n", t.Noun(), t.Name, namespace, listArg(t), namespace)
 }
 
-// listArg is the `get` argument that lists the target's kind.
+// listArg is the `get` argument (and a space) that lists the target's kind.
 func listArg(t Target) string {
-	switch t.Kind.Kind {
-	case octopodsv1alpha1.ChannelKey.Kind:
-		return "channels "
-	case octopodsv1alpha1.WhatsAppKey.Kind:
-		return "whatsapp "
+	if w := ListWord(t.Kind); w != "" {
+		return w + " "
 	}
 	return ""
 }

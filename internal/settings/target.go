@@ -20,36 +20,45 @@ type Target struct {
 // Workspace is the target of a workspace's key.
 func Workspace(name string) Target { return Target{Kind: octopodsv1alpha1.WorkspaceKey, Name: name} }
 
-// targetPrefixes are how a person names the owner kinds on the command line.
-var targetPrefixes = map[string]octopodsv1alpha1.KeyKind{
-	"channel":   octopodsv1alpha1.ChannelKey,
-	"whatsapp":  octopodsv1alpha1.WhatsAppKey,
-	"workspace": octopodsv1alpha1.WorkspaceKey,
-}
-
-// ParseTarget reads "NAME", "workspace/NAME", "channel/NAME" or
-// "whatsapp/NAME".
+// ParseTarget reads "NAME", or "TYPE/NAME" with a key type as the proxy
+// names it: "workspace/NAME", "channel/NAME" or "whatsapp/NAME".
 func ParseTarget(arg string) (Target, error) {
-	prefix, name, found := strings.Cut(arg, "/")
+	keyType, name, found := strings.Cut(arg, "/")
 	if !found {
 		return Workspace(arg), nil
 	}
-	kind, ok := targetPrefixes[prefix]
-	if !ok || name == "" || strings.Contains(name, "/") {
-		return Target{}, fmt.Errorf("%q: name a workspace (NAME), a channel (channel/NAME) or a WhatsApp Business Account (whatsapp/NAME)", arg)
+	for _, kind := range octopodsv1alpha1.KeyKinds {
+		if kind.KeyType == keyType && name != "" && !strings.Contains(name, "/") {
+			return Target{Kind: kind, Name: name}, nil
+		}
 	}
-	return Target{Kind: kind, Name: name}, nil
+	return Target{}, fmt.Errorf("%q: name a workspace (NAME), a channel (channel/NAME) or a WhatsApp Business Account (whatsapp/NAME)", arg)
 }
 
 // String is how a person names the target: what ParseTarget reads.
 func (t Target) String() string {
-	switch t.Kind.Kind {
-	case octopodsv1alpha1.ChannelKey.Kind:
-		return "channel/" + t.Name
-	case octopodsv1alpha1.WhatsAppKey.Kind:
-		return "whatsapp/" + t.Name
+	if t.Kind.KeyType == octopodsv1alpha1.KeyTypeWorkspace {
+		return t.Name
 	}
-	return t.Name
+	return t.Kind.KeyType + "/" + t.Name
+}
+
+// listWords are the `kubectl octopods get` arguments that list the owners
+// of a key kind (workspaces need none).
+var listWords = map[string]string{octopodsv1alpha1.ChannelKey.Kind: "channels", octopodsv1alpha1.WhatsAppKey.Kind: "whatsapp"}
+
+// ListWord is the `get` argument that lists the owners of kind's keys
+// ("" for workspaces: `get` alone lists them).
+func ListWord(kind octopodsv1alpha1.KeyKind) string { return listWords[kind.Kind] }
+
+// KindListed is the key kind whose owners `get word` lists, if any.
+func KindListed(word string) (octopodsv1alpha1.KeyKind, bool) {
+	for _, kind := range octopodsv1alpha1.KeyKinds {
+		if w := ListWord(kind); w != "" && w == word {
+			return kind, true
+		}
+	}
+	return octopodsv1alpha1.KeyKind{}, false
 }
 
 // Noun names the owner's kind in a sentence.
