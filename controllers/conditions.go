@@ -77,6 +77,14 @@ const (
 	// EventRotationTokenAlreadyUsed: the rotate annotation holds a token
 	// already used for this key (not the last one); nothing rotated.
 	EventRotationTokenAlreadyUsed = "RotationTokenAlreadyUsed"
+	// EventKeyLeaked (Warning): one of the key's keys was reported found in
+	// public (status.lastLeakReport); the message names where and what
+	// spec.leakResponse did. One per report.
+	EventKeyLeaked = "KeyLeaked"
+	// EventKeyUsedFromDisallowedSource (Warning): an auth proxy refused a
+	// valid key from outside spec.allowedSourceRanges
+	// (status.lastDisallowedSourceUse); at most one a minute.
+	EventKeyUsedFromDisallowedSource = "KeyUsedFromDisallowedSource"
 	// EventFutureUsageTimeRemoved (Warning): a usage time later than any
 	// proxy's clock allows was removed; it would have frozen the record.
 	EventFutureUsageTimeRemoved = "FutureUsageTimeRemoved"
@@ -84,14 +92,16 @@ const (
 
 // warningReasons are the reasons whose Events are of type Warning.
 var warningReasons = map[string]bool{
-	EventKeyReissued:            true,
-	EventUntrustedKeyRemoved:    true,
-	EventRevokedKeyPresented:    true,
-	EventFutureUsageTimeRemoved: true,
-	ReasonSecretConflict:        true,
-	ReasonSecretWriteFailed:     true,
-	ReasonSecretDeleting:        true,
-	ReasonInvalidSpec:           true,
+	EventKeyReissued:                 true,
+	EventUntrustedKeyRemoved:         true,
+	EventRevokedKeyPresented:         true,
+	EventFutureUsageTimeRemoved:      true,
+	EventKeyLeaked:                   true,
+	EventKeyUsedFromDisallowedSource: true,
+	ReasonSecretConflict:             true,
+	ReasonSecretWriteFailed:          true,
+	ReasonSecretDeleting:             true,
+	ReasonInvalidSpec:                true,
 }
 
 // statusReporter emits the Events that go with condition changes and actions.

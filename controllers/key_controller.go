@@ -102,6 +102,7 @@ func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result
 		return ctrl.Result{}, run.waitForOwner(ctx, gone)
 	}
 	run.scope = owner.KeyScope()
+	run.scope.AllowedSourceRanges = key.Settings().AllowedSourceRanges
 	return run.reconcileSecret(ctx)
 }
 
@@ -530,6 +531,9 @@ func keyStatus(k octopodsv1alpha1.KeyObject) *octopodsv1alpha1.APIKeyStatus {
 // operator for a scheduled one, else the person the webhook stamped (or
 // "unknown" where no webhook runs).
 func rotationRequester(key octopodsv1alpha1.KeyObject, token string) string {
+	if report := key.KeyStatus().LastLeakReport; report != nil && token == octopodsv1alpha1.LeakToken(report) {
+		return octopodsv1alpha1.LeakReporter
+	}
 	if token != key.GetAnnotations()[octopodsv1alpha1.RotateAnnotation] && strings.HasPrefix(token, keyplan.ScheduledTokenPrefix) {
 		return octopodsv1alpha1.OperatorName
 	}
@@ -549,6 +553,9 @@ func desired(key octopodsv1alpha1.KeyObject) keyplan.Desired {
 		d.RotationInterval = settings.RotationInterval.Duration
 	}
 	d.RevokePreviousToken = key.GetAnnotations()[octopodsv1alpha1.RevokePreviousAnnotation]
+	if report := key.KeyStatus().LastLeakReport; report != nil && settings.LeakResponse != octopodsv1alpha1.LeakResponseReport {
+		d.LeakedKeyID, d.LeakToken = report.KeyID, octopodsv1alpha1.LeakToken(report)
+	}
 	return d
 }
 

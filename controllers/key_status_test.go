@@ -41,7 +41,7 @@ func TestComputeKeyStatus(t *testing.T) {
 	prevStatus := octopodsv1alpha1.APIKeyStatus{
 		SecretName: "acme-api-key", KeyID: apikey.ID(old), IssuedAt: &issued, LastRotationToken: "T1",
 		PreviousKeyID: "stale", LastUsedTime: &lastUsed, ObservedGeneration: 1,
-		LastRevokedKeyUse: &octopodsv1alpha1.RevokedKeyUse{Time: lastUsed, KeyID: "979690f7253f", ClientAddress: "10.2.3.4"},
+		LastRevokedKeyUse: &octopodsv1alpha1.KeyUse{Time: lastUsed, KeyID: "979690f7253f", ClientAddress: "10.2.3.4"},
 		PublishedKeys:     []octopodsv1alpha1.PublishedKey{keysecret.PublishedKey(old, nil)},
 		Conditions:        []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonKeyIssued, ObservedGeneration: 1}},
 	}

@@ -47,7 +47,10 @@ func changeKeys(secret *corev1.Secret, plan keyplan.Plan, req keyRequest) (reaso
 		by := req.requestedBy
 		secret.Annotations[octopodsv1alpha1.RotatedByAnnotation] = by
 		reason, message = EventKeyRotated, fmt.Sprintf("Rotated key %s to %s for token %q, requested by %s", oldID, newID, token, by)
-		if by == octopodsv1alpha1.OperatorName {
+		switch {
+		case plan.Leaked:
+			message = fmt.Sprintf("Rotated key %s to %s at once, with no grace period: it was reported found in public (token %q)", oldID, newID, token)
+		case by == octopodsv1alpha1.OperatorName:
 			message = fmt.Sprintf("Rotated key %s to %s on schedule (every %s; token %q)", oldID, newID, req.interval, token)
 		}
 		if plan.KeepPrevious {
@@ -98,6 +101,9 @@ func keepChanges(secret *corev1.Secret, plan keyplan.Plan, keyID string) (reason
 		reason, message = EventPreviousKeyExpired, fmt.Sprintf("Previous key %s stopped working", secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation])
 		if plan.RevokeToken != "" {
 			reason, message = EventPreviousKeyRevoked, fmt.Sprintf("Previous key %s stopped working before the end of its grace period, for revoke-previous token %q", secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation], plan.RevokeToken)
+		}
+		if plan.Leaked {
+			reason, message = EventPreviousKeyRevoked, fmt.Sprintf("Previous key %s stopped working before the end of its grace period: it was reported found in public", secret.Annotations[octopodsv1alpha1.PreviousKeyIDAnnotation])
 		}
 		if plan.PreviousUntrusted {
 			reason, message = EventUntrustedKeyRemoved, fmt.Sprintf("Secret %q held a previous-api-key the operator never issued: removed, never admitted", secret.Name)

@@ -8,16 +8,23 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
 
-// ignoreUsageUpdates drops the updates of a WorkspaceAPIKey that changed
-// only what the auth proxies record (lastUsedTime, previousKeyLastUsedTime,
-// lastRevokedKeyUse): with many keys in use they are most updates, and
-// nothing the key or Workspace reconcilers decide depends on them.
+// ignoreUsageUpdates drops the updates of a key object that changed only
+// what the auth proxies record (lastUsedTime, previousKeyLastUsedTime,
+// lastRevokedKeyUse, ...): with many keys in use they are most updates, and
+// nothing the key or Workspace reconcilers decide depends on them. A new
+// lastLeakReport is the exception: the key reconciler rotates a leaked key.
 var ignoreUsageUpdates = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		before, ok1 := e.ObjectOld.(octopodsv1alpha1.KeyObject)
 		after, ok2 := e.ObjectNew.(octopodsv1alpha1.KeyObject)
-		return !ok1 || !ok2 || !usageOnly(before, after)
+		return !ok1 || !ok2 || !usageOnly(before, after) || newLeakReport(before, after)
 	},
+}
+
+// newLeakReport reports whether after records a leak report before does not.
+func newLeakReport(before, after octopodsv1alpha1.KeyObject) bool {
+	b, a := before.KeyStatus().LastLeakReport, after.KeyStatus().LastLeakReport
+	return a != nil && (b == nil || !equality.Semantic.DeepEqual(*a, *b))
 }
 
 // usageOnly reports whether after differs from before in usage fields only.

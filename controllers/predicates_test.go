@@ -60,7 +60,7 @@ var _ = Describe("Status written by the auth proxies", Serial, func() {
 			patch := client.MergeFrom(k.DeepCopy())
 			used := metav1.NewTime(start.Add(time.Duration(i) * time.Second))
 			k.Status.LastUsedTime, k.Status.PreviousKeyLastUsedTime = &used, &used
-			k.Status.LastRevokedKeyUse = &octopodsv1alpha1.RevokedKeyUse{Time: used, KeyID: "979690f7253f", ClientAddress: "10.2.3.4"}
+			k.Status.LastRevokedKeyUse = &octopodsv1alpha1.KeyUse{Time: used, KeyID: "979690f7253f", ClientAddress: "10.2.3.4"}
 			Expect(k8sClient.Status().Patch(ctx, k, patch)).To(Succeed())
 		}
 		Consistently(func() int64 { return reconciles.Load() - before }).Should(BeZero(), "no key reconcile for usage-only status changes")

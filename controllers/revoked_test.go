@@ -81,7 +81,7 @@ var _ = Describe("Revoked keys", Serial, func() {
 		sighting := func(at time.Time, from string) {
 			k := getKey(Default, ns, "acme")
 			patch := client.MergeFrom(k.DeepCopy())
-			k.Status.LastRevokedKeyUse = &octopodsv1alpha1.RevokedKeyUse{Time: metav1.NewTime(at), KeyID: old, ClientAddress: from}
+			k.Status.LastRevokedKeyUse = &octopodsv1alpha1.KeyUse{Time: metav1.NewTime(at), KeyID: old, ClientAddress: from}
 			Expect(k8sClient.Status().Patch(ctx, k, patch)).To(Succeed())
 		}
 		presented := func(g Gomega) []string {
@@ -127,7 +127,7 @@ var _ = Describe("Revoked keys", Serial, func() {
 		patch := client.MergeFrom(k.DeepCopy())
 		future := metav1.NewTime(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))
 		k.Status.LastUsedTime = &future
-		k.Status.LastRevokedKeyUse = &octopodsv1alpha1.RevokedKeyUse{Time: metav1.NewTime(future.AddDate(-1, 0, 0)), KeyID: old}
+		k.Status.LastRevokedKeyUse = &octopodsv1alpha1.KeyUse{Time: metav1.NewTime(future.AddDate(-1, 0, 0)), KeyID: old}
 		Expect(k8sClient.Status().Patch(ctx, k, patch)).To(Succeed())
 		Eventually(func(g Gomega) {
 			k := getKey(g, ns, "acme")
@@ -140,7 +140,7 @@ var _ = Describe("Revoked keys", Serial, func() {
 		// A real sighting after the repair is recorded and reported.
 		k = getKey(Default, ns, "acme")
 		patch = client.MergeFrom(k.DeepCopy())
-		k.Status.LastRevokedKeyUse = &octopodsv1alpha1.RevokedKeyUse{Time: metav1.NewTime(clock.Now().Truncate(time.Second)), KeyID: old, ClientAddress: "10.2.3.4"}
+		k.Status.LastRevokedKeyUse = &octopodsv1alpha1.KeyUse{Time: metav1.NewTime(clock.Now().Truncate(time.Second)), KeyID: old, ClientAddress: "10.2.3.4"}
 		Expect(k8sClient.Status().Patch(ctx, k, patch)).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(eventsFor(g, ns, "acme")).To(ContainElement(ContainSubstring("was presented from 10.2.3.4")))

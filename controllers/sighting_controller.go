@@ -29,12 +29,18 @@ const sightingEventInterval = time.Minute
 // may run a little ahead, never by minutes.
 const futureUsageTolerance = 5 * time.Minute
 
-// SightingReconciler follows what the auth proxies record of a key's use. It
-// turns each new status.lastRevokedKeyUse into a Warning event
-// RevokedKeyPresented, and removes a usage time set in the future (Warning
+// SightingReconciler follows what the auth proxies record of a key's use
+// and leaks, and turns each new record into a Warning event:
+//   - status.lastRevokedKeyUse → RevokedKeyPresented (at most one a minute);
+//   - status.lastDisallowedSourceUse → KeyUsedFromDisallowedSource (at most
+//     one a minute);
+//   - status.lastLeakReport → KeyLeaked, each report, saying what
+//     spec.leakResponse does (the key reconciler does it).
+//
+// It also removes a usage time set in the future (Warning
 // FutureUsageTimeRemoved): usage times never move backwards, so a forged
 // lastUsedTime of 2099 would otherwise refuse every real use after it, and
-// silence RevokedKeyPresented for good. It writes nothing else.
+// silence the events for good. It writes nothing else.
 type SightingReconciler struct {
 	client.Client
 	kind octopodsv1alpha1.KeyKind
@@ -42,10 +48,10 @@ type SightingReconciler struct {
 	now func() time.Time
 
 	mu sync.Mutex
-	// reported is per key (by UID, so a re-created key starts afresh): the
-	// last sighting reported and when. In memory only: a restarted manager
-	// reports a key's latest sighting once more.
-	reported map[types.UID]reportedSighting
+	// reported is per key (by UID, so a re-created key starts afresh) and
+	// per record: the last one reported and when. In memory only: a
+	// restarted manager reports a key's latest records once more.
+	reported map[types.UID]map[string]reportedSighting
 }
 
 type reportedSighting struct {
@@ -53,8 +59,67 @@ type reportedSighting struct {
 	at       time.Time
 }
 
-// Reconcile reports the key's latest sighting unless it was reported, or a
-// report was made less than sightingEventInterval ago; it then comes back.
+// sightingRecord is one kind of record the proxies write, and its event.
+type sightingRecord struct {
+	field  string
+	reason string
+	// every is the least time between two events (0: one per record).
+	every time.Duration
+	// of returns the record's time (zero: none) and its event message.
+	of func(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings) (time.Time, string)
+}
+
+var sightingRecords = []sightingRecord{
+	{"lastRevokedKeyUse", EventRevokedKeyPresented, sightingEventInterval, func(st *octopodsv1alpha1.APIKeyStatus, _ *octopodsv1alpha1.KeySettings) (time.Time, string) {
+		use := st.LastRevokedKeyUse
+		if use == nil {
+			return time.Time{}, ""
+		}
+		return use.Time.Time, fmt.Sprintf("revoked key %s was presented from %s at %s: whoever holds it still tries to use it; the request was refused",
+			use.KeyID, fromAddress(use), use.Time.UTC().Format(time.RFC3339))
+	}},
+	{"lastDisallowedSourceUse", EventKeyUsedFromDisallowedSource, sightingEventInterval, func(st *octopodsv1alpha1.APIKeyStatus, _ *octopodsv1alpha1.KeySettings) (time.Time, string) {
+		use := st.LastDisallowedSourceUse
+		if use == nil {
+			return time.Time{}, ""
+		}
+		return use.Time.Time, fmt.Sprintf("key %s was presented from %s at %s, outside spec.allowedSourceRanges: refused (403 source_not_allowed); if that address is not yours, the key has leaked: rotate it",
+			use.KeyID, fromAddress(use), use.Time.UTC().Format(time.RFC3339))
+	}},
+	{"lastLeakReport", EventKeyLeaked, 0, func(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings) (time.Time, string) {
+		report := st.LastLeakReport
+		if report == nil {
+			return time.Time{}, ""
+		}
+		return report.Time.Time, fmt.Sprintf("key %s was reported found in public by %s at %s (%s): %s",
+			report.KeyID, report.Source, report.URL, report.Time.UTC().Format(time.RFC3339), leakOutcome(st, settings, report))
+	}},
+}
+
+// leakOutcome says what the report does to the key.
+func leakOutcome(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings, report *octopodsv1alpha1.LeakReport) string {
+	live := report.KeyID == st.KeyID || report.KeyID == st.PreviousKeyID
+	switch {
+	case st.LastRotationToken == octopodsv1alpha1.LeakToken(report):
+		return fmt.Sprintf("it was rotated at once (token %q); give the new key to the integration from its Secret", octopodsv1alpha1.LeakToken(report))
+	case !live:
+		return "it no longer works (revoked earlier): nothing rotated; find who still holds it with kubectl octopods audit"
+	case settings.LeakResponse == octopodsv1alpha1.LeakResponseReport:
+		return "spec.leakResponse is Report: it still works until you rotate it (kubectl octopods rotate)"
+	}
+	return fmt.Sprintf("it is being rotated at once (token %q, spec.leakResponse Rotate)", octopodsv1alpha1.LeakToken(report))
+}
+
+func fromAddress(use *octopodsv1alpha1.KeyUse) string {
+	if use.ClientAddress == "" {
+		return "an unknown address"
+	}
+	return use.ClientAddress
+}
+
+// Reconcile reports each record of the key unless it was reported, or a
+// report of its kind was made less than its interval ago; it then comes
+// back.
 func (r *SightingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := r.kind.NewKey()
 	if err := r.Get(ctx, req.NamespacedName, key); err != nil {
@@ -64,27 +129,28 @@ func (r *SightingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.removeFutureUsage(ctx, key, now); err != nil {
 		return ctrl.Result{}, err
 	}
-	use := key.KeyStatus().LastRevokedKeyUse
-	if use == nil {
-		return ctrl.Result{}, nil
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	last := r.reported[key.GetUID()]
-	if !use.Time.After(last.sighting) {
-		return ctrl.Result{}, nil
+	reported := r.reported[key.GetUID()]
+	if reported == nil {
+		reported = map[string]reportedSighting{}
+		r.reported[key.GetUID()] = reported
 	}
-	if wait := last.at.Add(sightingEventInterval).Sub(now); wait > 0 {
-		return ctrl.Result{RequeueAfter: wait}, nil
+	var wait time.Duration
+	for _, rec := range sightingRecords {
+		at, message := rec.of(key.KeyStatus(), key.Settings())
+		last := reported[rec.field]
+		if at.IsZero() || !at.After(last.sighting) {
+			continue
+		}
+		if w := last.at.Add(rec.every).Sub(now); w > 0 {
+			wait = max(wait, w)
+			continue
+		}
+		r.event(key, rec.reason, message)
+		reported[rec.field] = reportedSighting{sighting: at, at: now}
 	}
-	from := use.ClientAddress
-	if from == "" {
-		from = "an unknown address"
-	}
-	r.event(key, EventRevokedKeyPresented, fmt.Sprintf("revoked key %s was presented from %s at %s: whoever holds it still tries to use it; the request was refused",
-		use.KeyID, from, use.Time.UTC().Format(time.RFC3339)))
-	r.reported[key.GetUID()] = reportedSighting{sighting: use.Time.Time, at: now}
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: wait}, nil
 }
 
 // futureUsage names the usage fields of s set later than now allows.
@@ -96,8 +162,13 @@ func futureUsage(s *octopodsv1alpha1.APIKeyStatus, now time.Time) []string {
 			fields = append(fields, name)
 		}
 	}
-	if u := s.LastRevokedKeyUse; u != nil && u.Time.After(limit) {
-		fields = append(fields, "lastRevokedKeyUse")
+	for name, u := range map[string]*octopodsv1alpha1.KeyUse{"lastRevokedKeyUse": s.LastRevokedKeyUse, "lastDisallowedSourceUse": s.LastDisallowedSourceUse} {
+		if u != nil && u.Time.After(limit) {
+			fields = append(fields, name)
+		}
+	}
+	if l := s.LastLeakReport; l != nil && l.Time.After(limit) {
+		fields = append(fields, "lastLeakReport")
 	}
 	slices.Sort(fields)
 	return fields
@@ -121,6 +192,10 @@ func (r *SightingReconciler) removeFutureUsage(ctx context.Context, key octopods
 			st.PreviousKeyLastUsedTime = nil
 		case "lastRevokedKeyUse":
 			st.LastRevokedKeyUse = nil
+		case "lastDisallowedSourceUse":
+			st.LastDisallowedSourceUse = nil
+		case "lastLeakReport":
+			st.LastLeakReport = nil
 		}
 	}
 	if err := r.Status().Patch(ctx, key, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -131,6 +206,24 @@ func (r *SightingReconciler) removeFutureUsage(ctx context.Context, key octopods
 	return nil
 }
 
+// newerRecord reports whether after holds a record later than before's
+// (before nil: any record).
+func newerRecord(before, after octopodsv1alpha1.KeyObject) bool {
+	for _, rec := range sightingRecords {
+		at, _ := rec.of(after.KeyStatus(), after.Settings())
+		if at.IsZero() {
+			continue
+		}
+		if before == nil {
+			return true
+		}
+		if was, _ := rec.of(before.KeyStatus(), before.Settings()); at.After(was) {
+			return true
+		}
+	}
+	return false
+}
+
 // forget drops what was reported of a deleted key.
 func (r *SightingReconciler) forget(uid types.UID) {
 	r.mu.Lock()
@@ -138,19 +231,17 @@ func (r *SightingReconciler) forget(uid types.UID) {
 	delete(r.reported, uid)
 }
 
-// SetupWithManager watches keys whose lastRevokedKeyUse changed.
+// SetupWithManager watches keys whose records changed.
 func (r *SightingReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
-	r.reported = map[types.UID]reportedSighting{}
+	r.reported = map[types.UID]map[string]reportedSighting{}
 	sightings := predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool {
-			s := e.Object.(octopodsv1alpha1.KeyObject).KeyStatus()
-			return s.LastRevokedKeyUse != nil || len(futureUsage(s, r.now())) > 0
+			k := e.Object.(octopodsv1alpha1.KeyObject)
+			return newerRecord(nil, k) || len(futureUsage(k.KeyStatus(), r.now())) > 0
 		},
 		UpdateFunc: func(e event.UpdateEvent) bool {
-			before := e.ObjectOld.(octopodsv1alpha1.KeyObject).KeyStatus().LastRevokedKeyUse
-			s := e.ObjectNew.(octopodsv1alpha1.KeyObject).KeyStatus()
-			after := s.LastRevokedKeyUse
-			return after != nil && (before == nil || after.Time.After(before.Time.Time)) || len(futureUsage(s, r.now())) > 0
+			k := e.ObjectNew.(octopodsv1alpha1.KeyObject)
+			return newerRecord(e.ObjectOld.(octopodsv1alpha1.KeyObject), k) || len(futureUsage(k.KeyStatus(), r.now())) > 0
 		},
 		DeleteFunc: func(e event.DeleteEvent) bool {
 			r.forget(e.Object.GetUID())

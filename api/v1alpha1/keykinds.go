@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -181,7 +182,55 @@ type KeySettings struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')",messageExpression="'\"' + self + '\" is not a duration: use h, m or s, for example 720h for 30 days'",reason=FieldValueInvalid
 	// +kubebuilder:validation:XValidation:rule="!(self.matches('^[-+]?((([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+|0)$')) || duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="rotationInterval must be between 1h and 8760h (365 days), for example 720h for 30 days",reason=FieldValueInvalid
 	RotationInterval *Duration `json:"rotationInterval,omitempty"`
+
+	// leakResponse is what the operator does when one of this object's
+	// keys is reported found in public (status.lastLeakReport): Rotate (the
+	// default) replaces it at once, with no grace period and the token
+	// "leak-<RFC 3339 time of the report>"; Report only records it (a
+	// Warning event KeyLeaked, and the audit). A reported key that no
+	// longer works rotates nothing.
+	// +optional
+	// +kubebuilder:default=Rotate
+	// +kubebuilder:validation:Enum=Rotate;Report
+	LeakResponse LeakResponse `json:"leakResponse,omitempty"`
+
+	// allowedSourceRanges, when set, are the only client addresses the
+	// keys work from (CIDRs, IPv4 or IPv6). A valid key presented from
+	// elsewhere gets 403 source_not_allowed, and the attempt is recorded
+	// (status.lastDisallowedSourceUse). The client address is the
+	// connection's peer, or the right-most X-Forwarded-For hop that is not
+	// one of the auth proxy's --trusted-proxy-cidrs, or Envoy's
+	// source.address in gRPC. Unset: any address.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",messageExpression="'\"' + self + '\" is not a CIDR: write an address and a prefix length, for example 203.0.113.0/24 or 2001:db8::/48 (203.0.113.7/32 for one address)'",reason=FieldValueInvalid
+	AllowedSourceRanges []string `json:"allowedSourceRanges,omitempty"`
 }
+
+// LeakResponse is what a reported leak of a key does.
+type LeakResponse string
+
+// The leak responses.
+const (
+	// LeakResponseRotate replaces the reported key at once (grace 0).
+	LeakResponseRotate LeakResponse = "Rotate"
+	// LeakResponseReport records the report only.
+	LeakResponseReport LeakResponse = "Report"
+)
+
+// LeakTokenPrefix starts the rotation token of a leak's rotation:
+// "leak-<RFC 3339 time of the report>".
+const LeakTokenPrefix = "leak-"
+
+// LeakToken is the rotation token of the rotation answering report.
+func LeakToken(report *LeakReport) string {
+	return LeakTokenPrefix + report.Time.UTC().Format(time.RFC3339)
+}
+
+// LeakReporter is who a leak rotation is attributed to (lastRotatedBy).
+const LeakReporter = "secret-scanning"
 
 // KeyScope is what a key unlocks, as the operator read it from the key's
 // owner when it published the key: the auth proxy believes it as it
@@ -207,6 +256,14 @@ type KeyScope struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	WhatsAppBusinessAccount string `json:"whatsAppBusinessAccount,omitempty"`
+	// allowedSourceRanges are spec.allowedSourceRanges as the operator
+	// published them with the keys: the auth proxy admits the keys only
+	// from these addresses (none: any).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=43
+	AllowedSourceRanges []string `json:"allowedSourceRanges,omitempty"`
 }
 
 // KeySecretController is the one ownership predicate for key Secrets: the

@@ -142,6 +142,8 @@ type SecretTemplate struct {
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastUsedTime) || !has(self.lastUsedTime) || self.lastUsedTime >= oldSelf.lastUsedTime",message="lastUsedTime never moves backwards"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.previousKeyLastUsedTime) || !has(self.previousKeyLastUsedTime) || self.previousKeyLastUsedTime >= oldSelf.previousKeyLastUsedTime",message="previousKeyLastUsedTime never moves backwards"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastRevokedKeyUse) || !has(self.lastRevokedKeyUse) || self.lastRevokedKeyUse.time >= oldSelf.lastRevokedKeyUse.time",message="lastRevokedKeyUse never moves backwards"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastDisallowedSourceUse) || !has(self.lastDisallowedSourceUse) || self.lastDisallowedSourceUse.time >= oldSelf.lastDisallowedSourceUse.time",message="lastDisallowedSourceUse never moves backwards"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastLeakReport) || !has(self.lastLeakReport) || self.lastLeakReport.time >= oldSelf.lastLeakReport.time",message="lastLeakReport never moves backwards"
 type APIKeyStatus struct {
 	// secretName is the Secret that holds the key.
 	// +optional
@@ -228,7 +230,21 @@ type APIKeyStatus struct {
 	// minute) and never moving backwards. Each new one becomes a Warning
 	// event RevokedKeyPresented (at most one a minute).
 	// +optional
-	LastRevokedKeyUse *RevokedKeyUse `json:"lastRevokedKeyUse,omitempty" octopods:"usage"`
+	LastRevokedKeyUse *KeyUse `json:"lastRevokedKeyUse,omitempty" octopods:"usage"`
+
+	// lastDisallowedSourceUse is the latest attempt with a valid key of
+	// this object from an address outside spec.allowedSourceRanges (refused
+	// with 403 source_not_allowed): evidence that someone else holds the
+	// key. Written like lastRevokedKeyUse; each new one becomes a Warning
+	// event KeyUsedFromDisallowedSource (at most one a minute).
+	// +optional
+	LastDisallowedSourceUse *KeyUse `json:"lastDisallowedSourceUse,omitempty" octopods:"usage"`
+
+	// lastLeakReport is the latest report that one of this object's keys
+	// was found in public (GitHub secret scanning), recorded by the auth
+	// proxy that received it. The operator then acts on spec.leakResponse.
+	// +optional
+	LastLeakReport *LeakReport `json:"lastLeakReport,omitempty" octopods:"usage"`
 
 	// scope is what the published keys unlock, read from the key's owner
 	// when they were published: the auth proxy's identity headers and scope
@@ -278,12 +294,13 @@ type RevokedKey struct {
 	RevokedAt metav1.Time `json:"revokedAt"`
 }
 
-// RevokedKeyUse is one attempt to use a revoked key.
-type RevokedKeyUse struct {
+// KeyUse is one refused attempt with a key: a revoked key, or a valid key
+// presented from outside its spec.allowedSourceRanges.
+type KeyUse struct {
 	// time is when the attempt was made (whole seconds).
 	// +required
 	Time metav1.Time `json:"time"`
-	// keyID is the revoked key's public ID.
+	// keyID is the presented key's public ID.
 	// +required
 	// +kubebuilder:validation:Pattern=`^[0-9a-f]{12}$`
 	KeyID string `json:"keyID"`
@@ -295,6 +312,26 @@ type RevokedKeyUse struct {
 	// +kubebuilder:validation:MaxLength=45
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="clientAddress must be an IP address"
 	ClientAddress string `json:"clientAddress,omitempty"`
+}
+
+// LeakReport is one report that a key was found in public.
+type LeakReport struct {
+	// time is when the report was received (whole seconds).
+	// +required
+	Time metav1.Time `json:"time"`
+	// keyID is the reported key's public ID.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{12}$`
+	KeyID string `json:"keyID"`
+	// source is who reported it, and where it was found, as
+	// "github:<where>" (for example github:content or github:commit).
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	Source string `json:"source"`
+	// url is where the key was found, as the reporter gave it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	URL string `json:"url,omitempty"`
 }
 
 // WorkspaceAPIKey is the API key of one workspace: creating it is clicking

@@ -65,15 +65,15 @@ func TestEveryStatusFieldHasAnOwner(t *testing.T) {
 			t.Errorf("status.%s has no `octopods:\"operator\"` or `octopods:\"usage\"` tag", f.JSON)
 		}
 	}
-	if got := StatusFieldsOwnedBy(APIKeyStatus{}, StatusOwnerUsage); !slices.Equal(got, []string{"lastUsedTime", "previousKeyLastUsedTime", "lastRevokedKeyUse"}) {
-		t.Errorf("usage fields %v: the contract names lastUsedTime, previousKeyLastUsedTime and lastRevokedKeyUse", got)
+	if got := StatusFieldsOwnedBy(APIKeyStatus{}, StatusOwnerUsage); !slices.Equal(got, []string{"lastUsedTime", "previousKeyLastUsedTime", "lastRevokedKeyUse", "lastDisallowedSourceUse", "lastLeakReport"}) {
+		t.Errorf("usage fields %v: the contract names lastUsedTime, previousKeyLastUsedTime, lastRevokedKeyUse and lastLeakReport, and lastDisallowedSourceUse records the source ranges' refusals", got)
 	}
 }
 
 func TestClearUsageKeepsWhatTheOperatorOwns(t *testing.T) {
 	now := metav1.Now()
 	s := APIKeyStatus{KeyID: "0123456789ab", LastUsedTime: &now, PreviousKeyLastUsedTime: &now,
-		LastRevokedKeyUse: &RevokedKeyUse{Time: now}, ObservedGeneration: 3}
+		LastRevokedKeyUse: &KeyUse{Time: now}, ObservedGeneration: 3}
 	s.ClearUsage()
 	if !reflect.DeepEqual(s, APIKeyStatus{KeyID: "0123456789ab", ObservedGeneration: 3}) {
 		t.Errorf("after ClearUsage: %+v", s)
@@ -82,10 +82,10 @@ func TestClearUsageKeepsWhatTheOperatorOwns(t *testing.T) {
 
 func TestCopyUsageCopiesOnlyUsage(t *testing.T) {
 	now := metav1.Now()
-	from := APIKeyStatus{KeyID: "0123456789ab", LastUsedTime: &now, PreviousKeyLastUsedTime: &now, LastRevokedKeyUse: &RevokedKeyUse{Time: now}}
+	from := APIKeyStatus{KeyID: "0123456789ab", LastUsedTime: &now, PreviousKeyLastUsedTime: &now, LastRevokedKeyUse: &KeyUse{Time: now}}
 	var s APIKeyStatus
 	s.CopyUsage(&from)
-	if !reflect.DeepEqual(s, APIKeyStatus{LastUsedTime: &now, PreviousKeyLastUsedTime: &now, LastRevokedKeyUse: &RevokedKeyUse{Time: now}}) {
+	if !reflect.DeepEqual(s, APIKeyStatus{LastUsedTime: &now, PreviousKeyLastUsedTime: &now, LastRevokedKeyUse: &KeyUse{Time: now}}) {
 		t.Errorf("after CopyUsage: %+v", s)
 	}
 }

@@ -60,7 +60,7 @@ func BenchmarkAuthorize(b *testing.B) {
 			b.ResetTimer()
 			i := 0
 			for b.Loop() {
-				if d := Authorize(ix, rules, headers[i&1023][canonicalAuth], path[i&1023], now); d.Verdict != Admitted {
+				if d := Authorize(ix, rules, nil, headers[i&1023][canonicalAuth], path[i&1023], ClientSource{}, now); d.Verdict != Admitted {
 					b.Fatal("refused a loaded key")
 				}
 				i++
@@ -77,7 +77,7 @@ func BenchmarkAuthorizeRefusal(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := Authorize(ix, rules, h[canonicalAuth], "/api/v1/sms/send", now); d.Verdict != KeyInvalid {
+		if d := Authorize(ix, rules, nil, h[canonicalAuth], "/api/v1/sms/send", ClientSource{}, now); d.Verdict != KeyInvalid {
 			b.Fatal("admitted an unknown key")
 		}
 	}

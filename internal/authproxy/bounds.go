@@ -1,7 +1,6 @@
 package authproxy
 
 import (
-	"net/netip"
 	"unicode/utf8"
 )
 
@@ -19,20 +18,6 @@ const (
 	// it is logged, recorded and budgeted as this word, never verbatim.
 	invalidAddress = "invalid"
 )
-
-// clientIP returns the canonical text of the IP address s ("::ffff:a.b.c.d"
-// unmapped, no zone), or invalidAddress: the only form in which a client
-// address reaches the log, the refusal budget's map and status.
-func clientIP(s string) string {
-	if len(s) > len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255") {
-		return invalidAddress // longer than any address, zone aside
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return invalidAddress
-	}
-	return a.WithZone("").Unmap().String()
-}
 
 // truncate shortens s to at most n bytes on a rune boundary, marking the cut.
 func truncate(s string, n int) string {

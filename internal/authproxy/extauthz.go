@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/octopods/octopods-operator/internal/clientaddr"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 	"github.com/octopods/octopods-operator/internal/scope"
 )
@@ -29,13 +30,14 @@ type ExtAuthz struct {
 	Ready    func() bool
 	Metrics  *Metrics
 	refusals *refusalLog
+	trusted  clientaddr.Trusted
 	now      func() time.Time
 }
 
 // ExtAuthz returns the gRPC Check service deciding from the same index,
 // readiness, metrics and refusal log as the HTTP handler.
 func (h *Handler) ExtAuthz() *ExtAuthz {
-	return &ExtAuthz{Index: h.Index, Scopes: h.Scopes, Ready: h.Ready, Metrics: h.Metrics, refusals: h.refusals, now: time.Now}
+	return &ExtAuthz{Index: h.Index, Scopes: h.Scopes, Ready: h.Ready, Metrics: h.Metrics, refusals: h.refusals, trusted: h.trusted, now: time.Now}
 }
 
 // headerAuth is X-Octopods-Auth as Envoy sends it: lower case.
@@ -43,10 +45,11 @@ const headerAuth = "x-octopods-auth"
 
 // Refusals are fixed: built once, shared read-only by every response.
 var (
-	deniedMissingKey = denied(http.StatusUnauthorized, codes.Unauthenticated, OutcomeMissingKey, bodyMissingKey)
-	deniedInvalidKey = denied(http.StatusUnauthorized, codes.Unauthenticated, OutcomeInvalidKey, bodyInvalidKey)
-	deniedNotReady   = denied(http.StatusServiceUnavailable, codes.Unavailable, OutcomeNotReady, bodyNotReady)
-	deniedDeprecated = denied(http.StatusBadRequest, codes.Unauthenticated, OutcomeDeprecatedKey, bodyDeprecatedKey)
+	deniedMissingKey       = denied(http.StatusUnauthorized, codes.Unauthenticated, OutcomeMissingKey, bodyMissingKey)
+	deniedInvalidKey       = denied(http.StatusUnauthorized, codes.Unauthenticated, OutcomeInvalidKey, bodyInvalidKey)
+	deniedNotReady         = denied(http.StatusServiceUnavailable, codes.Unavailable, OutcomeNotReady, bodyNotReady)
+	deniedDeprecated       = denied(http.StatusBadRequest, codes.Unauthenticated, OutcomeDeprecatedKey, bodyDeprecatedKey)
+	deniedSourceNotAllowed = denied(http.StatusForbidden, codes.PermissionDenied, OutcomeSourceNotAllowed, bodySourceNotAllowed)
 )
 
 // Check decides one request that Envoy holds.
@@ -62,12 +65,19 @@ func (s *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 	if q := strings.IndexByte(path, '?'); q >= 0 {
 		path = path[:q]
 	}
-	d := Authorize(s.Index, s.Scopes, authValues(httpReq, &buf), path, start)
+	// Envoy's source.address names the client; the gRPC peer is Envoy.
+	source := req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress()
+	var xff [1]string
+	forwardedFor := xff[:0]
+	if v, ok := httpReq.GetHeaders()["x-forwarded-for"]; ok {
+		xff[0] = v
+		forwardedFor = xff[:]
+	}
+	d := Authorize(s.Index, s.Scopes, s.trusted, authValues(httpReq, &buf), path, ClientSource{source, forwardedFor}, start)
 	outcome, counter := s.Metrics.grpc.of(d.Verdict)
 	s.Metrics.observe(counter, start, s.now())
 	if d.Verdict != Admitted {
-		// Envoy's source.address names the client; the gRPC peer is Envoy.
-		client := clientIP(req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress())
+		client := addressString(s.trusted.Of(source, forwardedFor))
 		remote := client
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 			remote = p.Addr.String()
@@ -82,6 +92,8 @@ func (s *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 			return deniedDeprecated, nil
 		case OutOfScope:
 			return denied(http.StatusForbidden, codes.PermissionDenied, OutcomeScopeMismatch, d.Scope.Refusal()), nil
+		case SourceNotAllowed:
+			return deniedSourceNotAllowed, nil
 		}
 		return deniedInvalidKey, nil
 	}

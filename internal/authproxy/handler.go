@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/octopods/octopods-operator/internal/clientaddr"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 	"github.com/octopods/octopods-operator/internal/scope"
 )
@@ -41,14 +42,18 @@ const (
 	OutcomeDeprecatedKey = "DEPRECATED_API_KEY"
 	// OutcomeScopeMismatch: a valid key on a path its type does not take.
 	OutcomeScopeMismatch = "key_scope_mismatch"
+	// OutcomeSourceNotAllowed: a valid key from outside its
+	// allowedSourceRanges.
+	OutcomeSourceNotAllowed = "source_not_allowed"
 )
 
 // Bodies are fixed, so a refusal allocates nothing for them.
 var (
-	bodyMissingKey    = []byte(`{"error":"missing_key"}` + "\n")
-	bodyInvalidKey    = []byte(`{"error":"invalid_key"}` + "\n")
-	bodyNotReady      = []byte(`{"error":"not_ready"}` + "\n")
-	bodyDeprecatedKey = []byte(`{"error":"DEPRECATED_API_KEY"}` + "\n")
+	bodyMissingKey       = []byte(`{"error":"missing_key"}` + "\n")
+	bodyInvalidKey       = []byte(`{"error":"invalid_key"}` + "\n")
+	bodyNotReady         = []byte(`{"error":"not_ready"}` + "\n")
+	bodyDeprecatedKey    = []byte(`{"error":"DEPRECATED_API_KEY"}` + "\n")
+	bodySourceNotAllowed = []byte(`{"error":"source_not_allowed"}` + "\n")
 	// Pre-canonicalised header names, so none is canonicalised per request.
 	canonicalAuth      = http.CanonicalHeaderKey(HeaderAuth)
 	canonicalWorkspace = http.CanonicalHeaderKey(HeaderWorkspace)
@@ -60,6 +65,7 @@ var (
 	canonicalWABA      = http.CanonicalHeaderKey(HeaderWhatsAppBusinessAccount)
 	canonicalAuthError = http.CanonicalHeaderKey(HeaderAuthError)
 	canonicalRealIP    = http.CanonicalHeaderKey("X-Real-Ip")
+	canonicalXFF       = http.CanonicalHeaderKey("X-Forwarded-For")
 	wwwAuthValue       = []string{`Key realm="octopods", header="X-Octopods-Auth"`}
 	jsonType           = []string{"application/json"}
 	connectionClose    = []string{"close"}
@@ -78,6 +84,7 @@ type Handler struct {
 	Log     *slog.Logger
 	// Upstream nil means forward-auth mode.
 	proxy    *httputil.ReverseProxy
+	trusted  clientaddr.Trusted
 	now      func() time.Time
 	refusals *refusalLog
 }
@@ -122,7 +129,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, http.StatusServiceUnavailable, bodyNotReady, h.proxy == nil)
 		return
 	}
-	d := Authorize(h.Index, h.Scopes, r.Header[canonicalAuth], h.requestPath(r), start)
+	d := Authorize(h.Index, h.Scopes, h.trusted, r.Header[canonicalAuth], h.requestPath(r), ClientSource{r.RemoteAddr, r.Header[canonicalXFF]}, start)
 	detail := ""
 	if d.Verdict == Admitted && h.proxy == nil && hasSpoofedIdentity(r.Header) {
 		// In forward-auth mode the gateway, not this proxy, forwards the
@@ -178,7 +185,8 @@ func headerValue(h http.Header, canonical string) string {
 
 // SetTrustedProxies sets the peers (load balancers) whose X-Forwarded-For
 // names the client in the refusal log.
-func (h *Handler) SetTrustedProxies(trusted []netip.Prefix) {
+func (h *Handler) SetTrustedProxies(trusted clientaddr.Trusted) {
+	h.trusted = trusted
 	h.refusals = newRefusalLog(h.Log, h.Index, trusted)
 }
 
@@ -214,7 +222,20 @@ const (
 	KeyDeprecated
 	// OutOfScope is a valid key on a path no scope rule gives its type.
 	OutOfScope
+	// SourceNotAllowed is a valid key presented from outside its
+	// allowedSourceRanges.
+	SourceNotAllowed
 )
+
+// ClientSource is where a request came from, as its interface tells: read only
+// for a key with allowedSourceRanges.
+type ClientSource struct {
+	// Peer is the connection's peer ("ip:port" or "ip"): for gRPC, Envoy's
+	// source.address. ForwardedFor are its X-Forwarded-For values, believed
+	// only from a trusted peer.
+	Peer         string
+	ForwardedFor []string
+}
 
 // Decision is Authorize's answer: the verdict, who the key is (for a
 // valid or deprecated key), the presented value (for the audit log's key
@@ -224,13 +245,17 @@ type Decision struct {
 	Who       keyindex.Identity
 	Presented string
 	Scope     scope.Decision
+	// Client is the client's address, when the decision needed it.
+	Client netip.Addr
 }
 
 // Authorize is the one decision of every interface, in order: exactly one
 // X-Octopods-Auth value, a well-formed, known, unexpired key (a remembered
-// revoked one is deprecated), then the path's scope rule for the key's
-// type. It does not allocate for a path in normal form.
-func Authorize(ix *keyindex.Index, rules *scope.Rules, values []string, path string, now time.Time) Decision {
+// revoked one is deprecated), the path's scope rule for the key's type,
+// then the key's allowedSourceRanges (the client's address is worked out
+// only for a key that has them: trusted says whose X-Forwarded-For is
+// believed). It does not allocate for a path in normal form.
+func Authorize(ix *keyindex.Index, rules *scope.Rules, trusted clientaddr.Trusted, values []string, path string, from ClientSource, now time.Time) Decision {
 	switch len(values) {
 	case 0:
 		return Decision{Verdict: KeyMissing}
@@ -253,6 +278,14 @@ func Authorize(ix *keyindex.Index, rules *scope.Rules, values []string, path str
 		if ok, d.Scope = rules.Allows(path, who.Type, who.ChannelType); !ok {
 			d.Verdict = OutOfScope
 			break
+		}
+		if use.Restricted() {
+			if d.Client = trusted.Of(from.Peer, from.ForwardedFor); !use.AllowsSource(d.Client) {
+				// Evidence that someone else holds the key: recorded.
+				use.SawDisallowedSource(who.KeyID, d.Client, now)
+				d.Verdict = SourceNotAllowed
+				break
+			}
 		}
 		use.Record(now) // only an admitted request is a use of the key
 	}
@@ -315,6 +348,8 @@ func refusalOf(d Decision) (int, []byte) {
 		return http.StatusBadRequest, bodyDeprecatedKey
 	case OutOfScope:
 		return http.StatusForbidden, d.Scope.Refusal()
+	case SourceNotAllowed:
+		return http.StatusForbidden, bodySourceNotAllowed
 	}
 	return http.StatusUnauthorized, bodyInvalidKey
 }

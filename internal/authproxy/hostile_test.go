@@ -126,23 +126,6 @@ func TestHostileGRPCCallersAreBounded(t *testing.T) {
 	}
 }
 
-func TestClientIP(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.9":                "192.0.2.9",
-		"::ffff:192.0.2.9":         "192.0.2.9",
-		"2001:DB8::1":              "2001:db8::1",
-		"fe80::1%eth0":             "fe80::1",
-		"192.0.2.9:443":            invalidAddress,
-		"":                         invalidAddress,
-		"\x1b[31mred":              invalidAddress,
-		strings.Repeat("1", 1<<20): invalidAddress,
-	} {
-		if got := clientIP(in); got != want {
-			t.Errorf("clientIP(%.20q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestTruncate(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

@@ -123,16 +123,21 @@ func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) error {
 
 // usageFields are the status fields, as JSON members, that u brings.
 func usageFields(u keyindex.Usage) []string {
-	fields := make([]string, 0, 3)
+	fields := make([]string, 0, 4)
 	if !u.LastUsed.IsZero() {
 		fields = append(fields, fmt.Sprintf(`"lastUsedTime":%q`, u.LastUsed.UTC().Format(time.RFC3339)))
 	}
 	if !u.PreviousLastUsed.IsZero() {
 		fields = append(fields, fmt.Sprintf(`"previousKeyLastUsedTime":%q`, u.PreviousLastUsed.UTC().Format(time.RFC3339)))
 	}
-	if s := u.RevokedUse; s != nil {
-		use, _ := json.Marshal(octopodsv1alpha1.RevokedKeyUse{Time: metav1.NewTime(s.Time), KeyID: s.KeyID, ClientAddress: s.ClientAddress})
-		fields = append(fields, `"lastRevokedKeyUse":`+string(use))
+	for _, f := range []struct {
+		name string
+		s    *keyindex.Sighting
+	}{{"lastRevokedKeyUse", u.RevokedUse}, {"lastDisallowedSourceUse", u.DisallowedSourceUse}} {
+		if name, s := f.name, f.s; s != nil {
+			use, _ := json.Marshal(octopodsv1alpha1.KeyUse{Time: metav1.NewTime(s.Time), KeyID: s.KeyID, ClientAddress: s.ClientAddress})
+			fields = append(fields, fmt.Sprintf("%q:%s", name, use))
+		}
 	}
 	return fields
 }

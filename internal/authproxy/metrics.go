@@ -19,6 +19,8 @@ type Metrics struct {
 	latency    prometheus.Observer
 	// LastUsedWrites counts status.lastUsedTime patches by result.
 	LastUsedWrites *prometheus.CounterVec
+	// LeakReports counts secret scanning reports' tokens by outcome.
+	LeakReports *prometheus.CounterVec
 }
 
 // NewMetrics registers the proxy's metrics. staleness reports how long ago
@@ -39,7 +41,14 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration, perKey bool)
 		Name: "octopods_auth_proxy_last_used_writes_total",
 		Help: "status.lastUsedTime patches of WorkspaceAPIKeys, by result: ok, superseded (a later use already recorded), not_found, error.",
 	}, []string{"result"})
-	reg.MustRegister(requests, latency, lastUsed,
+	leaks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "octopods_auth_proxy_leak_reports_total",
+		Help: "Secret scanning reports: tokens by outcome (true_positive: one of the operator's keys, current, previous or revoked; false_positive), and requests rejected (bad signature or body) or not recorded (error).",
+	}, []string{"outcome"})
+	for _, o := range []string{LeakOutcomeTruePositive, LeakOutcomeFalsePositive, LeakOutcomeRejected, LeakOutcomeError} {
+		leaks.WithLabelValues(o)
+	}
+	reg.MustRegister(requests, latency, lastUsed, leaks,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "octopods_auth_proxy_keys_loaded",
 			Help: "Keys accepted now: current keys plus previous keys in their grace period.",
@@ -62,6 +71,7 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration, perKey bool)
 		grpc:           newOutcomeCounters(requests, InterfaceGRPC),
 		latency:        latency,
 		LastUsedWrites: lastUsed,
+		LeakReports:    leaks,
 	}
 }
 
@@ -74,7 +84,7 @@ const (
 // outcomeCounters are one interface's request counters, resolved once so
 // the request path does no label lookups.
 type outcomeCounters struct {
-	allowed, missingKey, invalidKey, notReady, deprecatedKey, scopeMismatch prometheus.Counter
+	allowed, missingKey, invalidKey, notReady, deprecatedKey, scopeMismatch, sourceNotAllowed prometheus.Counter
 }
 
 func newOutcomeCounters(requests *prometheus.CounterVec, iface string) outcomeCounters {
@@ -84,8 +94,9 @@ func newOutcomeCounters(requests *prometheus.CounterVec, iface string) outcomeCo
 		invalidKey: requests.WithLabelValues(iface, OutcomeInvalidKey),
 		notReady:   requests.WithLabelValues(iface, OutcomeNotReady),
 		// Lower case like the others; the response says DEPRECATED_API_KEY.
-		deprecatedKey: requests.WithLabelValues(iface, "deprecated_api_key"),
-		scopeMismatch: requests.WithLabelValues(iface, OutcomeScopeMismatch),
+		deprecatedKey:    requests.WithLabelValues(iface, "deprecated_api_key"),
+		scopeMismatch:    requests.WithLabelValues(iface, OutcomeScopeMismatch),
+		sourceNotAllowed: requests.WithLabelValues(iface, OutcomeSourceNotAllowed),
 	}
 }
 
@@ -100,6 +111,8 @@ func (c *outcomeCounters) of(v Verdict) (string, prometheus.Counter) {
 		return OutcomeDeprecatedKey, c.deprecatedKey
 	case OutOfScope:
 		return OutcomeScopeMismatch, c.scopeMismatch
+	case SourceNotAllowed:
+		return OutcomeSourceNotAllowed, c.sourceNotAllowed
 	default:
 		return OutcomeInvalidKey, c.invalidKey
 	}

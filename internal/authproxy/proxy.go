@@ -73,6 +73,11 @@ type Config struct {
 	// NOT_SERVING (requests that still arrive are answered from the last
 	// keys known). 0: DefaultMaxKeyStaleness; negative: never.
 	MaxKeyStaleness time.Duration
+	// SecretScanningAddress serves GitHub's secret scanning partner reports
+	// (POST /secret-scanning); empty: off. SecretScanningPublicKeysFile is
+	// GitHub's public keys document, reloaded when it changes.
+	SecretScanningAddress        string
+	SecretScanningPublicKeysFile string
 	// ScopeRulesFile (--scope-rules) replaces the built-in scope rules,
 	// which mirror Octopods' API; empty: the built-in ones.
 	ScopeRulesFile string
@@ -113,6 +118,9 @@ type Proxy struct {
 
 	traffic, probes, metrics net.Listener
 	grpc                     net.Listener // nil when --grpc-bind-address is empty
+	// scanning receives leak reports; nil when --secret-scanning-bind-address is empty.
+	scanning       net.Listener
+	secretScanning *SecretScanning
 }
 
 // New builds a proxy and binds its listeners, so that Addr is known before
@@ -161,29 +169,17 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		}
 	}
 	p.handler.SetTrustedProxies(cfg.TrustedProxies)
-	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
-		if p.cert, err = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log); err != nil {
-			return nil, err
-		}
-		if p.cfg.TLSCheckInterval <= 0 {
-			p.cfg.TLSCheckInterval = DefaultCertCheckInterval
-		}
-	}
-	if cfg.GRPCClientCAFile != "" {
-		if p.cert == nil || cfg.GRPCAddress == "" {
-			return nil, errors.New("--grpc-client-ca-file needs --grpc-bind-address, --tls-cert-file and --tls-private-key-file: client certificates are checked in TLS")
-		}
-		if p.clientCA, err = newCAReloader(cfg.GRPCClientCAFile, log); err != nil {
-			return nil, fmt.Errorf("--grpc-client-ca-file: %w", err)
-		}
+	if err := p.loadFiles(octopods); err != nil {
+		return nil, err
 	}
 
 	for _, l := range []struct {
 		flag, addr string
 		into       *net.Listener
 	}{{"--listen-address", cfg.ListenAddress, &p.traffic}, {"--health-probe-bind-address", cfg.HealthProbeAddress, &p.probes},
-		{"--metrics-bind-address", cfg.MetricsAddress, &p.metrics}, {"--grpc-bind-address", cfg.GRPCAddress, &p.grpc}} {
-		if l.addr == "" && l.into == &p.grpc {
+		{"--metrics-bind-address", cfg.MetricsAddress, &p.metrics}, {"--grpc-bind-address", cfg.GRPCAddress, &p.grpc},
+		{"--secret-scanning-bind-address", cfg.SecretScanningAddress, &p.scanning}} {
+		if l.addr == "" && (l.into == &p.grpc || l.into == &p.scanning) {
 			continue
 		}
 		if *l.into, err = net.Listen("tcp", l.addr); err != nil {
@@ -192,6 +188,42 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		}
 	}
 	return p, nil
+}
+
+// loadFiles loads the certificates and keys that the flags name; each is
+// reloaded when it changes.
+func (p *Proxy) loadFiles(octopods rest.Interface) error {
+	var err error
+	if p.cfg.TLSCheckInterval <= 0 {
+		// Also how often the secret scanning public keys are checked.
+		p.cfg.TLSCheckInterval = DefaultCertCheckInterval
+	}
+	if p.cfg.TLSCertFile != "" || p.cfg.TLSKeyFile != "" {
+		if p.cert, err = newCertReloader(p.cfg.TLSCertFile, p.cfg.TLSKeyFile, p.log); err != nil {
+			return err
+		}
+	}
+	if p.cfg.GRPCClientCAFile != "" {
+		if p.cert == nil || p.cfg.GRPCAddress == "" {
+			return errors.New("--grpc-client-ca-file needs --grpc-bind-address, --tls-cert-file and --tls-private-key-file: client certificates are checked in TLS")
+		}
+		if p.clientCA, err = newCAReloader(p.cfg.GRPCClientCAFile, p.log); err != nil {
+			return fmt.Errorf("--grpc-client-ca-file: %w", err)
+		}
+	}
+
+	if p.cfg.SecretScanningAddress != "" {
+		if p.cfg.SecretScanningPublicKeysFile == "" {
+			return errNoPublicKeys
+		}
+		keys, err := NewPublicKeysReloader(p.cfg.SecretScanningPublicKeysFile, p.log)
+		if err != nil {
+			return fmt.Errorf("--secret-scanning-public-keys-file: %w", err)
+		}
+		p.secretScanning = &SecretScanning{Index: p.Index, Client: octopods, Keys: keys, Metrics: p.Metrics, Log: p.log, now: time.Now}
+	}
+
+	return nil
 }
 
 // UpstreamTransport keeps enough idle connections to the upstream for
@@ -212,6 +244,14 @@ func (p *Proxy) ProbeAddr() string { return p.probes.Addr().String() }
 // MetricsAddr is the metrics listener's address.
 func (p *Proxy) MetricsAddr() string { return p.metrics.Addr().String() }
 
+// SecretScanningAddr is the leak report listener's address ("" when off).
+func (p *Proxy) SecretScanningAddr() string {
+	if p.scanning == nil {
+		return ""
+	}
+	return p.scanning.Addr().String()
+}
+
 // GRPCAddr is the gRPC listener's address ("" when off).
 func (p *Proxy) GRPCAddr() string {
 	if p.grpc == nil {
@@ -230,48 +270,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 	go func() { defer close(flushDone); p.flusher.Run(sourceCtx) }()
 	go p.handler.refusals.run(sourceCtx)
 
-	probeMux := http.NewServeMux()
-	probeMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	probeMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if ok, why := p.ready(); !ok {
-			http.Error(w, why, http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
-	metricsMux := http.NewServeMux()
-	metricsMux.Handle("/metrics", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
-
-	servers := []*http.Server{
-		NewHTTPServer(p.handler, p.log), NewHTTPServer(probeMux, p.log), NewHTTPServer(metricsMux, p.log),
-	}
-	errs := make(chan error, len(servers)+1)
-	serve := func(s *http.Server, l net.Listener) {
-		var err error
-		if s.TLSConfig != nil {
-			err = s.ServeTLS(l, "", "") // the certificate comes from GetCertificate
-		} else {
-			err = s.Serve(l)
-		}
-		if !errors.Is(err, http.ErrServerClosed) {
-			errs <- err
-		}
-	}
-	if p.cert != nil {
-		servers[0].TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCertificate(p.cert)}
-		go p.cert.run(sourceCtx, p.cfg.TLSCheckInterval)
-	}
-	if p.clientCA != nil {
-		go p.clientCA.run(sourceCtx, p.cfg.TLSCheckInterval)
-	}
-	go serve(servers[0], p.traffic)
-	go serve(servers[1], p.probes)
-	go serve(servers[2], p.metrics)
+	errs := make(chan error, 6) // one per server
+	servers := p.startServers(sourceCtx, errs)
 	var grpcServer *grpcServing
 	if p.grpc != nil {
 		grpcServer = p.serveGRPC(sourceCtx, errs)
 	}
-	p.log.Info("auth proxy started", "address", p.Addr(), "grpcAddress", p.GRPCAddr(), "mode", p.mode(), "namespaces", p.cfg.Namespaces)
+	p.log.Info("auth proxy started", "address", p.Addr(), "grpcAddress", p.GRPCAddr(), "secretScanningAddress", p.SecretScanningAddr(), "mode", p.mode(), "namespaces", p.cfg.Namespaces)
 
 	var runErr error
 	select {
@@ -294,6 +299,61 @@ func (p *Proxy) Run(ctx context.Context) error {
 	return runErr
 }
 
+// startServers serves the HTTP listeners (traffic, probes, metrics, and
+// the secret scanning endpoint when on); a server's failure goes to errs.
+func (p *Proxy) startServers(ctx context.Context, errs chan<- error) []*http.Server {
+	probeMux, metricsMux := p.probeMux(), http.NewServeMux()
+	metricsMux.Handle("/metrics", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
+
+	servers := []*http.Server{
+		NewHTTPServer(p.handler, p.log), NewHTTPServer(probeMux, p.log), NewHTTPServer(metricsMux, p.log),
+	}
+	serve := func(s *http.Server, l net.Listener) {
+		var err error
+		if s.TLSConfig != nil {
+			err = s.ServeTLS(l, "", "") // the certificate comes from GetCertificate
+		} else {
+			err = s.Serve(l)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			errs <- err
+		}
+	}
+	if p.cert != nil {
+		servers[0].TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCertificate(p.cert)}
+		go p.cert.run(ctx, p.cfg.TLSCheckInterval)
+	}
+	if p.clientCA != nil {
+		go p.clientCA.run(ctx, p.cfg.TLSCheckInterval)
+	}
+	go serve(servers[0], p.traffic)
+	go serve(servers[1], p.probes)
+	go serve(servers[2], p.metrics)
+	if p.scanning != nil {
+		// Its own server: the internet-facing endpoint shares nothing with
+		// the traffic listener but the index and the API client.
+		scanning := NewHTTPServer(p.secretScanning, p.log)
+		servers = append(servers, scanning)
+		go p.secretScanning.Keys.run(ctx, p.cfg.TLSCheckInterval)
+		go serve(scanning, p.scanning)
+	}
+	return servers
+}
+
+// probeMux serves /healthz and /readyz.
+func (p *Proxy) probeMux() *http.ServeMux {
+	probeMux := http.NewServeMux()
+	probeMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	probeMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ok, why := p.ready(); !ok {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	return probeMux
+}
+
 func (p *Proxy) mode() string {
 	if p.cfg.Upstream == "" {
 		return "forward-auth"
@@ -302,7 +362,7 @@ func (p *Proxy) mode() string {
 }
 
 func (p *Proxy) closeListeners() {
-	for _, l := range []net.Listener{p.traffic, p.probes, p.metrics, p.grpc} {
+	for _, l := range []net.Listener{p.traffic, p.probes, p.metrics, p.grpc, p.scanning} {
 		if l != nil {
 			_ = l.Close()
 		}

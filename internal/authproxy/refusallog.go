@@ -2,16 +2,14 @@ package authproxy
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/clientaddr"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 )
 
@@ -37,7 +35,7 @@ const (
 type refusalLog struct {
 	log     *slog.Logger
 	index   *keyindex.Index
-	trusted []netip.Prefix
+	trusted clientaddr.Trusted
 	mu      sync.Mutex
 	clients map[string]*clientBudget
 	// keyBytes is the sum of the lengths of clients' keys.
@@ -50,7 +48,7 @@ type clientBudget struct {
 	suppressed  int
 }
 
-func newRefusalLog(log *slog.Logger, ix *keyindex.Index, trusted []netip.Prefix) *refusalLog {
+func newRefusalLog(log *slog.Logger, ix *keyindex.Index, trusted clientaddr.Trusted) *refusalLog {
 	return &refusalLog{log: log, index: ix, trusted: trusted, clients: map[string]*clientBudget{}}
 }
 
@@ -156,60 +154,21 @@ func (l *refusalLog) run(ctx context.Context) {
 	every(ctx, refusalLogInterval, l.flush)
 }
 
-// clientAddress is the address the request came from: the peer, or, when
-// the peer is a trusted proxy (--trusted-proxy-cidrs), the right-most
-// X-Forwarded-For address that is not itself trusted; always an IP address
-// in canonical form, or invalidAddress.
+// clientAddress is the address the request came from (clientaddr.Of), in
+// canonical form, or invalidAddress.
 func (l *refusalLog) clientAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return invalidAddress
-	}
-	host = clientIP(host)
-	if !l.isTrusted(addr) {
-		return host
-	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			return host // unreadable: trust nothing further left
-		}
-		if !l.isTrusted(hop) {
-			return hop.String()
-		}
-	}
-	return host
+	return addressString(l.trusted.Of(r.RemoteAddr, r.Header["X-Forwarded-For"]))
 }
 
-func (l *refusalLog) isTrusted(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range l.trusted {
-		if p.Contains(a) {
-			return true
-		}
+// addressString is a in canonical form, or invalidAddress.
+func addressString(a netip.Addr) string {
+	if !a.IsValid() {
+		return invalidAddress
 	}
-	return false
+	return a.String()
 }
 
 // ParseCIDRs reads --trusted-proxy-cidrs.
-func ParseCIDRs(values []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, v := range values {
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s == "" {
-				continue
-			}
-			p, err := netip.ParsePrefix(s)
-			if err != nil {
-				return nil, fmt.Errorf("--trusted-proxy-cidrs: %q is not a CIDR (for example 10.0.0.0/8 or 2001:db8::/32)", s)
-			}
-			out = append(out, p.Masked())
-		}
-	}
-	return out, nil
+func ParseCIDRs(values []string) (clientaddr.Trusted, error) {
+	return clientaddr.Parse("--trusted-proxy-cidrs", values)
 }

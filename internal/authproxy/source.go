@@ -16,6 +16,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/clientaddr"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 )
 
@@ -336,6 +337,7 @@ func PublishedKeys(key octopodsv1alpha1.KeyObject, now time.Time) keyindex.Keys 
 	if sc := st.Scope; sc != nil && sc.Type == kind.KeyType {
 		out.Workspace = sc.Workspace
 		out.Scope = keyindex.Scope{Type: sc.Type, ChannelType: string(sc.ChannelType)}
+		out.AllowedSourceRanges = clientaddr.Ranges(sc.AllowedSourceRanges)
 	} else if kind.KeyType != octopodsv1alpha1.KeyTypeWorkspace {
 		return out
 	}

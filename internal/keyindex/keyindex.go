@@ -6,12 +6,14 @@ package keyindex
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/clientaddr"
 )
 
 // Identity is who a key authenticates: safe to log and forward.
@@ -85,6 +87,9 @@ type Keys struct {
 	PreviousValidUntil time.Time
 	// Revoked keys are refused like unknown ones, but their use is reported.
 	Revoked []apikey.Digest
+	// AllowedSourceRanges, when not nil, are the only client addresses the
+	// keys are admitted from (spec.allowedSourceRanges, as published).
+	AllowedSourceRanges []netip.Prefix
 	// LastUsed is the current key's last use already recorded
 	// (status.lastUsedTime, by any replica): not written again until it is
 	// older than the refresh interval (PendingAt).
@@ -130,6 +135,11 @@ type entry struct {
 	revokedPresented atomic.Uint64
 	sighting         atomic.Pointer[Sighting]
 	sightingFlushed  atomic.Int64
+	// ranges: spec.allowedSourceRanges (nil: any address); outside, the
+	// latest attempt is kept (status.lastDisallowedSourceUse).
+	ranges            []netip.Prefix
+	disallowed        atomic.Pointer[Sighting]
+	disallowedFlushed atomic.Int64
 }
 
 // Sighting is one attempt with a revoked key.
@@ -212,6 +222,47 @@ func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
 type Use struct {
 	lastUsed *atomic.Int64
 	allowed  *atomic.Uint64
+	// ranges are the key's allowedSourceRanges (nil: any address), read
+	// under the lock; disallowed keeps the latest attempt from elsewhere.
+	ranges     []netip.Prefix
+	disallowed *atomic.Pointer[Sighting]
+}
+
+// Restricted reports whether the key works only from some addresses: only
+// then does the caller need the client's address (AllowsSource).
+func (u Use) Restricted() bool { return u.ranges != nil }
+
+// AllowsSource reports whether the key works from client.
+func (u Use) AllowsSource(client netip.Addr) bool {
+	return u.ranges == nil || clientaddr.InRanges(u.ranges, client)
+}
+
+// SawDisallowedSource records an attempt with the key (keyID) from client,
+// outside its ranges, for status.lastDisallowedSourceUse: the latest wins,
+// at most one kept per second per key object. It reports whether this
+// attempt is the one kept.
+func (u Use) SawDisallowedSource(keyID string, client netip.Addr, now time.Time) bool {
+	if u.disallowed == nil {
+		return false
+	}
+	from := ""
+	if client.IsValid() {
+		from = client.String()
+	}
+	return keep(u.disallowed, &Sighting{Time: now.Truncate(time.Second), KeyID: keyID, ClientAddress: from})
+}
+
+// keep makes next the latest sighting in p unless p holds one as late.
+func keep(p *atomic.Pointer[Sighting], next *Sighting) bool {
+	for {
+		last := p.Load()
+		if last != nil && !next.Time.After(last.Time) {
+			return false
+		}
+		if p.CompareAndSwap(last, next) {
+			return true
+		}
+	}
 }
 
 // Record counts the admitted request and moves the key's last use to now
@@ -250,11 +301,11 @@ func (ix *Index) Find(key string, now time.Time) (Result, Identity, Use) {
 	}
 	switch {
 	case s.hasCurrent && subtle.ConstantTimeCompare(s.current[:], digest[:]) == 1:
-		return Allowed, s.identity, Use{lastUsed: &s.lastUsed, allowed: &s.allowedCurrent}
+		return Allowed, s.identity, Use{lastUsed: &s.lastUsed, allowed: &s.allowedCurrent, ranges: s.ranges, disallowed: &s.disallowed}
 	case s.previous != nil && subtle.ConstantTimeCompare(s.previous.digest[:], digest[:]) == 1 && now.UnixNano() < s.previous.until:
 		who := s.identity
 		who.KeyID = s.previous.digest.ID() // rare: only during a grace period
-		return Allowed, who, Use{lastUsed: &s.previous.lastUsed, allowed: &s.allowedPrevious}
+		return Allowed, who, Use{lastUsed: &s.previous.lastUsed, allowed: &s.allowedPrevious, ranges: s.ranges, disallowed: &s.disallowed}
 	}
 	result, who := ix.lookupRevokedLocked(&digest)
 	return result, who, Use{}
@@ -278,6 +329,52 @@ func (ix *Index) lookupRevokedLocked(digest *apikey.Digest) (Result, Identity) {
 	return Invalid, Identity{}
 }
 
+// Match is what Reported finds of a digest.
+type Match int
+
+const (
+	// NoMatch means no key object has, or had, this key.
+	NoMatch Match = iota
+	// MatchCurrent is a key object's current key.
+	MatchCurrent
+	// MatchPrevious is a key object's previous key, in or past its grace.
+	MatchPrevious
+	// MatchRevoked is one of a key object's remembered revoked keys.
+	MatchRevoked
+)
+
+// Reported finds the key object a reported (leaked) key belongs to, among
+// current, previous and remembered revoked keys, without counting it as a
+// request. who.KeyID is the reported key's.
+func (ix *Index) Reported(digest apikey.Digest) (Match, Identity) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	who := func(s *entry) Identity {
+		w := s.identity
+		w.KeyID = digest.ID()
+		return w
+	}
+	if s := ix.byDigest[short(&digest)]; s != nil {
+		switch {
+		case s.hasCurrent && s.current == digest:
+			return MatchCurrent, who(s)
+		case s.previous != nil && s.previous.digest == digest:
+			return MatchPrevious, who(s)
+		}
+	}
+	for _, s := range ix.sharers[short(&digest)] {
+		// A key two objects publish is refused for both already; the
+		// first is told of the leak.
+		if s.hasCurrent && s.current == digest {
+			return MatchCurrent, who(s)
+		}
+	}
+	if s := ix.revoked[short(&digest)]; s != nil && slices.Contains(s.revoked, digest) {
+		return MatchRevoked, who(s)
+	}
+	return NoMatch, Identity{}
+}
+
 // SawRevoked records where and when a key that Lookup found Revoked was
 // presented, for status.lastRevokedKeyUse: the latest attempt wins, at most
 // one kept per second per workspace. It reports whether this attempt is the
@@ -290,16 +387,7 @@ func (ix *Index) SawRevoked(key, clientAddress string, now time.Time) bool {
 	if s == nil {
 		return false
 	}
-	at := now.Truncate(time.Second)
-	for {
-		last := s.sighting.Load()
-		if last != nil && !at.After(last.Time) {
-			return false
-		}
-		if s.sighting.CompareAndSwap(last, &Sighting{Time: at, KeyID: digest.ID(), ClientAddress: clientAddress}) {
-			return true
-		}
-	}
+	return keep(&s.sighting, &Sighting{Time: now.Truncate(time.Second), KeyID: digest.ID(), ClientAddress: clientAddress})
 }
 
 // Set replaces everything the index knows of one key object. Use counters
@@ -337,6 +425,7 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 	s.identity = Identity{Namespace: ns, Workspace: in.Workspace, Name: in.Name,
 		Type:        interned(in.Type, TypeWorkspace, TypeChannel, TypeWhatsApp),
 		ChannelType: interned(in.ChannelType, "SMS", "VBM", "Telegram")}
+	s.ranges = in.AllowedSourceRanges
 	s.hasCurrent = false
 	if in.HasCurrent && ix.linkLocked(&in.Current, s) {
 		if !hadCurrent || in.Current != oldCurrent || keyID == "" {
@@ -499,8 +588,11 @@ type Usage struct {
 	Identity
 	LastUsed, PreviousLastUsed time.Time
 	RevokedUse                 *Sighting
-	s                          *entry
-	p                          *previousKey
+	// DisallowedSourceUse is the latest attempt from outside the key's
+	// allowedSourceRanges (status.lastDisallowedSourceUse).
+	DisallowedSourceUse *Sighting
+	s                   *entry
+	p                   *previousKey
 }
 
 // Pending returns the workspace keys used since their last Flushed call.
@@ -532,7 +624,10 @@ func (ix *Index) PendingAt(now time.Time, refresh time.Duration) []Usage {
 		if sighting := s.sighting.Load(); sighting != nil && sighting.Time.Unix() > s.sightingFlushed.Load() {
 			u.RevokedUse = sighting
 		}
-		if !u.LastUsed.IsZero() || !u.PreviousLastUsed.IsZero() || u.RevokedUse != nil {
+		if sighting := s.disallowed.Load(); sighting != nil && sighting.Time.Unix() > s.disallowedFlushed.Load() {
+			u.DisallowedSourceUse = sighting
+		}
+		if !u.LastUsed.IsZero() || !u.PreviousLastUsed.IsZero() || u.RevokedUse != nil || u.DisallowedSourceUse != nil {
 			out = append(out, u)
 		}
 	})
@@ -574,6 +669,9 @@ func (u Usage) Flushed() {
 	}
 	if u.RevokedUse != nil && u.s.sightingFlushed.Load() < u.RevokedUse.Time.Unix() {
 		u.s.sightingFlushed.Store(u.RevokedUse.Time.Unix())
+	}
+	if u.DisallowedSourceUse != nil && u.s.disallowedFlushed.Load() < u.DisallowedSourceUse.Time.Unix() {
+		u.s.disallowedFlushed.Store(u.DisallowedSourceUse.Time.Unix())
 	}
 }
 

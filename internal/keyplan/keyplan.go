@@ -66,6 +66,10 @@ type Desired struct {
 	// RevokePreviousToken is octopods.io/revoke-previous: a new value ends
 	// a running grace period at once.
 	RevokePreviousToken string
+	// LeakedKeyID is a key reported found in public that is to stop
+	// working now (spec.leakResponse Rotate); LeakToken the token its
+	// rotation handles. A key no longer current or previous needs nothing.
+	LeakedKeyID, LeakToken string
 }
 
 // NextRotation is when a key issued at issuedAt is due for its scheduled
@@ -125,6 +129,9 @@ type Plan struct {
 	// Token is the rotation token a Rotate handles: the pending
 	// octopods.io/rotate, or "scheduled-<due time>" for a scheduled one.
 	Token string
+	// Leaked: the plan answers a leak report (Desired.LeakedKeyID): a
+	// Rotate without grace of the current key, or DropPrevious.
+	Leaked bool
 	// RecheckAt is when to look again: a kept previous key expires, or the
 	// next scheduled rotation is due (zero when neither).
 	RecheckAt time.Time
@@ -171,6 +178,9 @@ func ScheduledToken(due time.Time) string {
 }
 
 func decideIntact(o Observed, d Desired, pending bool, now time.Time) Plan {
+	if plan, leaked := decideLeak(o, d, now); leaked {
+		return plan
+	}
 	token := ""
 	if pending {
 		token = d.RotateToken
@@ -198,6 +208,22 @@ func decideIntact(o Observed, d Desired, pending bool, now time.Time) Plan {
 		plan.RecheckAt = earliest(plan.RecheckAt, due)
 	}
 	return plan
+}
+
+// decideLeak answers a reported leak of the current key with an immediate
+// rotation (no grace: the leaked key must not keep working), and of the
+// previous key by dropping it. A pending rotation token is left for later:
+// the leak does not wait for it, and it still rotates once handled.
+func decideLeak(o Observed, d Desired, now time.Time) (Plan, bool) {
+	switch {
+	case d.LeakedKeyID == "":
+		return Plan{}, false
+	case d.LeakedKeyID == apikey.ID(o.Key):
+		return Plan{Action: Rotate, Token: d.LeakToken, Leaked: true, RecheckAt: NextRotation(now, d.RotationInterval)}, true
+	case o.PreviousKey != "" && d.LeakedKeyID == apikey.ID(o.PreviousKey):
+		return Plan{Action: Keep, DropPrevious: true, Leaked: true, RecheckAt: NextRotation(o.IssuedAt, d.RotationInterval)}, true
+	}
+	return Plan{}, false
 }
 
 // decidePrevious keeps, or drops, the previous key of an intact Secret.

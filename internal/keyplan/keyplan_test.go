@@ -77,6 +77,17 @@ func TestDecide(t *testing.T) {
 			Plan{Action: Keep, RevokeToken: "R2"}},
 		{"previous added by hand", func() Observed { o := withPrevious("2099-01-01T00:00:00Z"); o.PreviousPublished = false; return o }(), Desired{RotateToken: "t1"},
 			Plan{Action: Keep, DropPrevious: true, PreviousUntrusted: true}},
+		{"leaked current key: rotated at once, whatever the grace", withPrevious(future), Desired{RotateToken: "t1", GracePeriod: time.Hour, LeakedKeyID: apikey.ID(key), LeakToken: "leak-x"},
+			Plan{Action: Rotate, Token: "leak-x", Leaked: true}},
+		{"leaked current key beats a pending token", intact, Desired{RotateToken: "t2", GracePeriod: time.Hour, LeakedKeyID: apikey.ID(key), LeakToken: "leak-x"},
+			Plan{Action: Rotate, Token: "leak-x", Leaked: true}},
+		{"leaked key whose annotation was edited: still the key", Observed{Key: key, KeyID: "0123456789ab", HandledToken: "t1", KeyPublished: true}, Desired{RotateToken: "t1", LeakedKeyID: apikey.ID(key), LeakToken: "leak-x"},
+			Plan{Action: Rotate, Token: "leak-x", Leaked: true, RepairKeyID: true}},
+		{"leaked previous key: dropped, the current one kept", withPrevious(future), Desired{RotateToken: "t1", LeakedKeyID: apikey.ID(prev), LeakToken: "leak-x"},
+			Plan{Action: Keep, DropPrevious: true, Leaked: true}},
+		{"leaked key already gone: nothing", withPrevious(future), Desired{RotateToken: "t1", LeakedKeyID: apikey.ID(other), LeakToken: "leak-x"},
+			Plan{Action: Keep, RecheckAt: now.Add(time.Hour)}},
+		{"leaked key after its rotation: nothing more", intact, Desired{RotateToken: "t1", LeakedKeyID: "0123456789ab", LeakToken: "leak-x"}, Plan{Action: Keep}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

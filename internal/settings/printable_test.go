@@ -34,7 +34,7 @@ func TestAuditEscapesWhatOthersWrote(t *testing.T) {
 	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "p1", Name: "acme",
 		Annotations: map[string]string{octopodsv1alpha1.CreatedByAnnotation: "mallory\x1b[2J"}}}
 	key.Status.LastRotatedBy = "eve\x1b]0;title\x07"
-	key.Status.LastRevokedKeyUse = &octopodsv1alpha1.RevokedKeyUse{Time: metav1.NewTime(now), KeyID: "0123456789ab", ClientAddress: "10.0.0.1\x1b[31m"}
+	key.Status.LastRevokedKeyUse = &octopodsv1alpha1.KeyUse{Time: metav1.NewTime(now), KeyID: "0123456789ab", ClientAddress: "10.0.0.1\x1b[31m"}
 	events := []corev1.Event{{Type: "Warning", Reason: "Forged", Message: "call \x1b[1msupport\x1b[0m at once", LastTimestamp: metav1.NewTime(now)}}
 	out := FormatAudit(key, events, now)
 	if strings.ContainsAny(out, "\x1b\x07") {
