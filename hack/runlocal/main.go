@@ -26,6 +26,7 @@ func main() {
 	flag.StringVar(&o.ProxyProbeAddress, "proxy-probe-address", "127.0.0.1:8081", "The auth proxy's /healthz and /readyz.")
 	flag.StringVar(&o.ProxyMetricsAddress, "proxy-metrics-address", "127.0.0.1:8082", "The auth proxy's /metrics.")
 	flag.StringVar(&o.ProxyGRPCAddress, "proxy-grpc-address", "127.0.0.1:9001", "The auth proxy's Envoy ext_authz gRPC service.")
+	flag.StringVar(&o.SecretScanningAddress, "secret-scanning-address", "127.0.0.1:8085", "The auth proxy's GitHub secret scanning endpoint, trusting the local key pair in <dir>/secret-scanning.")
 	flag.StringVar(&o.ManagerMetricsAddress, "manager-metrics-address", "127.0.0.1:8083", "The manager's /metrics.")
 	flag.StringVar(&o.ManagerProbeAddress, "manager-probe-address", "127.0.0.1:8084", "The manager's /healthz and /readyz.")
 	flag.StringVar(&o.EchoAddress, "echo-address", "127.0.0.1:8090", "The echo upstream, which answers with the headers it received.")
@@ -42,7 +43,7 @@ func main() {
 	}
 	rel, _ := filepath.Rel(root, env.Kubeconfig)
 	fmt.Printf("run-local: ready in %s. Logs: %s/{manager,auth-proxy}.log\n\nTry this in another terminal:\n\n%s\nCtrl-C stops everything.\n",
-		time.Since(started).Round(100*time.Millisecond), filepath.Dir(rel), tryIt(rel, o.ProxyAddress, o.ProxyGRPCAddress))
+		time.Since(started).Round(100*time.Millisecond), filepath.Dir(rel), tryIt(rel, o.ProxyAddress, o.ProxyGRPCAddress, o.SecretScanningAddress))
 
 	<-ctx.Done()
 	fmt.Println("\nrun-local: stopping")
@@ -52,8 +53,8 @@ func main() {
 
 // tryIt is the block run-local prints, and the README's "Try it locally"
 // block with the default addresses (a test keeps them the same).
-func tryIt(kubeconfig, proxy, grpc string) string {
-	return strings.NewReplacer("KUBECONFIG_PATH", kubeconfig, "PROXY", proxy, "GRPC", grpc).Replace(`export KUBECONFIG=KUBECONFIG_PATH PATH=$PWD/bin:$PATH
+func tryIt(kubeconfig, proxy, grpc, scanning string) string {
+	return strings.NewReplacer("KUBECONFIG_PATH", kubeconfig, "PROXY", proxy, "GRPC", grpc, "SCANNING", scanning, "LOCAL_DIR", filepath.Dir(kubeconfig)).Replace(`export KUBECONFIG=KUBECONFIG_PATH PATH=$PWD/bin:$PATH
 kubectl apply -k config/samples/
 kubectl get workspaces                                               # API KEY: acme-api-key (key 979690f7253f)
 KEY=$(kubectl octopods copy acme)
@@ -63,6 +64,11 @@ go run ./hack/grpccheck -addr GRPC -key "$KEY"             # Envoy's gRPC ext_au
 kubectl octopods rotate acme                                         # a new key; the old one stops at once (grace 0s)
 curl -s -H "X-Octopods-Auth: $KEY" http://PROXY/v1/messages   # 400 {"error":"DEPRECATED_API_KEY"}: rotated away
 kubectl octopods audit acme                                          # who rotated it, last uses, events
+KEY=$(kubectl octopods copy acme)                                    # leak it: GitHub's report, signed with run-local's key pair
+BODY='[{"token":"'$KEY'","type":"octopods_api_key","url":"https://github.com/octo/leaky/blob/main/.env","source":"content"}]'
+SIG=$(printf %s "$BODY" | openssl dgst -sha256 -sign LOCAL_DIR/secret-scanning/private-key.pem | openssl base64 -A)
+curl -s -H "Github-Public-Key-Identifier: local" -H "Github-Public-Key-Signature: $SIG" -d "$BODY" http://SCANNING/secret-scanning  # label true_positive
+curl -s -H "X-Octopods-Auth: $KEY" http://PROXY/v1/messages   # 400 DEPRECATED_API_KEY: rotated within a second; audit shows KeyLeaked
 SMS=$(kubectl octopods copy channel/acme-sms)                        # the SMS line's own key (kubectl octopods get channels)
 curl -s -H "X-Octopods-Auth: $SMS" http://PROXY/api/v1/sms/messages       # 200: X-Octopods-Key-Type: channel, X-Octopods-Channel: acme-sms
 curl -s -H "X-Octopods-Auth: $SMS" http://PROXY/api/v1/whatsapp/messages  # 403 key_scope_mismatch: this path takes a WhatsApp Business key

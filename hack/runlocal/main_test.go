@@ -22,7 +22,7 @@ func TestReadmeTryItIsWhatRunLocalPrints(t *testing.T) {
 	if !ok || !closed {
 		t.Fatal("no sh block in Try it locally")
 	}
-	if want := tryIt("bin/local/kubeconfig", "127.0.0.1:8080", "127.0.0.1:9001"); block != want {
+	if want := tryIt("bin/local/kubeconfig", "127.0.0.1:8080", "127.0.0.1:9001", "127.0.0.1:8085"); block != want {
 		t.Errorf("the README's block differs from what run-local prints; put this in the README:\n%s", want)
 	}
 }

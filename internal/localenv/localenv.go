@@ -38,6 +38,9 @@ type Options struct {
 	EchoAddress                                          string
 	// ProxyGRPCAddress serves ext_authz over gRPC ("" : off).
 	ProxyGRPCAddress string
+	// SecretScanningAddress serves GitHub's secret scanning reports (""
+	// : off), trusting a local key pair made in Dir/secret-scanning.
+	SecretScanningAddress string
 	// LastUsedFlushInterval is passed to the proxy (0: its default).
 	LastUsedFlushInterval time.Duration
 	// Progress receives one line per step.
@@ -191,6 +194,13 @@ func (e *Env) startProxy(ctx context.Context) error {
 	}
 	if e.ProxyGRPCAddress != "" {
 		args = append(args, "--grpc-bind-address", e.ProxyGRPCAddress)
+	}
+	if e.SecretScanningAddress != "" {
+		keys, err := e.secretScanningKeys()
+		if err != nil {
+			return fmt.Errorf("secret scanning key pair: %w", err)
+		}
+		args = append(args, "--secret-scanning-bind-address", e.SecretScanningAddress, "--secret-scanning-public-keys-file", keys)
 	}
 	var err error
 	if e.proxy, err = e.launch("auth-proxy", e.ProxyBin, nil, args...); err == nil {

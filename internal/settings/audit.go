@@ -76,9 +76,35 @@ func FormatAudit(key octopodsv1alpha1.KeyObject, events []corev1.Event, now time
 	if u := st.LastRevokedKeyUse; u != nil {
 		fmt.Fprintf(&b, "  Last attempt with a revoked key: %s from %s, %s\n", u.KeyID, orNone(Printable(u.ClientAddress)), when(&u.Time, now))
 	}
+	settings := key.Settings()
+	if len(settings.AllowedSourceRanges) > 0 || st.LastDisallowedSourceUse != nil {
+		fmt.Fprintf(&b, "\nWorks only from: %s\n", orNone(Printable(strings.Join(settings.AllowedSourceRanges, ", "))))
+		if u := st.LastDisallowedSourceUse; u != nil {
+			fmt.Fprintf(&b, "  Last attempt from elsewhere: %s from %s, %s (refused)\n", u.KeyID, orNone(Printable(u.ClientAddress)), when(&u.Time, now))
+		}
+	}
+	if l := st.LastLeakReport; l != nil {
+		response := settings.LeakResponse
+		if response == "" {
+			response = octopodsv1alpha1.LeakResponseRotate
+		}
+		fmt.Fprintf(&b, "\nLeak report: key %s found in public, reported by %s %s\n  at %s\n  spec.leakResponse: %s; the reported key %s\n",
+			l.KeyID, Printable(l.Source), when(&l.Time, now), orNone(Printable(l.URL)), response, leakState(&st, l.KeyID))
+	}
 	b.WriteString("\nRecent events:\n")
 	writeEvents(&b, events, now)
 	return b.String()
+}
+
+// leakState says whether a reported key still works.
+func leakState(st *octopodsv1alpha1.APIKeyStatus, keyID string) string {
+	switch keyID {
+	case st.KeyID:
+		return "STILL WORKS: rotate it (kubectl octopods rotate)"
+	case st.PreviousKeyID:
+		return "still works until the grace period ends (Previous key, above)"
+	}
+	return "no longer works"
 }
 
 func writeEvents(b *strings.Builder, events []corev1.Event, now time.Time) {

@@ -67,3 +67,38 @@ func TestLastUsedIsTheCurrentKeys(t *testing.T) {
 		t.Error("the current key's own use is not shown")
 	}
 }
+
+// The audit shows a leak report and whether the reported key still works,
+// and where a key with source ranges was last tried from elsewhere.
+func TestAuditShowsLeaksAndSourceRanges(t *testing.T) {
+	now := time.Now()
+	report := &octopodsv1alpha1.LeakReport{Time: metav1.NewTime(now.Add(-time.Minute)), KeyID: "0123456789ab", Source: "github:content", URL: "https://github.com/octo/leaky/blob/main/.env"}
+	for _, tc := range []struct {
+		name     string
+		response octopodsv1alpha1.LeakResponse
+		current  string
+		want     string
+	}{
+		{"rotated", "", "ba9876543210", "spec.leakResponse: Rotate; the reported key no longer works"},
+		{"report only", octopodsv1alpha1.LeakResponseReport, "0123456789ab", "spec.leakResponse: Report; the reported key STILL WORKS: rotate it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "p1", Name: "acme"}}
+			key.Spec.LeakResponse = tc.response
+			key.Spec.AllowedSourceRanges = []string{"203.0.113.0/24"}
+			key.Status.KeyID = tc.current
+			key.Status.LastLeakReport = report
+			key.Status.LastDisallowedSourceUse = &octopodsv1alpha1.KeyUse{Time: metav1.NewTime(now), KeyID: tc.current, ClientAddress: "192.0.2.66"}
+			out := FormatAudit(key, nil, now)
+			for _, want := range []string{"Leak report: key 0123456789ab found in public, reported by github:content", "at https://github.com/octo/leaky/blob/main/.env", tc.want,
+				"Works only from: 203.0.113.0/24", "Last attempt from elsewhere: " + tc.current + " from 192.0.2.66"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("audit lacks %q:\n%s", want, out)
+				}
+			}
+			if state := keyStateOf(key); state.Leak == nil || state.Leak.Current != (tc.current == report.KeyID) || state.Leak.URL != report.URL {
+				t.Errorf("the page's leak notice: %+v", state.Leak)
+			}
+		})
+	}
+}

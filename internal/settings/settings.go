@@ -42,6 +42,18 @@ type KeyState struct {
 	LastUsed    *time.Time `json:"lastUsed"`    // by the auth proxy
 	SecretName  string     `json:"secretName"`  // where the key is
 	GracePeriod string     `json:"gracePeriod"` // how long a rotated key keeps working
+	// Leak is the latest report of one of its keys found in public.
+	Leak *Leak `json:"leak,omitempty"`
+}
+
+// Leak is what the page says of a leak report.
+type Leak struct {
+	KeyID string    `json:"keyID"`
+	Time  time.Time `json:"time"`
+	URL   string    `json:"url"`
+	// Current: the reported key is still the current one (leakResponse
+	// Report, or a rotation under way).
+	Current bool `json:"current"`
 }
 
 // Rows lists the workspaces of namespace ("" with all: every namespace)
@@ -112,6 +124,9 @@ func keyStateOf(key octopodsv1alpha1.KeyObject) KeyState {
 	if t := CurrentKeyLastUsed(st); t != nil {
 		used := t.UTC()
 		r.LastUsed = &used
+	}
+	if l := st.LastLeakReport; l != nil {
+		r.Leak = &Leak{KeyID: l.KeyID, Time: l.Time.UTC(), URL: Printable(l.URL), Current: l.KeyID == st.KeyID}
 	}
 	ready := meta.FindStatusCondition(st.Conditions, octopodsv1alpha1.ConditionReady)
 	switch {

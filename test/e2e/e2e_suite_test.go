@@ -73,7 +73,7 @@ var _ = BeforeSuite(func() {
 		ManagerBin: filepath.Join(bin, "manager"), ProxyBin: filepath.Join(bin, "auth-proxy"),
 		ProxyAddress: localenv.FreeAddress(), ProxyProbeAddress: localenv.FreeAddress(), ProxyMetricsAddress: localenv.FreeAddress(),
 		ManagerMetricsAddress: localenv.FreeAddress(), ManagerProbeAddress: localenv.FreeAddress(), EchoAddress: localenv.FreeAddress(),
-		ProxyGRPCAddress:      localenv.FreeAddress(),
+		ProxyGRPCAddress: localenv.FreeAddress(), SecretScanningAddress: localenv.FreeAddress(),
 		LastUsedFlushInterval: flushInterval, Progress: GinkgoWriter,
 	})
 	Expect(err).NotTo(HaveOccurred())

@@ -105,7 +105,17 @@ function keyCell(row, can) {
     reveal.addEventListener("click", () => toggleReveal(row, field, reveal));
     wrap.append(copy, reveal);
   }
-  return el("div", {}, wrap, el("div", { class: "meta" }, "Key ID " + row.keyID + " · " + ago(row.lastUsed)));
+  return el("div", {}, wrap, el("div", { class: "meta" }, "Key ID " + row.keyID + " · " + ago(row.lastUsed)), leakNotice(row));
+}
+
+// leakNotice says that a key was reported found in public, and whether the
+// reported key still works.
+function leakNotice(row) {
+  if (!row.leak) return "";
+  const what = row.leak.current
+    ? "Key " + row.leak.keyID + " was reported leaked and still works: rotate it."
+    : "Key " + row.leak.keyID + " was reported leaked and no longer works.";
+  return el("div", { class: "leak", role: "alert" }, what + " Found " + ago(row.leak.time).replace(/^Last used /, "") + " at " + row.leak.url);
 }
 
 async function copyKey(row, button) {
