@@ -292,6 +292,27 @@ var valuesMatrix = []struct {
 			}
 		}
 	}},
+	{"secret scanning endpoint", map[string]any{"authProxy": map[string]any{"secretScanning": map[string]any{"enabled": true, "publicKeysConfigMap": "github-keys"}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		a := args(t, objs, "octopods-auth-proxy")
+		for _, want := range []string{"--secret-scanning-bind-address=:8085", "--secret-scanning-public-keys-file=/etc/octopods/secret-scanning/public-keys.json"} {
+			if !slices.Contains(a, want) {
+				t.Errorf("proxy args %v lack %s", a, want)
+			}
+		}
+		svc := find(objs, "Service", "octopods-secret-scanning")
+		if svc == nil {
+			t.Fatal("no Service octopods-secret-scanning to expose the endpoint alone")
+		}
+		if ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports"); len(ports) != 1 {
+			t.Errorf("the secret scanning Service exposes %d ports, want only the endpoint's", len(ports))
+		}
+		if !strings.Contains(toYAML(t, find(objs, "Deployment", "octopods-auth-proxy")), "name: github-keys") {
+			t.Error("the public keys ConfigMap is not mounted")
+		}
+		if !strings.Contains(toYAML(t, find(objs, "NetworkPolicy", "octopods-auth-proxy")), "port: secret-scan") {
+			t.Error("the NetworkPolicy does not open the endpoint's port")
+		}
+	}},
 	{"no cert-manager", map[string]any{"webhook": map[string]any{"certManager": map[string]any{"enabled": false}}}, checkGeneratedCert},
 	{"a certificate you bring (helm template renders the same every time)", map[string]any{"webhook": map[string]any{
 		"certManager": map[string]any{"enabled": false}, "certs": map[string]any{"existingSecret": "my-webhook-cert", "caBundle": "Q0E="}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
@@ -579,4 +600,17 @@ func TestExistingCertificateNeedsItsCAAndNoCertManager(t *testing.T) {
 			}
 		})
 	}
+}
+
+// toYAML is o as YAML, for checks on what a template rendered.
+func toYAML(t *testing.T, o *unstructured.Unstructured) string {
+	t.Helper()
+	if o == nil {
+		t.Fatal("object not rendered")
+	}
+	out, err := yaml.Marshal(o.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
