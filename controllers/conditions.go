@@ -85,6 +85,9 @@ const (
 	// valid key from outside spec.allowedSourceRanges
 	// (status.lastDisallowedSourceUse); at most one a minute.
 	EventKeyUsedFromDisallowedSource = "KeyUsedFromDisallowedSource"
+	// EventRateLimited (Warning): an auth proxy refused requests over
+	// spec.rateLimit (status.lastRateLimited); at most one a minute.
+	EventRateLimited = "RateLimited"
 	// EventFutureUsageTimeRemoved (Warning): a usage time later than any
 	// proxy's clock allows was removed; it would have frozen the record.
 	EventFutureUsageTimeRemoved = "FutureUsageTimeRemoved"

@@ -103,6 +103,7 @@ func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result
 	}
 	run.scope = owner.KeyScope()
 	run.scope.AllowedSourceRanges = key.Settings().AllowedSourceRanges
+	run.scope.RateLimit = key.Settings().RateLimit
 	return run.reconcileSecret(ctx)
 }
 

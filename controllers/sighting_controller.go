@@ -86,6 +86,18 @@ var sightingRecords = []sightingRecord{
 		return use.Time.Time, fmt.Sprintf("key %s was presented from %s at %s, outside spec.allowedSourceRanges: refused (403 source_not_allowed); if that address is not yours, the key has leaked: rotate it",
 			use.KeyID, fromAddress(use), use.Time.UTC().Format(time.RFC3339))
 	}},
+	{"lastRateLimited", EventRateLimited, sightingEventInterval, func(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings) (time.Time, string) {
+		use := st.LastRateLimited
+		if use == nil {
+			return time.Time{}, ""
+		}
+		limit := "its spec.rateLimit"
+		if r := settings.RateLimit; r != nil {
+			limit = fmt.Sprintf("spec.rateLimit (%d requests a second, burst %d)", r.RequestsPerSecond, r.EffectiveBurst())
+		}
+		return use.Time.Time, fmt.Sprintf("requests with key %s from %s were refused over %s at %s (429): an integration may be looping",
+			use.KeyID, fromAddress(use), limit, use.Time.UTC().Format(time.RFC3339))
+	}},
 	{"lastLeakReport", EventKeyLeaked, 0, func(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings) (time.Time, string) {
 		report := st.LastLeakReport
 		if report == nil {
@@ -162,7 +174,7 @@ func futureUsage(s *octopodsv1alpha1.APIKeyStatus, now time.Time) []string {
 			fields = append(fields, name)
 		}
 	}
-	for name, u := range map[string]*octopodsv1alpha1.KeyUse{"lastRevokedKeyUse": s.LastRevokedKeyUse, "lastDisallowedSourceUse": s.LastDisallowedSourceUse} {
+	for name, u := range map[string]*octopodsv1alpha1.KeyUse{"lastRevokedKeyUse": s.LastRevokedKeyUse, "lastDisallowedSourceUse": s.LastDisallowedSourceUse, "lastRateLimited": s.LastRateLimited} {
 		if u != nil && u.Time.After(limit) {
 			fields = append(fields, name)
 		}
@@ -194,6 +206,8 @@ func (r *SightingReconciler) removeFutureUsage(ctx context.Context, key octopods
 			st.LastRevokedKeyUse = nil
 		case "lastDisallowedSourceUse":
 			st.LastDisallowedSourceUse = nil
+		case "lastRateLimited":
+			st.LastRateLimited = nil
 		case "lastLeakReport":
 			st.LastLeakReport = nil
 		}

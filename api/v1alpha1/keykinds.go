@@ -185,12 +185,12 @@ type KeySettings struct {
 
 	// leakResponse is what the operator does when one of this object's
 	// keys is reported found in public (status.lastLeakReport): Rotate (the
-	// default) replaces it at once, with no grace period and the token
+	// default, also when unset: no default is written into the spec, so a
+	// GitOps tool sees no drift) replaces it at once, with no grace period and the token
 	// "leak-<RFC 3339 time of the report>"; Report only records it (a
 	// Warning event KeyLeaked, and the audit). A reported key that no
 	// longer works rotates nothing.
 	// +optional
-	// +kubebuilder:default=Rotate
 	// +kubebuilder:validation:Enum=Rotate;Report
 	LeakResponse LeakResponse `json:"leakResponse,omitempty"`
 
@@ -207,6 +207,38 @@ type KeySettings struct {
 	// +kubebuilder:validation:items:MaxLength=43
 	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",messageExpression="'\"' + self + '\" is not a CIDR: write an address and a prefix length, for example 203.0.113.0/24 or 2001:db8::/48 (203.0.113.7/32 for one address)'",reason=FieldValueInvalid
 	AllowedSourceRanges []string `json:"allowedSourceRanges,omitempty"`
+
+	// rateLimit limits the requests the auth proxies admit with this
+	// object's keys, current and previous together (a rotation neither
+	// resets nor doubles it). Over it: 429 with Retry-After. The number is
+	// for the whole deployment: each proxy replica enforces its share,
+	// requestsPerSecond divided by the ready replicas it counts (see
+	// docs/auth-proxy.md). Unset: unlimited.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+}
+
+// RateLimit is a token bucket: requestsPerSecond sustained, burst at once.
+type RateLimit struct {
+	// requestsPerSecond is the sustained rate, 1 to 1,000,000.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	RequestsPerSecond int32 `json:"requestsPerSecond"`
+	// burst is how many requests may come at once, after a quiet spell:
+	// 1 to 1,000,000; default requestsPerSecond.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	Burst int32 `json:"burst,omitempty"`
+}
+
+// EffectiveBurst is burst, or requestsPerSecond when unset.
+func (r *RateLimit) EffectiveBurst() int32 {
+	if r.Burst > 0 {
+		return r.Burst
+	}
+	return r.RequestsPerSecond
 }
 
 // LeakResponse is what a reported leak of a key does.
@@ -264,6 +296,10 @@ type KeyScope struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=43
 	AllowedSourceRanges []string `json:"allowedSourceRanges,omitempty"`
+	// rateLimit is spec.rateLimit as the operator published it with the
+	// keys: what the auth proxies enforce.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 }
 
 // KeySecretController is the one ownership predicate for key Secrets: the

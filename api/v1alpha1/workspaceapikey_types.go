@@ -143,6 +143,7 @@ type SecretTemplate struct {
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.previousKeyLastUsedTime) || !has(self.previousKeyLastUsedTime) || self.previousKeyLastUsedTime >= oldSelf.previousKeyLastUsedTime",message="previousKeyLastUsedTime never moves backwards"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastRevokedKeyUse) || !has(self.lastRevokedKeyUse) || self.lastRevokedKeyUse.time >= oldSelf.lastRevokedKeyUse.time",message="lastRevokedKeyUse never moves backwards"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastDisallowedSourceUse) || !has(self.lastDisallowedSourceUse) || self.lastDisallowedSourceUse.time >= oldSelf.lastDisallowedSourceUse.time",message="lastDisallowedSourceUse never moves backwards"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastRateLimited) || !has(self.lastRateLimited) || self.lastRateLimited.time >= oldSelf.lastRateLimited.time",message="lastRateLimited never moves backwards"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.lastLeakReport) || !has(self.lastLeakReport) || self.lastLeakReport.time >= oldSelf.lastLeakReport.time",message="lastLeakReport never moves backwards"
 type APIKeyStatus struct {
 	// secretName is the Secret that holds the key.
@@ -240,6 +241,13 @@ type APIKeyStatus struct {
 	// +optional
 	LastDisallowedSourceUse *KeyUse `json:"lastDisallowedSourceUse,omitempty" octopods:"usage"`
 
+	// lastRateLimited is the latest request refused over spec.rateLimit
+	// (429), written like lastRevokedKeyUse. Each new one becomes a Warning
+	// event RateLimited (at most one a minute), so support sees which
+	// integration is looping.
+	// +optional
+	LastRateLimited *KeyUse `json:"lastRateLimited,omitempty" octopods:"usage"`
+
 	// lastLeakReport is the latest report that one of this object's keys
 	// was found in public (GitHub secret scanning), recorded by the auth
 	// proxy that received it. The operator then acts on spec.leakResponse.
@@ -294,8 +302,9 @@ type RevokedKey struct {
 	RevokedAt metav1.Time `json:"revokedAt"`
 }
 
-// KeyUse is one refused attempt with a key: a revoked key, or a valid key
-// presented from outside its spec.allowedSourceRanges.
+// KeyUse is one refused attempt with a key: a revoked key, a valid key
+// presented from outside its spec.allowedSourceRanges, or over its
+// spec.rateLimit.
 type KeyUse struct {
 	// time is when the attempt was made (whole seconds).
 	// +required

@@ -65,7 +65,7 @@ func TestEveryStatusFieldHasAnOwner(t *testing.T) {
 			t.Errorf("status.%s has no `octopods:\"operator\"` or `octopods:\"usage\"` tag", f.JSON)
 		}
 	}
-	if got := StatusFieldsOwnedBy(APIKeyStatus{}, StatusOwnerUsage); !slices.Equal(got, []string{"lastUsedTime", "previousKeyLastUsedTime", "lastRevokedKeyUse", "lastDisallowedSourceUse", "lastLeakReport"}) {
+	if got := StatusFieldsOwnedBy(APIKeyStatus{}, StatusOwnerUsage); !slices.Equal(got, []string{"lastUsedTime", "previousKeyLastUsedTime", "lastRevokedKeyUse", "lastDisallowedSourceUse", "lastRateLimited", "lastLeakReport"}) {
 		t.Errorf("usage fields %v: the contract names lastUsedTime, previousKeyLastUsedTime, lastRevokedKeyUse and lastLeakReport, and lastDisallowedSourceUse records the source ranges' refusals", got)
 	}
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/octopods/octopods-operator/internal/authproxy"
+	"github.com/octopods/octopods-operator/internal/clientaddr"
+	"github.com/octopods/octopods-operator/internal/throttle"
 )
 
 // stringList is a repeatable flag (--namespace, --trusted-proxy-cidrs).
@@ -25,7 +28,7 @@ func (n *stringList) Set(v string) error { *n = append(*n, v); return nil }
 
 func main() {
 	var cfg authproxy.Config
-	var ns, trusted stringList
+	var ns, trusted, exempt stringList
 	var qps float64
 	var kubeconfig string
 	var burst int
@@ -36,8 +39,6 @@ func main() {
 	flag.IntVar(&cfg.GRPCMaxReceiveMessageBytes, "grpc-max-receive-message-bytes", authproxy.DefaultGRPCMaxReceiveMessageBytes, "Largest Check request accepted on --grpc-bind-address, in bytes; raise it when Envoy forwards request bodies (with_request_body).")
 	flag.StringVar(&cfg.ScopeRulesFile, "scope-rules", "", "YAML file of scope rules (which key types each path prefix takes) replacing the built-in ones, which mirror Octopods' API: /api/v1/whatsapp/ WhatsApp keys; /api/v1/sms/, /vbm/, /telegram/ workspace keys and channel keys of that type; every other path workspace keys. See docs/auth-proxy.md.")
 	flag.StringVar(&cfg.GRPCClientCAFile, "grpc-client-ca-file", "", "PEM CA bundle; when set, the gRPC port requires a client certificate signed by it (Envoy's ext_authz with TLS). Needs --tls-cert-file. Reloaded when it changes.")
-	flag.StringVar(&cfg.SecretScanningAddress, "secret-scanning-bind-address", "", "Address of the GitHub secret scanning partner endpoint (POST /secret-scanning): a signed report of a leaked key is recorded in its key object, and the operator rotates the key. Internet-facing: expose only this port to GitHub. Empty: off. Needs --secret-scanning-public-keys-file.")
-	flag.StringVar(&cfg.SecretScanningPublicKeysFile, "secret-scanning-public-keys-file", "", "GitHub's public keys for secret scanning, as served at https://api.github.com/meta/public_keys/secret_scanning ({\"public_keys\":[{\"key_identifier\":…,\"key\":PEM}]}); a report must be signed by one of them. Reloaded when it changes.")
 	flag.StringVar(&cfg.HealthProbeAddress, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.StringVar(&cfg.MetricsAddress, "metrics-bind-address", ":8082", "Address of the Prometheus /metrics endpoint.")
 	flag.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "Certificate for HTTPS on --listen-address (optional).")
@@ -48,7 +49,7 @@ func main() {
 	flag.DurationVar(&cfg.LastUsedFlushInterval, "last-used-flush-interval", authproxy.DefaultLastUsedFlushInterval, "How often used keys' status.lastUsedTime is written.")
 	flag.DurationVar(&cfg.MaxKeyStaleness, "max-key-staleness", authproxy.DefaultMaxKeyStaleness, "Once the published keys have not been confirmed with the API server for this long (a lost API server, or a list or watch that keeps failing), /readyz fails and gRPC health says NOT_SERVING; requests that still arrive are answered from the last keys known. Negative: never.")
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "On SIGTERM, keep serving this long with /readyz failing before draining.")
-	flag.Var(&trusted, "trusted-proxy-cidrs", "CIDRs of load balancers in front of the proxy whose X-Forwarded-For names the client (for spec.allowedSourceRanges, X-Real-Ip and the refusal log); repeatable or comma-separated; default none.")
+	limitFlags(&cfg, &exempt, &trusted)
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig file; default $KUBECONFIG, ~/.kube/config, or the in-cluster service account.")
 	flag.Float64Var(&qps, "kube-api-qps", 20, "Client-side requests per second to the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 40, "Client-side burst of requests to the API server.")
@@ -61,6 +62,9 @@ func main() {
 	}
 	var err error
 	if cfg.TrustedProxies, err = authproxy.ParseCIDRs(trusted); err != nil {
+		fail(log, "bad flag", err)
+	}
+	if err = limitConfig(&cfg, exempt); err != nil {
 		fail(log, "bad flag", err)
 	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
@@ -79,6 +83,31 @@ func main() {
 	if err := proxy.Run(ctx); err != nil {
 		fail(log, "stopped with an error", err)
 	}
+}
+
+// limitFlags are the flags of where clients come from, the failed-attempt
+// throttle, rate limits across replicas and leak reports.
+func limitFlags(cfg *authproxy.Config, exempt, trusted *stringList) {
+	flag.Var(trusted, "trusted-proxy-cidrs", "CIDRs of load balancers in front of the proxy whose X-Forwarded-For names the client (for spec.allowedSourceRanges, X-Real-Ip and the refusal log); repeatable or comma-separated; default none.")
+	flag.StringVar(&cfg.SecretScanningPublicKeysFile, "secret-scanning-public-keys-file", "", "GitHub's public keys for secret scanning, as served at https://api.github.com/meta/public_keys/secret_scanning ({\"public_keys\":[{\"key_identifier\":…,\"key\":PEM}]}); a report must be signed by one of them. Reloaded when it changes.")
+	flag.StringVar(&cfg.SecretScanningAddress, "secret-scanning-bind-address", "", "Address of the GitHub secret scanning partner endpoint (POST /secret-scanning): a signed report of a leaked key is recorded in its key object, and the operator rotates the key. Internet-facing: expose only this port to GitHub. Empty: off. Needs --secret-scanning-public-keys-file.")
+	flag.IntVar(&cfg.Throttle.Failures, "throttle-failures", throttle.DefaultFailures, "Refused attempts (invalid or revoked keys, repeated headers) from one source (an IPv4 address, an IPv6 /64) within --throttle-window after which it gets 429 with Retry-After, before any key lookup, until the window ends. Successes never count. 0: off.")
+	flag.DurationVar(&cfg.Throttle.Window, "throttle-window", throttle.DefaultWindow, "The window of --throttle-failures.")
+	flag.IntVar(&cfg.Throttle.MaxSources, "throttle-max-sources", throttle.DefaultMaxSources, "Sources remembered by the throttle; the least recently failing goes first.")
+	flag.Var(exempt, "throttle-exempt-cidrs", "CIDRs never throttled (a NAT or CI egress shared by many clients); repeatable or comma-separated. --trusted-proxy-cidrs are exempt too.")
+	flag.StringVar(&cfg.PeersService, "rate-limit-peers-service", "", "The proxy's own Service: each key object's spec.rateLimit is divided among its ready endpoints (needs POD_NAMESPACE and list on endpointslices there). Empty: each replica enforces the whole limit.")
+}
+
+// limitConfig reads what limitFlags cannot take as they are.
+func limitConfig(cfg *authproxy.Config, exempt stringList) error {
+	var err error
+	if cfg.Throttle.Exempt, err = clientaddr.Parse("--throttle-exempt-cidrs", exempt); err != nil {
+		return err
+	}
+	if cfg.PeersNamespace = os.Getenv("POD_NAMESPACE"); cfg.PeersService != "" && cfg.PeersNamespace == "" {
+		return errors.New("--rate-limit-peers-service needs POD_NAMESPACE, the proxy's namespace (the Downward API's metadata.namespace)")
+	}
+	return nil
 }
 
 func fail(log *slog.Logger, msg string, err error) {

@@ -53,8 +53,10 @@ var handWritten = map[string]bool{
 
 // authProxyOnly are installed only with authProxy.enabled.
 var authProxyOnly = map[string]bool{
-	"ServiceAccount/octopods-auth-proxy":   true,
-	"ClusterRole/octopods-auth-proxy-role": true,
+	"ServiceAccount/octopods-auth-proxy":    true,
+	"ClusterRole/octopods-auth-proxy-role":  true,
+	"Role/octopods-auth-proxy-peers":        true,
+	"RoleBinding/octopods-auth-proxy-peers": true,
 }
 
 func main() {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"runtime"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 	"github.com/octopods/octopods-operator/internal/scope"
+	"github.com/octopods/octopods-operator/internal/throttle"
 )
 
 // loadedIndex returns an index of n keys, a third of each type (workspace,
@@ -29,15 +31,8 @@ func loadedIndex(b *testing.B, n int) (*keyindex.Index, []string, []string) {
 	for i := range keys {
 		keys[i] = mustGenerate(b)
 		in := keyindex.Keys{Namespace: "bench", Name: fmt.Sprintf("ws-%d", i/3), Workspace: fmt.Sprintf("ws-%d", i/3),
-			Current: apikey.DigestOf(keys[i]), HasCurrent: true}
-		switch i % 3 {
-		case 0:
-			in.Scope, paths[i] = keyindex.Scope{Type: scope.TypeWorkspace}, "/api/v1/vbm/send"
-		case 1:
-			in.Scope, paths[i] = keyindex.Scope{Type: scope.TypeChannel, ChannelType: "SMS"}, "/api/v1/sms/send"
-		default:
-			in.Scope, paths[i] = keyindex.Scope{Type: scope.TypeWhatsApp}, "/api/v1/whatsapp/messages"
-		}
+			Current: apikey.DigestOf(keys[i]), HasCurrent: true, Scope: scopeOfBench(i)}
+		paths[i] = [...]string{"/api/v1/vbm/send", "/api/v1/sms/send", "/api/v1/whatsapp/messages"}[i%3]
 		ix.Set(in)
 	}
 	return ix, keys, paths
@@ -60,7 +55,7 @@ func BenchmarkAuthorize(b *testing.B) {
 			b.ResetTimer()
 			i := 0
 			for b.Loop() {
-				if d := Authorize(ix, rules, nil, headers[i&1023][canonicalAuth], path[i&1023], ClientSource{}, now); d.Verdict != Admitted {
+				if d := Authorize(&Policy{Index: ix, Scopes: rules}, headers[i&1023][canonicalAuth], path[i&1023], ClientSource{}, now); d.Verdict != Admitted {
 					b.Fatal("refused a loaded key")
 				}
 				i++
@@ -77,7 +72,7 @@ func BenchmarkAuthorizeRefusal(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := Authorize(ix, rules, nil, h[canonicalAuth], "/api/v1/sms/send", ClientSource{}, now); d.Verdict != KeyInvalid {
+		if d := Authorize(&Policy{Index: ix, Scopes: rules}, h[canonicalAuth], "/api/v1/sms/send", ClientSource{}, now); d.Verdict != KeyInvalid {
 			b.Fatal("admitted an unknown key")
 		}
 	}
@@ -169,4 +164,78 @@ func liveHeap() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// BenchmarkAuthorizeLimits prints, beside the admitted decision without
+// limits at 100k active objects (the baseline, measured first in the same
+// run), the added cost of a rate-limited admission (every object limited,
+// its bucket made) and the cost of a throttled refusal, each with its
+// ratio to the baseline.
+func BenchmarkAuthorizeLimits(b *testing.B) {
+	const n = 100_000
+	ix, keys, paths := loadedIndex(b, n)
+	rules := scope.Default()
+	now := time.Now()
+	var baseline float64
+	perOp := func(b *testing.B) float64 { return float64(b.Elapsed().Nanoseconds()) / float64(b.N) }
+	admit := func(b *testing.B, p *Policy, from ClientSource) {
+		headers, path := make([][]string, 1024), make([]string, 1024)
+		for i := range headers {
+			headers[i], path[i] = []string{keys[(i*7919)%n]}, paths[(i*7919)%n]
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if d := Authorize(p, headers[i&1023], path[i&1023], from, now); d.Verdict != Admitted {
+				b.Fatalf("refused: %v", d.Verdict)
+			}
+			i++
+		}
+	}
+	b.Run("unlimited", func(b *testing.B) {
+		admit(b, &Policy{Index: ix, Scopes: rules}, ClientSource{})
+		baseline = perOp(b)
+	})
+	b.Run("rate-limited", func(b *testing.B) {
+		limited, _, _ := loadedIndex(b, 0)
+		for i, k := range keys {
+			limited.Set(keyindex.Keys{Namespace: "bench", Name: fmt.Sprintf("ws-%d", i), Workspace: fmt.Sprintf("ws-%d", i), Current: apikey.DigestOf(k), HasCurrent: true,
+				Scope: scopeOfBench(i), RateLimit: keyindex.RateLimit{PerSecond: 1e6, Burst: 1e6}})
+		}
+		admit(b, &Policy{Index: limited, Scopes: rules}, ClientSource{})
+		b.ReportMetric(perOp(b)-baseline, "added-ns/op")
+		b.ReportMetric(perOp(b)/baseline, "ratio-to-unlimited")
+	})
+	b.Run("throttled-refusal", func(b *testing.B) {
+		th := throttle.New(throttle.Config{Failures: 1, Window: time.Hour})
+		th.Failed(netip.MustParseAddr("203.0.113.66"), now)
+		p := &Policy{Index: ix, Scopes: rules, Throttle: th}
+		key := []string{keys[0]}
+		from := ClientSource{Peer: "203.0.113.66:5000"}
+		b.ReportAllocs()
+		for b.Loop() {
+			if d := Authorize(p, key, "/api/v1/vbm/send", from, now); d.Verdict != Throttled {
+				b.Fatalf("verdict %v", d.Verdict)
+			}
+		}
+		b.ReportMetric(perOp(b)/baseline, "ratio-to-unlimited")
+	})
+	b.Run("admitted-while-another-source-is-throttled", func(b *testing.B) {
+		th := throttle.New(throttle.Config{Failures: 1, Window: time.Hour})
+		th.Failed(netip.MustParseAddr("203.0.113.66"), now)
+		admit(b, &Policy{Index: ix, Scopes: rules, Throttle: th}, ClientSource{Peer: "198.51.100.7:5000"})
+		b.ReportMetric(perOp(b)-baseline, "added-ns/op")
+		b.ReportMetric(perOp(b)/baseline, "ratio-to-unlimited")
+	})
+}
+
+// scopeOfBench is loadedIndex's scope for key i.
+func scopeOfBench(i int) keyindex.Scope {
+	switch i % 3 {
+	case 0:
+		return keyindex.Scope{Type: scope.TypeWorkspace}
+	case 1:
+		return keyindex.Scope{Type: scope.TypeChannel, ChannelType: "SMS"}
+	}
+	return keyindex.Scope{Type: scope.TypeWhatsApp}
 }

@@ -14,9 +14,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/octopods/octopods-operator/internal/clientaddr"
 	"github.com/octopods/octopods-operator/internal/keyindex"
-	"github.com/octopods/octopods-operator/internal/scope"
 )
 
 // ExtAuthz serves Envoy's envoy.service.auth.v3.Authorization/Check (Istio
@@ -25,19 +23,17 @@ import (
 // Authorize as the HTTP interfaces.
 type ExtAuthz struct {
 	authv3.UnimplementedAuthorizationServer
-	Index    *keyindex.Index
-	Scopes   *scope.Rules
+	Policy
 	Ready    func() bool
 	Metrics  *Metrics
 	refusals *refusalLog
-	trusted  clientaddr.Trusted
 	now      func() time.Time
 }
 
 // ExtAuthz returns the gRPC Check service deciding from the same index,
 // readiness, metrics and refusal log as the HTTP handler.
 func (h *Handler) ExtAuthz() *ExtAuthz {
-	return &ExtAuthz{Index: h.Index, Scopes: h.Scopes, Ready: h.Ready, Metrics: h.Metrics, refusals: h.refusals, trusted: h.trusted, now: time.Now}
+	return &ExtAuthz{Policy: h.Policy, Ready: h.Ready, Metrics: h.Metrics, refusals: h.refusals, now: time.Now}
 }
 
 // headerAuth is X-Octopods-Auth as Envoy sends it: lower case.
@@ -73,11 +69,14 @@ func (s *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 		xff[0] = v
 		forwardedFor = xff[:]
 	}
-	d := Authorize(s.Index, s.Scopes, s.trusted, authValues(httpReq, &buf), path, ClientSource{source, forwardedFor}, start)
+	d := Authorize(&s.Policy, authValues(httpReq, &buf), path, ClientSource{source, forwardedFor}, start)
 	outcome, counter := s.Metrics.grpc.of(d.Verdict)
 	s.Metrics.observe(counter, start, s.now())
+	if d.Verdict == Throttled {
+		s.Metrics.Throttled.Inc()
+	}
 	if d.Verdict != Admitted {
-		client := addressString(s.trusted.Of(source, forwardedFor))
+		client := addressString(s.Trusted.Of(source, forwardedFor))
 		remote := client
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 			remote = p.Addr.String()
@@ -94,10 +93,17 @@ func (s *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 			return denied(http.StatusForbidden, codes.PermissionDenied, OutcomeScopeMismatch, d.Scope.Refusal()), nil
 		case SourceNotAllowed:
 			return deniedSourceNotAllowed, nil
+		case RateLimited, Throttled:
+			status, body := refusalOf(d)
+			res := denied(status, codes.ResourceExhausted, outcome, body)
+			for _, kv := range retryHeaders(d) {
+				res.GetDeniedResponse().Headers = append(res.GetDeniedResponse().Headers, overwrite(kv[0], kv[1]))
+			}
+			return res, nil
 		}
 		return deniedInvalidKey, nil
 	}
-	return allowed(d.Who, httpReq), nil
+	return allowed(d.Who, d.Limit, httpReq), nil
 }
 
 // authValues returns the request's X-Octopods-Auth values. Envoy joins a
@@ -136,7 +142,17 @@ func authValues(r *authv3.AttributeContext_HttpRequest, buf *[2]string) []string
 // removes the key and every other spelling of an X-Octopods-* header the
 // client sent, and hands the identity to Envoy's rate-limit and access-log
 // filters as dynamic metadata.
-func allowed(who keyindex.Identity, r *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
+// Dynamic metadata of an admitted request with a rate-limited key, for
+// Envoy's global rate limit service (envoyproxy/ratelimit): the
+// descriptor value that names the key object, and the limit in the shape
+// of RateLimit.Override.DynamicMetadata, so one config enforces each
+// object's own number across every Envoy (config/samples/gateways/).
+const (
+	MetadataRateLimitKey = "rateLimitKey"
+	MetadataRateLimit    = "rateLimit"
+)
+
+func allowed(who keyindex.Identity, limit keyindex.RateLimit, r *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
 	identity := identityHeaders(who)
 	set := func(name string) bool { // name: as Envoy sends it, lower case
 		for _, h := range identity {
@@ -165,6 +181,14 @@ func allowed(who keyindex.Identity, r *authv3.AttributeContext_HttpRequest) *aut
 	for _, h := range identity {
 		headers = append(headers, overwrite(h[0], h[2]))
 		metadata[h[1]] = structpb.NewStringValue(h[2])
+	}
+	if limit.PerSecond > 0 {
+		// The declared number: Envoy's service counts across all replicas.
+		metadata[MetadataRateLimitKey] = structpb.NewStringValue(who.Namespace + "/" + who.Type + "/" + who.Name)
+		metadata[MetadataRateLimit] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"requests_per_unit": structpb.NewNumberValue(limit.PerSecond),
+			"unit":              structpb.NewStringValue("SECOND"),
+		}})
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(codes.OK)},

@@ -173,7 +173,7 @@ func TestCheckDecisionDoesNotAllocate(t *testing.T) {
 	now := time.Now()
 	if n := testing.AllocsPerRun(1000, func() {
 		var buf [2]string
-		Authorize(f.ix, f.fwd.Scopes, nil, authValues(r, &buf), r.GetPath(), ClientSource{}, now)
+		Authorize(&Policy{Index: f.ix, Scopes: f.fwd.Scopes}, authValues(r, &buf), r.GetPath(), ClientSource{}, now)
 	}); n != 0 {
 		t.Fatalf("the gRPC decision allocates %v times", n)
 	}

@@ -5,17 +5,21 @@ package authproxy
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/octopods/octopods-operator/internal/clientaddr"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 	"github.com/octopods/octopods-operator/internal/scope"
+	"github.com/octopods/octopods-operator/internal/throttle"
 )
 
 // Header names of the contract.
@@ -45,6 +49,10 @@ const (
 	// OutcomeSourceNotAllowed: a valid key from outside its
 	// allowedSourceRanges.
 	OutcomeSourceNotAllowed = "source_not_allowed"
+	// OutcomeRateLimited: a valid key over its object's spec.rateLimit.
+	OutcomeRateLimited = "rate_limited"
+	// OutcomeThrottled: a source refused for failing too often.
+	OutcomeThrottled = "throttled"
 )
 
 // Bodies are fixed, so a refusal allocates nothing for them.
@@ -54,6 +62,8 @@ var (
 	bodyNotReady         = []byte(`{"error":"not_ready"}` + "\n")
 	bodyDeprecatedKey    = []byte(`{"error":"DEPRECATED_API_KEY"}` + "\n")
 	bodySourceNotAllowed = []byte(`{"error":"source_not_allowed"}` + "\n")
+	bodyRateLimited      = []byte(`{"error":"rate_limited"}` + "\n")
+	bodyThrottled        = []byte(`{"error":"throttled"}` + "\n")
 	// Pre-canonicalised header names, so none is canonicalised per request.
 	canonicalAuth      = http.CanonicalHeaderKey(HeaderAuth)
 	canonicalWorkspace = http.CanonicalHeaderKey(HeaderWorkspace)
@@ -74,9 +84,7 @@ var (
 // Handler makes the decision for each request and, in reverse-proxy mode,
 // forwards admitted ones.
 type Handler struct {
-	Index *keyindex.Index
-	// Scopes decide which key types each path takes.
-	Scopes *scope.Rules
+	Policy
 	// Ready reports whether the first full sync of published keys is done;
 	// until then every request gets 503, never a guess.
 	Ready   func() bool
@@ -84,14 +92,13 @@ type Handler struct {
 	Log     *slog.Logger
 	// Upstream nil means forward-auth mode.
 	proxy    *httputil.ReverseProxy
-	trusted  clientaddr.Trusted
 	now      func() time.Time
 	refusals *refusalLog
 }
 
 // NewHandler builds a handler; upstream nil selects forward-auth mode.
 func NewHandler(ix *keyindex.Index, ready func() bool, m *Metrics, log *slog.Logger, upstream *url.URL, transport http.RoundTripper) *Handler {
-	h := &Handler{Index: ix, Scopes: scope.Default(), Ready: ready, Metrics: m, Log: log, now: time.Now, refusals: newRefusalLog(log, ix, nil)}
+	h := &Handler{Policy: Policy{Index: ix, Scopes: scope.Default()}, Ready: ready, Metrics: m, Log: log, now: time.Now, refusals: newRefusalLog(log, ix, nil)}
 	if upstream != nil {
 		h.proxy = &httputil.ReverseProxy{
 			// Rewrite (unlike Director) drops client X-Forwarded-* before
@@ -129,7 +136,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, http.StatusServiceUnavailable, bodyNotReady, h.proxy == nil)
 		return
 	}
-	d := Authorize(h.Index, h.Scopes, h.trusted, r.Header[canonicalAuth], h.requestPath(r), ClientSource{r.RemoteAddr, r.Header[canonicalXFF]}, start)
+	d := Authorize(&h.Policy, r.Header[canonicalAuth], h.requestPath(r), ClientSource{r.RemoteAddr, r.Header[canonicalXFF]}, start)
 	detail := ""
 	if d.Verdict == Admitted && h.proxy == nil && hasSpoofedIdentity(r.Header) {
 		// In forward-auth mode the gateway, not this proxy, forwards the
@@ -140,6 +147,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	outcome, counter := h.Metrics.http.of(d.Verdict)
 	h.Metrics.observe(counter, start, h.now())
+	if d.Verdict == Throttled {
+		h.Metrics.Throttled.Inc()
+	}
 	if d.Verdict != Admitted {
 		h.refuse(w, r, d, refusal{outcome: outcome, presented: d.Presented, detail: detail, revoked: d.Verdict == KeyDeprecated, who: d.Who})
 		return
@@ -186,7 +196,7 @@ func headerValue(h http.Header, canonical string) string {
 // SetTrustedProxies sets the peers (load balancers) whose X-Forwarded-For
 // names the client in the refusal log.
 func (h *Handler) SetTrustedProxies(trusted clientaddr.Trusted) {
-	h.trusted = trusted
+	h.Trusted = trusted
 	h.refusals = newRefusalLog(h.Log, h.Index, trusted)
 }
 
@@ -225,6 +235,10 @@ const (
 	// SourceNotAllowed is a valid key presented from outside its
 	// allowedSourceRanges.
 	SourceNotAllowed
+	// RateLimited is a valid key over its object's rate limit.
+	RateLimited
+	// Throttled is a source that failed too often, refused unread.
+	Throttled
 )
 
 // ClientSource is where a request came from, as its interface tells: read only
@@ -247,49 +261,100 @@ type Decision struct {
 	Scope     scope.Decision
 	// Client is the client's address, when the decision needed it.
 	Client netip.Addr
+	// RetryAfter is when a RateLimited or Throttled request may come back;
+	// Limit the rate limit that refused it.
+	RetryAfter time.Duration
+	Limit      keyindex.RateLimit
 }
 
-// Authorize is the one decision of every interface, in order: exactly one
-// X-Octopods-Auth value, a well-formed, known, unexpired key (a remembered
-// revoked one is deprecated), the path's scope rule for the key's type,
-// then the key's allowedSourceRanges (the client's address is worked out
-// only for a key that has them: trusted says whose X-Forwarded-For is
-// believed). It does not allocate for a path in normal form.
-func Authorize(ix *keyindex.Index, rules *scope.Rules, trusted clientaddr.Trusted, values []string, path string, from ClientSource, now time.Time) Decision {
+// Policy is what the decision needs besides the request: the keys, the
+// scope rules, whose X-Forwarded-For is believed, and the throttle of
+// failing sources (nil: off).
+type Policy struct {
+	Index *keyindex.Index
+	// Scopes decide which key types each path takes.
+	Scopes   *scope.Rules
+	Trusted  clientaddr.Trusted
+	Throttle *throttle.Throttle
+}
+
+// Authorize is the one decision of every interface, in order:
+//  1. a source throttled for failing too often: 429, before any lookup;
+//  2. exactly one X-Octopods-Auth value, a well-formed, known, unexpired
+//     key (a remembered revoked one is deprecated);
+//  3. the path's scope rule for the key's type;
+//  4. the key's allowedSourceRanges;
+//  5. the key object's rate limit;
+//  6. admit, and record the use.
+//
+// The client's address is worked out only when a step needs it: a source
+// may be throttled, the key has ranges, or the request is refused. It does
+// not allocate for a path in normal form.
+func Authorize(p *Policy, values []string, path string, from ClientSource, now time.Time) Decision {
+	var d Decision
+	if p.Throttle.Active(now) {
+		d.Client = p.Trusted.Of(from.Peer, from.ForwardedFor)
+		if blocked, wait := p.Throttle.Blocked(d.Client, now); blocked {
+			d.Verdict, d.RetryAfter = Throttled, wait
+			return d
+		}
+	}
 	switch len(values) {
 	case 0:
-		return Decision{Verdict: KeyMissing}
+		d.Verdict = KeyMissing
+		return d
 	case 1:
 	default:
 		// Two keys: which one to trust is a guess, so neither.
-		return Decision{Verdict: KeyInvalid}
+		d.Verdict = KeyInvalid
+		p.failed(&d, from, now)
+		return d
 	}
-	result, who, use := ix.Find(values[0], now)
-	d := Decision{Who: who, Presented: values[0]}
+	result, who, use := p.Index.Find(values[0], now)
+	d.Who, d.Presented = who, values[0]
 	switch result {
 	case keyindex.Missing:
 		d.Verdict = KeyMissing
 	case keyindex.Invalid:
 		d.Verdict = KeyInvalid
+		p.failed(&d, from, now)
 	case keyindex.Revoked:
 		d.Verdict = KeyDeprecated
+		p.failed(&d, from, now)
 	default:
 		var ok bool
-		if ok, d.Scope = rules.Allows(path, who.Type, who.ChannelType); !ok {
+		if ok, d.Scope = p.Scopes.Allows(path, who.Type, who.ChannelType); !ok {
 			d.Verdict = OutOfScope
 			break
 		}
 		if use.Restricted() {
-			if d.Client = trusted.Of(from.Peer, from.ForwardedFor); !use.AllowsSource(d.Client) {
+			if d.Client = p.Trusted.Of(from.Peer, from.ForwardedFor); !use.AllowsSource(d.Client) {
 				// Evidence that someone else holds the key: recorded.
 				use.SawDisallowedSource(who.KeyID, d.Client, now)
 				d.Verdict = SourceNotAllowed
 				break
 			}
 		}
+		if ok, wait := use.Allow(int32(p.Index.Replicas()), now); !ok {
+			d.Verdict, d.RetryAfter, d.Limit = RateLimited, wait, use.RateLimit()
+			use.SawRateLimited(who.KeyID, p.Trusted.Of(from.Peer, from.ForwardedFor), now)
+			break
+		}
+		d.Limit = use.RateLimit()
 		use.Record(now) // only an admitted request is a use of the key
 	}
 	return d
+}
+
+// failed counts a refused guess against its source.
+func (p *Policy) failed(d *Decision, from ClientSource, now time.Time) {
+	if p.Throttle == nil {
+		return
+	}
+	if !d.Client.IsValid() {
+		d.Client = p.Trusted.Of(from.Peer, from.ForwardedFor)
+	}
+	p.Throttle.Failed(d.Client, now)
 }
 
 // detailSpoofedHeader explains, in the refusal log only, an otherwise valid
@@ -319,6 +384,9 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, d Decision, why
 		hdr["Connection"] = connectionClose
 	}
 	status, body := refusalOf(d)
+	for _, kv := range retryHeaders(d) {
+		hdr[kv[0]] = []string{kv[1]}
+	}
 	if h.proxy == nil {
 		// nginx drops an auth subrequest's body and, when one is sent, the
 		// keep-alive connection with it: the reason goes in a header. And
@@ -338,6 +406,24 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, d Decision, why
 	writeBody(w, status, body, false)
 }
 
+// retryHeaders are the headers of a 429: Retry-After (whole seconds, at
+// least 1), and for a rate limit the IETF draft's RateLimit-Policy (the
+// object's sustained rate, per second, in this replica) and RateLimit
+// (none left; when to come back).
+func retryHeaders(d Decision) [][2]string {
+	if d.Verdict != RateLimited && d.Verdict != Throttled {
+		return nil
+	}
+	after := strconv.FormatInt(max(1, int64(math.Ceil(d.RetryAfter.Seconds()))), 10)
+	out := [][2]string{{"Retry-After", after}}
+	if d.Verdict == RateLimited {
+		out = append(out,
+			[2]string{"Ratelimit-Policy", fmt.Sprintf(`"key";q=%d;w=1`, max(1, int64(math.Round(d.Limit.PerSecond))))},
+			[2]string{"Ratelimit", `"key";r=0;t=` + after})
+	}
+	return out
+}
+
 // refusalOf is the status and body of a refused decision: what Octopods'
 // API answers.
 func refusalOf(d Decision) (int, []byte) {
@@ -350,6 +436,10 @@ func refusalOf(d Decision) (int, []byte) {
 		return http.StatusForbidden, d.Scope.Refusal()
 	case SourceNotAllowed:
 		return http.StatusForbidden, bodySourceNotAllowed
+	case RateLimited:
+		return http.StatusTooManyRequests, bodyRateLimited
+	case Throttled:
+		return http.StatusTooManyRequests, bodyThrottled
 	}
 	return http.StatusUnauthorized, bodyInvalidKey
 }

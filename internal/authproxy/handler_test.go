@@ -205,7 +205,9 @@ func TestAuthorizeDoesNotAllocate(t *testing.T) {
 	f := newFixture(t)
 	h := http.Header{"X-Octopods-Auth": {f.current}}
 	now := time.Now()
-	if n := testing.AllocsPerRun(1000, func() { Authorize(f.ix, f.fwd.Scopes, nil, h[canonicalAuth], "/api/v1/sms/send", ClientSource{}, now) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() {
+		Authorize(&Policy{Index: f.ix, Scopes: f.fwd.Scopes}, h[canonicalAuth], "/api/v1/sms/send", ClientSource{}, now)
+	}); n != 0 {
 		t.Fatalf("Authorize allocates %v times", n)
 	}
 }
@@ -226,7 +228,7 @@ func FuzzAuthorize(f *testing.F) {
 		if second != "" {
 			h.Add(HeaderAuth, second)
 		}
-		d := Authorize(fx.ix, fx.fwd.Scopes, nil, h[canonicalAuth], "/", ClientSource{}, time.Now())
+		d := Authorize(&Policy{Index: fx.ix, Scopes: fx.fwd.Scopes}, h[canonicalAuth], "/", ClientSource{}, time.Now())
 		if d.Verdict == Admitted {
 			if second != "" || (first != fx.current && first != fx.grace) {
 				t.Fatalf("admitted %q, %q as %+v", first, second, d.Who)

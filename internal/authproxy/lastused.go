@@ -123,7 +123,7 @@ func (f *LastUsedFlusher) write(ctx context.Context, u keyindex.Usage) error {
 
 // usageFields are the status fields, as JSON members, that u brings.
 func usageFields(u keyindex.Usage) []string {
-	fields := make([]string, 0, 4)
+	fields := make([]string, 0, 5)
 	if !u.LastUsed.IsZero() {
 		fields = append(fields, fmt.Sprintf(`"lastUsedTime":%q`, u.LastUsed.UTC().Format(time.RFC3339)))
 	}
@@ -133,7 +133,7 @@ func usageFields(u keyindex.Usage) []string {
 	for _, f := range []struct {
 		name string
 		s    *keyindex.Sighting
-	}{{"lastRevokedKeyUse", u.RevokedUse}, {"lastDisallowedSourceUse", u.DisallowedSourceUse}} {
+	}{{"lastRevokedKeyUse", u.RevokedUse}, {"lastDisallowedSourceUse", u.DisallowedSourceUse}, {"lastRateLimited", u.RateLimited}} {
 		if name, s := f.name, f.s; s != nil {
 			use, _ := json.Marshal(octopodsv1alpha1.KeyUse{Time: metav1.NewTime(s.Time), KeyID: s.KeyID, ClientAddress: s.ClientAddress})
 			fields = append(fields, fmt.Sprintf("%q:%s", name, use))

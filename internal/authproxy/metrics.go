@@ -21,6 +21,8 @@ type Metrics struct {
 	LastUsedWrites *prometheus.CounterVec
 	// LeakReports counts secret scanning reports' tokens by outcome.
 	LeakReports *prometheus.CounterVec
+	// Throttled counts requests refused for their source's failures.
+	Throttled prometheus.Counter
 }
 
 // NewMetrics registers the proxy's metrics. staleness reports how long ago
@@ -48,7 +50,11 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration, perKey bool)
 	for _, o := range []string{LeakOutcomeTruePositive, LeakOutcomeFalsePositive, LeakOutcomeRejected, LeakOutcomeError} {
 		leaks.WithLabelValues(o)
 	}
-	reg.MustRegister(requests, latency, lastUsed, leaks,
+	throttled := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "octopods_auth_proxy_throttled_total",
+		Help: "Requests refused (429) before any key lookup because their source failed too often (--throttle-failures per --throttle-window).",
+	})
+	reg.MustRegister(requests, latency, lastUsed, leaks, throttled, rateLimitedByWorkspace{ix},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "octopods_auth_proxy_keys_loaded",
 			Help: "Keys accepted now: current keys plus previous keys in their grace period.",
@@ -72,6 +78,7 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration, perKey bool)
 		latency:        latency,
 		LastUsedWrites: lastUsed,
 		LeakReports:    leaks,
+		Throttled:      throttled,
 	}
 }
 
@@ -84,7 +91,7 @@ const (
 // outcomeCounters are one interface's request counters, resolved once so
 // the request path does no label lookups.
 type outcomeCounters struct {
-	allowed, missingKey, invalidKey, notReady, deprecatedKey, scopeMismatch, sourceNotAllowed prometheus.Counter
+	allowed, missingKey, invalidKey, notReady, deprecatedKey, scopeMismatch, sourceNotAllowed, rateLimited, throttled prometheus.Counter
 }
 
 func newOutcomeCounters(requests *prometheus.CounterVec, iface string) outcomeCounters {
@@ -97,6 +104,8 @@ func newOutcomeCounters(requests *prometheus.CounterVec, iface string) outcomeCo
 		deprecatedKey:    requests.WithLabelValues(iface, "deprecated_api_key"),
 		scopeMismatch:    requests.WithLabelValues(iface, OutcomeScopeMismatch),
 		sourceNotAllowed: requests.WithLabelValues(iface, OutcomeSourceNotAllowed),
+		rateLimited:      requests.WithLabelValues(iface, OutcomeRateLimited),
+		throttled:        requests.WithLabelValues(iface, OutcomeThrottled),
 	}
 }
 
@@ -113,6 +122,10 @@ func (c *outcomeCounters) of(v Verdict) (string, prometheus.Counter) {
 		return OutcomeScopeMismatch, c.scopeMismatch
 	case SourceNotAllowed:
 		return OutcomeSourceNotAllowed, c.sourceNotAllowed
+	case RateLimited:
+		return OutcomeRateLimited, c.rateLimited
+	case Throttled:
+		return OutcomeThrottled, c.throttled
 	default:
 		return OutcomeInvalidKey, c.invalidKey
 	}
@@ -121,6 +134,21 @@ func (c *outcomeCounters) of(v Verdict) (string, prometheus.Counter) {
 func (m *Metrics) observe(outcome prometheus.Counter, start, end time.Time) {
 	outcome.Inc()
 	m.latency.Observe(end.Sub(start).Seconds())
+}
+
+// rateLimitedByWorkspace exposes the requests refused over a rate limit,
+// per workspace, from the index's counters at scrape time.
+type rateLimitedByWorkspace struct{ ix *keyindex.Index }
+
+var rateLimitedDesc = prometheus.NewDesc("octopods_auth_proxy_rate_limited_total",
+	"Requests refused (429) over their key object's spec.rateLimit, per workspace, in this replica.", []string{"namespace", "workspace"}, nil)
+
+func (c rateLimitedByWorkspace) Describe(ch chan<- *prometheus.Desc) { ch <- rateLimitedDesc }
+
+func (c rateLimitedByWorkspace) Collect(ch chan<- prometheus.Metric) {
+	for _, w := range c.ix.RateLimited() {
+		ch <- prometheus.MustNewConstMetric(rateLimitedDesc, prometheus.CounterValue, float64(w.Count), w.Namespace, w.Workspace)
+	}
 }
 
 // allowedByKey exposes admitted requests per key ID from the index's own

@@ -19,6 +19,7 @@ import (
 
 	"github.com/octopods/octopods-operator/internal/keyindex"
 	"github.com/octopods/octopods-operator/internal/scope"
+	"github.com/octopods/octopods-operator/internal/throttle"
 )
 
 // Server limits: a proxy in front of an API must not be held open or fed
@@ -78,10 +79,21 @@ type Config struct {
 	// GitHub's public keys document, reloaded when it changes.
 	SecretScanningAddress        string
 	SecretScanningPublicKeysFile string
+	// Throttle answers 429 to a source after too many refused attempts
+	// (Failures 0: off).
+	Throttle throttle.Config
+	// PeersService, with PeersNamespace, is the proxy's own Service: rate
+	// limits are shared among its ready endpoints (Peers). Empty: each
+	// replica enforces the whole limit.
+	PeersService, PeersNamespace string
 	// ScopeRulesFile (--scope-rules) replaces the built-in scope rules,
 	// which mirror Octopods' API; empty: the built-in ones.
 	ScopeRulesFile string
 }
+
+// idleBucketSweep is how often the rate-limit buckets of objects not
+// limited right now are dropped: memory follows the objects in use.
+const idleBucketSweep = time.Minute
 
 // DefaultMaxKeyStaleness is how long a proxy may go without confirming its
 // view before it reports itself not ready: past it, a revoked key may still
@@ -121,6 +133,7 @@ type Proxy struct {
 	// scanning receives leak reports; nil when --secret-scanning-bind-address is empty.
 	scanning       net.Listener
 	secretScanning *SecretScanning
+	peers          *Peers // nil without PeersService
 }
 
 // New builds a proxy and binds its listeners, so that Addr is known before
@@ -169,6 +182,15 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		}
 	}
 	p.handler.SetTrustedProxies(cfg.TrustedProxies)
+	cfg.Throttle.Exempt = append(cfg.Throttle.Exempt, cfg.TrustedProxies...) // a load balancer is never the guesser
+	p.handler.Throttle = throttle.New(cfg.Throttle)
+	if cfg.PeersService != "" {
+		discovery, err := NewDiscoveryRESTClient(restCfg)
+		if err != nil {
+			return nil, err
+		}
+		p.peers = &Peers{Index: p.Index, Client: discovery, Namespace: cfg.PeersNamespace, Service: cfg.PeersService, Log: log}
+	}
 	if err := p.loadFiles(octopods); err != nil {
 		return nil, err
 	}
@@ -269,6 +291,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	flushDone := make(chan struct{})
 	go func() { defer close(flushDone); p.flusher.Run(sourceCtx) }()
 	go p.handler.refusals.run(sourceCtx)
+	go every(sourceCtx, idleBucketSweep, func() { p.Index.DropIdleBuckets(time.Now()) })
+	if p.peers != nil {
+		go p.peers.Run(sourceCtx)
+	}
 
 	errs := make(chan error, 6) // one per server
 	servers := p.startServers(sourceCtx, errs)

@@ -338,6 +338,9 @@ func PublishedKeys(key octopodsv1alpha1.KeyObject, now time.Time) keyindex.Keys 
 		out.Workspace = sc.Workspace
 		out.Scope = keyindex.Scope{Type: sc.Type, ChannelType: string(sc.ChannelType)}
 		out.AllowedSourceRanges = clientaddr.Ranges(sc.AllowedSourceRanges)
+		if r := sc.RateLimit; r != nil && r.RequestsPerSecond > 0 {
+			out.RateLimit = keyindex.RateLimit{PerSecond: float64(r.RequestsPerSecond), Burst: int(r.EffectiveBurst())}
+		}
 	} else if kind.KeyType != octopodsv1alpha1.KeyTypeWorkspace {
 		return out
 	}

@@ -30,7 +30,7 @@ func TestSourceRangesOnEveryInterface(t *testing.T) {
 	lb := clientaddr.Trusted{netip.MustParsePrefix("10.0.0.0/8")}
 	trusting := newFixtureHandlers(f, lb)
 	grpc := newExtAuthz(f, io.Discard)
-	grpc.trusted = lb
+	grpc.Trusted = lb
 	clock := time.Now()
 
 	for _, tc := range []struct {
@@ -144,7 +144,7 @@ func TestSourceRangeDecisionDoesNotAllocate(t *testing.T) {
 	keys, xff := []string{restricted}, []string{"203.0.113.9"}
 	now := time.Now()
 	if n := testing.AllocsPerRun(1000, func() {
-		if d := Authorize(f.ix, f.fwd.Scopes, lb, keys, "/v1/messages", ClientSource{"10.1.1.1:5000", xff}, now); d.Verdict != Admitted {
+		if d := Authorize(&Policy{Index: f.ix, Scopes: f.fwd.Scopes, Trusted: lb}, keys, "/v1/messages", ClientSource{"10.1.1.1:5000", xff}, now); d.Verdict != Admitted {
 			t.Fatalf("verdict %v", d.Verdict)
 		}
 	}); n != 0 {

@@ -87,6 +87,8 @@ type Keys struct {
 	PreviousValidUntil time.Time
 	// Revoked keys are refused like unknown ones, but their use is reported.
 	Revoked []apikey.Digest
+	// RateLimit is spec.rateLimit as published (zero: none).
+	RateLimit RateLimit
 	// AllowedSourceRanges, when not nil, are the only client addresses the
 	// keys are admitted from (spec.allowedSourceRanges, as published).
 	AllowedSourceRanges []netip.Prefix
@@ -140,6 +142,9 @@ type entry struct {
 	ranges            []netip.Prefix
 	disallowed        atomic.Pointer[Sighting]
 	disallowedFlushed atomic.Int64
+	// rate is the object's rate limit; its bucket and counters follow.
+	rate RateLimit
+	limitCounters
 }
 
 // Sighting is one attempt with a revoked key.
@@ -180,6 +185,8 @@ type Index struct {
 	byKey      map[string]map[objectName]*entry
 	namespaces map[string]string // interning
 	gen        uint32
+	// replicas share each object's rate limit (SetReplicas).
+	replicas atomic.Int32
 }
 
 // objectName names a key object within its namespace: the three kinds'
@@ -188,7 +195,9 @@ type objectName struct{ keyType, name string }
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{sharers: map[shortDigest][]*entry{}, byDigest: map[shortDigest]*entry{}, revoked: map[shortDigest]*entry{}, byKey: map[string]map[objectName]*entry{}, namespaces: map[string]string{}}
+	ix := &Index{sharers: map[shortDigest][]*entry{}, byDigest: map[shortDigest]*entry{}, revoked: map[shortDigest]*entry{}, byKey: map[string]map[objectName]*entry{}, namespaces: map[string]string{}}
+	ix.replicas.Store(1)
+	return ix
 }
 
 // Result says why a lookup failed, or that it succeeded.
@@ -226,6 +235,35 @@ type Use struct {
 	// under the lock; disallowed keeps the latest attempt from elsewhere.
 	ranges     []netip.Prefix
 	disallowed *atomic.Pointer[Sighting]
+	// rate is the object's rate limit, read under the lock; e its entry.
+	rate RateLimit
+	e    *entry
+}
+
+// Allow takes a token of the key object's rate limit, shared by its
+// current and previous key: false, and when to retry, over the limit. A
+// key without a limit always passes, at no cost.
+func (u Use) Allow(replicas int32, now time.Time) (bool, time.Duration) {
+	if !u.rate.limited() {
+		return true, 0
+	}
+	return u.e.allow(u.rate, replicas, now)
+}
+
+// RateLimit is the key object's rate limit (zero: none).
+func (u Use) RateLimit() RateLimit { return u.rate }
+
+// SawRateLimited records a refusal over the rate limit for
+// status.lastRateLimited: at most one kept per second per object.
+func (u Use) SawRateLimited(keyID string, client netip.Addr, now time.Time) bool {
+	if u.e == nil {
+		return false
+	}
+	from := ""
+	if client.IsValid() {
+		from = client.String()
+	}
+	return keep(&u.e.lastLimited, &Sighting{Time: now.Truncate(time.Second), KeyID: keyID, ClientAddress: from})
 }
 
 // Restricted reports whether the key works only from some addresses: only
@@ -301,11 +339,11 @@ func (ix *Index) Find(key string, now time.Time) (Result, Identity, Use) {
 	}
 	switch {
 	case s.hasCurrent && subtle.ConstantTimeCompare(s.current[:], digest[:]) == 1:
-		return Allowed, s.identity, Use{lastUsed: &s.lastUsed, allowed: &s.allowedCurrent, ranges: s.ranges, disallowed: &s.disallowed}
+		return Allowed, s.identity, Use{lastUsed: &s.lastUsed, allowed: &s.allowedCurrent, ranges: s.ranges, disallowed: &s.disallowed, rate: s.rate, e: s}
 	case s.previous != nil && subtle.ConstantTimeCompare(s.previous.digest[:], digest[:]) == 1 && now.UnixNano() < s.previous.until:
 		who := s.identity
 		who.KeyID = s.previous.digest.ID() // rare: only during a grace period
-		return Allowed, who, Use{lastUsed: &s.previous.lastUsed, allowed: &s.allowedPrevious, ranges: s.ranges, disallowed: &s.disallowed}
+		return Allowed, who, Use{lastUsed: &s.previous.lastUsed, allowed: &s.allowedPrevious, ranges: s.ranges, disallowed: &s.disallowed, rate: s.rate, e: s}
 	}
 	result, who := ix.lookupRevokedLocked(&digest)
 	return result, who, Use{}
@@ -426,6 +464,7 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 		Type:        interned(in.Type, TypeWorkspace, TypeChannel, TypeWhatsApp),
 		ChannelType: interned(in.ChannelType, "SMS", "VBM", "Telegram")}
 	s.ranges = in.AllowedSourceRanges
+	s.rate = in.RateLimit
 	s.hasCurrent = false
 	if in.HasCurrent && ix.linkLocked(&in.Current, s) {
 		if !hadCurrent || in.Current != oldCurrent || keyID == "" {
@@ -591,8 +630,11 @@ type Usage struct {
 	// DisallowedSourceUse is the latest attempt from outside the key's
 	// allowedSourceRanges (status.lastDisallowedSourceUse).
 	DisallowedSourceUse *Sighting
-	s                   *entry
-	p                   *previousKey
+	// RateLimited is the latest refusal over the rate limit
+	// (status.lastRateLimited).
+	RateLimited *Sighting
+	s           *entry
+	p           *previousKey
 }
 
 // Pending returns the workspace keys used since their last Flushed call.
@@ -627,7 +669,10 @@ func (ix *Index) PendingAt(now time.Time, refresh time.Duration) []Usage {
 		if sighting := s.disallowed.Load(); sighting != nil && sighting.Time.Unix() > s.disallowedFlushed.Load() {
 			u.DisallowedSourceUse = sighting
 		}
-		if !u.LastUsed.IsZero() || !u.PreviousLastUsed.IsZero() || u.RevokedUse != nil || u.DisallowedSourceUse != nil {
+		if sighting := s.lastLimited.Load(); sighting != nil && sighting.Time.Unix() > s.lastLimitedFlushed.Load() {
+			u.RateLimited = sighting
+		}
+		if !u.LastUsed.IsZero() || !u.PreviousLastUsed.IsZero() || u.RevokedUse != nil || u.DisallowedSourceUse != nil || u.RateLimited != nil {
 			out = append(out, u)
 		}
 	})
@@ -672,6 +717,9 @@ func (u Usage) Flushed() {
 	}
 	if u.DisallowedSourceUse != nil && u.s.disallowedFlushed.Load() < u.DisallowedSourceUse.Time.Unix() {
 		u.s.disallowedFlushed.Store(u.DisallowedSourceUse.Time.Unix())
+	}
+	if u.RateLimited != nil && u.s.lastLimitedFlushed.Load() < u.RateLimited.Time.Unix() {
+		u.s.lastLimitedFlushed.Store(u.RateLimited.Time.Unix())
 	}
 }
 
