@@ -10,12 +10,18 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3" // registers the Router type
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/octopods/octopods-operator/internal/keyindex"
 )
 
 const samplesDir = "../../config/samples/gateways"
@@ -52,6 +58,60 @@ func TestEnvoySample(t *testing.T) {
 	}
 	if authz.GetGrpcService().GetEnvoyGrpc().GetClusterName() == "" || authz.GetFailureModeAllow() || authz.GetTransportApiVersion() != corev3.ApiVersion_V3 {
 		t.Fatalf("ext_authz: %v", authz)
+	}
+}
+
+// The global rate limit sample is read by Envoy's API types, and its names
+// are the ones the proxy's Check answer carries.
+func TestEnvoyGlobalRateLimitSample(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(samplesDir, "envoy-global-rate-limit.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wrapped anypb.Any
+	if err := protojson.Unmarshal(js, &wrapped); err != nil {
+		t.Fatalf("not an Envoy config: %v", err)
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := wrapped.UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	if err := hcm.ValidateAll(); err != nil {
+		t.Fatalf("Envoy would refuse it: %v", err)
+	}
+	filters := hcm.GetHttpFilters()
+	if len(filters) != 3 || filters[0].GetName() != "envoy.filters.http.ext_authz" || filters[1].GetName() != "envoy.filters.http.ratelimit" {
+		t.Fatal("ext_authz must run first, then the rate limit filter (it reads ext_authz's metadata)")
+	}
+	rl := &ratelimitv3.RateLimit{}
+	if err := filters[1].GetTypedConfig().UnmarshalTo(rl); err != nil || rl.ValidateAll() != nil {
+		t.Fatalf("ratelimit filter: %v", err)
+	}
+	limits := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetRateLimits()
+	if len(limits) != 1 {
+		t.Fatal("no rate_limits on the route")
+	}
+	action := limits[0].GetActions()[0].GetMetadata()
+	override := limits[0].GetLimit().GetDynamicMetadata().GetMetadataKey()
+	for name, key := range map[string]*metadatav3.MetadataKey{MetadataRateLimitKey: action.GetMetadataKey(), MetadataRateLimit: override} {
+		if key.GetKey() != "envoy.filters.http.ext_authz" || len(key.GetPath()) != 1 || key.GetPath()[0].GetKey() != name {
+			t.Errorf("metadata key %v: want envoy.filters.http.ext_authz / %s", key, name)
+		}
+	}
+	// And the proxy's answer has that shape.
+	res := allowed(keyindex.Identity{Namespace: "team-a", Name: "acme", Workspace: "acme", Type: keyindex.TypeWorkspace},
+		keyindex.RateLimit{PerSecond: 5, Burst: 5}, &authv3.AttributeContext_HttpRequest{})
+	fields := res.GetDynamicMetadata().GetFields()
+	limit := fields[MetadataRateLimit].GetStructValue().GetFields()
+	if fields[MetadataRateLimitKey].GetStringValue() != "team-a/workspace/acme" || limit["requests_per_unit"].GetNumberValue() != 5 || limit["unit"].GetStringValue() != "SECOND" {
+		t.Fatalf("dynamic metadata %v", fields)
+	}
+	if _, ok := typev3.RateLimitUnit_value[limit["unit"].GetStringValue()]; !ok {
+		t.Fatal("unit is not one of Envoy's RateLimitUnit names")
 	}
 }
 
