@@ -104,7 +104,7 @@ var _ = Describe("Rate limits and the failed-attempt throttle, through the real 
 	It("keeps the budget across a rotation: the new key does not start afresh", func() {
 		ns := newNamespace()
 		old := limitedWorkspace(ns, "acme", 1, 5) // refills one a second
-		time.Sleep(5 * time.Second)             // full: 5
+		time.Sleep(5 * time.Second)               // full: 5
 		c := from("127.0.0.1")
 		for i := range 5 {
 			code, _, _ := send(c, old)
