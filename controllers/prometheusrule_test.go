@@ -71,7 +71,7 @@ func TestSampleAlertsUseMetricsThatExist(t *testing.T) {
 }
 
 // exportedMetrics names every metric of the manager's domain collectors and
-// of an auth proxy that has seen a revoked key.
+// of an auth proxy that has seen a revoked key and a key over its limit.
 func exportedMetrics(t *testing.T) map[string]bool {
 	out := map[string]bool{}
 	descs := make(chan *prometheus.Desc, 16)
@@ -89,6 +89,14 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	ix := keyindex.New()
 	ix.Set(keyindex.Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Revoked: []apikey.Digest{apikey.DigestOf(revoked)}})
 	ix.Lookup(revoked, time.Now())
+	limited, _ := apikey.Generate()
+	ix.Set(keyindex.Keys{Namespace: "ns", Name: "initech", Workspace: "initech", Current: apikey.DigestOf(limited), HasCurrent: true,
+		RateLimit: keyindex.RateLimit{PerSecond: 1, Burst: 1}})
+	_, _, use := ix.Find(limited, time.Now())
+	use.Allow(1, time.Now())
+	if ok, _ := use.Allow(1, time.Now()); ok {
+		t.Fatal("a second request within the second passed a limit of 1")
+	}
 	families, err := authproxy.NewMetrics(ix, func() time.Duration { return 0 }, true).Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
