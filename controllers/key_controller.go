@@ -144,7 +144,7 @@ func (k *keyReconcile) Unpublish(ctx context.Context, kept []octopodsv1alpha1.Pu
 	st := k.key.KeyStatus()
 	*st = *k.before.DeepCopy()
 	st.PublishedKeys = kept
-	st.RevokedKeys = keysecret.Revoke(k.before.RevokedKeys, k.before.PublishedKeys, kept, k.now())
+	st.RevokedKeys = keysecret.Revoke(k.before.RevokedKeys, k.before.PublishedKeys, kept, k.before.LastUseOf, k.now())
 	if err := writeStatus(ctx, k.Client, k.key, keyStatus, k.before); err != nil {
 		return fmt.Errorf("write status of %s %q: %w", k.kind.Kind, k.key.GetName(), err)
 	}

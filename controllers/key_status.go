@@ -86,7 +86,7 @@ func computeKeyStatus(key octopodsv1alpha1.KeyObject, prev octopodsv1alpha1.APIK
 	if st.PublishedKeys != nil && scope.Type != "" {
 		st.Scope = &scope
 	}
-	st.RevokedKeys = keysecret.Revoke(prev.RevokedKeys, prev.PublishedKeys, st.PublishedKeys, now)
+	st.RevokedKeys = keysecret.Revoke(prev.RevokedKeys, prev.PublishedKeys, st.PublishedKeys, prev.LastUseOf, now)
 
 	status, reason, message := obs.readyStatus, obs.reason, obs.message
 	switch {

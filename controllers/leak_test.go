@@ -119,6 +119,24 @@ var _ = Describe("Leak reports", func() {
 		}, "2s").Should(Succeed())
 	})
 
+	It("a revoked key keeps when it was last admitted, for the audit", func() {
+		ns := newNamespace()
+		_, first := withKey(ns, octopodsv1alpha1.WorkspaceKey, "", 0)
+		used := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second))
+		k := getKey(Default, ns, "acme")
+		patch := client.MergeFrom(k.DeepCopy())
+		k.Status.LastUsedTime = &used // as an auth proxy records it
+		Expect(k8sClient.Status().Patch(ctx, k, patch)).To(Succeed())
+		rotate(ns, "acme", "T1")
+		Eventually(func(g Gomega) {
+			revoked := getKey(g, ns, "acme").Status.RevokedKeys
+			g.Expect(revoked).NotTo(BeEmpty())
+			g.Expect(revoked[0].KeyID).To(Equal(apikey.ID(first)))
+			g.Expect(revoked[0].LastUsedTime).NotTo(BeNil())
+			g.Expect(revoked[0].LastUsedTime.Time).To(BeTemporally("==", used.Time))
+		}).Should(Succeed())
+	})
+
 	It("a leaked previous key stops at once, and the current key stays", func() {
 		ns := newNamespace()
 		_, first := withKey(ns, octopodsv1alpha1.WorkspaceKey, "", time.Hour)

@@ -300,6 +300,30 @@ type RevokedKey struct {
 	// revokedAt is when the key stopped working.
 	// +required
 	RevokedAt metav1.Time `json:"revokedAt"`
+	// lastUsedTime is the key's last admitted use as recorded when it was
+	// revoked (lastUsedTime or previousKeyLastUsedTime then): up to the
+	// refresh interval behind for a key that was in constant use.
+	// +optional
+	LastUsedTime *metav1.Time `json:"lastUsedTime,omitempty"`
+}
+
+// LastUseOf is the recorded last admitted use of the published key keyID:
+// the current key's lastUsedTime (unless it is older than the key, so the
+// replaced key's), or the previous key's previousKeyLastUsedTime; nil when
+// none is recorded.
+func (s *APIKeyStatus) LastUseOf(keyID string) *metav1.Time {
+	switch {
+	case keyID == "":
+		return nil
+	case keyID == s.KeyID:
+		if s.LastUsedTime == nil || (s.IssuedAt != nil && s.LastUsedTime.Before(s.IssuedAt)) {
+			return nil
+		}
+		return s.LastUsedTime
+	case keyID == s.PreviousKeyID:
+		return s.PreviousKeyLastUsedTime
+	}
+	return nil
 }
 
 // KeyUse is one refused attempt with a key: a revoked key, a valid key

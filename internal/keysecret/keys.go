@@ -155,11 +155,11 @@ func Intersect(prev, next []octopodsv1alpha1.PublishedKey) []octopodsv1alpha1.Pu
 // newest first, and returns the revoked keys to keep: none published again
 // (a key unpublished before a Secret write that then failed comes back), at
 // most MaxRevokedKeys, none older than RevokedKeyRetention.
-func Revoke(revoked []octopodsv1alpha1.RevokedKey, before, after []octopodsv1alpha1.PublishedKey, now time.Time) []octopodsv1alpha1.RevokedKey {
+func Revoke(revoked []octopodsv1alpha1.RevokedKey, before, after []octopodsv1alpha1.PublishedKey, lastUse func(keyID string) *metav1.Time, now time.Time) []octopodsv1alpha1.RevokedKey {
 	var out []octopodsv1alpha1.RevokedKey
 	for _, p := range before {
 		if !Publishes(after, p.Digest) && !isRevoked(revoked, p.Digest) {
-			out = append(out, octopodsv1alpha1.RevokedKey{KeyID: p.KeyID, Digest: p.Digest, RevokedAt: metav1.Time{Time: now.UTC().Truncate(time.Second)}})
+			out = append(out, octopodsv1alpha1.RevokedKey{KeyID: p.KeyID, Digest: p.Digest, RevokedAt: metav1.Time{Time: now.UTC().Truncate(time.Second)}, LastUsedTime: lastUse(p.KeyID).DeepCopy()})
 		}
 	}
 	for _, r := range revoked {

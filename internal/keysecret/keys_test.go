@@ -110,7 +110,7 @@ func TestRevoke(t *testing.T) {
 		{name: "dropped after 30 days", revoked: revs(rev(1, now.Add(-29*day)), rev(2, now.Add(-30*day))), want: revs(rev(1, now.Add(-29*day)))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Revoke(tc.revoked, tc.before, tc.after, now)
+			got := Revoke(tc.revoked, tc.before, tc.after, func(string) *metav1.Time { return nil }, now)
 			if len(got) != len(tc.want) {
 				t.Fatalf("got %d revoked keys %v, want %v", len(got), got, tc.want)
 			}
@@ -120,6 +120,19 @@ func TestRevoke(t *testing.T) {
 				}
 			}
 		})
+	}
+	// A revoked key keeps the last admitted use recorded for it then, and
+	// an older revocation keeps its own.
+	used := metav1.NewTime(now.Add(-3 * time.Minute))
+	lastUse := func(keyID string) *metav1.Time {
+		if keyID == pub(1).KeyID {
+			return &used
+		}
+		return nil
+	}
+	got := Revoke(revs(rev(5, now.Add(-day))), list(pub(1)), list(pub(2)), lastUse, now)
+	if len(got) != 2 || got[0].LastUsedTime == nil || !got[0].LastUsedTime.Equal(&used) || got[1].LastUsedTime != nil {
+		t.Errorf("last uses of the revoked keys: %+v", got)
 	}
 	if exp := RevokedKeysExpire(revs(rev(1, now), rev(2, now.Add(-day)))); !exp.Equal(now.Add(29 * day)) {
 		t.Errorf("RevokedKeysExpire = %v, want the older entry's 30th day %v", exp, now.Add(29*day))

@@ -71,7 +71,7 @@ func FormatAudit(key octopodsv1alpha1.KeyObject, events []corev1.Event, now time
 		b.WriteString("  none\n")
 	}
 	for _, r := range st.RevokedKeys {
-		fmt.Fprintf(&b, "  %s  revoked %s\n", r.KeyID, when(&r.RevokedAt, now))
+		fmt.Fprintf(&b, "  %s  revoked %s, last admitted %s\n", r.KeyID, when(&r.RevokedAt, now), when(r.LastUsedTime, now))
 	}
 	if u := st.LastRevokedKeyUse; u != nil {
 		fmt.Fprintf(&b, "  Last attempt with a revoked key: %s from %s, %s\n", u.KeyID, orNone(Printable(u.ClientAddress)), when(&u.Time, now))

@@ -145,10 +145,7 @@ func keyStateOf(key octopodsv1alpha1.KeyObject) KeyState {
 // writes the new key's first use at its next flush), which no one should
 // read as the new key's.
 func CurrentKeyLastUsed(st *octopodsv1alpha1.APIKeyStatus) *metav1.Time {
-	if st.LastUsedTime == nil || (st.IssuedAt != nil && st.LastUsedTime.Before(st.IssuedAt)) {
-		return nil
-	}
-	return st.LastUsedTime
+	return st.LastUseOf(st.KeyID)
 }
 
 // ReadKey returns the target's key from its Secret, waiting up to wait for
