@@ -122,7 +122,7 @@ var _ = Describe("Leak reports", func() {
 	It("a revoked key keeps when it was last admitted, for the audit", func() {
 		ns := newNamespace()
 		_, first := withKey(ns, octopodsv1alpha1.WorkspaceKey, "", 0)
-		used := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second))
+		used := metav1.NewTime(time.Now().Truncate(time.Second)) // after the key's issue: its own use
 		k := getKey(Default, ns, "acme")
 		patch := client.MergeFrom(k.DeepCopy())
 		k.Status.LastUsedTime = &used // as an auth proxy records it

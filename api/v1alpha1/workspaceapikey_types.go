@@ -312,15 +312,15 @@ type RevokedKey struct {
 // replaced key's), or the previous key's previousKeyLastUsedTime; nil when
 // none is recorded.
 func (s *APIKeyStatus) LastUseOf(keyID string) *metav1.Time {
-	switch {
-	case keyID == "":
+	switch keyID {
+	case "":
 		return nil
-	case keyID == s.KeyID:
+	case s.KeyID:
 		if s.LastUsedTime == nil || (s.IssuedAt != nil && s.LastUsedTime.Before(s.IssuedAt)) {
 			return nil
 		}
 		return s.LastUsedTime
-	case keyID == s.PreviousKeyID:
+	case s.PreviousKeyID:
 		return s.PreviousKeyLastUsedTime
 	}
 	return nil
