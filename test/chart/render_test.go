@@ -292,6 +292,14 @@ var valuesMatrix = []struct {
 			}
 		}
 	}},
+	{"throttle", map[string]any{"authProxy": map[string]any{"throttle": map[string]any{"failures": 20, "window": "30s", "exemptCIDRs": []any{"198.51.100.0/24"}}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+		a := args(t, objs, "octopods-auth-proxy")
+		for _, want := range []string{"--throttle-failures=20", "--throttle-window=30s", "--throttle-exempt-cidrs=198.51.100.0/24"} {
+			if !slices.Contains(a, want) {
+				t.Errorf("proxy args %v lack %s", a, want)
+			}
+		}
+	}},
 	{"secret scanning endpoint", map[string]any{"authProxy": map[string]any{"secretScanning": map[string]any{"enabled": true, "publicKeysConfigMap": "github-keys"}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
 		a := args(t, objs, "octopods-auth-proxy")
 		for _, want := range []string{"--secret-scanning-bind-address=:8085", "--secret-scanning-public-keys-file=/etc/octopods/secret-scanning/public-keys.json"} {
@@ -499,6 +507,8 @@ func TestSchemaRejectsTypos(t *testing.T) {
 		// Go's runtime refuses to start with a unit it does not know.
 		"GOMEMLIMIT in MB":                  {"authProxy": map[string]any{"goMemLimit": "48MB"}},
 		"an address, not a CIDR":            {"authProxy": map[string]any{"trustedProxyCIDRs": []any{"10.0.0.1"}}},
+		"a throttle window in days":         {"authProxy": map[string]any{"throttle": map[string]any{"window": "1d"}}},
+		"a negative throttle":               {"authProxy": map[string]any{"throttle": map[string]any{"failures": -1}}},
 		"a flag without its dashes":         {"authProxy": map[string]any{"extraArgs": []any{"metrics-per-key"}}},
 		"an unknown scope key type":         {"authProxy": map[string]any{"scopeRules": map[string]any{"rules": []any{map[string]any{"pathPrefix": "/x/", "keys": []any{map[string]any{"type": "admin"}}}}}}},
 		"an issuer kind cert-manager lacks": {"webhook": map[string]any{"certManager": map[string]any{"issuerRef": map[string]any{"name": "x", "kind": "Vault"}}}},

@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -117,9 +119,17 @@ var _ = Describe("The Helm chart on the local control plane", Serial, func() {
 			"--metrics-bind-address="+localenv.FreeAddress(), "--grpc-bind-address="+localenv.FreeAddress(), "--shutdown-delay=0s",
 			"--last-used-flush-interval=2s")
 		Expect(proxyArgs).To(ContainElement("--upstream=http://" + env.EchoAddress))
-		proxy, err := env.RunAs(ctx, "helm-auth-proxy", env.ProxyBin, helmNamespace, "octopods-auth-proxy", "http://"+proxyProbe+"/readyz", nil, proxyArgs...)
+		// POD_NAMESPACE is the Deployment's Downward API value, as the kubelet sets it.
+		proxy, err := env.RunAs(ctx, "helm-auth-proxy", env.ProxyBin, helmNamespace, "octopods-auth-proxy", "http://"+proxyProbe+"/readyz",
+			[]string{"POD_NAMESPACE=" + helmNamespace}, proxyArgs...)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(proxy.Stop)
+		DeferCleanup(func() {
+			// The release's Role lets its proxy count its replicas.
+			log, err := os.ReadFile(filepath.Join(env.Dir, "helm-auth-proxy.log"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(log)).NotTo(ContainSubstring("counting the proxy's ready replicas failed"))
+		})
 
 		through := func(key string) int {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/v1/messages", nil)
