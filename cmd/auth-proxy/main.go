@@ -94,6 +94,7 @@ func limitFlags(cfg *authproxy.Config, exempt, trusted *stringList) {
 	flag.IntVar(&cfg.Throttle.Failures, "throttle-failures", throttle.DefaultFailures, "Refused attempts (invalid or revoked keys, repeated headers) from one source (an IPv4 address, an IPv6 /64) within --throttle-window after which it gets 429 with Retry-After, before any key lookup, until the window ends. Successes never count. 0: off.")
 	flag.DurationVar(&cfg.Throttle.Window, "throttle-window", throttle.DefaultWindow, "The window of --throttle-failures.")
 	flag.IntVar(&cfg.Throttle.MaxSources, "throttle-max-sources", throttle.DefaultMaxSources, "Sources remembered by the throttle; the least recently failing goes first.")
+	flag.BoolVar(&cfg.Throttle.Private, "throttle-private-sources", false, "Also throttle private, loopback and link-local sources. Off by default: without --trusted-proxy-cidrs such a source is usually a gateway or node standing for every client behind it.")
 	flag.Var(exempt, "throttle-exempt-cidrs", "CIDRs never throttled (a NAT or CI egress shared by many clients); repeatable or comma-separated. --trusted-proxy-cidrs are exempt too.")
 	flag.StringVar(&cfg.PeersService, "rate-limit-peers-service", "", "The proxy's own Service: each key object's spec.rateLimit is divided among its ready endpoints (needs POD_NAMESPACE and list on endpointslices there). Empty: each replica enforces the whole limit.")
 }

@@ -197,7 +197,7 @@ func (e *Env) startProxy(ctx context.Context) error {
 	}
 	// Your own shell's experiments (and the test suites' refusals) are not
 	// throttled; other loopback addresses (127.0.0.2, ...) are, to try it.
-	args = append(args, "--throttle-exempt-cidrs", "127.0.0.1/32")
+	args = append(args, "--throttle-exempt-cidrs", "127.0.0.1/32", "--throttle-private-sources")
 	if e.SecretScanningAddress != "" {
 		keys, err := e.secretScanningKeys()
 		if err != nil {

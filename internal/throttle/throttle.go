@@ -33,6 +33,25 @@ type Config struct {
 	MaxSources int
 	// Exempt sources are never throttled (a NAT or CI egress).
 	Exempt clientaddr.Trusted
+	// Private counts private, loopback and link-local sources too. Off by
+	// default: such a source is, far more often than a guesser, a gateway,
+	// an ingress controller or a node in front of the proxy, whose address
+	// stands for every client behind it; throttling it would refuse them
+	// all. Name those in --trusted-proxy-cidrs and the clients behind them
+	// are counted one by one.
+	Private bool
+}
+
+// sharedAddressSpace is RFC 6598's 100.64.0.0/10 (carrier-grade NAT, and
+// some clusters' pod ranges): as private as RFC 1918 for this purpose.
+var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+// counted reports whether failures from a are counted at all.
+func (t *Throttle) counted(a netip.Addr) bool {
+	if t.cfg.Exempt.Contains(a) {
+		return false
+	}
+	return t.cfg.Private || !(a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || sharedAddressSpace.Contains(a))
 }
 
 // Throttle counts failures per source.
@@ -106,7 +125,7 @@ func (t *Throttle) Blocked(client netip.Addr, now time.Time) (bool, time.Duratio
 
 // Failed counts a refused attempt from client.
 func (t *Throttle) Failed(client netip.Addr, now time.Time) {
-	if t == nil || !client.IsValid() || t.cfg.Exempt.Contains(client) {
+	if t == nil || !client.IsValid() || !t.counted(client.Unmap()) {
 		return
 	}
 	key, at := SourceOf(client), now.UnixNano()

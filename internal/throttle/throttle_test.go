@@ -46,6 +46,24 @@ func TestThrottle(t *testing.T) {
 		t.Fatal("the next /64 is blocked too")
 	}
 
+	// A gateway's private address stands for everyone behind it: not
+	// counted unless asked.
+	for _, gw := range []string{"10.1.2.3", "192.168.0.9", "127.0.0.2", "fd00::1", "fe80::1", "100.64.0.7"} {
+		for range 10 {
+			th.Failed(netip.MustParseAddr(gw), now)
+		}
+		if blocked, _ := th.Blocked(netip.MustParseAddr(gw), now); blocked {
+			t.Fatalf("private source %s is blocked", gw)
+		}
+	}
+	private := New(Config{Failures: 3, Window: time.Minute, Private: true})
+	for range 3 {
+		private.Failed(netip.MustParseAddr("10.1.2.3"), now)
+	}
+	if blocked, _ := private.Blocked(netip.MustParseAddr("10.1.2.3"), now); !blocked {
+		t.Fatal("Private: a private source is not counted")
+	}
+
 	// Exempt sources are never counted.
 	for range 10 {
 		th.Failed(netip.MustParseAddr("198.51.100.9"), now)
@@ -58,7 +76,7 @@ func TestThrottle(t *testing.T) {
 func TestTableIsBoundedLeastRecentlyFailingOut(t *testing.T) {
 	now := time.Now()
 	th := New(Config{Failures: 2, Window: time.Minute, MaxSources: 3})
-	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}) }
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}) }
 	th.Failed(addr(1), now)
 	th.Failed(addr(1), now) // 1 is throttled
 	for i := 2; i <= 10; i++ {
