@@ -51,7 +51,13 @@ func (t *Throttle) counted(a netip.Addr) bool {
 	if t.cfg.Exempt.Contains(a) {
 		return false
 	}
-	return t.cfg.Private || !(a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || sharedAddressSpace.Contains(a))
+	return t.cfg.Private || !private(a)
+}
+
+// private reports whether a is private, loopback, link-local or in the
+// shared address space.
+func private(a netip.Addr) bool {
+	return a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || sharedAddressSpace.Contains(a)
 }
 
 // Throttle counts failures per source.
