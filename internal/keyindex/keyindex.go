@@ -137,6 +137,15 @@ type entry struct {
 	revokedPresented atomic.Uint64
 	sighting         atomic.Pointer[Sighting]
 	sightingFlushed  atomic.Int64
+	// limits exist only for an object with source ranges or a rate limit:
+	// most have neither, and 100k entries must stay small.
+	limits *entryLimits
+}
+
+// entryLimits are an object's source ranges and rate limit, with what
+// they record. Replaced, never changed, under the write lock, except for
+// the atomics.
+type entryLimits struct {
 	// ranges: spec.allowedSourceRanges (nil: any address); outside, the
 	// latest attempt is kept (status.lastDisallowedSourceUse).
 	ranges            []netip.Prefix
@@ -231,13 +240,12 @@ func (ix *Index) Lookup(key string, now time.Time) (Result, Identity) {
 type Use struct {
 	lastUsed *atomic.Int64
 	allowed  *atomic.Uint64
-	// ranges are the key's allowedSourceRanges (nil: any address), read
-	// under the lock; disallowed keeps the latest attempt from elsewhere.
-	ranges     []netip.Prefix
-	disallowed *atomic.Pointer[Sighting]
-	// rate is the object's rate limit, read under the lock; e its entry.
-	rate RateLimit
-	e    *entry
+	// ranges are the key's allowedSourceRanges (nil: any address) and
+	// rate its rate limit, read under the lock; l records what they refuse
+	// (nil for an object with neither).
+	ranges []netip.Prefix
+	rate   RateLimit
+	l      *entryLimits
 }
 
 // Allow takes a token of the key object's rate limit, shared by its
@@ -247,7 +255,7 @@ func (u Use) Allow(replicas int32, now time.Time) (bool, time.Duration) {
 	if !u.rate.limited() {
 		return true, 0
 	}
-	return u.e.allow(u.rate, replicas, now)
+	return u.l.allow(u.rate, replicas, now)
 }
 
 // RateLimit is the key object's rate limit (zero: none).
@@ -256,14 +264,14 @@ func (u Use) RateLimit() RateLimit { return u.rate }
 // SawRateLimited records a refusal over the rate limit for
 // status.lastRateLimited: at most one kept per second per object.
 func (u Use) SawRateLimited(keyID string, client netip.Addr, now time.Time) bool {
-	if u.e == nil {
+	if u.l == nil {
 		return false
 	}
 	from := ""
 	if client.IsValid() {
 		from = client.String()
 	}
-	return keep(&u.e.lastLimited, &Sighting{Time: now.Truncate(time.Second), KeyID: keyID, ClientAddress: from})
+	return keep(&u.l.lastLimited, &Sighting{Time: now.Truncate(time.Second), KeyID: keyID, ClientAddress: from})
 }
 
 // Restricted reports whether the key works only from some addresses: only
@@ -280,14 +288,14 @@ func (u Use) AllowsSource(client netip.Addr) bool {
 // at most one kept per second per key object. It reports whether this
 // attempt is the one kept.
 func (u Use) SawDisallowedSource(keyID string, client netip.Addr, now time.Time) bool {
-	if u.disallowed == nil {
+	if u.l == nil {
 		return false
 	}
 	from := ""
 	if client.IsValid() {
 		from = client.String()
 	}
-	return keep(u.disallowed, &Sighting{Time: now.Truncate(time.Second), KeyID: keyID, ClientAddress: from})
+	return keep(&u.l.disallowed, &Sighting{Time: now.Truncate(time.Second), KeyID: keyID, ClientAddress: from})
 }
 
 // keep makes next the latest sighting in p unless p holds one as late.
@@ -339,14 +347,23 @@ func (ix *Index) Find(key string, now time.Time) (Result, Identity, Use) {
 	}
 	switch {
 	case s.hasCurrent && subtle.ConstantTimeCompare(s.current[:], digest[:]) == 1:
-		return Allowed, s.identity, Use{lastUsed: &s.lastUsed, allowed: &s.allowedCurrent, ranges: s.ranges, disallowed: &s.disallowed, rate: s.rate, e: s}
+		return Allowed, s.identity, s.use(&s.lastUsed, &s.allowedCurrent)
 	case s.previous != nil && subtle.ConstantTimeCompare(s.previous.digest[:], digest[:]) == 1 && now.UnixNano() < s.previous.until:
 		who := s.identity
 		who.KeyID = s.previous.digest.ID() // rare: only during a grace period
-		return Allowed, who, Use{lastUsed: &s.previous.lastUsed, allowed: &s.allowedPrevious, ranges: s.ranges, disallowed: &s.disallowed, rate: s.rate, e: s}
+		return Allowed, who, s.use(&s.previous.lastUsed, &s.allowedPrevious)
 	}
 	result, who := ix.lookupRevokedLocked(&digest)
 	return result, who, Use{}
+}
+
+// use is an admission of one of s's keys, with its limits (under the lock).
+func (s *entry) use(lastUsed *atomic.Int64, allowed *atomic.Uint64) Use {
+	u := Use{lastUsed: lastUsed, allowed: allowed}
+	if l := s.limits; l != nil {
+		u.ranges, u.rate, u.l = l.ranges, l.rate, l
+	}
+	return u
 }
 
 // lookupRevokedLocked reports a digest that is not admitted: Revoked with
@@ -463,8 +480,16 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 	s.identity = Identity{Namespace: ns, Workspace: in.Workspace, Name: in.Name,
 		Type:        interned(in.Type, TypeWorkspace, TypeChannel, TypeWhatsApp),
 		ChannelType: interned(in.ChannelType, "SMS", "VBM", "Telegram")}
-	s.ranges = in.AllowedSourceRanges
-	s.rate = in.RateLimit
+	switch {
+	case in.AllowedSourceRanges != nil || in.RateLimit.limited():
+		if s.limits == nil {
+			s.limits = &entryLimits{}
+		}
+		s.limits.ranges, s.limits.rate = in.AllowedSourceRanges, in.RateLimit
+	case s.limits != nil:
+		// Limits removed: the counters stay (metrics, pending sightings).
+		s.limits.ranges, s.limits.rate = nil, RateLimit{}
+	}
 	s.hasCurrent = false
 	if in.HasCurrent && ix.linkLocked(&in.Current, s) {
 		if !hadCurrent || in.Current != oldCurrent || keyID == "" {
@@ -666,11 +691,13 @@ func (ix *Index) PendingAt(now time.Time, refresh time.Duration) []Usage {
 		if sighting := s.sighting.Load(); sighting != nil && sighting.Time.Unix() > s.sightingFlushed.Load() {
 			u.RevokedUse = sighting
 		}
-		if sighting := s.disallowed.Load(); sighting != nil && sighting.Time.Unix() > s.disallowedFlushed.Load() {
-			u.DisallowedSourceUse = sighting
-		}
-		if sighting := s.lastLimited.Load(); sighting != nil && sighting.Time.Unix() > s.lastLimitedFlushed.Load() {
-			u.RateLimited = sighting
+		if l := s.limits; l != nil {
+			if sighting := l.disallowed.Load(); sighting != nil && sighting.Time.Unix() > l.disallowedFlushed.Load() {
+				u.DisallowedSourceUse = sighting
+			}
+			if sighting := l.lastLimited.Load(); sighting != nil && sighting.Time.Unix() > l.lastLimitedFlushed.Load() {
+				u.RateLimited = sighting
+			}
 		}
 		if !u.LastUsed.IsZero() || !u.PreviousLastUsed.IsZero() || u.RevokedUse != nil || u.DisallowedSourceUse != nil || u.RateLimited != nil {
 			out = append(out, u)
@@ -715,11 +742,13 @@ func (u Usage) Flushed() {
 	if u.RevokedUse != nil && u.s.sightingFlushed.Load() < u.RevokedUse.Time.Unix() {
 		u.s.sightingFlushed.Store(u.RevokedUse.Time.Unix())
 	}
-	if u.DisallowedSourceUse != nil && u.s.disallowedFlushed.Load() < u.DisallowedSourceUse.Time.Unix() {
-		u.s.disallowedFlushed.Store(u.DisallowedSourceUse.Time.Unix())
-	}
-	if u.RateLimited != nil && u.s.lastLimitedFlushed.Load() < u.RateLimited.Time.Unix() {
-		u.s.lastLimitedFlushed.Store(u.RateLimited.Time.Unix())
+	if l := u.s.limits; l != nil {
+		if u.DisallowedSourceUse != nil && l.disallowedFlushed.Load() < u.DisallowedSourceUse.Time.Unix() {
+			l.disallowedFlushed.Store(u.DisallowedSourceUse.Time.Unix())
+		}
+		if u.RateLimited != nil && l.lastLimitedFlushed.Load() < u.RateLimited.Time.Unix() {
+			l.lastLimitedFlushed.Store(u.RateLimited.Time.Unix())
+		}
 	}
 }
 

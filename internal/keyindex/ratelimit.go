@@ -37,7 +37,7 @@ func shareOf(r RateLimit, replicas int32) (rate.Limit, int) {
 
 // allow takes one token from the object's bucket, making it if needed,
 // and says when to retry when there is none.
-func (e *entry) allow(r RateLimit, replicas int32, now time.Time) (bool, time.Duration) {
+func (e *entryLimits) allow(r RateLimit, replicas int32, now time.Time) (bool, time.Duration) {
 	b := e.bucket.Load()
 	if b == nil || b.declared != r || b.share != replicas {
 		limit, burst := shareOf(r, replicas)
@@ -74,11 +74,13 @@ func (ix *Index) DropIdleBuckets(now time.Time) int {
 	defer ix.mu.RUnlock()
 	kept := 0
 	ix.each(func(s *entry) {
-		if b := s.bucket.Load(); b != nil {
-			if b.idle(now) {
-				s.bucket.CompareAndSwap(b, nil)
-			} else {
-				kept++
+		if l := s.limits; l != nil {
+			if b := l.bucket.Load(); b != nil {
+				if b.idle(now) {
+					l.bucket.CompareAndSwap(b, nil)
+				} else {
+					kept++
+				}
 			}
 		}
 	})
@@ -97,10 +99,15 @@ func (ix *Index) Replicas() int { return int(ix.replicas.Load()) }
 // RateLimited returns, per workspace, the requests refused over a rate
 // limit since the proxy started (workspaces with none are left out).
 func (ix *Index) RateLimited() []WorkspaceCount {
-	return ix.perWorkspace(func(s *entry) uint64 { return s.limited.Load() })
+	return ix.perWorkspace(func(s *entry) uint64 {
+		if s.limits == nil {
+			return 0
+		}
+		return s.limits.limited.Load()
+	})
 }
 
-// limitCounters of an entry.
+// limitCounters of an entry's limits.
 type limitCounters struct {
 	bucket  atomic.Pointer[bucket]
 	limited atomic.Uint64
