@@ -54,7 +54,13 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration, perKey bool)
 		Name: "octopods_auth_proxy_throttled_total",
 		Help: "Requests refused (429) before any key lookup because their source failed too often (--throttle-failures per --throttle-window).",
 	})
-	reg.MustRegister(requests, latency, lastUsed, leaks, throttled, rateLimitedByWorkspace{ix},
+	reg.MustRegister(requests, latency, lastUsed, leaks, throttled,
+		newPerWorkspace("octopods_auth_proxy_rate_limited_total",
+			"Requests refused (429) over their key object's spec.rateLimit, per workspace, in this replica.", ix.RateLimited),
+		newPerWorkspace("octopods_auth_proxy_revoked_key_presented_total",
+			"Requests refused because they presented one of the workspace's revoked keys (status.revokedKeys), since the proxy started.", ix.RevokedPresented),
+		newPerWorkspace("octopods_auth_proxy_allowed_requests_total",
+			"Requests admitted per workspace, whatever key admitted them, since the proxy started.", ix.AllowedByWorkspace),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "octopods_auth_proxy_keys_loaded",
 			Help: "Keys accepted now: current keys plus previous keys in their grace period.",
@@ -63,8 +69,6 @@ func NewMetrics(ix *keyindex.Index, staleness func() time.Duration, perKey bool)
 			Name: "octopods_auth_proxy_key_cache_staleness_seconds",
 			Help: "Seconds since the key cache was last confirmed in sync with the API server.",
 		}, func() float64 { return staleness().Seconds() }),
-		allowedByWorkspace{ix},
-		revokedByWorkspace{ix},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -136,21 +140,6 @@ func (m *Metrics) observe(outcome prometheus.Counter, start, end time.Time) {
 	m.latency.Observe(end.Sub(start).Seconds())
 }
 
-// rateLimitedByWorkspace exposes the requests refused over a rate limit,
-// per workspace, from the index's counters at scrape time.
-type rateLimitedByWorkspace struct{ ix *keyindex.Index }
-
-var rateLimitedDesc = prometheus.NewDesc("octopods_auth_proxy_rate_limited_total",
-	"Requests refused (429) over their key object's spec.rateLimit, per workspace, in this replica.", []string{"namespace", "workspace"}, nil)
-
-func (c rateLimitedByWorkspace) Describe(ch chan<- *prometheus.Desc) { ch <- rateLimitedDesc }
-
-func (c rateLimitedByWorkspace) Collect(ch chan<- prometheus.Metric) {
-	for _, w := range c.ix.RateLimited() {
-		ch <- prometheus.MustNewConstMetric(rateLimitedDesc, prometheus.CounterValue, float64(w.Count), w.Namespace, w.Workspace)
-	}
-}
-
 // allowedByKey exposes admitted requests per key ID from the index's own
 // counters at scrape time: no per-key series is kept in memory, and keys
 // never used produce no series.
@@ -167,35 +156,22 @@ func (c allowedByKey) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// revokedByWorkspace exposes attempts with revoked keys per workspace, from
-// the index's counters at scrape time: one series per workspace whose
-// revoked keys were tried, surviving rotations (the key ID is in the log and
-// in status.lastRevokedKeyUse, not a label).
-type revokedByWorkspace struct{ ix *keyindex.Index }
-
-var revokedByWorkspaceDesc = prometheus.NewDesc("octopods_auth_proxy_revoked_key_presented_total",
-	"Requests refused because they presented one of the workspace's revoked keys (status.revokedKeys), since the proxy started.",
-	[]string{"namespace", "workspace"}, nil)
-
-func (c revokedByWorkspace) Describe(ch chan<- *prometheus.Desc) { ch <- revokedByWorkspaceDesc }
-
-func (c revokedByWorkspace) Collect(ch chan<- prometheus.Metric) {
-	for _, w := range c.ix.RevokedPresented() {
-		ch <- prometheus.MustNewConstMetric(revokedByWorkspaceDesc, prometheus.CounterValue, float64(w.Count), w.Namespace, w.Workspace)
-	}
+// perWorkspace exposes one count per workspace from the index's counters
+// at scrape time: a series per workspace that has one, surviving rotations
+// (key IDs are in the log and the status, never a label).
+type perWorkspace struct {
+	desc   *prometheus.Desc
+	counts func() []keyindex.WorkspaceCount
 }
 
-// allowedByWorkspace exposes admitted requests per workspace: one series per
-// workspace that admitted a request, surviving rotations.
-type allowedByWorkspace struct{ ix *keyindex.Index }
+func newPerWorkspace(name, help string, counts func() []keyindex.WorkspaceCount) perWorkspace {
+	return perWorkspace{prometheus.NewDesc(name, help, []string{"namespace", "workspace"}, nil), counts}
+}
 
-var allowedByWorkspaceDesc = prometheus.NewDesc("octopods_auth_proxy_allowed_requests_total",
-	"Requests admitted per workspace, whatever key admitted them, since the proxy started.", []string{"namespace", "workspace"}, nil)
+func (c perWorkspace) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-func (c allowedByWorkspace) Describe(ch chan<- *prometheus.Desc) { ch <- allowedByWorkspaceDesc }
-
-func (c allowedByWorkspace) Collect(ch chan<- prometheus.Metric) {
-	for _, w := range c.ix.AllowedByWorkspace() {
-		ch <- prometheus.MustNewConstMetric(allowedByWorkspaceDesc, prometheus.CounterValue, float64(w.Count), w.Namespace, w.Workspace)
+func (c perWorkspace) Collect(ch chan<- prometheus.Metric) {
+	for _, w := range c.counts() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(w.Count), w.Namespace, w.Workspace)
 	}
 }

@@ -30,25 +30,7 @@ const samplesDir = "../../config/samples/gateways"
 // invalid values refused) and must ask the proxy over gRPC, fail closed and
 // reject underscore header names.
 func TestEnvoySample(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(samplesDir, "envoy-http-connection-manager.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := yaml.YAMLToJSON(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wrapped anypb.Any
-	if err := protojson.Unmarshal(js, &wrapped); err != nil {
-		t.Fatalf("not an Envoy config: %v", err)
-	}
-	hcm := &hcmv3.HttpConnectionManager{}
-	if err := wrapped.UnmarshalTo(hcm); err != nil {
-		t.Fatal(err)
-	}
-	if err := hcm.ValidateAll(); err != nil {
-		t.Fatalf("Envoy would refuse it: %v", err)
-	}
+	hcm := readHCM(t, "envoy-http-connection-manager.yaml")
 	if hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() != corev3.HttpProtocolOptions_REJECT_REQUEST {
 		t.Fatal("underscore header names are not rejected")
 	}
@@ -61,10 +43,11 @@ func TestEnvoySample(t *testing.T) {
 	}
 }
 
-// The global rate limit sample is read by Envoy's API types, and its names
-// are the ones the proxy's Check answer carries.
-func TestEnvoyGlobalRateLimitSample(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(samplesDir, "envoy-global-rate-limit.yaml"))
+// readHCM reads a sample with Envoy's own API types (unknown fields and
+// invalid values refused).
+func readHCM(t *testing.T, file string) *hcmv3.HttpConnectionManager {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(samplesDir, file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,15 +57,22 @@ func TestEnvoyGlobalRateLimitSample(t *testing.T) {
 	}
 	var wrapped anypb.Any
 	if err := protojson.Unmarshal(js, &wrapped); err != nil {
-		t.Fatalf("not an Envoy config: %v", err)
+		t.Fatalf("%s is not an Envoy config: %v", file, err)
 	}
 	hcm := &hcmv3.HttpConnectionManager{}
 	if err := wrapped.UnmarshalTo(hcm); err != nil {
 		t.Fatal(err)
 	}
 	if err := hcm.ValidateAll(); err != nil {
-		t.Fatalf("Envoy would refuse it: %v", err)
+		t.Fatalf("Envoy would refuse %s: %v", file, err)
 	}
+	return hcm
+}
+
+// The global rate limit sample is read by Envoy's API types, and its names
+// are the ones the proxy's Check answer carries.
+func TestEnvoyGlobalRateLimitSample(t *testing.T) {
+	hcm := readHCM(t, "envoy-global-rate-limit.yaml")
 	filters := hcm.GetHttpFilters()
 	if len(filters) != 3 || filters[0].GetName() != "envoy.filters.http.ext_authz" || filters[1].GetName() != "envoy.filters.http.ratelimit" {
 		t.Fatal("ext_authz must run first, then the rate limit filter (it reads ext_authz's metadata)")
