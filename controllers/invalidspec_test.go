@@ -51,6 +51,23 @@ var _ = Describe("Durations the operator cannot read", func() {
 		)
 	}
 
+	DescribeTable("the limits of this wave are refused by the API server naming the field, the value and the fix",
+		func(set func(k *octopodsv1alpha1.WorkspaceAPIKey), want string) {
+			k := octotest.BareAPIKey(ns, "acme")
+			set(k)
+			err := k8sClient.Create(ctx, k)
+			Expect(err).To(HaveOccurred())
+			Expect(err.Error()).To(ContainSubstring(want))
+		},
+		Entry("an address without a prefix length", func(k *octopodsv1alpha1.WorkspaceAPIKey) { k.Spec.AllowedSourceRanges = []string{"203.0.113.7"} },
+			`spec.allowedSourceRanges[0]: Invalid value: "203.0.113.7": "203.0.113.7" is not a CIDR: write an address and a prefix length, for example 203.0.113.0/24`),
+		Entry("a zero rate", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+			k.Spec.RateLimit = &octopodsv1alpha1.RateLimit{RequestsPerSecond: 0}
+		}, `spec.rateLimit.requestsPerSecond: Invalid value: 0: spec.rateLimit.requestsPerSecond in body should be greater than or equal to 1`),
+		Entry("an unknown leak response", func(k *octopodsv1alpha1.WorkspaceAPIKey) { k.Spec.LeakResponse = "Ignore" },
+			`spec.leakResponse: Unsupported value: "Ignore": supported values: "Rotate", "Report"`),
+	)
+
 	It("stored anyway (by a schema change), stops nothing else: the bad key says why, and keys elsewhere are issued, rotated and revoked", func() {
 		bad := storeBehindTheSchema(ns, "acme", "30d")
 		Eventually(func(g Gomega) {
