@@ -65,47 +65,58 @@ type sightingRecord struct {
 	reason string
 	// every is the least time between two events (0: one per record).
 	every time.Duration
-	// of returns the record's time (zero: none) and its event message.
-	of func(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings) (time.Time, string)
+	// at is the record's time (zero: none): all the watch predicates need.
+	at func(st *octopodsv1alpha1.APIKeyStatus) time.Time
+	// message is the event's, for a record that is there.
+	message func(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings) string
+}
+
+// useTime is the time of a KeyUse record (zero: none).
+func useTime(use *octopodsv1alpha1.KeyUse) time.Time {
+	if use == nil {
+		return time.Time{}
+	}
+	return use.Time.Time
 }
 
 var sightingRecords = []sightingRecord{
-	{"lastRevokedKeyUse", EventRevokedKeyPresented, sightingEventInterval, func(st *octopodsv1alpha1.APIKeyStatus, _ *octopodsv1alpha1.KeySettings) (time.Time, string) {
-		use := st.LastRevokedKeyUse
-		if use == nil {
-			return time.Time{}, ""
-		}
-		return use.Time.Time, fmt.Sprintf("revoked key %s was presented from %s at %s: whoever holds it still tries to use it; the request was refused",
-			use.KeyID, fromAddress(use), use.Time.UTC().Format(time.RFC3339))
-	}},
-	{"lastDisallowedSourceUse", EventKeyUsedFromDisallowedSource, sightingEventInterval, func(st *octopodsv1alpha1.APIKeyStatus, _ *octopodsv1alpha1.KeySettings) (time.Time, string) {
-		use := st.LastDisallowedSourceUse
-		if use == nil {
-			return time.Time{}, ""
-		}
-		return use.Time.Time, fmt.Sprintf("key %s was presented from %s at %s, outside spec.allowedSourceRanges: refused (403 source_not_allowed); if that address is not yours, the key has leaked: rotate it",
-			use.KeyID, fromAddress(use), use.Time.UTC().Format(time.RFC3339))
-	}},
-	{"lastRateLimited", EventRateLimited, sightingEventInterval, func(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings) (time.Time, string) {
-		use := st.LastRateLimited
-		if use == nil {
-			return time.Time{}, ""
-		}
-		limit := "its spec.rateLimit"
-		if r := settings.RateLimit; r != nil {
-			limit = fmt.Sprintf("spec.rateLimit (%d requests a second, burst %d)", r.RequestsPerSecond, r.EffectiveBurst())
-		}
-		return use.Time.Time, fmt.Sprintf("requests with key %s from %s were refused over %s at %s (429): an integration may be looping",
-			use.KeyID, fromAddress(use), limit, use.Time.UTC().Format(time.RFC3339))
-	}},
-	{"lastLeakReport", EventKeyLeaked, 0, func(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings) (time.Time, string) {
-		report := st.LastLeakReport
-		if report == nil {
-			return time.Time{}, ""
-		}
-		return report.Time.Time, fmt.Sprintf("key %s was reported found in public by %s at %s (%s): %s",
-			report.KeyID, report.Source, report.URL, report.Time.UTC().Format(time.RFC3339), leakOutcome(st, settings, report))
-	}},
+	{"lastRevokedKeyUse", EventRevokedKeyPresented, sightingEventInterval,
+		func(st *octopodsv1alpha1.APIKeyStatus) time.Time { return useTime(st.LastRevokedKeyUse) },
+		func(st *octopodsv1alpha1.APIKeyStatus, _ *octopodsv1alpha1.KeySettings) string {
+			use := st.LastRevokedKeyUse
+			return fmt.Sprintf("revoked key %s was presented from %s at %s: whoever holds it still tries to use it; the request was refused",
+				use.KeyID, fromAddress(use), use.Time.UTC().Format(time.RFC3339))
+		}},
+	{"lastDisallowedSourceUse", EventKeyUsedFromDisallowedSource, sightingEventInterval,
+		func(st *octopodsv1alpha1.APIKeyStatus) time.Time { return useTime(st.LastDisallowedSourceUse) },
+		func(st *octopodsv1alpha1.APIKeyStatus, _ *octopodsv1alpha1.KeySettings) string {
+			use := st.LastDisallowedSourceUse
+			return fmt.Sprintf("key %s was presented from %s at %s, outside spec.allowedSourceRanges: refused (403 source_not_allowed); if that address is not yours, the key has leaked: rotate it",
+				use.KeyID, fromAddress(use), use.Time.UTC().Format(time.RFC3339))
+		}},
+	{"lastRateLimited", EventRateLimited, sightingEventInterval,
+		func(st *octopodsv1alpha1.APIKeyStatus) time.Time { return useTime(st.LastRateLimited) },
+		func(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings) string {
+			use := st.LastRateLimited
+			limit := "its spec.rateLimit"
+			if r := settings.RateLimit; r != nil {
+				limit = fmt.Sprintf("spec.rateLimit (%d requests a second, burst %d)", r.RequestsPerSecond, r.EffectiveBurst())
+			}
+			return fmt.Sprintf("requests with key %s from %s were refused over %s at %s (429): an integration may be looping",
+				use.KeyID, fromAddress(use), limit, use.Time.UTC().Format(time.RFC3339))
+		}},
+	{"lastLeakReport", EventKeyLeaked, 0,
+		func(st *octopodsv1alpha1.APIKeyStatus) time.Time {
+			if st.LastLeakReport == nil {
+				return time.Time{}
+			}
+			return st.LastLeakReport.Time.Time
+		},
+		func(st *octopodsv1alpha1.APIKeyStatus, settings *octopodsv1alpha1.KeySettings) string {
+			report := st.LastLeakReport
+			return fmt.Sprintf("key %s was reported found in public by %s at %s (%s): %s",
+				report.KeyID, report.Source, report.URL, report.Time.UTC().Format(time.RFC3339), leakOutcome(st, settings, report))
+		}},
 }
 
 // leakOutcome says what the report does to the key.
@@ -150,7 +161,7 @@ func (r *SightingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	var wait time.Duration
 	for _, rec := range sightingRecords {
-		at, message := rec.of(key.KeyStatus(), key.Settings())
+		at := rec.at(key.KeyStatus())
 		last := reported[rec.field]
 		if at.IsZero() || !at.After(last.sighting) {
 			continue
@@ -159,7 +170,7 @@ func (r *SightingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			wait = max(wait, w)
 			continue
 		}
-		r.event(key, rec.reason, message)
+		r.event(key, rec.reason, rec.message(key.KeyStatus(), key.Settings()))
 		reported[rec.field] = reportedSighting{sighting: at, at: now}
 	}
 	return ctrl.Result{RequeueAfter: wait}, nil
@@ -224,14 +235,14 @@ func (r *SightingReconciler) removeFutureUsage(ctx context.Context, key octopods
 // (before nil: any record).
 func newerRecord(before, after octopodsv1alpha1.KeyObject) bool {
 	for _, rec := range sightingRecords {
-		at, _ := rec.of(after.KeyStatus(), after.Settings())
+		at := rec.at(after.KeyStatus())
 		if at.IsZero() {
 			continue
 		}
 		if before == nil {
 			return true
 		}
-		if was, _ := rec.of(before.KeyStatus(), before.Settings()); at.After(was) {
+		if at.After(rec.at(before.KeyStatus())) {
 			return true
 		}
 	}

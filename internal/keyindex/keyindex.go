@@ -267,11 +267,7 @@ func (u Use) SawRateLimited(keyID string, client netip.Addr, now time.Time) bool
 	if u.l == nil {
 		return false
 	}
-	from := ""
-	if client.IsValid() {
-		from = client.String()
-	}
-	return keep(&u.l.lastLimited, &Sighting{Time: now.Truncate(time.Second), KeyID: keyID, ClientAddress: from})
+	return keep(&u.l.lastLimited, sightingOf(keyID, client, now))
 }
 
 // Restricted reports whether the key works only from some addresses: only
@@ -291,11 +287,17 @@ func (u Use) SawDisallowedSource(keyID string, client netip.Addr, now time.Time)
 	if u.l == nil {
 		return false
 	}
+	return keep(&u.l.disallowed, sightingOf(keyID, client, now))
+}
+
+// sightingOf is one refused attempt with keyID from client, in whole
+// seconds.
+func sightingOf(keyID string, client netip.Addr, now time.Time) *Sighting {
 	from := ""
 	if client.IsValid() {
 		from = client.String()
 	}
-	return keep(&u.l.disallowed, &Sighting{Time: now.Truncate(time.Second), KeyID: keyID, ClientAddress: from})
+	return &Sighting{Time: now.Truncate(time.Second), KeyID: keyID, ClientAddress: from}
 }
 
 // keep makes next the latest sighting in p unless p holds one as late.
