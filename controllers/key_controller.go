@@ -27,6 +27,7 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/keyplan"
 	"github.com/octopods/octopods-operator/internal/keysecret"
+	"github.com/octopods/octopods-operator/internal/keyslice"
 	"github.com/octopods/octopods-operator/internal/keystore"
 )
 
@@ -50,6 +51,8 @@ type KeyReconciler struct {
 	APIReader client.Reader
 	// store writes the key Secret; Client refuses to (keystore.Guard).
 	store keystore.Store
+	// slices are the KeyDigestSlices, withdrawn from before a Secret write.
+	slices *SliceReconciler
 	statusReporter
 	now func() time.Time
 	// staleTokens remembers, per key, the already-used rotation token last
@@ -150,6 +153,11 @@ func (k *keyReconcile) Unpublish(ctx context.Context, kept []octopodsv1alpha1.Pu
 	}
 	k.before = *st.DeepCopy()
 	return nil
+}
+
+// Unslice withdraws from the digest slices what the Secret will not hold.
+func (k *keyReconcile) Unslice(ctx context.Context, held func(string) bool, gone []string) error {
+	return k.slices.Withdraw(ctx, k.key.GetNamespace(), keyslice.Ref{Kind: k.kind.Kind, Name: k.key.GetName()}, held, gone)
 }
 
 // ownerOf returns the key's owner, and what is gone ("" when nothing is):

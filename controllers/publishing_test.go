@@ -28,6 +28,39 @@ func published(k *octopodsv1alpha1.WorkspaceAPIKey) []string {
 
 func digest(key string) string { return apikey.DigestOf(key).String() }
 
+// slicedDigests are the digests the namespace's KeyDigestSlices publish
+// for the key object (kind, name), as the API server holds them now: digest
+// → slice.
+func slicedDigests(ns, kind, name string) map[string]string {
+	slices := &octopodsv1alpha1.KeyDigestSliceList{}
+	Expect(k8sClient.List(context.Background(), slices, client.InNamespace(ns))).To(Succeed())
+	out := map[string]string{}
+	for _, slice := range slices.Items {
+		for _, e := range slice.Keys {
+			if e.Kind == kind && e.Name == name {
+				for _, p := range e.PublishedKeys {
+					out[p.Digest] = slice.Name
+				}
+			}
+		}
+	}
+	return out
+}
+
+// storedDigests are the digests of the keys the Secret holds now (none
+// once it is deleted).
+func storedDigests(ns, name string) map[string]bool {
+	stored := &corev1.Secret{}
+	out := map[string]bool{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, stored); err != nil || stored.DeletionTimestamp != nil {
+		return out
+	}
+	for _, v := range stored.Data {
+		out[digest(string(v))] = true
+	}
+	return out
+}
+
 // Serial: it replaces the suite's manager with one that checks, at the
 // instant of every Secret write, that nothing published is missing from it.
 var _ = Describe("Published keys", Serial, func() {
@@ -46,7 +79,7 @@ var _ = Describe("Published keys", Serial, func() {
 		crashCtx, crash = context.WithCancel(context.Background())
 		crashed = make(chan struct{})
 		var once sync.Once
-		stopHere = startManagerWithContext(crashCtx, Options{MaxConcurrentReconciles: 4, wrapClient: afterSecretWrites(func(_ context.Context, s *corev1.Secret) bool {
+		stopHere = startManagerWithContext(crashCtx, Options{MaxConcurrentReconciles: 4, sliceDelay: 300 * time.Millisecond, wrapClient: afterSecretWrites(func(_ context.Context, s *corev1.Secret) bool {
 			if s.Namespace != ns {
 				return false
 			}
@@ -56,12 +89,19 @@ var _ = Describe("Published keys", Serial, func() {
 			for _, v := range s.Data {
 				held[digest(string(v))] = true
 			}
+			sliced := slicedDigests(ns, octopodsv1alpha1.WorkspaceKey.Kind, k.Name)
+			stored := storedDigests(ns, s.Name)
 			mu.Lock()
 			defer mu.Unlock()
 			writes++
 			for _, d := range published(k) {
 				if !held[d] {
 					violations = append(violations, fmt.Sprintf("after Secret write %d, %s published but not in the Secret", writes, d[:19]))
+				}
+			}
+			for d, slice := range sliced {
+				if !stored[d] {
+					violations = append(violations, fmt.Sprintf("after Secret write %d, %s in KeyDigestSlice %s but not in the Secret", writes, d[:19], slice))
 				}
 			}
 			if crashOn != "" && s.Annotations[octopodsv1alpha1.RotationTokenAnnotation] == crashOn {
@@ -85,6 +125,10 @@ var _ = Describe("Published keys", Serial, func() {
 		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
 		first := waitForIssuedKey(ns, "acme")
 		Eventually(func(g Gomega) { g.Expect(published(getKey(g, ns, "acme"))).To(Equal([]string{digest(first)})) }).Should(Succeed())
+		// The slices follow: what the check at each write reads is written.
+		Eventually(func(g Gomega) {
+			g.Expect(slicedDigests(ns, octopodsv1alpha1.WorkspaceKey.Kind, "acme")).To(HaveKey(digest(first)))
+		}).Should(Succeed())
 
 		rotate(ns, "acme", "LEAK-1") // grace 0s: unpublish, write, publish
 		var second string

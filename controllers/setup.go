@@ -28,6 +28,16 @@ type Options struct {
 	// controller-runtime's interceptor to crash the manager right after a
 	// Secret write; the reconcilers know nothing of it.
 	wrapClient func(client.Client) client.Client
+	// SlicesBuiltNamespace is where the manager writes the marker that says
+	// every namespace's KeyDigestSlices were built ("" writes none).
+	SlicesBuiltNamespace string
+
+	// sliceDelay (tests only) holds every batched slice write back this
+	// long: the ordering test then sees a slice the key reconciler did not
+	// withdraw from before its Secret write, instead of a race the batched
+	// writer usually wins.
+	sliceDelay time.Duration
+
 	// now (tests only) is the key reconciler's clock: scheduled rotations
 	// are tested with a fake one instead of waiting for hours.
 	now func() time.Time
@@ -100,6 +110,22 @@ func TrimKeySecret(obj any) (any, error) {
 // oversizedKey stands, in the cache, for a key value longer than any key.
 const oversizedKey = "oversized"
 
+// SetupSlices registers the KeyDigestSlice controller alone: the auth
+// proxy's suite runs it to turn the statuses it writes into slices, as the
+// manager does.
+func SetupSlices(mgr ctrl.Manager, builtNamespace string) error {
+	_, err := setupSlices(mgr, builtNamespace, time.Now)
+	return err
+}
+
+func setupSlices(mgr ctrl.Manager, builtNamespace string, now func() time.Time) (*SliceReconciler, error) {
+	slices := &SliceReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), BuiltNamespace: builtNamespace, now: now}
+	if err := slices.SetupWithManager(mgr, controller.Options{}); err != nil {
+		return nil, fmt.Errorf("set up the KeyDigestSlice controller: %w", err)
+	}
+	return slices, nil
+}
+
 // Setup registers the controllers with the manager: the key and sighting
 // reconcilers once per key kind, and the Workspace reconciler.
 func Setup(mgr ctrl.Manager, opts Options) error {
@@ -113,11 +139,17 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		now = opts.now
 	}
 	keysCollector.use(mgr.GetCache(), now)
+	slices, err := setupSlices(mgr, opts.SlicesBuiltNamespace, now)
+	if err != nil {
+		return err
+	}
+	slices.delay = opts.sliceDelay
 	for _, kind := range octopodsv1alpha1.KeyKinds {
 		keys := &KeyReconciler{
 			Client:         keystore.Guard(c),
 			kind:           kind,
 			store:          keystore.Store{Writer: c},
+			slices:         slices,
 			APIReader:      mgr.GetAPIReader(),
 			statusReporter: statusReporter{events: mgr.GetEventRecorder(strings.ToLower(kind.Kind) + "-controller")},
 			now:            now,

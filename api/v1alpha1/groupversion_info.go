@@ -25,7 +25,8 @@ var (
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(GroupVersion, &Workspace{}, &WorkspaceList{}, &WorkspaceAPIKey{}, &WorkspaceAPIKeyList{},
 		&Channel{}, &ChannelList{}, &ChannelAPIKey{}, &ChannelAPIKeyList{},
-		&WhatsAppBusinessAccount{}, &WhatsAppBusinessAccountList{}, &WhatsAppAPIKey{}, &WhatsAppAPIKeyList{})
+		&WhatsAppBusinessAccount{}, &WhatsAppBusinessAccountList{}, &WhatsAppAPIKey{}, &WhatsAppAPIKeyList{},
+		&KeyDigestSlice{}, &KeyDigestSliceList{})
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil
 }

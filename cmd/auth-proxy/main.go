@@ -13,7 +13,10 @@ import (
 	"strings"
 	"syscall"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 
 	"github.com/octopods/octopods-operator/internal/authproxy"
 	"github.com/octopods/octopods-operator/internal/clientaddr"
@@ -30,11 +33,11 @@ func main() {
 	var cfg authproxy.Config
 	var ns, trusted, exempt stringList
 	var qps float64
-	var kubeconfig string
+	var kubeconfig, slicesMarker string
 	var burst int
 	flag.StringVar(&cfg.ListenAddress, "listen-address", ":8080", "Address for proxied (or forward-auth) traffic.")
 	flag.StringVar(&cfg.Upstream, "upstream", "", "URL to forward admitted requests to; empty runs in forward-auth mode.")
-	flag.Var(&ns, "namespace", "Namespace whose WorkspaceAPIKeys are followed; repeatable; default: every namespace.")
+	flag.Var(&ns, "namespace", "Namespace whose keys (its KeyDigestSlices) are followed; repeatable; default: every namespace.")
 	flag.StringVar(&cfg.GRPCAddress, "grpc-bind-address", "", "Address of Envoy's ext_authz gRPC service (envoy.service.auth.v3.Authorization) and gRPC health; empty: off.")
 	flag.IntVar(&cfg.GRPCMaxReceiveMessageBytes, "grpc-max-receive-message-bytes", authproxy.DefaultGRPCMaxReceiveMessageBytes, "Largest Check request accepted on --grpc-bind-address, in bytes; raise it when Envoy forwards request bodies (with_request_body).")
 	flag.StringVar(&cfg.ScopeRulesFile, "scope-rules", "", "YAML file of scope rules (which key types each path prefix takes) replacing the built-in ones, which mirror Octopods' API: /api/v1/whatsapp/ WhatsApp keys; /api/v1/sms/, /vbm/, /telegram/ workspace keys and channel keys of that type; every other path workspace keys. See docs/auth-proxy.md.")
@@ -43,13 +46,11 @@ func main() {
 	flag.StringVar(&cfg.MetricsAddress, "metrics-bind-address", ":8082", "Address of the Prometheus /metrics endpoint.")
 	flag.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "Certificate for HTTPS on --listen-address (optional).")
 	flag.StringVar(&cfg.TLSKeyFile, "tls-private-key-file", "", "Private key for HTTPS on --listen-address (optional).")
-	flag.Int64Var(&cfg.ListPageSize, "list-page-size", authproxy.DefaultListPageSize, "WorkspaceAPIKeys per list request when (re)syncing; bigger pages sync faster, at the cost of a bigger transient allocation.")
 	flag.BoolVar(&cfg.MetricsPerKey, "metrics-per-key", false, "Also export octopods_auth_proxy_allowed_requests_by_key_total{namespace,workspace,key_id}: up to two more series per workspace, and a new one at each rotation.")
-	flag.DurationVar(&cfg.LastUsedRefreshInterval, "last-used-refresh-interval", authproxy.DefaultLastUsedRefreshInterval, "A key in constant use writes its lastUsedTime again only when the recorded one is this old (the first use after that long is written at the next flush); bounds status writes at scale. Negative: every flush.")
-	flag.DurationVar(&cfg.LastUsedFlushInterval, "last-used-flush-interval", authproxy.DefaultLastUsedFlushInterval, "How often used keys' status.lastUsedTime is written.")
 	flag.DurationVar(&cfg.MaxKeyStaleness, "max-key-staleness", authproxy.DefaultMaxKeyStaleness, "Once the published keys have not been confirmed with the API server for this long (a lost API server, or a list or watch that keeps failing), /readyz fails and gRPC health says NOT_SERVING; requests that still arrive are answered from the last keys known. Negative: never.")
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "On SIGTERM, keep serving this long with /readyz failing before draining.")
 	limitFlags(&cfg, &exempt, &trusted)
+	keyFlags(&cfg, &slicesMarker)
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig file; default $KUBECONFIG, ~/.kube/config, or the in-cluster service account.")
 	flag.Float64Var(&qps, "kube-api-qps", 20, "Client-side requests per second to the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 40, "Client-side burst of requests to the API server.")
@@ -57,10 +58,13 @@ func main() {
 	cfg.Namespaces = ns
 
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	var err error
+	if cfg.SlicesBuiltMarker, err = parseSlicesMarker(slicesMarker); err != nil {
+		fail(log, "bad flag", err)
+	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		fail(log, "--tls-cert-file and --tls-private-key-file go together", nil)
 	}
-	var err error
 	if cfg.TrustedProxies, err = authproxy.ParseCIDRs(trusted); err != nil {
 		fail(log, "bad flag", err)
 	}
@@ -117,4 +121,34 @@ func fail(log *slog.Logger, msg string, err error) {
 	}
 	log.Error(msg)
 	os.Exit(1)
+}
+
+// keyFlags are the flags of how the proxy reads keys and records their use.
+func keyFlags(cfg *authproxy.Config, slicesMarker *string) {
+	flag.Int64Var(&cfg.ListPageSize, "list-page-size", authproxy.DefaultListPageSize, "KeyDigestSlices per list request when (re)syncing (each holds up to 500 keys); bigger pages sync faster, at the cost of a bigger transient allocation.")
+	flag.StringVar(slicesMarker, "slices-built-marker", defaultSlicesMarker(), "NAMESPACE/NAME of the KeyDigestSlice the manager writes once it has built every namespace's slices; the proxy reports ready only after it exists, so an upgrade from a release without slices refuses no key (default: $POD_NAMESPACE/octopods-slices-built; empty: no wait).")
+	flag.DurationVar(&cfg.LastUsedRefreshInterval, "last-used-refresh-interval", authproxy.DefaultLastUsedRefreshInterval, "A key in constant use writes its lastUsedTime again only when the recorded one is this old (the first use after that long is written at the next flush); bounds status writes at scale. Negative: every flush.")
+	flag.Float64Var(&cfg.LastUsedWritesPerSecond, "last-used-max-writes-per-second", authproxy.DefaultLastUsedWritesPerSecond, "Bounds this replica's usage writes (lastUsedTime and the sightings) to this rate, averaged over a flush; what is left waits for the next flush, sightings first. 0: no bound.")
+	flag.DurationVar(&cfg.LastUsedFlushInterval, "last-used-flush-interval", authproxy.DefaultLastUsedFlushInterval, "How often used keys' status.lastUsedTime is written.")
+}
+
+// defaultSlicesMarker is the marker in the proxy's own namespace, where the
+// chart runs the manager too ("" out of a pod: no wait).
+func defaultSlicesMarker() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns + "/" + octopodsv1alpha1.SlicesBuiltName
+	}
+	return ""
+}
+
+// parseSlicesMarker reads --slices-built-marker ("": none).
+func parseSlicesMarker(v string) (types.NamespacedName, error) {
+	if v == "" {
+		return types.NamespacedName{}, nil
+	}
+	namespace, name, ok := strings.Cut(v, "/")
+	if !ok || namespace == "" || name == "" {
+		return types.NamespacedName{}, fmt.Errorf("--slices-built-marker %q: use NAMESPACE/NAME, for example octopods-system/%s", v, octopodsv1alpha1.SlicesBuiltName)
+	}
+	return types.NamespacedName{Namespace: namespace, Name: name}, nil
 }

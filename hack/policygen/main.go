@@ -23,7 +23,7 @@ func main() {
 	status := octopodsv1alpha1.APIKeyStatus{}
 	out := policy.PublishedKeys(
 		octopodsv1alpha1.StatusFieldsOwnedBy(status, octopodsv1alpha1.StatusOwnerOperator),
-		octopodsv1alpha1.StatusFieldsOwnedBy(status, octopodsv1alpha1.StatusOwnerUsage))
+		octopodsv1alpha1.StatusFieldsOwnedBy(status, octopodsv1alpha1.StatusOwnerUsage)) + policy.KeyDigestSlices()
 	if err := os.WriteFile(os.Args[1], []byte(out), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, strings.TrimSpace(err.Error()))
 		os.Exit(1)

@@ -1,11 +1,13 @@
 package authproxy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +30,15 @@ const DefaultLastUsedFlushInterval = time.Minute
 // before a key in constant use writes it again (keyindex.PendingAt).
 const DefaultLastUsedRefreshInterval = time.Hour
 
+// DefaultLastUsedWritesPerSecond bounds one replica's usage writes. The
+// proxy reads KeyDigestSlices, which carry no lastUsedTime, so it no longer
+// learns the uses other replicas (or its own previous run) recorded: a
+// replica writes each key in constant use once per refresh interval (28 a
+// second at 100k keys and an hour), and a restarted one would write every
+// key in use at its first flush (1,667 a second at 100k). The bound spreads
+// that first round over half an hour instead; sightings go first.
+const DefaultLastUsedWritesPerSecond = 50
+
 // lastUsedWriters bounds the concurrent status patches of one flush.
 const lastUsedWriters = 4
 
@@ -41,8 +52,11 @@ type LastUsedFlusher struct {
 	Interval time.Duration
 	// Refresh coarsens the current key's lastUsedTime (0: every flush).
 	Refresh time.Duration
-	Metrics *Metrics
-	Log     *slog.Logger
+	// MaxWritesPerSecond bounds the writes of a flush to this rate over
+	// Interval (0: no bound); the rest stay pending for the next flush.
+	MaxWritesPerSecond float64
+	Metrics            *Metrics
+	Log                *slog.Logger
 }
 
 // Run flushes every Interval until ctx ends, then once more.
@@ -57,7 +71,7 @@ func (f *LastUsedFlusher) Run(ctx context.Context) {
 // not once per key: with the API server gone, a busy proxy would otherwise
 // log a line for every key it admitted.
 func (f *LastUsedFlusher) Flush(ctx context.Context) {
-	pending := f.Index.PendingAt(time.Now(), f.Refresh)
+	pending := f.bounded(f.Index.PendingAt(time.Now(), f.Refresh))
 	work := make(chan keyindex.Usage)
 	var (
 		wg       sync.WaitGroup
@@ -82,6 +96,27 @@ func (f *LastUsedFlusher) Flush(ctx context.Context) {
 	if n := failed.Load(); n > 0 {
 		f.Log.Warn("writing lastUsedTime failed; kept for the next flush", "keys", n, "of", len(pending), "error", (*firstErr.Load()).Error())
 	}
+}
+
+// bounded keeps the pending uses one flush may write, those with a
+// sighting (a revoked key, a disallowed source, a rate limit) or a previous
+// key's use first; the others stay pending.
+func (f *LastUsedFlusher) bounded(pending []keyindex.Usage) []keyindex.Usage {
+	limit := int(f.MaxWritesPerSecond * f.Interval.Seconds())
+	if f.MaxWritesPerSecond <= 0 || len(pending) <= limit {
+		return pending
+	}
+	slices.SortStableFunc(pending, func(a, b keyindex.Usage) int { return cmp.Compare(routine(a), routine(b)) })
+	f.Metrics.LastUsedWrites.WithLabelValues("deferred").Add(float64(len(pending) - limit))
+	return pending[:max(limit, 1)]
+}
+
+// routine: 1 for a use that only moves the current key's lastUsedTime.
+func routine(u keyindex.Usage) int {
+	if u.PreviousLastUsed.IsZero() && u.RevokedUse == nil && u.DisallowedSourceUse == nil && u.RateLimited == nil {
+		return 1
+	}
+	return 0
 }
 
 // write patches one key's usage fields and returns an error only for a

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
 	"github.com/octopods/octopods-operator/internal/keyindex"
@@ -46,12 +47,18 @@ type Config struct {
 	GRPCMaxReceiveMessageBytes int
 	// GRPCClientCAFile, when set, makes the gRPC port require a client
 	// certificate signed by one of its CAs (Envoy's ext_authz TLS).
-	GRPCClientCAFile   string
-	Namespaces         []string
-	HealthProbeAddress string
-	MetricsAddress     string
-	TLSCertFile        string
-	TLSKeyFile         string
+	GRPCClientCAFile string
+	Namespaces       []string
+	// SlicesBuiltMarker is the KeyDigestSlice the manager writes once the
+	// slices are built; the proxy is not ready before it exists (empty
+	// name: no wait).
+	SlicesBuiltMarker types.NamespacedName
+	// LastUsedWritesPerSecond bounds each flush's usage writes (0: none).
+	LastUsedWritesPerSecond float64
+	HealthProbeAddress      string
+	MetricsAddress          string
+	TLSCertFile             string
+	TLSKeyFile              string
 	// TLSCheckInterval is how often the certificate files are checked for
 	// a renewal; zero means DefaultCertCheckInterval.
 	TLSCheckInterval      time.Duration
@@ -59,7 +66,7 @@ type Config struct {
 	// LastUsedRefreshInterval coarsens lastUsedTime of keys in constant use
 	// (0: DefaultLastUsedRefreshInterval; negative: every flush).
 	LastUsedRefreshInterval time.Duration
-	// ListPageSize is the key objects per list request (0: default).
+	// ListPageSize is the KeyDigestSlices per list request (0: default).
 	ListPageSize int64
 	// MetricsPerKey adds a series per key ID to the per-workspace ones.
 	MetricsPerKey bool
@@ -154,7 +161,8 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 		log.Warn("two WorkspaceAPIKeys publish the same key: it is refused for both until one of them stops publishing it",
 			"key_id", keyID, "first", first.Namespace+"/"+first.Workspace, "second", second.Namespace+"/"+second.Workspace)
 	}
-	p.Source = NewSource(p.Index, NewKeysClient(octopods), cfg.Namespaces, log)
+	p.Source = NewSource(p.Index, NewSlicesClient(octopods), cfg.Namespaces, log)
+	p.Source.Marker = cfg.SlicesBuiltMarker
 	if cfg.ListPageSize > 0 {
 		p.Source.PageSize = cfg.ListPageSize
 	}
@@ -163,7 +171,7 @@ func New(cfg Config, restCfg *rest.Config, log *slog.Logger) (*Proxy, error) {
 	if refresh == 0 {
 		refresh = DefaultLastUsedRefreshInterval
 	}
-	p.flusher = &LastUsedFlusher{Index: p.Index, Client: octopods, Interval: cfg.LastUsedFlushInterval, Refresh: refresh, Metrics: p.Metrics, Log: log}
+	p.flusher = &LastUsedFlusher{Index: p.Index, Client: octopods, Interval: cfg.LastUsedFlushInterval, Refresh: refresh, MaxWritesPerSecond: cfg.LastUsedWritesPerSecond, Metrics: p.Metrics, Log: log}
 
 	var upstream *url.URL
 	if cfg.Upstream != "" {

@@ -291,6 +291,7 @@ var _ = Describe("Losing the API server", Serial, func() {
 		pctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		maxStaleness := probeInterval + 2*time.Second
+		startSliceWriter(pctx, cfg)
 		p := startProxy(pctx, cfg, "", func(c *Config) { c.MaxKeyStaleness = maxStaleness })
 		Eventually(func() int { return get(p, "http://"+p.ProbeAddr()+"/readyz", nil).StatusCode }, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
 		Eventually(func() healthpb.HealthCheckResponse_ServingStatus { return grpcHealth(p) }, 2*time.Second, pollEvery).Should(Equal(healthpb.HealthCheckResponse_SERVING))

@@ -100,6 +100,8 @@ var _ = Describe("Revoked keys", func() {
 		old, current := newKey(), newKey()
 		wak := publishKey(k8sClient, newNamespace(), "acme", old)
 		revoke(wak, current, old)
+		// The slice follows the status; the late proxy lists the slice.
+		Eventually(func() int { return status(forwardProxy, current) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 
 		pctx, cancel := context.WithCancel(context.Background())
 		defer cancel()

@@ -12,42 +12,46 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
-	"github.com/octopods/octopods-operator/internal/apikey"
-	"github.com/octopods/octopods-operator/internal/clientaddr"
 	"github.com/octopods/octopods-operator/internal/keyindex"
+	"github.com/octopods/octopods-operator/internal/keyslice"
 )
 
 // probeInterval is how often the API server is asked whether it is still
 // there, so a quiet cluster does not look stale and a lost one does.
 const probeInterval = 5 * time.Second
 
-// Source keeps the index in step with the keys the operator publishes in
-// the status of the three key kinds: per kind and namespace (or once for
-// all namespaces), a paginated list
-// and then a watch from its resourceVersion, relisting when the watch falls
-// too far behind. Each page is turned into digests at once, so no copy of
-// 100k objects is ever held, not even while the first list runs (a client-go
-// Reflector keeps the whole list, and an informer a copy of every object).
+// Source keeps the index in step with the KeyDigestSlices the operator
+// writes: per namespace (or once for all namespaces), a paginated list and
+// then a watch from its resourceVersion, relisting when the watch falls too
+// far behind. A slice holds up to a few hundred key objects' digests, so the
+// first sync of 100k keys lists a few hundred objects, not 100k. Each page
+// is turned into index entries at once; of a slice only the names of its
+// key objects are kept (to drop those a later version of it no longer
+// holds), never the slice.
 type Source struct {
 	index  *keyindex.Index
-	client KeysClient
+	client SlicesClient
 	log    *slog.Logger
 	scopes []*feed
 	// started is when Run began: a scope never confirmed is as stale as the
 	// proxy is old, never fresh.
 	started     time.Time
 	releaseOnce sync.Once
-	// PageSize is how many key objects each list request asks for.
+	// PageSize is how many slices each list request asks for.
 	PageSize int64
+	// Marker, when set, is the KeyDigestSlice the manager writes once it
+	// has built every namespace's slices: the proxy is not synced before it
+	// exists (an upgrade from a release without slices).
+	Marker types.NamespacedName
+	marked atomic.Bool
 }
 
-// feed is one key kind in one namespace (or "" for all) with its own
-// list/watch.
+// feed is one namespace (or "" for all) with its own list/watch.
 type feed struct {
-	kind      octopodsv1alpha1.KeyKind
 	namespace string
 	synced    atomic.Bool
 	// lastConfirmed is when this scope was last known to match the API
@@ -57,16 +61,20 @@ type feed struct {
 	// reachable API server mean the view is current (the probe).
 	watching atomic.Bool
 	errors   *logLimiter
+	// held are the key objects each slice (namespace/name) holds, as last
+	// seen; only the follow goroutine touches it.
+	held map[types.NamespacedName][]slicedRef
 }
+
+// slicedRef is one key object of a slice, as the index names it.
+type slicedRef struct{ keyType, name string }
 
 // Paging and retry of the list/watch loop.
 const (
 	// DefaultListPageSize keeps the first sync's peak memory within the
-	// Deployment's budget. Measured at 100k keys (make bench-restart, one
-	// run): 500 a page ready in 40 s, peak 63 MiB; 2000: 24 s, 67 MiB;
-	// 5000: 32 s, 79 MiB. The API server's list of 100k custom resources,
-	// not the client's rate limit, is most of the time.
-	DefaultListPageSize = 500
+	// Deployment's budget: a page of 20 slices is about 10,000 keys
+	// (controllers.KeysPerSlice), a few MiB of JSON.
+	DefaultListPageSize = 20
 	minRetryDelay       = 250 * time.Millisecond
 	maxRetryDelay       = 30 * time.Second
 	watchTimeout        = 5 * time.Minute
@@ -80,20 +88,14 @@ const (
 	errorLogInterval = 30 * time.Second
 )
 
-// NewSource follows the key objects of every kind in the given namespaces
-// (none: all).
-func NewSource(ix *keyindex.Index, client KeysClient, namespaces []string, log *slog.Logger) *Source {
+// NewSource follows the slices of the given namespaces (none: all).
+func NewSource(ix *keyindex.Index, client SlicesClient, namespaces []string, log *slog.Logger) *Source {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	s := &Source{index: ix, client: client, log: log, started: time.Now(), PageSize: DefaultListPageSize}
 	for _, ns := range namespaces {
-		// One error log budget per namespace, shared by its kinds' feeds:
-		// RBAC missing in a namespace is one problem, not three.
-		errs := &logLimiter{interval: errorLogInterval}
-		for _, kind := range octopodsv1alpha1.KeyKinds {
-			s.scopes = append(s.scopes, &feed{kind: kind, namespace: ns, errors: errs})
-		}
+		s.scopes = append(s.scopes, &feed{namespace: ns, errors: &logLimiter{interval: errorLogInterval}})
 	}
 	return s
 }
@@ -105,7 +107,34 @@ func (s *Source) Run(ctx context.Context) {
 		go s.follow(ctx, sc)
 	}
 	go s.probe(ctx)
+	if s.Marker.Name == "" {
+		s.marked.Store(true)
+		return
+	}
+	go s.awaitMarker(ctx)
 }
+
+// awaitMarker asks for the marker every markerInterval until it exists.
+func (s *Source) awaitMarker(ctx context.Context) {
+	errs := &logLimiter{interval: errorLogInterval}
+	for ctx.Err() == nil {
+		err := s.client.Get(ctx, s.Marker)
+		if err == nil {
+			s.marked.Store(true)
+			return
+		}
+		if suppressed, ok := errs.allow(time.Now()); ok {
+			s.log.Info("waiting for the manager to build the key digest slices", "marker", s.Marker.String(), "error", err.Error(), "suppressed", suppressed)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(markerInterval):
+		}
+	}
+}
+
+// markerInterval is how often a proxy waiting for the slices asks again.
+const markerInterval = time.Second
 
 // follow lists, then watches, forever: a closed watch resumes from the last
 // resourceVersion seen; an expired one (410 Gone) or one asked for a version
@@ -170,25 +199,76 @@ func mustRelist(err error) bool {
 		apierrors.HasStatusCause(err, causeClientWatchDecoding)
 }
 
-// list loads every key object of the scope, a page at a time, and
-// removes from the index what the API server no longer has.
+// list loads every slice of the scope, a page at a time, and removes
+// from the index what the API server no longer has.
 func (s *Source) list(ctx context.Context, sc *feed) (string, error) {
 	relist := s.index.BeginSync()
-	opts := metav1.ListOptions{Limit: s.PageSize}
+	held := map[types.NamespacedName][]slicedRef{}
+	opts := metav1.ListOptions{Limit: s.PageSize, LabelSelector: slicesSelector}
 	for {
-		page, err := s.client.List(ctx, sc.kind, sc.namespace, opts)
+		page, err := s.client.List(ctx, sc.namespace, opts)
 		if err != nil {
 			return "", err
 		}
 		now := time.Now()
-		for _, k := range page.Items {
-			relist.Set(PublishedKeys(k, now))
+		for i := range page.Items {
+			slice := &page.Items[i]
+			held[types.NamespacedName{Namespace: slice.Namespace, Name: slice.Name}] = refsOf(slice)
+			for j := range slice.Keys {
+				relist.Set(keyslice.Keys(slice.Namespace, &slice.Keys[j], now))
+			}
 		}
 		if page.Continue == "" {
-			relist.End(sc.namespace, sc.kind.KeyType)
+			for _, kind := range octopodsv1alpha1.KeyKinds {
+				relist.End(sc.namespace, kind.KeyType)
+			}
+			sc.held = held
 			return page.ResourceVersion, nil
 		}
 		opts.Continue = page.Continue
+	}
+}
+
+// slicesSelector selects the slices of keys, not the marker.
+var slicesSelector = octopodsv1alpha1.SliceLabel + "=" + octopodsv1alpha1.SliceRoleKeys
+
+func refsOf(slice *octopodsv1alpha1.KeyDigestSlice) []slicedRef {
+	refs := make([]slicedRef, len(slice.Keys))
+	for i := range slice.Keys {
+		kind, _ := octopodsv1alpha1.KeyKindOf(slice.Keys[i].Kind)
+		refs[i] = slicedRef{kind.KeyType, slice.Keys[i].Name}
+	}
+	return refs
+}
+
+// apply puts a slice's entries in the index and forgets the key objects a
+// previous version of it held that it no longer does (nil: it was deleted).
+// The manager never moves a key object from one slice to another, so what
+// leaves a slice is gone.
+func (s *Source) apply(sc *feed, name types.NamespacedName, slice *octopodsv1alpha1.KeyDigestSlice) {
+	var refs []slicedRef
+	if slice != nil {
+		refs = refsOf(slice)
+		now := time.Now()
+		for i := range slice.Keys {
+			s.index.Set(keyslice.Keys(slice.Namespace, &slice.Keys[i], now))
+		}
+	}
+	if old := sc.held[name]; len(old) > 0 {
+		kept := make(map[slicedRef]bool, len(refs))
+		for _, r := range refs {
+			kept[r] = true
+		}
+		for _, r := range old {
+			if !kept[r] {
+				s.index.Delete(name.Namespace, r.keyType, r.name)
+			}
+		}
+	}
+	if slice == nil {
+		delete(sc.held, name)
+	} else {
+		sc.held[name] = refs
 	}
 }
 
@@ -196,8 +276,8 @@ func (s *Source) list(ctx context.Context, sc *feed) (string, error) {
 // seen and how many events came.
 func (s *Source) watch(ctx context.Context, sc *feed, rv string) (string, int, error) {
 	timeout := int64((watchTimeout + time.Duration(rand.Int64N(int64(watchJitterMax)))).Seconds())
-	w, err := s.client.Watch(ctx, sc.kind, sc.namespace, metav1.ListOptions{
-		ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout,
+	w, err := s.client.Watch(ctx, sc.namespace, metav1.ListOptions{
+		ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout, LabelSelector: slicesSelector,
 	})
 	if err != nil {
 		return rv, 0, err
@@ -209,15 +289,14 @@ func (s *Source) watch(ctx context.Context, sc *feed, rv string) (string, int, e
 	for ev := range w.ResultChan() {
 		events++
 		switch ev.Type {
-		case watch.Added, watch.Modified:
-			if key, ok := ev.Object.(octopodsv1alpha1.KeyObject); ok && key.KeyKind().Kind == sc.kind.Kind {
-				s.index.Set(PublishedKeys(key, time.Now()))
-				rv = key.GetResourceVersion()
-			}
-		case watch.Deleted:
-			if key, ok := ev.Object.(octopodsv1alpha1.KeyObject); ok && key.KeyKind().Kind == sc.kind.Kind {
-				s.index.Delete(key.GetNamespace(), sc.kind.KeyType, key.GetName())
-				rv = key.GetResourceVersion()
+		case watch.Added, watch.Modified, watch.Deleted:
+			if slice, ok := ev.Object.(*octopodsv1alpha1.KeyDigestSlice); ok {
+				name := types.NamespacedName{Namespace: slice.Namespace, Name: slice.Name}
+				if ev.Type == watch.Deleted {
+					slice = nil
+				}
+				s.apply(sc, name, slice)
+				rv = ev.Object.(*octopodsv1alpha1.KeyDigestSlice).ResourceVersion
 			}
 		case watch.Bookmark:
 			if m, err := meta.Accessor(ev.Object); err == nil {
@@ -232,8 +311,12 @@ func (s *Source) watch(ctx context.Context, sc *feed, rv string) (string, int, e
 	return rv, events, nil
 }
 
-// Synced reports whether every scope has completed its first full list.
+// Synced reports whether every scope has completed its first full list,
+// and the manager has said the slices are built (Marker).
 func (s *Source) Synced() bool {
+	if !s.marked.Load() {
+		return false
+	}
 	for _, sc := range s.scopes {
 		if !sc.synced.Load() {
 			return false
@@ -270,7 +353,7 @@ func (s *Source) probe(ctx context.Context) {
 				continue
 			}
 			pctx, cancel := context.WithTimeout(ctx, probeInterval)
-			_, err := s.client.List(pctx, sc.kind, sc.namespace, metav1.ListOptions{Limit: 1})
+			_, err := s.client.List(pctx, sc.namespace, metav1.ListOptions{Limit: 1, LabelSelector: slicesSelector})
 			cancel()
 			if err == nil {
 				sc.confirm()
@@ -283,7 +366,7 @@ func (s *Source) probe(ctx context.Context) {
 
 func (s *Source) logError(sc *feed, what string, err error) {
 	if suppressed, ok := sc.errors.allow(time.Now()); ok {
-		s.log.Warn("reading key objects failed; serving the last known keys", "resource", sc.kind.Resource, "namespace", sc.namespace, "operation", what, "error", err.Error(), "suppressed", suppressed)
+		s.log.Warn("reading key digest slices failed; serving the last known keys", "namespace", sc.namespace, "operation", what, "error", err.Error(), "suppressed", suppressed)
 	}
 }
 
@@ -321,63 +404,4 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 			f()
 		}
 	}
-}
-
-// PublishedKeys reads what a key object publishes into the index's form,
-// with the scope the operator published beside the keys. A key being
-// deleted publishes nothing: its Secret is on the way out. A channel or
-// WhatsApp key without a published scope of its own type publishes nothing
-// either (fail closed); a workspace key's scope is its workspace, as before
-// scopes were published. Entries that do not parse are left out. Listed
-// keys carry only the fields listedKey decodes: a field read here must be
-// added there (TestListDecodesWhatPublishedKeysReads).
-func PublishedKeys(key octopodsv1alpha1.KeyObject, now time.Time) keyindex.Keys {
-	kind, st := key.KeyKind(), key.KeyStatus()
-	out := keyindex.Keys{Namespace: key.GetNamespace(), Name: key.GetName(), Workspace: key.OwnerName(), Scope: keyindex.Scope{Type: kind.KeyType}}
-	if sc := st.Scope; sc != nil && sc.Type == kind.KeyType {
-		out.Workspace = sc.Workspace
-		out.Scope = keyindex.Scope{Type: sc.Type, ChannelType: string(sc.ChannelType)}
-		out.AllowedSourceRanges = clientaddr.Ranges(sc.AllowedSourceRanges)
-		if r := sc.RateLimit; r != nil && r.RequestsPerSecond > 0 {
-			out.RateLimit = keyindex.RateLimit{PerSecond: float64(r.RequestsPerSecond), Burst: int(r.EffectiveBurst())}
-		}
-	} else if kind.KeyType != octopodsv1alpha1.KeyTypeWorkspace {
-		return out
-	}
-	if key.GetDeletionTimestamp() != nil {
-		return out
-	}
-	// The recorded last use seeds the index only when it is the current
-	// key's: a new key's first use is then written at once.
-	if used, issued := st.LastUsedTime, st.IssuedAt; used != nil && issued != nil && !used.Before(issued) {
-		out.LastUsed = used.Time
-	}
-	for _, r := range st.RevokedKeys {
-		if d, err := apikey.ParseDigest(r.Digest); err == nil && now.Sub(r.RevokedAt.Time) < octopodsv1alpha1.RevokedKeyRetention {
-			out.Revoked = append(out.Revoked, d)
-		}
-	}
-	for _, p := range st.PublishedKeys {
-		d, err := apikey.ParseDigest(p.Digest)
-		if err != nil {
-			continue
-		}
-		if p.ValidUntil == nil {
-			if !out.HasCurrent {
-				out.Current, out.HasCurrent = d, true
-			}
-			continue
-		}
-		if out.HasPrevious || st.RotatedAt == nil {
-			continue
-		}
-		until := p.ValidUntil.Time
-		if limit := st.RotatedAt.Add(octopodsv1alpha1.MaxPreviousKeyLifetime); limit.Before(until) {
-			until = limit
-		}
-		if until.After(now) {
-			out.Previous, out.HasPrevious, out.PreviousValidUntil = d, true, until
-		}
-	}
-	return out
 }

@@ -15,49 +15,52 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
+	"github.com/octopods/octopods-operator/internal/keyslice"
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
-// scriptedKeys is a KeysClient that answers lists from a script and
+// scriptedKeys is a SlicesClient that answers lists from a script and
 // hands each watch to the test, recording the resourceVersion asked for.
 type scriptedKeys struct {
 	mu       sync.Mutex
-	lists    []*octopodsv1alpha1.WorkspaceAPIKeyList // one per List call; the last repeats
+	lists    []*octopodsv1alpha1.KeyDigestSliceList // one per List call; the last repeats
 	listRVs  []string
 	watchRVs []string
 	watches  chan *watch.FakeWatcher
+	marked   atomic.Bool
 }
 
-func newScriptedKeys(lists ...*octopodsv1alpha1.WorkspaceAPIKeyList) *scriptedKeys {
+func newScriptedKeys(lists ...*octopodsv1alpha1.KeyDigestSliceList) *scriptedKeys {
 	return &scriptedKeys{lists: lists, watches: make(chan *watch.FakeWatcher, 8)}
 }
 
-// List scripts the workspace keys; the other kinds have none, and a watch
-// of them that never sends.
-func (c *scriptedKeys) List(_ context.Context, kind octopodsv1alpha1.KeyKind, _ string, opts metav1.ListOptions) (*KeyPage, error) {
+// List scripts the slices.
+func (c *scriptedKeys) List(_ context.Context, _ string, opts metav1.ListOptions) (*octopodsv1alpha1.KeyDigestSliceList, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if opts.Limit == 1 || kind.Kind != octopodsv1alpha1.WorkspaceKey.Kind { // the Source's liveness probe, or no keys
-		return &KeyPage{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}, nil
+	if opts.Limit == 1 { // the Source's liveness probe
+		return &octopodsv1alpha1.KeyDigestSliceList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}, nil
 	}
 	page := c.lists[min(len(c.listRVs), len(c.lists)-1)].DeepCopy()
 	c.listRVs = append(c.listRVs, page.ResourceVersion)
-	out := &KeyPage{ListMeta: page.ListMeta}
-	for i := range page.Items {
-		out.Items = append(out.Items, &page.Items[i])
-	}
-	return out, nil
+	return page, nil
 }
 
-func (c *scriptedKeys) Watch(_ context.Context, kind octopodsv1alpha1.KeyKind, _ string, opts metav1.ListOptions) (watch.Interface, error) {
-	if kind.Kind != octopodsv1alpha1.WorkspaceKey.Kind {
-		return watch.NewFakeWithChanSize(1, false), nil
+// Get finds the marker when the test says it exists.
+func (c *scriptedKeys) Get(context.Context, types.NamespacedName) error {
+	if c.marked.Load() {
+		return nil
 	}
+	return apierrors.NewNotFound(octopodsv1alpha1.GroupVersion.WithResource("keydigestslices").GroupResource(), octopodsv1alpha1.SlicesBuiltName)
+}
+
+func (c *scriptedKeys) Watch(_ context.Context, _ string, opts metav1.ListOptions) (watch.Interface, error) {
 	c.mu.Lock()
 	c.watchRVs = append(c.watchRVs, opts.ResourceVersion)
 	c.mu.Unlock()
@@ -83,25 +86,26 @@ func (c *scriptedKeys) nextWatch(t *testing.T) *watch.FakeWatcher {
 	}
 }
 
-func keyList(rv string, keys ...*octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceAPIKeyList {
-	l := &octopodsv1alpha1.WorkspaceAPIKeyList{ListMeta: metav1.ListMeta{ResourceVersion: rv}}
-	for _, k := range keys {
-		l.Items = append(l.Items, *k)
+func keyList(rv string, items ...*octopodsv1alpha1.KeyDigestSlice) *octopodsv1alpha1.KeyDigestSliceList {
+	l := &octopodsv1alpha1.KeyDigestSliceList{ListMeta: metav1.ListMeta{ResourceVersion: rv}}
+	for _, s := range items {
+		l.Items = append(l.Items, *s)
 	}
 	return l
 }
 
-// keyVersion is a WorkspaceAPIKey publishing key, at a given
-// resourceVersion, as a list or watch returns it.
-func keyVersion(name, rv, key string) *octopodsv1alpha1.WorkspaceAPIKey {
-	k := publishedKeyObject("team-a", name, key)
-	k.ResourceVersion = rv
-	return k
+// keyVersion is a slice of its own (named after the key object) holding
+// the WorkspaceAPIKey name publishing key, at a given resourceVersion, as a
+// list or watch returns it.
+func keyVersion(name, rv, key string) *octopodsv1alpha1.KeyDigestSlice {
+	e, _ := keyslice.Entry(publishedKeyObject("team-a", name, key))
+	return &octopodsv1alpha1.KeyDigestSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "slice-" + name, ResourceVersion: rv},
+		Keys: []octopodsv1alpha1.SlicedKey{e}}
 }
 
 // runSource runs a Source over client, across all namespaces, until the
 // test ends.
-func runSource(t *testing.T, client KeysClient) (*Source, *keyindex.Index) {
+func runSource(t *testing.T, client SlicesClient) (*Source, *keyindex.Index) {
 	ix := keyindex.New()
 	src := NewSource(ix, client, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -148,7 +152,7 @@ func TestSourceRelistsAfterTheWatchExpires(t *testing.T) {
 	eventuallyAdmits(t, ix, map[string]bool{a: true, b: true, b2: false, c: false})
 	for deadline := time.Now().Add(5 * time.Second); !src.Synced(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("the other key kinds' feeds never synced")
+			t.Fatal("the feed never synced")
 		}
 	}
 	first.Error(&apierrors.NewResourceExpired("too old resource version: 10 (12)").ErrStatus)
@@ -174,7 +178,7 @@ func TestSourceResumesAWatchFromItsLastResourceVersion(t *testing.T) {
 
 	first := client.nextWatch(t)
 	first.Modify(keyVersion("alpha", "11", a2))
-	first.Action(watch.Bookmark, &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "15"}})
+	first.Action(watch.Bookmark, &octopodsv1alpha1.KeyDigestSlice{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "15"}})
 	eventuallyAdmits(t, ix, map[string]bool{a: false, a2: true})
 	first.Stop()
 
@@ -231,19 +235,15 @@ type failingKeys struct {
 	watchesOpened atomic.Int64
 }
 
-func (c *failingKeys) List(ctx context.Context, kind octopodsv1alpha1.KeyKind, ns string, opts metav1.ListOptions) (*KeyPage, error) {
+func (c *failingKeys) List(ctx context.Context, ns string, opts metav1.ListOptions) (*octopodsv1alpha1.KeyDigestSliceList, error) {
 	if c.listErr != nil {
 		return nil, c.listErr
 	}
-	return c.scriptedKeys.List(ctx, kind, ns, opts)
+	return c.scriptedKeys.List(ctx, ns, opts)
 }
 
-// Watch fails the workspace keys' watches; the other kinds' watches stay
-// open and quiet, so the count is of one kind's.
-func (c *failingKeys) Watch(ctx context.Context, kind octopodsv1alpha1.KeyKind, ns string, opts metav1.ListOptions) (watch.Interface, error) {
-	if kind.Kind != octopodsv1alpha1.WorkspaceKey.Kind {
-		return c.scriptedKeys.Watch(ctx, kind, ns, opts)
-	}
+// Watch fails every watch.
+func (c *failingKeys) Watch(context.Context, string, metav1.ListOptions) (watch.Interface, error) {
 	c.watchesOpened.Add(1)
 	w := watch.NewFake()
 	w.Stop() // ends at once, with no event
@@ -320,77 +320,45 @@ func TestLogLimiter(t *testing.T) {
 	}
 }
 
-func TestPublishedKeys(t *testing.T) {
-	now := time.Now()
-	cur, prev := mustGenerate(t), mustGenerate(t)
-	pub := func(key string, until *time.Time) octopodsv1alpha1.PublishedKey {
-		d := apikey.DigestOf(key)
-		p := octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String()}
-		if until != nil {
-			p.ValidUntil = &metav1.Time{Time: *until}
-		}
-		return p
-	}
-	hour, y2099, past := now.Add(time.Hour), time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), now.Add(-time.Second)
-	rotated := func(ago time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(-ago)} }
-	cases := []struct {
-		name                string
-		published           []octopodsv1alpha1.PublishedKey
-		rotatedAt           *metav1.Time
-		deleting            bool
-		current, previous   bool
-		previousUntilBefore time.Time
-	}{
-		{"current only", []octopodsv1alpha1.PublishedKey{pub(cur, nil)}, nil, false, true, false, time.Time{}},
-		{"current and previous in grace", []octopodsv1alpha1.PublishedKey{pub(cur, nil), pub(prev, &hour)}, rotated(time.Minute), false, true, true, hour.Add(time.Second)},
-		{"previous to 2099 capped at rotatedAt+24h", []octopodsv1alpha1.PublishedKey{pub(cur, nil), pub(prev, &y2099)}, rotated(time.Hour), false, true, true, now.Add(23*time.Hour + time.Second)},
-		{"previous past rotatedAt+24h", []octopodsv1alpha1.PublishedKey{pub(cur, nil), pub(prev, &y2099)}, rotated(48 * time.Hour), false, true, false, time.Time{}},
-		{"previous without rotatedAt", []octopodsv1alpha1.PublishedKey{pub(cur, nil), pub(prev, &hour)}, nil, false, true, false, time.Time{}},
-		{"previous expired", []octopodsv1alpha1.PublishedKey{pub(cur, nil), pub(prev, &past)}, rotated(time.Minute), false, true, false, time.Time{}},
-		{"being deleted", []octopodsv1alpha1.PublishedKey{pub(cur, nil)}, nil, true, false, false, time.Time{}},
-		{"malformed digest", []octopodsv1alpha1.PublishedKey{{KeyID: "x", Digest: "sha256:zz"}}, nil, false, false, false, time.Time{}},
-		{"nothing published", nil, nil, false, false, false, time.Time{}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			k := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "acme"}}
-			k.Spec.WorkspaceName = "acme"
-			k.Status.PublishedKeys, k.Status.RotatedAt = tc.published, tc.rotatedAt
-			if tc.deleting {
-				k.DeletionTimestamp = &metav1.Time{Time: now}
-			}
-			got := PublishedKeys(k, now)
-			if got.HasCurrent != tc.current || got.HasPrevious != tc.previous {
-				t.Fatalf("current %v previous %v", got.HasCurrent, got.HasPrevious)
-			}
-			if tc.current && got.Current != apikey.DigestOf(cur) {
-				t.Fatal("wrong current digest")
-			}
-			if tc.previous && (got.Previous != apikey.DigestOf(prev) || !got.PreviousValidUntil.Before(tc.previousUntilBefore)) {
-				t.Fatalf("previous until %s, want before %s", got.PreviousValidUntil, tc.previousUntilBefore)
-			}
-		})
-	}
+// A slice's later version that no longer holds a key object removes it
+// from the index; another slice's keys stay; a deleted slice removes all
+// of its own.
+func TestSourceForgetsWhatASliceNoLongerHolds(t *testing.T) {
+	a, b, c := mustGenerate(t), mustGenerate(t), mustGenerate(t)
+	both := keyVersion("alpha", "5", a)
+	both.Keys = append(both.Keys, keyVersion("beta", "5", b).Keys...)
+	client := newScriptedKeys(keyList("10", both, keyVersion("gamma", "6", c)))
+	_, ix := runSource(t, client)
+	w := client.nextWatch(t)
+	eventuallyAdmits(t, ix, map[string]bool{a: true, b: true, c: true})
+
+	onlyBeta := both.DeepCopy()
+	onlyBeta.Keys, onlyBeta.ResourceVersion = onlyBeta.Keys[1:], "11"
+	w.Modify(onlyBeta)
+	eventuallyAdmits(t, ix, map[string]bool{a: false, b: true, c: true})
+	w.Delete(onlyBeta)
+	eventuallyAdmits(t, ix, map[string]bool{a: false, b: false, c: true})
 }
 
-func TestPublishedKeysRevoked(t *testing.T) {
-	now := time.Now()
-	recent, old := mustGenerate(t), mustGenerate(t)
-	revoked := func(key string, ago time.Duration) octopodsv1alpha1.RevokedKey {
-		d := apikey.DigestOf(key)
-		return octopodsv1alpha1.RevokedKey{KeyID: d.ID(), Digest: d.String(), RevokedAt: metav1.Time{Time: now.Add(-ago)}}
+// The proxy is not ready before the manager says the slices are built,
+// whatever it listed: an upgrade from a release without slices lists none.
+func TestSourceWaitsForTheMarker(t *testing.T) {
+	client := newScriptedKeys(keyList("10"))
+	ix := keyindex.New()
+	src := NewSource(ix, client, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	src.Marker = types.NamespacedName{Namespace: "octopods-system", Name: octopodsv1alpha1.SlicesBuiltName}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	src.Run(ctx)
+	client.nextWatch(t)
+	time.Sleep(2 * markerInterval)
+	if src.Synced() {
+		t.Fatal("synced before the marker exists")
 	}
-	k := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "acme"}}
-	k.Status.RevokedKeys = []octopodsv1alpha1.RevokedKey{
-		revoked(recent, time.Hour),
-		revoked(old, octopodsv1alpha1.RevokedKeyRetention+time.Minute), // the operator has not trimmed it yet
-		{KeyID: "x", Digest: "sha256:zz"},
-	}
-	if got := PublishedKeys(k, now).Revoked; len(got) != 1 || got[0] != apikey.DigestOf(recent) {
-		t.Fatalf("revoked %v: want only the recent, well-formed one", got)
-	}
-	k.DeletionTimestamp = &metav1.Time{Time: now}
-	if got := PublishedKeys(k, now).Revoked; len(got) != 0 {
-		t.Fatalf("a key being deleted forgets its revoked keys: %v", got)
+	client.marked.Store(true)
+	for deadline := time.Now().Add(5 * time.Second); !src.Synced(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not synced once the marker exists")
+		}
 	}
 }

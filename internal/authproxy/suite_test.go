@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,10 +19,15 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/controllers"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
@@ -76,6 +82,7 @@ var _ = BeforeSuite(func() {
 	upstreamClose = func() { _ = upstream.Close() }
 	var ctx context.Context
 	ctx, stopProxies = context.WithCancel(context.Background())
+	startSliceWriter(ctx, restCfg)
 	reverseProxy = startProxy(ctx, restCfg, upstream.Addr)
 	forwardProxy = startProxy(ctx, restCfg, "")
 	for _, p := range []*Proxy{reverseProxy, forwardProxy} {
@@ -99,6 +106,28 @@ var _ = AfterSuite(func() {
 })
 
 var _ = ReportAfterSuite("figures", func(Report) { figures.Print() })
+
+// startSliceWriter runs the manager's KeyDigestSlice controller alone: the
+// suite writes key statuses as the operator does, and the proxies read the
+// slices it writes from them, as in a cluster.
+func startSliceWriter(ctx context.Context, cfg *rest.Config) {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		Logger:     logr.FromSlogHandler(slog.NewJSONHandler(GinkgoWriter, nil))})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(controllers.SetupSlices(mgr, "")).To(Succeed())
+	done := make(chan struct{})
+	proxiesDone = append(proxiesDone, done)
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		// A spec that stops its API server ends its slice writer with an
+		// error: what it checks is the proxy.
+		if err := mgr.Start(ctx); err != nil {
+			GinkgoWriter.Println("slice writer stopped:", err)
+		}
+	}()
+}
 
 func startProxy(ctx context.Context, cfg *rest.Config, upstream string, options ...func(*Config)) *Proxy {
 	pc := Config{

@@ -1,10 +1,11 @@
 // Package keystore is the one writer of key Secrets. It keeps the rule the
 // auth proxy's trust rests on by construction: a key object's published
-// keys are a subset of the keys its Secret holds at every instant. Every
-// write first unpublishes what the Secret will no longer hold; a key is
-// published only after the write that added it succeeded (the caller's
-// status write). A crash in between leaves a key unpublished (refused),
-// never a dead key admitted.
+// keys, in its status and in the KeyDigestSlices the proxies read, are a
+// subset of the keys its Secret holds at every instant. Every write first
+// unpublishes what the Secret will no longer hold, from the status and then
+// from the slices; a key is published only after the write that added it
+// succeeded (the caller's status write, which the slices follow). A crash
+// in between leaves a key unpublished (refused), never a dead key admitted.
 package keystore
 
 import (
@@ -26,6 +27,13 @@ type Publication interface {
 	// Unpublish writes the published keys down to kept (a subset of
 	// Published) and returns once the API server holds it.
 	Unpublish(ctx context.Context, kept []octopodsv1alpha1.PublishedKey) error
+	// Unslice removes from the digest slices every digest of the key object
+	// that held does not accept, gone (the digests just unpublished) among
+	// them, and returns once the API server holds the slice without them.
+	// It is called before every Secret write, whatever the status says: a
+	// crash between the two steps leaves a digest in a slice that the
+	// status no longer publishes.
+	Unslice(ctx context.Context, held func(digest string) bool, gone []string) error
 }
 
 // Store writes key Secrets for one key object's Publication.
@@ -64,19 +72,29 @@ func (s Store) Delete(ctx context.Context, pub Publication, secret *corev1.Secre
 }
 
 // unpublishBefore unpublishes the keys that next (nil: no Secret) will not
-// hold, before that Secret write happens.
+// hold, from the status and then from the slices, before that Secret write
+// happens.
 func unpublishBefore(ctx context.Context, pub Publication, next *corev1.Secret) error {
+	name := "(none)"
+	if next != nil {
+		name = next.Name
+	}
 	published := pub.Published()
 	kept := Kept(published, next)
-	if len(kept) == len(published) {
-		return nil
-	}
-	if err := pub.Unpublish(ctx, kept); err != nil {
-		name := "(none)"
-		if next != nil {
-			name = next.Name
+	var gone []string
+	for _, p := range published {
+		if !keysecret.Holds(next, p.Digest) {
+			gone = append(gone, p.Digest)
 		}
-		return fmt.Errorf("unpublish keys before writing key Secret %s: %w", name, err)
+	}
+	if len(kept) != len(published) {
+		if err := pub.Unpublish(ctx, kept); err != nil {
+			return fmt.Errorf("unpublish keys before writing key Secret %s: %w", name, err)
+		}
+	}
+	held := func(digest string) bool { return keysecret.Holds(next, digest) }
+	if err := pub.Unslice(ctx, held, gone); err != nil {
+		return fmt.Errorf("remove keys from the digest slices before writing key Secret %s: %w", name, err)
 	}
 	return nil
 }

@@ -18,11 +18,24 @@ import (
 	"github.com/octopods/octopods-operator/internal/keysecret"
 )
 
-// publication records what is published; unpublishErr makes Unpublish fail.
+// publication records what is published, in the status and in the
+// slices; unpublishErr makes Unpublish fail.
 type publication struct {
 	published    []octopodsv1alpha1.PublishedKey
+	sliced       []string // digests the slices hold
 	unpublishErr error
 	unpublished  int
+}
+
+func (p *publication) Unslice(_ context.Context, held func(string) bool, _ []string) error {
+	kept := p.sliced[:0:0]
+	for _, d := range p.sliced {
+		if held(d) {
+			kept = append(kept, d)
+		}
+	}
+	p.sliced = kept
+	return nil
 }
 
 func (p *publication) Published() []octopodsv1alpha1.PublishedKey { return p.published }
@@ -96,16 +109,28 @@ func TestNoWriteLeavesAKeyPublishedThatItsSecretNoLongerHolds(t *testing.T) {
 			func(s Store, p *publication) error { return s.Delete(context.Background(), p, secretWith("k")) }, 0, 1},
 		{"revoke with no Secret of ours", nil, pub(current),
 			func(s Store, p *publication) error { return s.Delete(context.Background(), p, nil) }, 0, 1},
+		// A crash after the status write and before the slice write: the
+		// status no longer publishes the key, a slice still does.
+		{"rotation after a crash between unpublish and unslice", secretWith("k", current), nil,
+			func(s Store, p *publication) error { return s.Update(context.Background(), p, secretWith("k", next)) }, 0, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &publication{published: tc.published}
+			p := &publication{published: tc.published, sliced: []string{apikey.DigestOf(current).String()}}
+			for _, k := range tc.published {
+				p.sliced = append(p.sliced, k.Digest)
+			}
 			var checked int
 			check := func(written *corev1.Secret) {
 				checked++
 				for _, k := range p.published {
 					if !keysecret.Holds(written, k.Digest) {
 						t.Errorf("key %s was still published when a write left its Secret without it", k.KeyID)
+					}
+				}
+				for _, d := range p.sliced {
+					if !keysecret.Holds(written, d) {
+						t.Errorf("key %s was still in a slice when a write left its Secret without it", d[7:19])
 					}
 				}
 			}

@@ -91,3 +91,42 @@ spec:
 `, strings.Join(operatorFields, ", "), strings.Join(usageFields, ", "), ManagerUsername(),
 		strings.Join(unchanged, " &&\n      "), strings.Join(usage, ", "), strings.Join(kept, " &&\n      "))
 }
+
+// KeyDigestSlices is the policy's YAML that keeps the KeyDigestSlices the
+// manager's alone: a slice lists digests the auth proxies admit, so
+// creating or changing one is minting keys. Deleting one only refuses keys
+// (and the manager writes it again), so deletes stay with RBAC: the
+// namespace controller deletes them with their namespace.
+func KeyDigestSlices() string {
+	return fmt.Sprintf(`---
+# The auth proxies admit exactly the digests in KeyDigestSlices: only the
+# manager may create or change one, whatever RBAC grants.
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: keydigestslices-manager-only
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: ["octopods.io"]
+      apiVersions: ["*"]
+      operations: ["CREATE", "UPDATE"]
+      resources: ["keydigestslices"]
+  validations:
+  - expression: >-
+      request.userInfo.username == '%[1]s'
+    messageExpression: >-
+      'only the octopods-operator manager (%[1]s) writes KeyDigestSlices: they list the keys the auth proxies admit; ' +
+      request.userInfo.username + ' may read them'
+    reason: Forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: keydigestslices-manager-only
+spec:
+  policyName: keydigestslices-manager-only
+  validationActions: [Deny]
+`, ManagerUsername())
+}

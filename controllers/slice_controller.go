@@ -1,0 +1,477 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/keyslice"
+)
+
+// KeysPerSlice is how many key objects the manager puts in one
+// KeyDigestSlice. Measured at 100k keys (make bench-scale, docs/benchmarks.md):
+// a proxy's first sync takes about as long at 250, 500 or 1000 a slice (the
+// API server's cost is per entry, not per object), while a write grows with
+// the slice (about 300 bytes an entry): 500 keeps a rewritten slice near
+// 150 kB, a tenth of etcd's request limit.
+const KeysPerSlice = 500
+
+// sliceWrites and sliceWriteBurst pace the batched writes of one
+// namespace's slices: a few changes after a quiet spell are written at once
+// (a new key is admitted within milliseconds), and a burst of changes
+// (10,000 keys issued at once) is written four times a second, each write
+// carrying everything that changed meanwhile. Revocations never wait: they
+// are withdrawn from their slice at once (Withdraw).
+const (
+	sliceWrites     = rate.Limit(4)
+	sliceWriteBurst = 4
+)
+
+// withdrawnMemory is how long a withdrawn digest is kept out of the slices
+// whatever a key's cached status says: longer than any cache lag, so that
+// a stale read of a status that still published the key never puts it back.
+const withdrawnMemory = 10 * time.Minute
+
+// +kubebuilder:rbac:groups=octopods.io,resources=keydigestslices,verbs=get;list;watch;create;update;delete
+
+// SliceReconciler writes, per namespace, the KeyDigestSlices the auth
+// proxies read: every key object's published and revoked digests and
+// scope, batched, up to KeysPerSlice a slice. It is the only writer of
+// slices (an admission policy refuses every other), so it keeps what it
+// wrote in memory (read once per namespace from the API server) and never
+// decides on a cache that may miss its own last write.
+//
+// The ordering rule, across objects: a digest enters a slice only once the
+// key's status publishes it, which happens only after its Secret holds it;
+// and it leaves every slice before it leaves its Secret, because
+// keystore.Store calls Withdraw, through the key reconciler, before every
+// Secret write, and Withdraw returns only once the API server holds the
+// slice without it. A withdrawn digest is never put back from a stale read
+// of a status (withdrawnMemory).
+type SliceReconciler struct {
+	client.Client
+	// APIReader lists a namespace's slices from the API server.
+	APIReader client.Reader
+	// BuiltNamespace is where the marker that says the slices were built
+	// is written ("" writes none).
+	BuiltNamespace string
+	now            func() time.Time
+	delay          time.Duration // Options.sliceDelay
+
+	mu     sync.Mutex
+	spaces map[string]*sliceSpace
+}
+
+// sliceSpace is one namespace's slices as the API server holds them after
+// this manager's last write.
+type sliceSpace struct {
+	mu     sync.Mutex
+	loaded bool
+	slices map[string]*heldSlice
+	where  map[keyslice.Ref]string // entry → the slice that holds it
+	// withdrawn digests are kept out of every slice until they expire.
+	withdrawn map[string]time.Time
+	// writes paces the batched writes (not Withdraw's).
+	writes *rate.Limiter
+	// deleting are slices this manager deletes: their delete events are
+	// its own, not someone else's.
+	deleting map[string]bool
+}
+
+type heldSlice struct {
+	resourceVersion string
+	keys            []octopodsv1alpha1.SlicedKey
+}
+
+func (r *SliceReconciler) space(ns string) *sliceSpace {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.spaces == nil {
+		r.spaces = map[string]*sliceSpace{}
+	}
+	s := r.spaces[ns]
+	if s == nil {
+		s = &sliceSpace{withdrawn: map[string]time.Time{}, deleting: map[string]bool{}, writes: rate.NewLimiter(sliceWrites, sliceWriteBurst)}
+		r.spaces[ns] = s
+	}
+	return s
+}
+
+// Reconcile rewrites one namespace's slices (the request's Namespace) from
+// its key objects as cached.
+func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	time.Sleep(r.delay)
+	sp := r.space(req.Namespace)
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if tokens := sp.writes.Tokens(); tokens < 1 {
+		return ctrl.Result{RequeueAfter: time.Duration((1 - tokens) / float64(sliceWrites) * float64(time.Second))}, nil
+	}
+	wrote, err := r.sync(ctx, req.Namespace, sp)
+	if wrote {
+		sp.writes.Allow()
+	}
+	return ctrl.Result{}, err
+}
+
+// sync writes what Pack decides for the namespace, and says whether it
+// wrote anything; sp is locked.
+func (r *SliceReconciler) sync(ctx context.Context, ns string, sp *sliceSpace) (bool, error) {
+	if err := r.load(ctx, ns, sp); err != nil {
+		return false, err
+	}
+	desired, err := r.desired(ctx, ns, sp)
+	if err != nil {
+		return false, err
+	}
+	current := make([]keyslice.Slice, 0, len(sp.slices))
+	for name, s := range sp.slices {
+		current = append(current, keyslice.Slice{Name: name, Keys: s.keys})
+	}
+	packing := keyslice.Pack(current, desired, KeysPerSlice)
+	wrote := len(packing.Write)+len(packing.Delete) > 0
+	for _, s := range packing.Write {
+		if err := r.write(ctx, ns, sp, s); err != nil {
+			return wrote, err
+		}
+	}
+	for _, name := range packing.Delete {
+		if err := r.delete(ctx, ns, sp, name); err != nil {
+			return wrote, err
+		}
+	}
+	return wrote, nil
+}
+
+// desired are the entries of the namespace's key objects, as cached,
+// without the digests withdrawn lately.
+func (r *SliceReconciler) desired(ctx context.Context, ns string, sp *sliceSpace) (map[keyslice.Ref]octopodsv1alpha1.SlicedKey, error) {
+	now := r.now()
+	for d, at := range sp.withdrawn {
+		if now.Sub(at) > withdrawnMemory {
+			delete(sp.withdrawn, d)
+		}
+	}
+	desired := map[keyslice.Ref]octopodsv1alpha1.SlicedKey{}
+	for _, kind := range octopodsv1alpha1.KeyKinds {
+		list := kind.NewKeyList()
+		if err := r.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("list %s in %s: %w", kind.Resource, ns, err)
+		}
+		if err := meta.EachListItem(list, func(o runtime.Object) error {
+			if e, ok := keyslice.Entry(o.(octopodsv1alpha1.KeyObject)); ok {
+				keyslice.Without(&e, sp.withdrawn)
+				desired[keyslice.RefOf(&e)] = e
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return desired, nil
+}
+
+// load reads the namespace's slices from the API server once (and again
+// after a write found them changed behind this manager's back).
+func (r *SliceReconciler) load(ctx context.Context, ns string, sp *sliceSpace) error {
+	if sp.loaded {
+		return nil
+	}
+	list := &octopodsv1alpha1.KeyDigestSliceList{}
+	if err := r.APIReader.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys}); err != nil {
+		return fmt.Errorf("list the KeyDigestSlices of %s: %w", ns, err)
+	}
+	sp.slices, sp.where = map[string]*heldSlice{}, map[keyslice.Ref]string{}
+	for i := range list.Items {
+		s := &list.Items[i]
+		sp.hold(s.Name, s.ResourceVersion, s.Keys)
+	}
+	sp.loaded = true
+	return nil
+}
+
+// hold records a slice as the API server now holds it.
+func (sp *sliceSpace) hold(name, rv string, keys []octopodsv1alpha1.SlicedKey) {
+	if old := sp.slices[name]; old != nil {
+		for i := range old.keys {
+			if ref := keyslice.RefOf(&old.keys[i]); sp.where[ref] == name {
+				delete(sp.where, ref)
+			}
+		}
+	}
+	sp.slices[name] = &heldSlice{resourceVersion: rv, keys: keys}
+	for i := range keys {
+		if ref := keyslice.RefOf(&keys[i]); sp.where[ref] == "" {
+			sp.where[ref] = name
+		}
+	}
+}
+
+// write creates (s.Name "") or updates one slice with the resourceVersion
+// last held: a slice changed by anyone else makes it fail, and the
+// namespace is read again before the retry.
+func (r *SliceReconciler) write(ctx context.Context, ns string, sp *sliceSpace, s keyslice.Slice) error {
+	obj := &octopodsv1alpha1.KeyDigestSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: s.Name, Labels: map[string]string{
+			octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys, octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue}},
+		Keys: s.Keys,
+	}
+	var err error
+	if s.Name == "" {
+		obj.GenerateName = "keys-"
+		err = r.Create(ctx, obj)
+	} else {
+		obj.ResourceVersion = sp.slices[s.Name].resourceVersion
+		err = r.Update(ctx, obj)
+	}
+	if err != nil {
+		// Whatever failed, the API server may hold a write this manager
+		// does not know of (a create whose answer was lost): read again.
+		sp.loaded = false
+		return fmt.Errorf("write KeyDigestSlice %s/%s: %w", ns, s.Name, err)
+	}
+	sp.hold(obj.Name, obj.ResourceVersion, s.Keys)
+	return nil
+}
+
+func (r *SliceReconciler) delete(ctx context.Context, ns string, sp *sliceSpace, name string) error {
+	rv := sp.slices[name].resourceVersion
+	sp.deleting[name] = true
+	obj := &octopodsv1alpha1.KeyDigestSlice{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	err := r.Delete(ctx, obj, client.Preconditions{ResourceVersion: &rv})
+	if err != nil && !apierrors.IsNotFound(err) {
+		sp.loaded = false
+		return fmt.Errorf("delete KeyDigestSlice %s/%s: %w", ns, name, err)
+	}
+	sp.hold(name, "", nil)
+	delete(sp.slices, name)
+	return nil
+}
+
+// Withdraw removes from the slice that holds the key object (kind, name)
+// every published digest held does not accept, gone (the digests its
+// status just stopped publishing) among them, and returns once the API
+// server holds that slice. Those digests are kept out of every slice from
+// now on (withdrawnMemory). It writes at once, whatever the batching.
+func (r *SliceReconciler) Withdraw(ctx context.Context, ns string, ref keyslice.Ref, held func(digest string) bool, gone []string) error {
+	sp := r.space(ns)
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	now := r.now()
+	for _, d := range gone {
+		sp.withdrawn[d] = now
+	}
+	for attempt := 0; ; attempt++ {
+		if err := r.load(ctx, ns, sp); err != nil {
+			return err
+		}
+		name := sp.where[ref]
+		if name == "" {
+			return nil
+		}
+		keys := append([]octopodsv1alpha1.SlicedKey(nil), sp.slices[name].keys...)
+		var changed bool
+		for i := range keys {
+			if keyslice.RefOf(&keys[i]) != ref {
+				continue
+			}
+			e := *keys[i].DeepCopy()
+			for _, p := range e.PublishedKeys {
+				if !held(p.Digest) {
+					sp.withdrawn[p.Digest] = now
+				}
+			}
+			if keyslice.Withdraw(&e, held, now) {
+				keys[i], changed = e, true
+			}
+		}
+		if !changed {
+			return nil
+		}
+		err := r.write(ctx, ns, sp, keyslice.Slice{Name: name, Keys: keys})
+		if err == nil || attempt == 2 {
+			return err
+		}
+	}
+}
+
+// Holds reports whether any slice of the namespace, as this manager last
+// wrote or read it, publishes digest (tests and the ordering check).
+func (r *SliceReconciler) Holds(ns, digest string) bool {
+	sp := r.space(ns)
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	for _, s := range sp.slices {
+		for _, e := range s.keys {
+			for _, p := range e.PublishedKeys {
+				if p.Digest == digest {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// BuildAll writes every namespace's slices once, then the marker that says
+// so: a proxy of a release with slices reports ready only after it, so an
+// upgrade from a release without slices refuses no key.
+func (r *SliceReconciler) BuildAll(ctx context.Context) error {
+	namespaces := map[string]bool{}
+	for _, kind := range octopodsv1alpha1.KeyKinds {
+		list := kind.NewKeyList()
+		if err := r.List(ctx, list); err != nil {
+			return fmt.Errorf("list %s: %w", kind.Resource, err)
+		}
+		_ = meta.EachListItem(list, func(o runtime.Object) error {
+			namespaces[o.(client.Object).GetNamespace()] = true
+			return nil
+		})
+	}
+	held := &metav1.PartialObjectMetadataList{}
+	held.SetGroupVersionKind(octopodsv1alpha1.GroupVersion.WithKind("KeyDigestSliceList"))
+	if err := r.List(ctx, held, client.MatchingLabels{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys}); err != nil {
+		return fmt.Errorf("list KeyDigestSlices: %w", err)
+	}
+	for _, s := range held.Items {
+		namespaces[s.Namespace] = true
+	}
+	for ns := range namespaces {
+		sp := r.space(ns)
+		sp.mu.Lock()
+		_, err := r.sync(ctx, ns, sp)
+		sp.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	if r.BuiltNamespace == "" {
+		return nil
+	}
+	return r.markBuilt(ctx)
+}
+
+// markBuilt writes the marker (created, or its time updated).
+func (r *SliceReconciler) markBuilt(ctx context.Context) error {
+	at := r.now().UTC().Format(time.RFC3339)
+	marker := &octopodsv1alpha1.KeyDigestSlice{ObjectMeta: metav1.ObjectMeta{
+		Namespace: r.BuiltNamespace, Name: octopodsv1alpha1.SlicesBuiltName,
+		Labels:      map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleBuilt, octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue},
+		Annotations: map[string]string{octopodsv1alpha1.SlicesBuiltAtAnnotation: at},
+	}}
+	err := r.Create(ctx, marker)
+	if apierrors.IsAlreadyExists(err) {
+		existing := &octopodsv1alpha1.KeyDigestSlice{}
+		if err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(marker), existing); err == nil {
+			existing.Annotations = marker.Annotations
+			err = r.Update(ctx, existing)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write the marker KeyDigestSlice %s/%s: %w", r.BuiltNamespace, octopodsv1alpha1.SlicesBuiltName, err)
+	}
+	log.FromContext(ctx).Info("built the key digest slices of every namespace", "marker", r.BuiltNamespace+"/"+octopodsv1alpha1.SlicesBuiltName)
+	return nil
+}
+
+// SetupWithManager watches the key objects of every kind and the slices'
+// metadata; a request is a namespace. The first build runs once the
+// manager leads (BuildAll).
+func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	b := ctrl.NewControllerManagedBy(mgr).Named("keydigestslice").
+		WatchesMetadata(&octopodsv1alpha1.KeyDigestSlice{}, r.sliceEvents())
+	for _, kind := range octopodsv1alpha1.KeyKinds {
+		b = b.Watches(kind.NewKey(), handler.EnqueueRequestsFromMapFunc(namespaceOf), builder.WithPredicates(entryChanges))
+	}
+	// One worker: a namespace's slices are written in order anyway, and
+	// batching wants the changes of a burst to pile up, not to race.
+	opts.MaxConcurrentReconciles = 1
+	if err := b.WithOptions(opts).Complete(r); err != nil {
+		return err
+	}
+	return mgr.Add(buildRunnable(func(ctx context.Context) error {
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("the cache did not sync")
+		}
+		for {
+			err := r.BuildAll(ctx)
+			if err == nil || ctx.Err() != nil {
+				return nil
+			}
+			log.FromContext(ctx).Error(err, "build the key digest slices; retrying")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+	}))
+}
+
+// buildRunnable runs once the manager leads.
+type buildRunnable func(ctx context.Context) error
+
+func (f buildRunnable) Start(ctx context.Context) error { return f(ctx) }
+func (buildRunnable) NeedLeaderElection() bool          { return true }
+
+func namespaceOf(_ context.Context, o client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace()}}}
+}
+
+// sliceEvents enqueues a slice's namespace; a slice deleted by anyone but
+// this manager makes it read the namespace's slices again.
+func (r *SliceReconciler) sliceEvents() handler.EventHandler {
+	enqueue := func(q workqueue.TypedRateLimitingInterface[reconcile.Request], o client.Object) {
+		if o.GetLabels()[octopodsv1alpha1.SliceLabel] == octopodsv1alpha1.SliceRoleKeys {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace()}})
+		}
+	}
+	return handler.Funcs{
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			sp := r.space(e.Object.GetNamespace())
+			sp.mu.Lock()
+			if !sp.deleting[e.Object.GetName()] {
+				sp.loaded = false
+			}
+			delete(sp.deleting, e.Object.GetName())
+			sp.mu.Unlock()
+			enqueue(q, e.Object)
+		},
+	}
+}
+
+// entryChanges passes the key events that change what a slice says of
+// the key: not the usage writes of the proxies, most updates.
+var entryChanges = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		before, ok1 := e.ObjectOld.(octopodsv1alpha1.KeyObject)
+		after, ok2 := e.ObjectNew.(octopodsv1alpha1.KeyObject)
+		if !ok1 || !ok2 {
+			return true
+		}
+		b, bok := keyslice.Entry(before)
+		a, aok := keyslice.Entry(after)
+		return aok != bok || !equality.Semantic.DeepEqual(a, b)
+	},
+}
