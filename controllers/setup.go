@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
-	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/keysecret"
 	"github.com/octopods/octopods-operator/internal/keystore"
 )
 
@@ -80,10 +80,13 @@ func TrimCached(obj any) (any, error) {
 
 // TrimKeySecret keeps of a key-type Secret only what the reconciler reads,
 // so that anyone who may create Secrets cannot inflate the manager's memory
-// with padded ones: a Secret no WorkspaceAPIKey controls keeps its identity
-// and owner references only (enough to see a conflict); a key Secret keeps
-// its metadata and its two keys. The cached copy is never written back:
-// every Secret write starts from a fresh read (see reconcileSecret).
+// with padded ones, and so that the manager holds no key: a Secret no key
+// object controls keeps its identity and owner references only (enough to
+// see a conflict); a key Secret keeps its metadata and its two keys, each
+// sealed into its fingerprint (keysecret.Seal: whether it is a key, and
+// its digest), never the key. The cached copy is never written back: every
+// Secret write starts from a fresh read (see reconcileSecret), and the
+// store refuses a sealed one.
 func TrimKeySecret(obj any) (any, error) {
 	s, ok := obj.(*corev1.Secret)
 	if !ok {
@@ -94,21 +97,14 @@ func TrimKeySecret(obj any) (any, error) {
 		s.Labels, s.Annotations, s.Data, s.StringData = nil, nil, nil, nil
 		return s, nil
 	}
-	for k, v := range s.Data {
-		switch {
-		case k != octopodsv1alpha1.SecretKeyAPIKey && k != octopodsv1alpha1.SecretKeyPreviousAPIKey:
+	for k := range s.Data {
+		if k != octopodsv1alpha1.SecretKeyAPIKey && k != octopodsv1alpha1.SecretKeyPreviousAPIKey {
 			delete(s.Data, k)
-		case len(v) > apikey.Length:
-			// Edited by hand into something that is no key: keep a
-			// bounded stand-in that fails the same checks, not megabytes.
-			s.Data[k] = []byte(oversizedKey)
 		}
 	}
+	keysecret.Seal(s)
 	return s, nil
 }
-
-// oversizedKey stands, in the cache, for a key value longer than any key.
-const oversizedKey = "oversized"
 
 // SetupSlices registers the KeyDigestSlice controller alone: the auth
 // proxy's suite runs it to turn the statuses it writes into slices, as the

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -8,6 +9,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/apikey"
+	"github.com/octopods/octopods-operator/internal/keysecret"
 )
 
 func TestTrimKeySecret(t *testing.T) {
@@ -23,8 +26,24 @@ func TestTrimKeySecret(t *testing.T) {
 	}
 	got, _ := TrimKeySecret(owned())
 	s := got.(*corev1.Secret)
-	if len(s.Data) != 2 || s.Labels["a"] != "b" || s.Annotations[octopodsv1alpha1.KeyIDAnnotation] != "id" || s.ManagedFields != nil {
+	if len(s.Data) != 3 || !keysecret.Sealed(s) || s.Labels["a"] != "b" || s.Annotations[octopodsv1alpha1.KeyIDAnnotation] != "id" || s.ManagedFields != nil {
 		t.Fatalf("owned Secret trimmed to %+v", s)
+	}
+	// The cache holds fingerprints, never a key: sealed values decide as
+	// the keys do, and no byte of the key is kept.
+	key, err := apikey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := owned()
+	real.Data[octopodsv1alpha1.SecretKeyAPIKey] = []byte(key)
+	got, _ = TrimKeySecret(real)
+	sealed := got.(*corev1.Secret)
+	if v := sealed.Data[octopodsv1alpha1.SecretKeyAPIKey]; bytes.Contains(v, []byte(key[4:12])) || !keysecret.Sealed(sealed) {
+		t.Fatalf("the cached api-key value %q holds (part of) the key", v)
+	}
+	if !keysecret.Holds(sealed, apikey.DigestOf(key).String()) || keysecret.Observe(sealed, nil).Current != apikey.FingerprintOf(key) {
+		t.Fatal("a sealed value does not read as the key it stands for")
 	}
 	// A hand-edited key of any size is kept as a bounded stand-in.
 	huge := owned()

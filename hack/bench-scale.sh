@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# make bench-scale: issue 14's goals 2, 3, 5, 6 and 7 on a local control
-# plane, each against a baseline measured in the same run, then one table.
-# Goal 1 (writes and time per issued key) is printed by the e2e suite's
-# 300-workspace spec (make test-e2e). Takes about 25 minutes at 100k.
+# make bench-scale: issue 14's goals 3, 5, 6 and 7 and issue 26's (the
+# KeyDigestSlices, at 10k and WORKSPACES keys, against the design before
+# them, built from git in the same run) on a local control plane, each
+# against a baseline measured in the same run, then one table. Takes about
+# 45 minutes at 100k.
 #
 #   WORKSPACES=100000 KEYS=10000 hack/bench-scale.sh
 set -euo pipefail
@@ -17,7 +18,8 @@ echo "== goal 5: the auth proxy's index at 100k and 1M keys"
 go test ./internal/authproxy -run '^$' -bench IndexMemory -benchtime 1x | tee "$out/index"
 echo "== goals 6 and 7: the auth-proxy binary behind nginx auth_request, and as a reverse proxy"
 go run ./hack/gatewaybench -keys "${KEYS:-10000}" | tee "$out/gateway"
-echo "== goals 2 and 5: manager restart and auth proxy first load over ${WORKSPACES:-100000} workspaces"
+echo "== issue 26: manager restart, auth proxy first sync, propagation and writes, slices against the design before them, at 10k and ${WORKSPACES:-100000} workspaces"
+go run ./hack/restartbench -workspaces 10000 | tee "$out/restart-10k"
 go run ./hack/restartbench -workspaces "${WORKSPACES:-100000}" | tee "$out/restart"
 
 # The table goes to the terminal and to docs/benchmarks.md, the one page
@@ -30,7 +32,7 @@ awk '/writes\/s@100k/ { for (i = 1; i <= NF; i++) { if ($(i+1) == "writes/s@100k
       printf "| 3 | lastUsedTime writes/s per replica, 100k keys in use | %s | %s (every flush) | ≤ 50 |\n", w, b }' "$out/lastused"
 awk '/BenchmarkIndexMemory\/keys=/ { for (i = 1; i <= NF; i++) if ($(i+1) == "MiB") m = $i; split($1, k, "="); sub(/-.*/, "", k[2])
       printf "| 5 | auth proxy index, %s keys (live heap) | %s MiB | (100k row) | (RSS ≤ 64 MiB at 100k) |\n", k[2], m }' "$out/index"
-grep -h '^| ' "$out/gateway" "$out/restart" || true
+grep -h '^| ' "$out/gateway" "$out/restart-10k" "$out/restart" || true
 }
 table | tee "$out/table"
 {

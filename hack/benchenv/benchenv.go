@@ -32,6 +32,7 @@ type Env struct {
 	// Dir holds the kubeconfig and the built binaries.
 	Dir, Kubeconfig string
 	env             *envtest.Environment
+	worktrees       []string
 }
 
 // Start starts the control plane (run from the repository root).
@@ -57,10 +58,31 @@ func Start(name string) *Env {
 	return e
 }
 
-// Stop stops the control plane and removes the scratch directory.
+// Stop stops the control plane and removes the scratch directory (and the
+// worktrees BuildAt checked out).
 func (e *Env) Stop() {
 	_ = e.env.Stop()
+	for _, wt := range e.worktrees {
+		_ = exec.Command("git", "worktree", "remove", "--force", wt).Run()
+	}
 	_ = os.RemoveAll(e.Dir)
+}
+
+// BuildAt builds ./cmd/<name> as it was at the git commit ref (a
+// worktree in Dir): the design a change replaces, measured in the same run.
+func (e *Env) BuildAt(ref, name string) string {
+	src := filepath.Join(e.Dir, "src-"+ref)
+	if _, err := os.Stat(src); err != nil {
+		add := exec.Command("git", "worktree", "add", "--detach", src, ref)
+		add.Stdout, add.Stderr = os.Stderr, os.Stderr
+		Check(add.Run())
+		e.worktrees = append(e.worktrees, src)
+	}
+	bin := filepath.Join(e.Dir, name+"-"+ref)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
+	build.Dir, build.Stdout, build.Stderr = src, os.Stderr, os.Stderr
+	Check(build.Run())
+	return bin
 }
 
 // Build builds ./cmd/<name> into Dir and returns its path.

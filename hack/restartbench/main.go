@@ -1,13 +1,25 @@
-// Command restartbench measures the manager restarted over many existing
-// workspaces and keys: it fills a local control plane (envtest assets,
+// Command restartbench measures, over many existing workspaces and keys,
+// the design this release ships (KeyDigestSlices) against the one it
+// replaces (the proxy listing every key object), both built from source in
+// the same run: it fills a local control plane (envtest assets,
 // KUBEBUILDER_ASSETS) with Workspaces, WorkspaceAPIKeys and key Secrets
 // shaped exactly as the operator writes them (its own status functions),
-// then runs the real manager binary and reports how long it takes to settle
-// (every object reconciled, work queues empty), its peak memory, and how
-// many writes it made (the API server's request metrics): a restart should
-// make none. The baseline is the same binary on the same, empty, cluster.
+// with no slice, as the previous release leaves them, then runs the real
+// binaries and reports
 //
-//	go run ./hack/restartbench -workspaces 100000
+//   - the manager's restart: how long it takes to settle (every object
+//     reconciled, work queues empty), its peak RSS, its live heap per
+//     workspace, and how many writes it made (the API server's request
+//     metrics): the first start of this release writes the slices, a
+//     restart after it nothing;
+//
+//   - the auth proxy's first sync: time to ready, LIST requests, RSS;
+//
+//   - propagation and writes per issued key: keys created one by one in a
+//     quiet namespace beside the others, until the proxy admits them, then
+//     rotated and deleted, until it refuses them.
+//
+//     go run ./hack/restartbench -workspaces 100000
 package main
 
 import (
@@ -18,6 +30,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +39,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -38,9 +52,13 @@ import (
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
+// fillNamespace holds the workspaces; the slices' marker goes there too.
+const fillNamespace = "restartbench"
+
 func main() {
 	n := flag.Int("workspaces", 100_000, "Workspaces, each with an issued key, to restart the manager over.")
 	workers := flag.Int("workers", 32, "Concurrent creates.")
+	baselineRef := flag.String("baseline-ref", "5fb73fb", "Git commit of the design measured as the baseline: the last one before KeyDigestSlices.")
 	flag.StringVar(&managerMemoryLimit, "manager-gomemlimit", "230MiB", "The manager's Go soft memory limit: in a pod it sets 90% of its container's memory limit itself (shipped limit 256Mi: 230MiB).")
 	flag.StringVar(&heapProfile, "heap-profile", "", "Write the settled manager's heap profile (go tool pprof) to this file.")
 	flag.Parse()
@@ -49,58 +67,212 @@ func main() {
 	env := benchenv.Start("restartbench")
 	defer env.Stop()
 	bin, proxyBin := env.Build("manager"), env.Build("auth-proxy")
-
-	empty := restart(ctx, env, bin, 0)
-	fmt.Printf("baseline, empty cluster: settled in %s, peak RSS %.1f MiB, %d writes\n", empty.settled.Round(time.Millisecond), empty.peakMiB, empty.writes.Total())
+	oldBin, oldProxyBin := env.BuildAt(*baselineRef, "manager"), env.BuildAt(*baselineRef, "auth-proxy")
+	marker := fillNamespace + "/" + octopodsv1alpha1.SlicesBuiltName
+	sliced := design{name: "slices", manager: bin, proxy: proxyBin,
+		managerFlags: []string{"--slices-built-namespace", fillNamespace}, proxyFlags: []string{"--slices-built-marker", marker}}
+	before := design{name: "before (" + *baselineRef + ")", manager: oldBin, proxy: oldProxyBin, proxyFlags: []string{"--list-page-size=500"}}
 
 	fill(ctx, env.Client, *n, *workers)
-	full := restart(ctx, env, bin, *n)
-	fmt.Printf("restart over %d workspaces and keys: settled in %s, peak RSS %.1f MiB (%.1fx the empty baseline; target 256 MiB), %d writes (%s)\n",
-		*n, full.settled.Round(time.Millisecond), full.peakMiB, full.peakMiB/empty.peakMiB, full.writes.Total(), full.writes)
-	fmt.Printf("| 2 | manager restarted over %d workspaces: writes; settled in | %d; %s | empty cluster: %d; %s | 0 |\n",
-		*n, full.writes.Total(), full.settled.Round(time.Second), empty.writes.Total(), empty.settled.Round(time.Millisecond))
-	fmt.Printf("| 2 | manager restarted over %d workspaces: peak RSS | %.0f MiB | empty cluster: %.0f MiB | ≤ 256 MiB |\n", *n, full.peakMiB, empty.peakMiB)
-
-	// The auth proxy's first sync over the same keys, with the shipped
-	// Deployment's GOMEMLIMIT, at the default page size (the baseline) and
-	// bigger ones.
-	var base time.Duration
-	for _, load := range []struct{ name, flag string }{
-		{"500 a list page", "--list-page-size=500"},
-		{"2000 a list page", "--list-page-size=2000"},
-		{"5000 a list page", "--list-page-size=5000"},
-	} {
-		synced, rss, peak := proxySync(env, proxyBin, strings.Fields(load.flag))
-		if base == 0 {
-			base = synced
-		}
-		fmt.Printf("auth proxy over %d keys, %s: ready in %s (%.2fx the 500-a-page baseline; target 2s), RSS %.1f MiB at rest, peak %.1f MiB (target 64 MiB)\n",
-			*n, load.name, synced.Round(time.Millisecond), synced.Seconds()/base.Seconds(), rss, peak)
-		fmt.Printf("| 5 | auth proxy's first load of %d keys, %s: ready in; RSS at rest; peak | %s; %.0f MiB; %.0f MiB | 500 a page: %s | ≤ 2 s; ≤ 64 MiB |\n",
-			*n, load.name, synced.Round(100*time.Millisecond), rss, peak, base.Round(100*time.Millisecond))
+	old := restart(ctx, env, before, *n)
+	upgrade := restart(ctx, env, sliced, *n)
+	again := restart(ctx, env, sliced, *n)
+	for _, r := range []struct {
+		what string
+		r    result
+	}{{"before: restart", old}, {"slices: first start (builds the slices)", upgrade}, {"slices: restart", again}} {
+		fmt.Printf("%s over %d workspaces: settled in %s, peak RSS %.1f MiB, live heap %.2f KiB a workspace, %d writes (%s)\n",
+			r.what, *n, r.r.settled.Round(time.Millisecond), r.r.peakMiB, r.r.liveKiB(*n), r.r.writes.Total(), r.r.writes)
 	}
+	fmt.Printf("| 26 | %d keys: manager restart: peak RSS; live heap a workspace; writes; settled in | %.0f MiB; %.2f KiB; %d; %s | %.0f MiB; %.2f KiB; %d; %s | ≤ 512 MiB; ≤ 1.5 KiB; 0 |\n",
+		*n, again.peakMiB, again.liveKiB(*n), again.writes.Total(), again.settled.Round(time.Second), old.peakMiB, old.liveKiB(*n), old.writes.Total(), old.settled.Round(time.Second))
+	fmt.Printf("| 26 | %d keys: the upgrade's first start: writes (slices built); settled in | %d (%s); %s | — | a few hundred |\n",
+		*n, upgrade.writes.Total(), upgrade.writes, upgrade.settled.Round(time.Second))
+
+	oldSync, newSync := proxySync(ctx, env, before), proxySync(ctx, env, sliced)
+	fmt.Printf("auth proxy over %d keys, before: %s\nauth proxy over %d keys, slices: %s\n", *n, oldSync, *n, newSync)
+	fmt.Printf("| 26 | %d keys: auth proxy first sync: ready in; LIST requests; RSS at rest | %s; %d; %.0f MiB | %s; %d; %.0f MiB (%.1fx the time) | ≤ 2 s |\n",
+		*n, newSync.ready.Round(10*time.Millisecond), newSync.lists, newSync.rssMiB,
+		oldSync.ready.Round(10*time.Millisecond), oldSync.lists, oldSync.rssMiB, oldSync.ready.Seconds()/newSync.ready.Seconds())
+
+	oldProp, newProp := propagation(ctx, env, before), propagation(ctx, env, sliced)
+	fmt.Printf("propagation beside %d keys, before: %s\npropagation beside %d keys, slices: %s\n", *n, oldProp, *n, newProp)
+	fmt.Printf("| 26 | %d keys: propagation, median (max) of %d: created → admitted; rotated → refused; deleted → refused | %s | %s | ≤ 1 s, median ≈ 10 ms |\n",
+		*n, propagationKeys, newProp.row(), oldProp.row())
+	fmt.Printf("| 26 | %d keys: writes per issued key (one at a time, webhooks off) | %.2f (%s) | %.2f | ≤ 4.1 |\n",
+		*n, newProp.writesPerKey, newProp.writes, oldProp.writesPerKey)
+}
+
+// design is one release's binaries and the flags it is run with.
+type design struct {
+	name                     string
+	manager, proxy           string
+	managerFlags, proxyFlags []string
+}
+
+// proxySynced is an auth proxy's first sync.
+type proxySynced struct {
+	ready           time.Duration
+	lists           int
+	rssMiB, peakMiB float64
+}
+
+func (p proxySynced) String() string {
+	return fmt.Sprintf("ready in %s after %d LIST requests, RSS %.1f MiB at rest, peak %.1f MiB", p.ready.Round(time.Millisecond), p.lists, p.rssMiB, p.peakMiB)
 }
 
 // proxySync starts the auth proxy and returns how long until /readyz (the
-// first full sync), and its resident and peak memory (MiB) once at rest.
-func proxySync(env *benchenv.Env, bin string, flags []string) (time.Duration, float64, float64) {
+// first full sync), the LIST requests it made, and its resident and peak
+// memory (MiB) once at rest.
+func proxySync(ctx context.Context, env *benchenv.Env, d design) proxySynced {
+	before, err := testutil.APIServerRequests(ctx, env.Config, false, "LIST")
+	check(err)
 	probes := benchenv.FreePort()
-	proxy := exec.Command(bin, append([]string{"--kubeconfig", env.Kubeconfig, "--listen-address", benchenv.FreePort(),
-		"--health-probe-bind-address", probes, "--metrics-bind-address", benchenv.FreePort()}, flags...)...)
+	proxy := exec.Command(d.proxy, append([]string{"--kubeconfig", env.Kubeconfig, "--listen-address", benchenv.FreePort(),
+		"--health-probe-bind-address", probes, "--metrics-bind-address", benchenv.FreePort()}, d.proxyFlags...)...)
 	proxy.Env = append(os.Environ(), "GOMEMLIMIT="+benchenv.ProxyGoMemLimit)
 	proxy.Stderr = io.Discard
 	start := time.Now()
 	check(proxy.Start())
 	defer func() { _ = proxy.Process.Kill(); _ = proxy.Wait() }()
 	benchenv.WaitReady("http://"+probes+"/readyz", 10*time.Minute)
-	synced := time.Since(start)
+	out := proxySynced{ready: time.Since(start)}
+	after, err := testutil.APIServerRequests(ctx, env.Config, false, "LIST")
+	check(err)
+	out.lists = after.Minus(before).Total()
 	time.Sleep(5 * time.Second)
-	return synced, benchenv.ProcMiB(proxy.Process.Pid, "VmRSS:"), benchenv.ProcMiB(proxy.Process.Pid, "VmHWM:")
+	out.rssMiB, out.peakMiB = benchenv.ProcMiB(proxy.Process.Pid, "VmRSS:"), benchenv.ProcMiB(proxy.Process.Pid, "VmHWM:")
+	return out
+}
+
+// propagationKeys are the keys propagation creates, one at a time.
+const propagationKeys = 20
+
+// propagated is what propagation measured.
+type propagated struct {
+	admitted, rotated, deleted []time.Duration
+	writes                     testutil.WriteCounts
+	writesPerKey               float64
+}
+
+func (p propagated) row() string {
+	f := func(d []time.Duration) string {
+		slices.Sort(d)
+		return fmt.Sprintf("%s (%s)", d[len(d)/2].Round(100*time.Microsecond), d[len(d)-1].Round(time.Millisecond))
+	}
+	return f(p.admitted) + "; " + f(p.rotated) + "; " + f(p.deleted)
+}
+
+func (p propagated) String() string {
+	return p.row() + fmt.Sprintf("; %.2f writes per issued key", p.writesPerKey)
+}
+
+// propagation runs the design's manager and proxy over the filled cluster
+// and times, key by key in a namespace of its own, the creation of a key
+// until the proxy admits it, a rotation (no grace period) until it refuses
+// the old key, and a deletion until it refuses the new one.
+func propagation(ctx context.Context, env *benchenv.Env, d design) propagated {
+	metrics, probes := benchenv.FreePort(), benchenv.FreePort()
+	mgr := exec.Command(d.manager, append([]string{"--kubeconfig", env.Kubeconfig, "--metrics-bind-address", metrics, "--metrics-secure=false",
+		"--health-probe-bind-address", probes, "--zap-log-level", "error"}, d.managerFlags...)...)
+	mgr.Env = append(os.Environ(), "ENABLE_WEBHOOKS=false", "GOMEMLIMIT="+managerMemoryLimit)
+	mgr.Stderr = io.Discard
+	check(mgr.Start())
+	defer func() { _ = mgr.Process.Kill(); _ = mgr.Wait() }()
+	benchenv.WaitReady("http://"+probes+"/readyz", 10*time.Minute)
+	listen, proxyProbes := benchenv.FreePort(), benchenv.FreePort()
+	proxy := exec.Command(d.proxy, append([]string{"--kubeconfig", env.Kubeconfig, "--listen-address", listen,
+		"--health-probe-bind-address", proxyProbes, "--metrics-bind-address", benchenv.FreePort()}, d.proxyFlags...)...)
+	proxy.Env = append(os.Environ(), "GOMEMLIMIT="+benchenv.ProxyGoMemLimit)
+	proxy.Stderr = io.Discard
+	check(proxy.Start())
+	defer func() { _ = proxy.Process.Kill(); _ = proxy.Wait() }()
+	benchenv.WaitReady("http://"+proxyProbes+"/readyz", 10*time.Minute)
+
+	ns := "propagation-" + strings.NewReplacer(" ", "-", "(", "", ")", "").Replace(d.name)
+	check(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	admits := func(key string) bool {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/", nil)
+		req.Header.Set("X-Octopods-Auth", key)
+		res, err := http.DefaultClient.Do(req)
+		check(err)
+		_ = res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}
+	until := func(cond func() bool) {
+		for start := time.Now(); !cond(); time.Sleep(time.Millisecond) {
+			if time.Since(start) > time.Minute {
+				panic("not propagated within a minute")
+			}
+		}
+	}
+	var out propagated
+	writesBefore, err := testutil.APIServerWrites(ctx, env.Config)
+	check(err)
+	keys := make([]string, propagationKeys)
+	for i := range keys {
+		time.Sleep(300 * time.Millisecond) // quiet between keys: each is one change
+		name := fmt.Sprintf("prop-%02d", i)
+		check(env.Client.Create(ctx, &octopodsv1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: octopodsv1alpha1.WorkspaceSpec{DisplayName: name, Provider: octopodsv1alpha1.ProviderIntercom}}))
+		start := time.Now()
+		check(env.Client.Create(ctx, &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: name}}))
+		until(func() bool {
+			keys[i] = secretKey(ctx, env.Client, ns, name+octopodsv1alpha1.SecretNameSuffix)
+			return keys[i] != ""
+		})
+		until(func() bool { return admits(keys[i]) })
+		out.admitted = append(out.admitted, time.Since(start))
+	}
+	time.Sleep(2 * time.Second) // the last status and event writes land
+	writesAfter, err := testutil.APIServerWrites(ctx, env.Config)
+	check(err)
+	out.writes = writesAfter.Minus(writesBefore)
+	out.writes["POST workspaces"] -= propagationKeys // the benchmark's own creates
+	out.writes["POST workspaceapikeys"] -= propagationKeys
+	out.writesPerKey = float64(out.writes.Total()) / propagationKeys
+	for i, old := range keys {
+		time.Sleep(300 * time.Millisecond)
+		name := fmt.Sprintf("prop-%02d", i)
+		key := &octopodsv1alpha1.WorkspaceAPIKey{}
+		check(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, key))
+		patch := client.MergeFrom(key.DeepCopy())
+		key.Annotations = map[string]string{octopodsv1alpha1.RotateAnnotation: "bench"}
+		start := time.Now()
+		check(env.Client.Patch(ctx, key, patch))
+		until(func() bool { return !admits(old) })
+		out.rotated = append(out.rotated, time.Since(start))
+		var next string
+		until(func() bool {
+			next = secretKey(ctx, env.Client, ns, name+octopodsv1alpha1.SecretNameSuffix)
+			return next != "" && next != old
+		})
+		until(func() bool { return admits(next) })
+		time.Sleep(300 * time.Millisecond)
+		start = time.Now()
+		check(env.Client.Delete(ctx, key))
+		until(func() bool { return !admits(next) })
+		out.deleted = append(out.deleted, time.Since(start))
+	}
+	return out
+}
+
+// secretKey is the current key in the Secret ("" while there is none).
+func secretKey(ctx context.Context, c client.Client, ns, name string) string {
+	s := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
+		if !apierrors.IsNotFound(err) {
+			check(err)
+		}
+		return ""
+	}
+	return string(s.Data[octopodsv1alpha1.SecretKeyAPIKey])
 }
 
 // fill creates n Workspaces with issued keys, as the operator leaves them.
 func fill(ctx context.Context, c client.Client, n, workers int) {
-	ns := "restartbench"
+	ns := fillNamespace
 	check(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	start := time.Now()
 	var done atomic.Int64
@@ -149,17 +321,22 @@ func issued(ctx context.Context, c client.Client, ns, name string) {
 type result struct {
 	settled time.Duration
 	peakMiB float64
-	writes  testutil.WriteCounts
+	// liveBytes is the heap in use after a forced GC, once settled.
+	liveBytes float64
+	writes    testutil.WriteCounts
 }
 
-// restart runs the manager until it has reconciled n keys and n Workspaces
-// with empty work queues, and stops it.
-func restart(ctx context.Context, env *benchenv.Env, bin string, n int) result {
+func (r result) liveKiB(n int) float64 { return r.liveBytes / 1024 / float64(max(n, 1)) }
+
+// restart runs the design's manager until it has reconciled n keys and n
+// Workspaces with empty work queues (and, with slices, written the
+// marker), and stops it.
+func restart(ctx context.Context, env *benchenv.Env, d design, n int) result {
 	before, err := testutil.APIServerWrites(ctx, env.Config)
 	check(err)
 	metrics, probes, pprof := benchenv.FreePort(), benchenv.FreePort(), benchenv.FreePort()
-	mgr := exec.Command(bin, "--kubeconfig", env.Kubeconfig, "--metrics-bind-address", metrics, "--metrics-secure=false",
-		"--health-probe-bind-address", probes, "--pprof-bind-address", pprof, "--zap-log-level", "error")
+	mgr := exec.Command(d.manager, append([]string{"--kubeconfig", env.Kubeconfig, "--metrics-bind-address", metrics, "--metrics-secure=false",
+		"--health-probe-bind-address", probes, "--pprof-bind-address", pprof, "--zap-log-level", "error"}, d.managerFlags...)...)
 	// GOMEMLIMIT as the manager sets it in a pod: 90% of its container's
 	// memory limit (internal/memlimit), which this machine does not impose.
 	mgr.Env = append(os.Environ(), "ENABLE_WEBHOOKS=false", "GOMEMLIMIT="+managerMemoryLimit)
@@ -167,13 +344,14 @@ func restart(ctx context.Context, env *benchenv.Env, bin string, n int) result {
 	start := time.Now()
 	check(mgr.Start())
 	defer func() { _ = mgr.Process.Kill(); _ = mgr.Wait() }()
-	for !settled(metrics, n) {
+	for !settled(metrics, n) || len(d.managerFlags) > 0 && !markedSince(ctx, env.Client, start) {
 		time.Sleep(100 * time.Millisecond)
 		if time.Since(start) > 30*time.Minute {
 			panic("the manager did not settle in 30 minutes")
 		}
 	}
 	r := result{settled: time.Since(start), peakMiB: benchenv.ProcMiB(mgr.Process.Pid, "VmHWM:")}
+	r.liveBytes = liveHeap(pprof, metrics)
 	if heapProfile != "" && n > 0 {
 		saveHeapProfile(pprof)
 	}
@@ -183,6 +361,34 @@ func restart(ctx context.Context, env *benchenv.Env, bin string, n int) result {
 	r.writes = after.Minus(before)
 	delete(r.writes, "PUT leases") // none without leader election; listed if any
 	return r
+}
+
+// markedSince: the manager wrote the slices' marker after start.
+func markedSince(ctx context.Context, c client.Client, start time.Time) bool {
+	marker := &octopodsv1alpha1.KeyDigestSlice{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: fillNamespace, Name: octopodsv1alpha1.SlicesBuiltName}, marker); err != nil {
+		return false
+	}
+	at, err := time.Parse(time.RFC3339, marker.Annotations[octopodsv1alpha1.SlicesBuiltAtAnnotation])
+	return err == nil && !at.Before(start.Truncate(time.Second))
+}
+
+// liveHeap forces a GC (pprof's heap?gc=1) and reads the heap in use.
+func liveHeap(pprofAddr, metricsAddr string) float64 {
+	res, err := http.Get("http://" + pprofAddr + "/debug/pprof/heap?gc=1")
+	check(err)
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	res, err = http.Get("http://" + metricsAddr + "/metrics")
+	check(err)
+	defer func() { _ = res.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(res.Body)
+	check(err)
+	for _, m := range families["go_memstats_heap_alloc_bytes"].GetMetric() {
+		return m.GetGauge().GetValue()
+	}
+	return 0
 }
 
 // settled: both controllers reconciled at least n objects and have nothing

@@ -175,3 +175,27 @@ func ParseDigest(s string) (Digest, error) {
 func (d Digest) ID() string {
 	return hex.EncodeToString(d[:IDLength/2])
 }
+
+// Fingerprint is what the operator needs to know of a stored key value
+// without holding it: whether there is one, whether it is a well-formed
+// key, and its digest (whose first 12 hex digits are its ID).
+type Fingerprint struct {
+	Present, Valid bool
+	Digest         Digest
+}
+
+// FingerprintOf is the fingerprint of a stored value ("" is none).
+func FingerprintOf(value string) Fingerprint {
+	if value == "" {
+		return Fingerprint{}
+	}
+	return Fingerprint{Present: true, Valid: Validate(value) == nil, Digest: DigestOf(value)}
+}
+
+// ID is the key's public ID ("" when there is no key).
+func (f Fingerprint) ID() string {
+	if !f.Present {
+		return ""
+	}
+	return f.Digest.ID()
+}

@@ -12,10 +12,12 @@ import (
 
 // Observed is what the key Secret holds now.
 type Observed struct {
-	Key                string // data.api-key
+	// Current and Previous are data.api-key and data.previous-api-key,
+	// as fingerprints: the manager decides without holding a key.
+	Current            apikey.Fingerprint
 	KeyID              string // octopods.io/key-id
 	HandledToken       string // octopods.io/rotation-token
-	PreviousKey        string // data.previous-api-key
+	Previous           apikey.Fingerprint
 	PreviousValidUntil string // octopods.io/previous-valid-until, RFC 3339
 	// PreviousPublished: the previous key's digest is among the keys the
 	// operator published, so the operator wrote it. A previous key added by
@@ -140,7 +142,7 @@ type Plan struct {
 // Intact reports whether the Secret holds a well-formed key that matches its
 // key-id annotation, i.e. the key this operator wrote.
 func (o Observed) Intact() bool {
-	return apikey.Validate(o.Key) == nil && apikey.ID(o.Key) == o.KeyID
+	return o.Current.Valid && o.Current.ID() == o.KeyID
 }
 
 // Decide returns the plan for a Secret. Nothing but a new rotation token or a
@@ -149,7 +151,7 @@ func Decide(o Observed, d Desired, now time.Time) Plan {
 	pending := d.RotateToken != "" && !o.Handled(d.RotateToken)
 	repair := false
 	if !o.Intact() {
-		if apikey.Validate(o.Key) != nil || !o.KeyPublished {
+		if !o.Current.Valid || !o.KeyPublished {
 			// A hand-edited Secret's previous key is not trusted either.
 			plan := Plan{Action: Reissue, HandlesToken: pending}
 			if pending {
@@ -200,7 +202,7 @@ func decideIntact(o Observed, d Desired, pending bool, now time.Time) Plan {
 		// Support ends the grace period now (or, with none running, the
 		// token is only recorded, so it can never cut a later one short).
 		plan.RevokeToken = d.RevokePreviousToken
-		if o.PreviousKey != "" || o.PreviousValidUntil != "" {
+		if o.Previous.Present || o.PreviousValidUntil != "" {
 			plan.DropPrevious, plan.RecheckAt = true, time.Time{}
 		}
 	}
@@ -218,9 +220,9 @@ func decideLeak(o Observed, d Desired, now time.Time) (Plan, bool) {
 	switch {
 	case d.LeakedKeyID == "":
 		return Plan{}, false
-	case d.LeakedKeyID == apikey.ID(o.Key):
+	case d.LeakedKeyID == o.Current.ID():
 		return Plan{Action: Rotate, Token: d.LeakToken, Leaked: true, RecheckAt: NextRotation(now, d.RotationInterval)}, true
-	case o.PreviousKey != "" && d.LeakedKeyID == apikey.ID(o.PreviousKey):
+	case d.LeakedKeyID == o.Previous.ID():
 		return Plan{Action: Keep, DropPrevious: true, Leaked: true, RecheckAt: NextRotation(o.IssuedAt, d.RotationInterval)}, true
 	}
 	return Plan{}, false
@@ -228,14 +230,14 @@ func decideLeak(o Observed, d Desired, now time.Time) (Plan, bool) {
 
 // decidePrevious keeps, or drops, the previous key of an intact Secret.
 func decidePrevious(o Observed, now time.Time) Plan {
-	if o.PreviousKey == "" && o.PreviousValidUntil == "" {
+	if !o.Previous.Present && o.PreviousValidUntil == "" {
 		return Plan{Action: Keep}
 	}
-	if o.PreviousKey != "" && !o.PreviousPublished {
+	if o.Previous.Present && !o.PreviousPublished {
 		return Plan{Action: Keep, DropPrevious: true, PreviousUntrusted: true}
 	}
 	until, err := time.Parse(time.RFC3339, o.PreviousValidUntil)
-	if err != nil || apikey.Validate(o.PreviousKey) != nil || !now.Before(until) {
+	if err != nil || !o.Previous.Valid || !now.Before(until) {
 		return Plan{Action: Keep, DropPrevious: true}
 	}
 	return Plan{Action: Keep, RecheckAt: until}

@@ -14,10 +14,10 @@ func TestDecide(t *testing.T) {
 	key, _ := apikey.Generate()
 	prev, _ := apikey.Generate()
 	other, _ := apikey.Generate()
-	intact := Observed{Key: key, KeyID: apikey.ID(key), HandledToken: "t1"}
+	intact := Observed{Current: apikey.FingerprintOf(key), KeyID: apikey.ID(key), HandledToken: "t1"}
 	withPrevious := func(until string) Observed {
 		o := intact
-		o.PreviousKey, o.PreviousValidUntil, o.PreviousPublished = prev, until, true
+		o.Previous, o.PreviousValidUntil, o.PreviousPublished = apikey.FingerprintOf(prev), until, true
 		return o
 	}
 	future, past := now.Add(time.Hour).Format(time.RFC3339), now.Add(-time.Second).Format(time.RFC3339)
@@ -34,7 +34,7 @@ func TestDecide(t *testing.T) {
 		plan Plan
 	}{
 		{"steady", intact, Desired{RotateToken: "t1"}, Plan{Action: Keep}},
-		{"no token ever", Observed{Key: key, KeyID: apikey.ID(key)}, Desired{}, Plan{Action: Keep}},
+		{"no token ever", Observed{Current: apikey.FingerprintOf(key), KeyID: apikey.ID(key)}, Desired{}, Plan{Action: Keep}},
 		{"token removed", intact, Desired{}, Plan{Action: Keep}},
 		{"new token, no grace", intact, Desired{RotateToken: "t2"}, Plan{Action: Rotate, Token: "t2"}},
 		{"new token, grace", intact, Desired{RotateToken: "t2", GracePeriod: time.Minute},
@@ -44,17 +44,17 @@ func TestDecide(t *testing.T) {
 		{"grace passed", withPrevious(past), Desired{RotateToken: "t1"}, Plan{Action: Keep, DropPrevious: true}},
 		{"grace ends exactly now", withPrevious(now.Format(time.RFC3339)), Desired{RotateToken: "t1"}, Plan{Action: Keep, DropPrevious: true}},
 		{"previous without expiry", withPrevious(""), Desired{RotateToken: "t1"}, Plan{Action: Keep, DropPrevious: true}},
-		{"expiry without previous", Observed{Key: key, KeyID: apikey.ID(key), PreviousValidUntil: future}, Desired{}, Plan{Action: Keep, DropPrevious: true}},
-		{"malformed previous", func() Observed { o := withPrevious(future); o.PreviousKey = "x"; return o }(), Desired{}, Plan{Action: Keep, DropPrevious: true}},
-		{"key edited by hand", Observed{Key: other, KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t1"}, Plan{Action: Reissue}},
-		{"only the key-id annotation edited", Observed{Key: key, KeyID: "0123456789ab", HandledToken: "t1", KeyPublished: true}, Desired{RotateToken: "t1"}, Plan{Action: Keep, RepairKeyID: true}},
-		{"annotation edited and a new token", Observed{Key: key, KeyID: "0123456789ab", HandledToken: "t1", KeyPublished: true}, Desired{RotateToken: "t2"}, Plan{Action: Rotate, Token: "t2", RepairKeyID: true}},
-		{"key edited, never published", Observed{Key: other, KeyID: "0123456789ab", HandledToken: "t1"}, Desired{RotateToken: "t1"}, Plan{Action: Reissue}},
-		{"key not a key", Observed{Key: "hunter2", KeyID: apikey.ID("hunter2")}, Desired{}, Plan{Action: Reissue}},
+		{"expiry without previous", Observed{Current: apikey.FingerprintOf(key), KeyID: apikey.ID(key), PreviousValidUntil: future}, Desired{}, Plan{Action: Keep, DropPrevious: true}},
+		{"malformed previous", func() Observed { o := withPrevious(future); o.Previous = apikey.FingerprintOf("x"); return o }(), Desired{}, Plan{Action: Keep, DropPrevious: true}},
+		{"key edited by hand", Observed{Current: apikey.FingerprintOf(other), KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t1"}, Plan{Action: Reissue}},
+		{"only the key-id annotation edited", Observed{Current: apikey.FingerprintOf(key), KeyID: "0123456789ab", HandledToken: "t1", KeyPublished: true}, Desired{RotateToken: "t1"}, Plan{Action: Keep, RepairKeyID: true}},
+		{"annotation edited and a new token", Observed{Current: apikey.FingerprintOf(key), KeyID: "0123456789ab", HandledToken: "t1", KeyPublished: true}, Desired{RotateToken: "t2"}, Plan{Action: Rotate, Token: "t2", RepairKeyID: true}},
+		{"key edited, never published", Observed{Current: apikey.FingerprintOf(other), KeyID: "0123456789ab", HandledToken: "t1"}, Desired{RotateToken: "t1"}, Plan{Action: Reissue}},
+		{"key not a key", Observed{Current: apikey.FingerprintOf("hunter2"), KeyID: apikey.ID("hunter2")}, Desired{}, Plan{Action: Reissue}},
 		{"key removed", Observed{KeyID: apikey.ID(key)}, Desired{}, Plan{Action: Reissue}},
-		{"edited and new token: one new key for both", Observed{Key: other, KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t2"}, Plan{Action: Reissue, HandlesToken: true, Token: "t2"}},
-		{"older token re-applied (GitOps revert)", Observed{Key: key, KeyID: apikey.ID(key), HandledToken: "t2", RecentTokens: []string{"t0", "t1", "t2"}}, Desired{RotateToken: "t1"}, Plan{Action: Keep}},
-		{"token forgotten after 16 more", Observed{Key: key, KeyID: apikey.ID(key), HandledToken: "t17", RecentTokens: []string{"t2", "t17"}}, Desired{RotateToken: "t1"}, Plan{Action: Rotate, Token: "t1"}},
+		{"edited and new token: one new key for both", Observed{Current: apikey.FingerprintOf(other), KeyID: apikey.ID(key), HandledToken: "t1"}, Desired{RotateToken: "t2"}, Plan{Action: Reissue, HandlesToken: true, Token: "t2"}},
+		{"older token re-applied (GitOps revert)", Observed{Current: apikey.FingerprintOf(key), KeyID: apikey.ID(key), HandledToken: "t2", RecentTokens: []string{"t0", "t1", "t2"}}, Desired{RotateToken: "t1"}, Plan{Action: Keep}},
+		{"token forgotten after 16 more", Observed{Current: apikey.FingerprintOf(key), KeyID: apikey.ID(key), HandledToken: "t17", RecentTokens: []string{"t2", "t17"}}, Desired{RotateToken: "t1"}, Plan{Action: Rotate, Token: "t1"}},
 		{"schedule not due: wake up when it is", scheduled(now.Add(-time.Hour)), Desired{RotateToken: "t1", RotationInterval: 2 * time.Hour},
 			Plan{Action: Keep, RecheckAt: now.Add(time.Hour)}},
 		{"schedule due: rotate with the due time as token", scheduled(now.Add(-2 * time.Hour)), Desired{RotateToken: "t1", RotationInterval: 2 * time.Hour},
@@ -81,7 +81,7 @@ func TestDecide(t *testing.T) {
 			Plan{Action: Rotate, Token: "leak-x", Leaked: true}},
 		{"leaked current key beats a pending token", intact, Desired{RotateToken: "t2", GracePeriod: time.Hour, LeakedKeyID: apikey.ID(key), LeakToken: "leak-x"},
 			Plan{Action: Rotate, Token: "leak-x", Leaked: true}},
-		{"leaked key whose annotation was edited: still the key", Observed{Key: key, KeyID: "0123456789ab", HandledToken: "t1", KeyPublished: true}, Desired{RotateToken: "t1", LeakedKeyID: apikey.ID(key), LeakToken: "leak-x"},
+		{"leaked key whose annotation was edited: still the key", Observed{Current: apikey.FingerprintOf(key), KeyID: "0123456789ab", HandledToken: "t1", KeyPublished: true}, Desired{RotateToken: "t1", LeakedKeyID: apikey.ID(key), LeakToken: "leak-x"},
 			Plan{Action: Rotate, Token: "leak-x", Leaked: true, RepairKeyID: true}},
 		{"leaked previous key: dropped, the current one kept", withPrevious(future), Desired{RotateToken: "t1", LeakedKeyID: apikey.ID(prev), LeakToken: "leak-x"},
 			Plan{Action: Keep, DropPrevious: true, Leaked: true}},

@@ -77,23 +77,70 @@ func tokenHistory(secret *corev1.Secret) []string {
 	return history
 }
 
+// sealedMarker is a data key the API server cannot hold (a data key has no
+// "/"): present only in a copy whose key values Seal replaced.
+const sealedMarker = "octopods.io/sealed"
+
+// Seal replaces, in a copy of a Secret that is read and never written (the
+// manager's cache), each key value by its fingerprint: whether it is a
+// well-formed key, and its SHA-256. What reads a Secret here (Observe,
+// Published, Holds) reads either form alike; only a sealed copy's values
+// are read as fingerprints, so no value written to the API server can pose
+// as one.
+func Seal(secret *corev1.Secret) {
+	if Sealed(secret) || secret.Data == nil {
+		return
+	}
+	for _, k := range []string{octopodsv1alpha1.SecretKeyAPIKey, octopodsv1alpha1.SecretKeyPreviousAPIKey} {
+		v, ok := secret.Data[k]
+		if !ok {
+			continue
+		}
+		f := apikey.FingerprintOf(string(v))
+		valid := byte(0)
+		if f.Valid {
+			valid = 1
+		}
+		secret.Data[k] = append([]byte{valid}, f.Digest[:]...)
+	}
+	secret.Data[sealedMarker] = nil
+}
+
+// Sealed reports whether secret is a sealed copy: it must never be written
+// (keystore.Store refuses it).
+func Sealed(secret *corev1.Secret) bool {
+	_, ok := secret.Data[sealedMarker]
+	return ok
+}
+
+// fingerprint is the fingerprint of the value at field, sealed or not.
+func fingerprint(secret *corev1.Secret, field string) apikey.Fingerprint {
+	v := secret.Data[field]
+	if len(v) == 1+len(apikey.Digest{}) && Sealed(secret) {
+		f := apikey.Fingerprint{Present: true, Valid: v[0] == 1}
+		copy(f.Digest[:], v[1:])
+		return f
+	}
+	return apikey.FingerprintOf(string(v))
+}
+
 // Observe reads a managed Secret for keyplan. A key counts as the operator's
 // only if it was published.
 func Observe(secret *corev1.Secret, published []octopodsv1alpha1.PublishedKey) keyplan.Observed {
 	a := secret.Annotations
-	key := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
-	previous := string(secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey])
+	key := fingerprint(secret, octopodsv1alpha1.SecretKeyAPIKey)
+	previous := fingerprint(secret, octopodsv1alpha1.SecretKeyPreviousAPIKey)
 	return keyplan.Observed{
-		Key:                key,
+		Current:            key,
 		KeyID:              a[octopodsv1alpha1.KeyIDAnnotation],
 		HandledToken:       a[octopodsv1alpha1.RotationTokenAnnotation],
 		RecentTokens:       tokenHistory(secret),
 		HandledRevokeToken: a[octopodsv1alpha1.RevokePreviousTokenAnnotation],
 		IssuedAt:           issuedAt(secret),
-		PreviousKey:        previous,
+		Previous:           previous,
 		PreviousValidUntil: a[octopodsv1alpha1.PreviousValidUntilAnnotation],
-		PreviousPublished:  previous != "" && Publishes(published, apikey.DigestOf(previous).String()),
-		KeyPublished:       Publishes(published, apikey.DigestOf(key).String()),
+		PreviousPublished:  previous.Present && Publishes(published, previous.Digest.String()),
+		KeyPublished:       key.Present && Publishes(published, key.Digest.String()),
 	}
 }
 
@@ -108,16 +155,16 @@ func Published(secret *corev1.Secret, prev []octopodsv1alpha1.PublishedKey, rota
 		return nil
 	}
 	var out []octopodsv1alpha1.PublishedKey
-	current := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
-	if apikey.Validate(current) == nil && apikey.ID(current) == secret.Annotations[octopodsv1alpha1.KeyIDAnnotation] {
-		out = append(out, PublishedKey(current, nil))
+	current := fingerprint(secret, octopodsv1alpha1.SecretKeyAPIKey)
+	if current.Valid && current.ID() == secret.Annotations[octopodsv1alpha1.KeyIDAnnotation] {
+		out = append(out, published(current, nil))
 	}
-	previous := string(secret.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey])
+	previous := fingerprint(secret, octopodsv1alpha1.SecretKeyPreviousAPIKey)
 	until := ParseTime(secret.Annotations[octopodsv1alpha1.PreviousValidUntilAnnotation])
-	if apikey.Validate(previous) != nil || until == nil || rotatedAt == nil || len(out) == 0 {
+	if !previous.Valid || until == nil || rotatedAt == nil || len(out) == 0 {
 		return out
 	}
-	digest := apikey.DigestOf(previous).String()
+	digest := previous.Digest.String()
 	for _, p := range prev {
 		if p.Digest != digest {
 			continue
@@ -128,15 +175,18 @@ func Published(secret *corev1.Secret, prev []octopodsv1alpha1.PublishedKey, rota
 		if limit := rotatedAt.Add(octopodsv1alpha1.MaxPreviousKeyLifetime); limit.Before(until.Time) {
 			until = &metav1.Time{Time: limit}
 		}
-		return append(out, PublishedKey(previous, until))
+		return append(out, published(previous, until))
 	}
 	return out
 }
 
 // PublishedKey is the published form of a key.
 func PublishedKey(key string, validUntil *metav1.Time) octopodsv1alpha1.PublishedKey {
-	d := apikey.DigestOf(key)
-	return octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String(), ValidUntil: validUntil}
+	return published(apikey.FingerprintOf(key), validUntil)
+}
+
+func published(f apikey.Fingerprint, validUntil *metav1.Time) octopodsv1alpha1.PublishedKey {
+	return octopodsv1alpha1.PublishedKey{KeyID: f.ID(), Digest: f.Digest.String(), ValidUntil: validUntil}
 }
 
 // Intersect keeps the entries of prev whose digest is in next: what a failed
@@ -209,7 +259,7 @@ func Holds(secret *corev1.Secret, digest string) bool {
 		return false
 	}
 	for _, k := range []string{octopodsv1alpha1.SecretKeyAPIKey, octopodsv1alpha1.SecretKeyPreviousAPIKey} {
-		if v, ok := secret.Data[k]; ok && apikey.DigestOf(string(v)).String() == digest {
+		if _, ok := secret.Data[k]; ok && fingerprint(secret, k).Digest.String() == digest {
 			return true
 		}
 	}

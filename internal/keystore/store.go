@@ -45,6 +45,9 @@ type Store struct {
 // Create creates secret; the API server refuses it if the name is taken, so
 // a key is never written over another.
 func (s Store) Create(ctx context.Context, pub Publication, secret *corev1.Secret) error {
+	if err := refuseSealed(secret); err != nil {
+		return err
+	}
 	if err := unpublishBefore(ctx, pub, secret); err != nil {
 		return err
 	}
@@ -54,6 +57,9 @@ func (s Store) Create(ctx context.Context, pub Publication, secret *corev1.Secre
 // Update writes secret with the resourceVersion it was read with: a
 // concurrent change makes it fail with a conflict, never overwrite.
 func (s Store) Update(ctx context.Context, pub Publication, secret *corev1.Secret) error {
+	if err := refuseSealed(secret); err != nil {
+		return err
+	}
 	if err := unpublishBefore(ctx, pub, secret); err != nil {
 		return err
 	}
@@ -69,6 +75,18 @@ func (s Store) Delete(ctx context.Context, pub Publication, secret *corev1.Secre
 	}
 	uid := secret.UID
 	return s.Writer.Delete(ctx, secret, client.Preconditions{UID: &uid})
+}
+
+// ErrSealedWrite is what the Store answers a write of a Secret read from
+// the manager's cache, whose keys are sealed (keysecret.Seal): it would
+// replace the keys with their fingerprints.
+var ErrSealedWrite = errors.New("a Secret from the cache holds fingerprints, not keys: write from a fresh read")
+
+func refuseSealed(secret *corev1.Secret) error {
+	if keysecret.Sealed(secret) {
+		return fmt.Errorf("write Secret %s: %w", secret.Name, ErrSealedWrite)
+	}
+	return nil
 }
 
 // unpublishBefore unpublishes the keys that next (nil: no Secret) will not

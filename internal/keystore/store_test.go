@@ -247,3 +247,23 @@ func scheme(t *testing.T) *runtime.Scheme {
 	}
 	return s
 }
+
+// A Secret from the manager's cache holds fingerprints: writing it would
+// replace the keys. The store refuses it before anything is unpublished.
+func TestTheStoreRefusesASealedSecret(t *testing.T) {
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).Build()
+	sealed := secretWith("k", newKey(t))
+	keysecret.Seal(sealed)
+	p := &publication{}
+	for name, write := range map[string]func() error{
+		"create": func() error { return Store{Writer: c}.Create(context.Background(), p, sealed.DeepCopy()) },
+		"update": func() error { return Store{Writer: c}.Update(context.Background(), p, sealed.DeepCopy()) },
+	} {
+		if err := write(); !errors.Is(err, ErrSealedWrite) {
+			t.Errorf("%s of a sealed Secret: %v, want ErrSealedWrite", name, err)
+		}
+	}
+	if p.unpublished != 0 {
+		t.Error("a refused write unpublished keys")
+	}
+}

@@ -22,6 +22,8 @@ import (
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
 
 // Options say where things live and listen.
@@ -197,7 +199,8 @@ func (e *Env) startProxy(ctx context.Context) error {
 	}
 	// Your own shell's experiments (and the test suites' refusals) are not
 	// throttled; other loopback addresses (127.0.0.2, ...) are, to try it.
-	args = append(args, "--throttle-exempt-cidrs", "127.0.0.1/32", "--throttle-private-sources")
+	args = append(args, "--throttle-exempt-cidrs", "127.0.0.1/32", "--throttle-private-sources",
+		"--slices-built-marker", SystemNamespace+"/"+octopodsv1alpha1.SlicesBuiltName)
 	if e.SecretScanningAddress != "" {
 		keys, err := e.secretScanningKeys()
 		if err != nil {
@@ -220,7 +223,9 @@ func (e *Env) StartManager() error {
 	e.step("starting the manager with its admission webhooks")
 	wio := e.testEnv.WebhookInstallOptions
 	var err error
-	e.manager, err = e.launch("manager", e.ManagerBin, []string{"ENABLE_WEBHOOKS=true"},
+	// POD_NAMESPACE as in a pod: the manager writes the slices' marker
+	// there, and the proxy waits for it.
+	e.manager, err = e.launch("manager", e.ManagerBin, []string{"ENABLE_WEBHOOKS=true", "POD_NAMESPACE=" + SystemNamespace},
 		"--kubeconfig", e.ManagerKubeconfig,
 		"--metrics-bind-address", e.ManagerMetricsAddress, "--health-probe-bind-address", e.ManagerProbeAddress,
 		"--webhook-cert-dir", wio.LocalServingCertDir, "--webhook-port", strconv.Itoa(wio.LocalServingPort))

@@ -106,11 +106,12 @@ var _ = Describe("The Helm chart on the local control plane", Serial, func() {
 		// release's; the local ones step aside with the local manager.
 		suspend("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "workspaceapikey-published-keys")
 		suspend("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "workspaceapikey-spec-needs-update")
+		suspend("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "keydigestslices-manager-only")
 		probe := localenv.FreeAddress()
 		managerArgs := append(releaseArgs("octopods-controller-manager", "--metrics-cert-dir", "--webhook-cert-dir"),
 			"--metrics-bind-address=0", "--health-probe-bind-address="+probe, "--leader-election-namespace="+helmNamespace)
 		manager, err := env.RunAs(ctx, "helm-manager", env.ManagerBin, helmNamespace, "octopods-controller-manager", "http://"+probe+"/readyz",
-			[]string{"ENABLE_WEBHOOKS=true"}, append(managerArgs, env.WebhookServingArgs()...)...)
+			[]string{"ENABLE_WEBHOOKS=true", "POD_NAMESPACE=" + helmNamespace}, append(managerArgs, env.WebhookServingArgs()...)...)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(manager.Stop)
 

@@ -19,7 +19,7 @@ import (
 
 // Serial: it counts every write the API server receives meanwhile.
 var _ = Describe("Write amplification, as installed (webhooks on)", Serial, func() {
-	It("issues 300 keys with at most 4 writes each, all included", func() {
+	It("issues 300 keys with at most 4.1 writes each, all included (the KeyDigestSlices batched among them)", func() {
 		const n, workers = 300, 16
 		names := make([]string, n)
 		for i := range names {
@@ -73,7 +73,7 @@ var _ = Describe("Write amplification, as installed (webhooks on)", Serial, func
 		figure("writes to issue %d keys with webhooks, from the API server's request metrics: %d, %.2f per key (%s); first wave: ~8", n, writes.Total(), perKey, writes)
 		figure("300 plain Secrets: %s; 300 keys issued: %s (%.1fx), of which creating the 300 Workspaces and 300 WorkspaceAPIKeys through the webhooks: %s",
 			baseline.Round(time.Millisecond), issued.Round(time.Millisecond), issued.Seconds()/baseline.Seconds(), created.Round(time.Millisecond))
-		Expect(perKey).To(BeNumerically("<=", 4), "writes per issued key: %s", writes)
+		Expect(perKey).To(BeNumerically("<=", 4.1), "writes per issued key: %s", writes)
 	})
 
 	It("issues channel and WhatsApp Business keys with no more writes than a workspace key", func() {
@@ -116,6 +116,6 @@ var _ = Describe("Write amplification, as installed (webhooks on)", Serial, func
 		delete(writes, "PUT leases")
 		perKey := float64(writes.Total()) / n
 		figure("writes to issue %d channel and WhatsApp Business keys with webhooks: %d, %.2f per key (%s); a workspace key's: 4 (its Workspace's status is the fourth)", n, writes.Total(), perKey, writes)
-		Expect(perKey).To(BeNumerically("<=", 4), "writes per issued key: %s", writes)
+		Expect(perKey).To(BeNumerically("<=", 4.1), "writes per issued key: %s", writes)
 	})
 })

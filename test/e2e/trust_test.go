@@ -55,7 +55,33 @@ var _ = Describe("What the proxy trusts, with the components' real identities", 
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
 		err = proxy.List(ctx, &corev1.SecretList{})
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
-		Expect(proxy.List(ctx, &octopodsv1alpha1.WorkspaceAPIKeyList{})).To(Succeed())
+		// It reads the KeyDigestSlices, and no longer the key objects.
+		Expect(proxy.List(ctx, &octopodsv1alpha1.KeyDigestSliceList{})).To(Succeed())
+		err = proxy.List(ctx, &octopodsv1alpha1.WorkspaceAPIKeyList{})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+	})
+
+	It("lets only the manager write a KeyDigestSlice, whatever RBAC grants (a cluster admin included)", func() {
+		key, err := apikey.Generate()
+		Expect(err).NotTo(HaveOccurred())
+		d := apikey.DigestOf(key)
+		forged := &octopodsv1alpha1.KeyDigestSlice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged", Labels: map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys}},
+			Keys: []octopodsv1alpha1.SlicedKey{{Kind: "WorkspaceAPIKey", Name: "acme", Owner: "acme", Scope: octopodsv1alpha1.KeyScope{Type: "workspace", Workspace: "acme"},
+				PublishedKeys: []octopodsv1alpha1.PublishedKey{{KeyID: d.ID(), Digest: d.String()}}}},
+		}
+		err = k8sClient.Create(ctx, forged)
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring("only the octopods-operator manager"))
+		slices := &octopodsv1alpha1.KeyDigestSliceList{}
+		Expect(k8sClient.List(ctx, slices, client.InNamespace(ns))).To(Succeed())
+		Expect(slices.Items).NotTo(BeEmpty(), "the manager's own slice")
+		edited := slices.Items[0].DeepCopy()
+		edited.Keys[0].PublishedKeys = append(edited.Keys[0].PublishedKeys[:1], octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String(), ValidUntil: &metav1.Time{Time: time.Now().Add(time.Hour)}})
+		err = k8sClient.Update(ctx, edited)
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+		err = proxy.Create(ctx, forged)
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
 	})
 
 	It("admits no hand-made Secret, however it is labelled, nor a copy of a real key in another Secret", func() {
