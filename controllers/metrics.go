@@ -38,10 +38,16 @@ var (
 	invalidSpecDesc = prometheus.NewDesc("octopods_operator_invalid_objects",
 		"Objects whose spec the operator cannot read (condition InvalidSpec): nothing is done for them until they are fixed.", []string{"kind"}, nil)
 	keysCollector = &keyStatusCollector{}
+	// slicesBuilt says the KeyDigestSlices were built since this manager
+	// started leading (SliceReconciler.BuildAll).
+	slicesBuilt = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "octopods_operator_key_digest_slices_built",
+		Help: "1 once this manager, leading, has built every namespace's KeyDigestSlices after its start, else 0.",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(keyEvents, keysCollector)
+	metrics.Registry.MustRegister(keyEvents, keysCollector, slicesBuilt)
 }
 
 // keyStatusCollector reports each WorkspaceAPIKey's readiness and next

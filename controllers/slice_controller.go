@@ -367,32 +367,27 @@ func (r *SliceReconciler) BuildAll(ctx context.Context) error {
 			return err
 		}
 	}
-	if r.BuiltNamespace == "" {
-		return nil
+	if r.BuiltNamespace != "" {
+		if err := r.markBuilt(ctx); err != nil {
+			return err
+		}
 	}
-	return r.markBuilt(ctx)
+	slicesBuilt.Set(1)
+	log.FromContext(ctx).Info("built the key digest slices of every namespace", "namespaces", len(namespaces))
+	return nil
 }
 
-// markBuilt writes the marker (created, or its time updated).
+// markBuilt creates the marker once: it says the slices were built at least
+// once, which is all a new proxy needs to know; a restart writes nothing.
 func (r *SliceReconciler) markBuilt(ctx context.Context) error {
-	at := r.now().UTC().Format(time.RFC3339)
 	marker := &octopodsv1alpha1.KeyDigestSlice{ObjectMeta: metav1.ObjectMeta{
 		Namespace: r.BuiltNamespace, Name: octopodsv1alpha1.SlicesBuiltName,
 		Labels:      map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleBuilt, octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue},
-		Annotations: map[string]string{octopodsv1alpha1.SlicesBuiltAtAnnotation: at},
+		Annotations: map[string]string{octopodsv1alpha1.SlicesBuiltAtAnnotation: r.now().UTC().Format(time.RFC3339)},
 	}}
-	err := r.Create(ctx, marker)
-	if apierrors.IsAlreadyExists(err) {
-		existing := &octopodsv1alpha1.KeyDigestSlice{}
-		if err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(marker), existing); err == nil {
-			existing.Annotations = marker.Annotations
-			err = r.Update(ctx, existing)
-		}
-	}
-	if err != nil {
+	if err := r.Create(ctx, marker); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("write the marker KeyDigestSlice %s/%s: %w", r.BuiltNamespace, octopodsv1alpha1.SlicesBuiltName, err)
 	}
-	log.FromContext(ctx).Info("built the key digest slices of every namespace", "marker", r.BuiltNamespace+"/"+octopodsv1alpha1.SlicesBuiltName)
 	return nil
 }
 

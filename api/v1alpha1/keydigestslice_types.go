@@ -22,7 +22,7 @@ const (
 	// key objects after it started, and an auth proxy reports ready only
 	// once it exists (an upgrade from a release without slices).
 	SlicesBuiltName = "octopods-slices-built"
-	// SlicesBuiltAtAnnotation on the marker is when the manager last
+	// SlicesBuiltAtAnnotation on the marker is when the manager first
 	// finished building every slice.
 	SlicesBuiltAtAnnotation = "octopods.io/slices-built-at"
 )

@@ -99,7 +99,7 @@ func main() {
 	fmt.Printf("propagation beside %d keys, before: %s\npropagation beside %d keys, slices: %s\n", *n, oldProp, *n, newProp)
 	fmt.Printf("| 26 | %d keys: propagation, median (max) of %d: created → admitted; rotated → refused; deleted → refused | %s | %s | ≤ 1 s, median ≈ 10 ms |\n",
 		*n, propagationKeys, newProp.row(), oldProp.row())
-	fmt.Printf("| 26 | %d keys: writes per issued key (one at a time, webhooks off) | %.2f (%s) | %.2f | ≤ 4.1 |\n",
+	fmt.Printf("| 26 | %d keys: writes per issued key, one at a time (webhooks off: +1 owner patch) | %.2f (%s) | %.2f | (≤ 4.1 for a burst of 300: the e2e suite) |\n",
 		*n, newProp.writesPerKey, newProp.writes, oldProp.writesPerKey)
 }
 
@@ -211,7 +211,10 @@ func propagation(ctx context.Context, env *benchenv.Env, d design) propagated {
 	check(err)
 	keys := make([]string, propagationKeys)
 	for i := range keys {
-		time.Sleep(300 * time.Millisecond) // quiet between keys: each is one change
+		// One change at a time, below the slices' batching rate (2 writes
+		// a second a namespace): what propagation costs, not what batching
+		// delays.
+		time.Sleep(600 * time.Millisecond)
 		name := fmt.Sprintf("prop-%02d", i)
 		check(env.Client.Create(ctx, &octopodsv1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: octopodsv1alpha1.WorkspaceSpec{DisplayName: name, Provider: octopodsv1alpha1.ProviderIntercom}}))
@@ -233,7 +236,7 @@ func propagation(ctx context.Context, env *benchenv.Env, d design) propagated {
 	out.writes["POST workspaceapikeys"] -= propagationKeys
 	out.writesPerKey = float64(out.writes.Total()) / propagationKeys
 	for i, old := range keys {
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(600 * time.Millisecond)
 		name := fmt.Sprintf("prop-%02d", i)
 		key := &octopodsv1alpha1.WorkspaceAPIKey{}
 		check(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, key))
@@ -249,7 +252,7 @@ func propagation(ctx context.Context, env *benchenv.Env, d design) propagated {
 			return next != "" && next != old
 		})
 		until(func() bool { return admits(next) })
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(600 * time.Millisecond)
 		start = time.Now()
 		check(env.Client.Delete(ctx, key))
 		until(func() bool { return !admits(next) })
@@ -344,7 +347,7 @@ func restart(ctx context.Context, env *benchenv.Env, d design, n int) result {
 	start := time.Now()
 	check(mgr.Start())
 	defer func() { _ = mgr.Process.Kill(); _ = mgr.Wait() }()
-	for !settled(metrics, n) || len(d.managerFlags) > 0 && !markedSince(ctx, env.Client, start) {
+	for !settled(metrics, n, len(d.managerFlags) > 0) {
 		time.Sleep(100 * time.Millisecond)
 		if time.Since(start) > 30*time.Minute {
 			panic("the manager did not settle in 30 minutes")
@@ -361,16 +364,6 @@ func restart(ctx context.Context, env *benchenv.Env, d design, n int) result {
 	r.writes = after.Minus(before)
 	delete(r.writes, "PUT leases") // none without leader election; listed if any
 	return r
-}
-
-// markedSince: the manager wrote the slices' marker after start.
-func markedSince(ctx context.Context, c client.Client, start time.Time) bool {
-	marker := &octopodsv1alpha1.KeyDigestSlice{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: fillNamespace, Name: octopodsv1alpha1.SlicesBuiltName}, marker); err != nil {
-		return false
-	}
-	at, err := time.Parse(time.RFC3339, marker.Annotations[octopodsv1alpha1.SlicesBuiltAtAnnotation])
-	return err == nil && !at.Before(start.Truncate(time.Second))
 }
 
 // liveHeap forces a GC (pprof's heap?gc=1) and reads the heap in use.
@@ -392,8 +385,8 @@ func liveHeap(pprofAddr, metricsAddr string) float64 {
 }
 
 // settled: both controllers reconciled at least n objects and have nothing
-// queued or in progress.
-func settled(metricsAddr string, n int) bool {
+// queued or in progress, and, with slices, the slices are built.
+func settled(metricsAddr string, n int, slices bool) bool {
 	res, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		return false
@@ -414,6 +407,9 @@ func settled(metricsAddr string, n int) bool {
 			}
 		}
 		return sum
+	}
+	if built := families["octopods_operator_key_digest_slices_built"].GetMetric(); slices && (len(built) == 0 || built[0].GetGauge().GetValue() != 1) {
+		return false
 	}
 	for _, ctrl := range []string{"workspaceapikey", "workspace"} {
 		if value("controller_runtime_reconcile_total", "controller", ctrl) < float64(n) ||

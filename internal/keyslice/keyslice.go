@@ -27,8 +27,8 @@ func RefOf(e *octopodsv1alpha1.SlicedKey) Ref { return Ref{Kind: e.Kind, Name: e
 
 // Entry is what key publishes for the auth proxy, and false when it
 // publishes nothing: a key object being deleted (its Secret is on its way
-// out), or a channel or WhatsApp key without a published scope of its own
-// type (fail closed). A workspace key's scope is its workspace, as before
+// out), a channel or WhatsApp key without a published scope of its own
+// type (fail closed), or one with no digest yet. A workspace key's scope is its workspace, as before
 // scopes were published. The previous key's validUntil is capped at
 // rotatedAt + MaxPreviousKeyLifetime, so a slice never says more than the
 // status allows.
@@ -62,7 +62,9 @@ func Entry(key octopodsv1alpha1.KeyObject) (octopodsv1alpha1.SlicedKey, bool) {
 	for _, r := range st.RevokedKeys {
 		e.RevokedKeys = append(e.RevokedKeys, octopodsv1alpha1.RevokedDigest{KeyID: r.KeyID, Digest: r.Digest, RevokedAt: r.RevokedAt})
 	}
-	return e, true
+	// An entry with no digest says nothing a proxy acts on: a key object
+	// not yet issued costs no slice write.
+	return e, len(e.PublishedKeys)+len(e.RevokedKeys) > 0
 }
 
 // maxRevoked bounds an entry's revoked digests: the status's five, and the
