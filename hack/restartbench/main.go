@@ -386,7 +386,7 @@ func liveHeap(pprofAddr, metricsAddr string) float64 {
 
 // settled: both controllers reconciled at least n objects and have nothing
 // queued or in progress, and, with slices, the slices are built.
-func settled(metricsAddr string, n int, slices bool) bool {
+func settled(metricsAddr string, n int, sliced bool) bool {
 	res, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		return false
@@ -408,7 +408,7 @@ func settled(metricsAddr string, n int, slices bool) bool {
 		}
 		return sum
 	}
-	if built := families["octopods_operator_key_digest_slices_built"].GetMetric(); slices && (len(built) == 0 || built[0].GetGauge().GetValue() != 1) {
+	if built := families["octopods_operator_key_digest_slices_built"].GetMetric(); sliced && (len(built) == 0 || built[0].GetGauge().GetValue() != 1) {
 		return false
 	}
 	for _, ctrl := range []string{"workspaceapikey", "workspace"} {
