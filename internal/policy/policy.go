@@ -113,9 +113,12 @@ spec:
       apiVersions: ["*"]
       operations: ["CREATE", "UPDATE"]
       resources: ["keydigestslices"]
+  matchConditions:
+  - name: not-the-manager
+    expression: >-
+      request.userInfo.username != '%[1]s'
   validations:
-  - expression: >-
-      request.userInfo.username == '%[1]s'
+  - expression: "false"
     messageExpression: >-
       'only the octopods-operator manager (%[1]s) writes KeyDigestSlices: they list the keys the auth proxies admit; ' +
       request.userInfo.username + ' may read them'

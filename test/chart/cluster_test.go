@@ -304,7 +304,7 @@ func checkReleaseIdentities(t *testing.T, cfg *rest.Config, ns string) {
 	}
 	sa := func(name string) string { return "system:serviceaccount:" + releaseNS + ":" + name }
 	// Publishing is the release's manager's alone, by its name.
-	for _, name := range []string{"octopods-workspaceapikey-published-keys", "octopods-workspaceapikey-spec-needs-update"} {
+	for _, name := range []string{"octopods-workspaceapikey-published-keys", "octopods-workspaceapikey-spec-needs-update", "octopods-keydigestslices-manager-only"} {
 		policy, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -320,7 +320,10 @@ func checkReleaseIdentities(t *testing.T, cfg *rest.Config, ns string) {
 	}{
 		{sa("octopods-controller-manager"), "create", "", "secrets", "", true},
 		{sa("octopods-controller-manager"), "patch", "octopods.io", "workspaceapikeys", "status", true},
-		{sa("octopods-auth-proxy"), "watch", "octopods.io", "workspaceapikeys", "", true},
+		{sa("octopods-controller-manager"), "create", "octopods.io", "keydigestslices", "", true},
+		{sa("octopods-auth-proxy"), "watch", "octopods.io", "keydigestslices", "", true},
+		{sa("octopods-auth-proxy"), "watch", "octopods.io", "workspaceapikeys", "", false},
+		{sa("octopods-auth-proxy"), "list", "octopods.io", "workspaceapikeys", "", false},
 		{sa("octopods-auth-proxy"), "patch", "octopods.io", "workspaceapikeys", "status", true},
 		{sa("octopods-auth-proxy"), "get", "", "secrets", "", false},
 		{sa("octopods-auth-proxy"), "list", "", "secrets", "", false},
