@@ -89,7 +89,7 @@ bench-cache: ## The manager's Secret cache with 30 padded hand-made key-type Sec
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/cachebench
 
 .PHONY: bench-restart
-bench-restart: ## The manager restarted over WORKSPACES (default 100000) workspaces with issued keys: settle time, peak RSS, writes (takes minutes).
+bench-restart: ## KeyDigestSlices against the design before them (built from git), over WORKSPACES (default 100000) workspaces with issued keys: the manager's restart (settle time, peak RSS, live heap, writes), the proxy's first sync, propagation (takes minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/restartbench -workspaces $(or $(WORKSPACES),100000)
 
 .PHONY: bench-gateway
@@ -97,7 +97,7 @@ bench-gateway: ## The auth-proxy binary behind nginx auth_request (against nginx
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/gatewaybench -keys $${KEYS:-10000}
 
 .PHONY: bench-scale
-bench-scale: ## Issue 14's scale goals 2, 3, 5, 6, 7 on a local control plane, then one table (WORKSPACES, default 100000; takes about 30 minutes; needs nginx and wrk).
+bench-scale: ## The scale goals (issues 14 and 26: slices at 10k and WORKSPACES, default 100000) on a local control plane, then one table in docs/benchmarks.md (takes about 45 minutes; needs nginx and wrk).
 	hack/bench-scale.sh
 
 .PHONY: bench-rss

@@ -11,11 +11,12 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyplan"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 func TestChangeKeys(t *testing.T) {
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	current, previous := mustKey(t), mustKey(t)
+	current, previous := testutil.NewKey(t), testutil.NewKey(t)
 	secret := func(withPrevious bool) *corev1.Secret {
 		s := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: "acme-api-key", Annotations: map[string]string{
@@ -109,13 +110,4 @@ func TestChangeKeys(t *testing.T) {
 			}
 		})
 	}
-}
-
-func mustKey(t *testing.T) string {
-	t.Helper()
-	k, err := apikey.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }

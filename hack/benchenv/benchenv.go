@@ -6,6 +6,7 @@ package benchenv
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -22,6 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/controllers"
+	"github.com/octopods/octopods-operator/internal/keyslice"
 )
 
 // Env is a running local control plane and a scratch directory.
@@ -141,5 +145,27 @@ func FreePort() string {
 func Check(err error) {
 	if err != nil {
 		panic(err)
+	}
+}
+
+// PublishSlices writes the KeyDigestSlices of namespace ns from its
+// WorkspaceAPIKeys' statuses, packed as the manager packs them
+// (keyslice.Pack, controllers.KeysPerSlice): for benchmarks that write
+// statuses as the operator does without running it, since the auth proxy
+// reads slices only.
+func (e *Env) PublishSlices(ctx context.Context, ns string) {
+	list := &octopodsv1alpha1.WorkspaceAPIKeyList{}
+	Check(e.Client.List(ctx, list, client.InNamespace(ns)))
+	desired := map[keyslice.Ref]octopodsv1alpha1.SlicedKey{}
+	for i := range list.Items {
+		if entry, ok := keyslice.Entry(&list.Items[i]); ok {
+			desired[keyslice.RefOf(&entry)] = entry
+		}
+	}
+	for _, s := range keyslice.Pack(nil, desired, controllers.KeysPerSlice).Write {
+		Check(e.Client.Create(ctx, &octopodsv1alpha1.KeyDigestSlice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "keys-", Labels: map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys}},
+			Keys:       s.Keys,
+		}))
 	}
 }

@@ -45,6 +45,7 @@ func publishKeys(ctx context.Context, env *benchenv.Env, n int) (admitted, refus
 	}
 	close(next)
 	wg.Wait()
+	env.PublishSlices(ctx, ns)
 	fmt.Printf("published %d keys in %s\n", n, time.Since(start).Round(time.Second))
 
 	var m strings.Builder
@@ -62,7 +63,8 @@ func publishKeys(ctx context.Context, env *benchenv.Env, n int) (admitted, refus
 }
 
 // publish writes one WorkspaceAPIKey and its status, and returns its key.
-// The Secret itself is not needed: the proxy reads only the status.
+// The Secret itself is not needed: the proxy reads only the slices, which
+// publishKeys writes from the statuses.
 func publish(ctx context.Context, env *benchenv.Env, ns, name string) string {
 	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: name}}

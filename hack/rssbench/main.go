@@ -78,7 +78,8 @@ func main() {
 	}
 	close(next)
 	wg.Wait()
-	fmt.Printf("rssbench: created %d WorkspaceAPIKeys with published keys in %s\n", *n, time.Since(start).Round(time.Millisecond))
+	env.PublishSlices(ctx, "default")
+	fmt.Printf("rssbench: created %d WorkspaceAPIKeys with published keys (and their KeyDigestSlices) in %s\n", *n, time.Since(start).Round(time.Millisecond))
 
 	bin := env.Build("auth-proxy")
 	listen, probes, metrics := benchenv.FreePort(), benchenv.FreePort(), benchenv.FreePort()

@@ -9,16 +9,8 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyindex"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
-
-func newKey(t *testing.T) string {
-	t.Helper()
-	k, err := apikey.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 // published is what the proxy's index gets of k through a slice: the
 // manager's Entry, then the proxy's Keys.
@@ -34,7 +26,7 @@ func published(k octopodsv1alpha1.KeyObject, now time.Time) keyindex.Keys {
 // do in one step (TestPublishedKeys before slices).
 func TestEntryThenKeys(t *testing.T) {
 	now := time.Now()
-	cur, prev := newKey(t), newKey(t)
+	cur, prev := testutil.NewKey(t), testutil.NewKey(t)
 	pub := func(key string, until *time.Time) octopodsv1alpha1.PublishedKey {
 		d := apikey.DigestOf(key)
 		p := octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String()}
@@ -87,7 +79,7 @@ func TestEntryThenKeys(t *testing.T) {
 
 func TestEntryThenKeysRevoked(t *testing.T) {
 	now := time.Now()
-	recent, old := newKey(t), newKey(t)
+	recent, old := testutil.NewKey(t), testutil.NewKey(t)
 	revoked := func(key string, ago time.Duration) octopodsv1alpha1.RevokedKey {
 		d := apikey.DigestOf(key)
 		return octopodsv1alpha1.RevokedKey{KeyID: d.ID(), Digest: d.String(), RevokedAt: metav1.Time{Time: now.Add(-ago)}}

@@ -16,6 +16,7 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keysecret"
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // publication records what is published, in the status and in the
@@ -49,15 +50,6 @@ func (p *publication) Unpublish(_ context.Context, kept []octopodsv1alpha1.Publi
 	return nil
 }
 
-func newKey(t *testing.T) string {
-	t.Helper()
-	k, err := apikey.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func secretWith(name string, keys ...string) *corev1.Secret {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Type: octopodsv1alpha1.SecretType, Data: map[string][]byte{}}
 	names := []string{octopodsv1alpha1.SecretKeyAPIKey, octopodsv1alpha1.SecretKeyPreviousAPIKey}
@@ -71,7 +63,7 @@ func secretWith(name string, keys ...string) *corev1.Secret {
 // boundary at the instant of each Secret write: every key still published
 // then is held by the Secret as written (none, for a delete).
 func TestNoWriteLeavesAKeyPublishedThatItsSecretNoLongerHolds(t *testing.T) {
-	current, previous, next := newKey(t), newKey(t), newKey(t)
+	current, previous, next := testutil.NewKey(t), testutil.NewKey(t), testutil.NewKey(t)
 	pub := func(keys ...string) []octopodsv1alpha1.PublishedKey {
 		var out []octopodsv1alpha1.PublishedKey
 		for _, k := range keys {
@@ -193,7 +185,7 @@ func (v versioned) Delete(ctx context.Context, obj client.Object, opts ...client
 }
 
 func TestAFailedUnpublishStopsTheSecretWrite(t *testing.T) {
-	current := newKey(t)
+	current := testutil.NewKey(t)
 	stored := secretWith("k", current)
 	writes := 0
 	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(stored).WithInterceptorFuncs(interceptor.Funcs{
@@ -209,7 +201,7 @@ func TestAFailedUnpublishStopsTheSecretWrite(t *testing.T) {
 	boom := errors.New("status conflict")
 	p := &publication{published: []octopodsv1alpha1.PublishedKey{keysecret.PublishedKey(current, nil)}, unpublishErr: boom}
 	s := Store{Writer: c}
-	if err := s.Update(context.Background(), p, secretWith("k", newKey(t))); !errors.Is(err, boom) {
+	if err := s.Update(context.Background(), p, secretWith("k", testutil.NewKey(t))); !errors.Is(err, boom) {
 		t.Errorf("Update = %v, want the unpublish error", err)
 	}
 	if err := s.Delete(context.Background(), p, stored); !errors.Is(err, boom) {
@@ -223,7 +215,7 @@ func TestAFailedUnpublishStopsTheSecretWrite(t *testing.T) {
 func TestGuardRefusesSecretWritesOnly(t *testing.T) {
 	c := Guard(fake.NewClientBuilder().WithScheme(scheme(t)).Build())
 	ctx := context.Background()
-	s := secretWith("k", newKey(t))
+	s := secretWith("k", testutil.NewKey(t))
 	for name, err := range map[string]error{
 		"create": c.Create(ctx, s.DeepCopy()),
 		"update": c.Update(ctx, s.DeepCopy()),
@@ -252,7 +244,7 @@ func scheme(t *testing.T) *runtime.Scheme {
 // replace the keys. The store refuses it before anything is unpublished.
 func TestTheStoreRefusesASealedSecret(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme(t)).Build()
-	sealed := secretWith("k", newKey(t))
+	sealed := secretWith("k", testutil.NewKey(t))
 	keysecret.Seal(sealed)
 	p := &publication{}
 	for name, write := range map[string]func() error{

@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/octopods/octopods-operator/internal/apikey"
 )
 
 // RunSpecs runs a Ginkgo suite, without colours on CI (its logs are files).
@@ -95,4 +97,14 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// NewKey is a freshly generated key, for a test.
+func NewKey(t testing.TB) string {
+	t.Helper()
+	k, err := apikey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
