@@ -133,6 +133,9 @@ func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
 	if err := writeStatus(ctx, k.Client, k.key, keyStatus, k.before); err != nil {
 		return fmt.Errorf("write status: %w", err)
 	}
+	// A key unpublished before a Secret write that then failed is
+	// published again from a fresh read: the slices may hold it again.
+	k.slices.Republished(k.key.GetNamespace(), k.key.KeyStatus().PublishedKeys)
 	return nil
 }
 

@@ -93,6 +93,11 @@ func TrimKeySecret(obj any) (any, error) {
 		return obj, nil
 	}
 	s.ManagedFields = nil
+	if keysecret.Sealed(s) {
+		// Trimmed already: client-go may hand an object to the transform
+		// twice, and a sealed value sealed again is no longer the key's.
+		return s, nil
+	}
 	if octopodsv1alpha1.KeySecretController(s) == nil {
 		s.Labels, s.Annotations, s.Data, s.StringData = nil, nil, nil, nil
 		return s, nil

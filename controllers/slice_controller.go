@@ -317,22 +317,16 @@ func (r *SliceReconciler) Withdraw(ctx context.Context, ns string, ref keyslice.
 	}
 }
 
-// Holds reports whether any slice of the namespace, as this manager last
-// wrote or read it, publishes digest (tests and the ordering check).
-func (r *SliceReconciler) Holds(ns, digest string) bool {
+// Republished forgets the withdrawal of digests a key's status publishes
+// again (written from a fresh read of its Secret, which holds them): a key
+// unpublished before a Secret write that failed, and kept.
+func (r *SliceReconciler) Republished(ns string, published []octopodsv1alpha1.PublishedKey) {
 	sp := r.space(ns)
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	for _, s := range sp.slices {
-		for _, e := range s.keys {
-			for _, p := range e.PublishedKeys {
-				if p.Digest == digest {
-					return true
-				}
-			}
-		}
+	for _, p := range published {
+		delete(sp.withdrawn, p.Digest)
 	}
-	return false
 }
 
 // BuildAll writes every namespace's slices once, then the marker that says

@@ -61,6 +61,7 @@ func main() {
 	baselineRef := flag.String("baseline-ref", "5fb73fb", "Git commit of the design measured as the baseline: the last one before KeyDigestSlices.")
 	flag.StringVar(&managerMemoryLimit, "manager-gomemlimit", "230MiB", "The manager's Go soft memory limit: in a pod it sets 90% of its container's memory limit itself (shipped limit 256Mi: 230MiB).")
 	flag.StringVar(&heapProfile, "heap-profile", "", "Write the settled manager's heap profile (go tool pprof) to this file.")
+	flag.StringVar(&managerLog, "manager-log", "", "Append the restarted managers' logs (info level) to this file.")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -81,8 +82,8 @@ func main() {
 		what string
 		r    result
 	}{{"before: restart", old}, {"slices: first start (builds the slices)", upgrade}, {"slices: restart", again}} {
-		fmt.Printf("%s over %d workspaces: settled in %s, peak RSS %.1f MiB, live heap %.2f KiB a workspace, %d writes (%s)\n",
-			r.what, *n, r.r.settled.Round(time.Millisecond), r.r.peakMiB, r.r.liveKiB(*n), r.r.writes.Total(), r.r.writes)
+		fmt.Printf("%s over %d workspaces: settled in %s, peak RSS %.1f MiB, live heap %.2f KiB a workspace, %d writes (%s), %d GETs (%s)\n",
+			r.what, *n, r.r.settled.Round(time.Millisecond), r.r.peakMiB, r.r.liveKiB(*n), r.r.writes.Total(), r.r.writes, r.r.gets.Total(), r.r.gets)
 	}
 	fmt.Printf("| 26 | %d keys: manager restart: peak RSS; live heap a workspace; writes; settled in | %.0f MiB; %.2f KiB; %d; %s | %.0f MiB; %.2f KiB; %d; %s | ≤ 512 MiB; ≤ 1.5 KiB; 0 |\n",
 		*n, again.peakMiB, again.liveKiB(*n), again.writes.Total(), again.settled.Round(time.Second), old.peakMiB, old.liveKiB(*n), old.writes.Total(), old.settled.Round(time.Second))
@@ -327,6 +328,9 @@ type result struct {
 	// liveBytes is the heap in use after a forced GC, once settled.
 	liveBytes float64
 	writes    testutil.WriteCounts
+	// gets are the single-object reads (a fresh read before a decision,
+	// or a cache miss confirmed).
+	gets testutil.WriteCounts
 }
 
 func (r result) liveKiB(n int) float64 { return r.liveBytes / 1024 / float64(max(n, 1)) }
@@ -337,13 +341,21 @@ func (r result) liveKiB(n int) float64 { return r.liveBytes / 1024 / float64(max
 func restart(ctx context.Context, env *benchenv.Env, d design, n int) result {
 	before, err := testutil.APIServerWrites(ctx, env.Config)
 	check(err)
+	getsBefore, err := testutil.APIServerRequests(ctx, env.Config, true, "GET")
+	check(err)
 	metrics, probes, pprof := benchenv.FreePort(), benchenv.FreePort(), benchenv.FreePort()
 	mgr := exec.Command(d.manager, append([]string{"--kubeconfig", env.Kubeconfig, "--metrics-bind-address", metrics, "--metrics-secure=false",
-		"--health-probe-bind-address", probes, "--pprof-bind-address", pprof, "--zap-log-level", "error"}, d.managerFlags...)...)
+		"--health-probe-bind-address", probes, "--pprof-bind-address", pprof, "--zap-log-level", logLevel()}, d.managerFlags...)...)
 	// GOMEMLIMIT as the manager sets it in a pod: 90% of its container's
 	// memory limit (internal/memlimit), which this machine does not impose.
 	mgr.Env = append(os.Environ(), "ENABLE_WEBHOOKS=false", "GOMEMLIMIT="+managerMemoryLimit)
 	mgr.Stderr = io.Discard
+	if managerLog != "" {
+		f, err := os.OpenFile(managerLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		check(err)
+		defer func() { _ = f.Close() }()
+		mgr.Stderr = f
+	}
 	start := time.Now()
 	check(mgr.Start())
 	defer func() { _ = mgr.Process.Kill(); _ = mgr.Wait() }()
@@ -363,6 +375,9 @@ func restart(ctx context.Context, env *benchenv.Env, d design, n int) result {
 	check(err)
 	r.writes = after.Minus(before)
 	delete(r.writes, "PUT leases") // none without leader election; listed if any
+	gets, err := testutil.APIServerRequests(ctx, env.Config, true, "GET")
+	check(err)
+	r.gets = gets.Minus(getsBefore)
 	return r
 }
 
@@ -422,6 +437,16 @@ func settled(metricsAddr string, n int, sliced bool) bool {
 
 // managerMemoryLimit is the manager's GOMEMLIMIT (-manager-gomemlimit).
 var managerMemoryLimit string
+
+func logLevel() string {
+	if managerLog != "" {
+		return "info"
+	}
+	return "error"
+}
+
+// managerLog is where -manager-log appends the restarted managers' logs.
+var managerLog string
 
 // heapProfile is where -heap-profile saves the settled manager's heap.
 var heapProfile string
