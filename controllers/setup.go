@@ -121,7 +121,9 @@ func SetupSlices(mgr ctrl.Manager, builtNamespace string) error {
 
 func setupSlices(mgr ctrl.Manager, builtNamespace string, now func() time.Time) (*SliceReconciler, error) {
 	slices := &SliceReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), BuiltNamespace: builtNamespace, now: now}
-	if err := slices.SetupWithManager(mgr, controller.Options{}); err != nil {
+	// Namespaces are synced in parallel; one namespace's syncs never are
+	// (the work queue), so its changes still pile up into one write.
+	if err := slices.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
 		return nil, fmt.Errorf("set up the KeyDigestSlice controller: %w", err)
 	}
 	return slices, nil

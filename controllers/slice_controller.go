@@ -98,6 +98,35 @@ type sliceSpace struct {
 	// deleting are slices this manager deletes: their delete events are
 	// its own, not someone else's.
 	deleting map[string]bool
+	// full: the next sync reads every key object of the namespace (after a
+	// load or a failed write); else it reads only the changed ones.
+	full bool
+	// changed are the key objects whose events came since the last sync
+	// (under changedMu: the event handlers add to it while a sync runs).
+	changedMu sync.Mutex
+	changed   map[keyslice.Ref]bool
+}
+
+// change records an event of the key object ref.
+func (sp *sliceSpace) change(ref keyslice.Ref) {
+	sp.changedMu.Lock()
+	defer sp.changedMu.Unlock()
+	if sp.changed == nil {
+		sp.changed = map[keyslice.Ref]bool{}
+	}
+	sp.changed[ref] = true
+}
+
+// takeChanged returns the changed key objects and forgets them.
+func (sp *sliceSpace) takeChanged() map[keyslice.Ref]bool {
+	sp.changedMu.Lock()
+	defer sp.changedMu.Unlock()
+	c := sp.changed
+	sp.changed = nil
+	if c == nil {
+		c = map[keyslice.Ref]bool{}
+	}
+	return c
 }
 
 type heldSlice struct {
@@ -113,7 +142,7 @@ func (r *SliceReconciler) space(ns string) *sliceSpace {
 	}
 	s := r.spaces[ns]
 	if s == nil {
-		s = &sliceSpace{withdrawn: map[string]time.Time{}, deleting: map[string]bool{}, writes: rate.NewLimiter(sliceWrites, sliceWriteBurst)}
+		s = &sliceSpace{withdrawn: map[string]time.Time{}, deleting: map[string]bool{}, writes: rate.NewLimiter(sliceWrites, sliceWriteBurst), full: true}
 		r.spaces[ns] = s
 	}
 	return s
@@ -137,12 +166,24 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 }
 
 // sync writes what Pack decides for the namespace, and says whether it
-// wrote anything; sp is locked.
-func (r *SliceReconciler) sync(ctx context.Context, ns string, sp *sliceSpace) (bool, error) {
+// wrote anything; sp is locked. It reads only the key objects changed
+// since the last sync, unless the namespace must be read in full (a first
+// sync, a reload, a failed write): a change in a namespace of 100,000 keys
+// costs one key's work.
+func (r *SliceReconciler) sync(ctx context.Context, ns string, sp *sliceSpace) (wrote bool, err error) {
+	changed := sp.takeChanged()
+	defer func() {
+		if err != nil {
+			sp.full = true // what was taken is read again, with the rest
+		}
+	}()
 	if err := r.load(ctx, ns, sp); err != nil {
 		return false, err
 	}
-	desired, err := r.desired(ctx, ns, sp)
+	if sp.full {
+		changed = nil
+	}
+	desired, err := r.desired(ctx, ns, sp, changed)
 	if err != nil {
 		return false, err
 	}
@@ -150,8 +191,8 @@ func (r *SliceReconciler) sync(ctx context.Context, ns string, sp *sliceSpace) (
 	for name, s := range sp.slices {
 		current = append(current, keyslice.Slice{Name: name, Keys: s.keys})
 	}
-	packing := keyslice.Pack(current, desired, KeysPerSlice)
-	wrote := len(packing.Write)+len(packing.Delete) > 0
+	packing := keyslice.Pack(current, desired, changed, KeysPerSlice)
+	wrote = len(packing.Write)+len(packing.Delete) > 0
 	for _, s := range packing.Write {
 		if err := r.write(ctx, ns, sp, s); err != nil {
 			return wrote, err
@@ -162,12 +203,14 @@ func (r *SliceReconciler) sync(ctx context.Context, ns string, sp *sliceSpace) (
 			return wrote, err
 		}
 	}
+	sp.full = false
 	return wrote, nil
 }
 
-// desired are the entries of the namespace's key objects, as cached,
-// without the digests withdrawn lately.
-func (r *SliceReconciler) desired(ctx context.Context, ns string, sp *sliceSpace) (map[keyslice.Ref]octopodsv1alpha1.SlicedKey, error) {
+// desired are the entries of the namespace's key objects as cached (of
+// those changed only, unless changed is nil), without the digests
+// withdrawn lately.
+func (r *SliceReconciler) desired(ctx context.Context, ns string, sp *sliceSpace, changed map[keyslice.Ref]bool) (map[keyslice.Ref]octopodsv1alpha1.SlicedKey, error) {
 	now := r.now()
 	for d, at := range sp.withdrawn {
 		if now.Sub(at) > withdrawnMemory {
@@ -175,16 +218,35 @@ func (r *SliceReconciler) desired(ctx context.Context, ns string, sp *sliceSpace
 		}
 	}
 	desired := map[keyslice.Ref]octopodsv1alpha1.SlicedKey{}
+	add := func(key octopodsv1alpha1.KeyObject) {
+		if e, ok := keyslice.Entry(key); ok {
+			keyslice.Without(&e, sp.withdrawn)
+			desired[keyslice.RefOf(&e)] = e
+		}
+	}
+	if changed != nil {
+		for ref := range changed {
+			kind, _ := octopodsv1alpha1.KeyKindOf(ref.Kind)
+			key := kind.NewKey()
+			if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, key); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue // gone: it leaves its slice
+				}
+				return nil, fmt.Errorf("read %s %s/%s: %w", ref.Kind, ns, ref.Name, err)
+			}
+			add(key)
+		}
+		return desired, nil
+	}
 	for _, kind := range octopodsv1alpha1.KeyKinds {
 		list := kind.NewKeyList()
-		if err := r.List(ctx, list, client.InNamespace(ns)); err != nil {
+		// Read only, and only into new entries (Entry copies): no copy of
+		// every cached object.
+		if err := r.List(ctx, list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 			return nil, fmt.Errorf("list %s in %s: %w", kind.Resource, ns, err)
 		}
 		if err := meta.EachListItem(list, func(o runtime.Object) error {
-			if e, ok := keyslice.Entry(o.(octopodsv1alpha1.KeyObject)); ok {
-				keyslice.Without(&e, sp.withdrawn)
-				desired[keyslice.RefOf(&e)] = e
-			}
+			add(o.(octopodsv1alpha1.KeyObject))
 			return nil
 		}); err != nil {
 			return nil, err
@@ -203,7 +265,7 @@ func (r *SliceReconciler) load(ctx context.Context, ns string, sp *sliceSpace) e
 	if err := r.APIReader.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys}); err != nil {
 		return fmt.Errorf("list the KeyDigestSlices of %s: %w", ns, err)
 	}
-	sp.slices, sp.where = map[string]*heldSlice{}, map[keyslice.Ref]string{}
+	sp.slices, sp.where, sp.full = map[string]*heldSlice{}, map[keyslice.Ref]string{}, true
 	for i := range list.Items {
 		s := &list.Items[i]
 		sp.hold(s.Name, s.ResourceVersion, s.Keys)
@@ -355,6 +417,7 @@ func (r *SliceReconciler) BuildAll(ctx context.Context) error {
 	for ns := range namespaces {
 		sp := r.space(ns)
 		sp.mu.Lock()
+		sp.full = true
 		_, err := r.sync(ctx, ns, sp)
 		sp.mu.Unlock()
 		if err != nil {
@@ -392,11 +455,8 @@ func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 	b := ctrl.NewControllerManagedBy(mgr).Named("keydigestslice").
 		WatchesMetadata(&octopodsv1alpha1.KeyDigestSlice{}, r.sliceEvents())
 	for _, kind := range octopodsv1alpha1.KeyKinds {
-		b = b.Watches(kind.NewKey(), handler.EnqueueRequestsFromMapFunc(namespaceOf), builder.WithPredicates(entryChanges))
+		b = b.Watches(kind.NewKey(), r.keyEvents(kind), builder.WithPredicates(entryChanges))
 	}
-	// One worker: a namespace's slices are written in order anyway, and
-	// batching wants the changes of a burst to pile up, not to race.
-	opts.MaxConcurrentReconciles = 1
 	if err := b.WithOptions(opts).Complete(r); err != nil {
 		return err
 	}
@@ -425,8 +485,21 @@ type buildRunnable func(ctx context.Context) error
 func (f buildRunnable) Start(ctx context.Context) error { return f(ctx) }
 func (buildRunnable) NeedLeaderElection() bool          { return true }
 
-func namespaceOf(_ context.Context, o client.Object) []reconcile.Request {
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace()}}}
+// keyEvents records the key object of an event as changed and enqueues
+// its namespace: a burst of changes in a namespace is one request, and its
+// sync reads only the objects changed.
+func (r *SliceReconciler) keyEvents(kind octopodsv1alpha1.KeyKind) handler.EventHandler {
+	changed := func(q workqueue.TypedRateLimitingInterface[reconcile.Request], o client.Object) {
+		r.space(o.GetNamespace()).change(keyslice.Ref{Kind: kind.Kind, Name: o.GetName()})
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace()}})
+	}
+	type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
+	return handler.Funcs{
+		CreateFunc:  func(_ context.Context, e event.CreateEvent, q queue) { changed(q, e.Object) },
+		UpdateFunc:  func(_ context.Context, e event.UpdateEvent, q queue) { changed(q, e.ObjectNew) },
+		DeleteFunc:  func(_ context.Context, e event.DeleteEvent, q queue) { changed(q, e.Object) },
+		GenericFunc: func(_ context.Context, e event.GenericEvent, q queue) { changed(q, e.Object) },
+	}
 }
 
 // sliceEvents enqueues a slice's namespace; a slice deleted by anyone but

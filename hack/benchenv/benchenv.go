@@ -162,7 +162,7 @@ func (e *Env) PublishSlices(ctx context.Context, ns string) {
 			desired[keyslice.RefOf(&entry)] = entry
 		}
 	}
-	for _, s := range keyslice.Pack(nil, desired, controllers.KeysPerSlice).Write {
+	for _, s := range keyslice.Pack(nil, desired, nil, controllers.KeysPerSlice).Write {
 		Check(e.Client.Create(ctx, &octopodsv1alpha1.KeyDigestSlice{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "keys-", Labels: map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys}},
 			Keys:       s.Keys,

@@ -173,10 +173,16 @@ type Packing struct {
 // left empty is deleted. An entry found in two slices (a create whose
 // answer was lost) stays in the first by name, which is written after the
 // other drops it: a proxy forgets what a slice drops, and learns it again.
-func Pack(existing []Slice, desired map[Ref]octopodsv1alpha1.SlicedKey, perSlice int) Packing {
+//
+// With changed not nil, only the entries it names are looked up in desired
+// (present: written as desired; absent: removed): the others stay as the
+// slices hold them, and a slice with none of them is not even compared.
+// That is the manager's incremental pass, which costs what changed, not
+// what the namespace holds.
+func Pack(existing []Slice, desired map[Ref]octopodsv1alpha1.SlicedKey, changed map[Ref]bool, perSlice int) Packing {
 	existing = slices.Clone(existing)
 	slices.SortFunc(existing, func(a, b Slice) int { return cmp.Compare(a.Name, b.Name) })
-	k := keepExisting(existing, desired, perSlice)
+	k := keepExisting(existing, desired, changed, perSlice)
 	// Slices with room: those written anyway first, then the fullest quiet
 	// ones (fewer slices, as the set stays).
 	slices.SortStableFunc(k.quiet, func(a, b int) int { return cmp.Compare(len(existing[b].Keys), len(existing[a].Keys)) })
@@ -190,7 +196,7 @@ func Pack(existing []Slice, desired map[Ref]octopodsv1alpha1.SlicedKey, perSlice
 	}
 	var fresh []*Slice
 	for _, ref := range sortedRefs(desired) {
-		if k.placed[ref] {
+		if k.placed[ref] || changed != nil && !changed[ref] {
 			continue
 		}
 		for len(open) > 0 && len(open[0].Keys) >= perSlice {
@@ -231,15 +237,22 @@ type kept struct {
 	deleted []string     // left empty
 }
 
-func keepExisting(existing []Slice, desired map[Ref]octopodsv1alpha1.SlicedKey, perSlice int) kept {
+func keepExisting(existing []Slice, desired map[Ref]octopodsv1alpha1.SlicedKey, changed map[Ref]bool, perSlice int) kept {
 	k := kept{placed: make(map[Ref]bool, len(desired)), keepers: map[int]bool{}}
 	keeper := map[Ref]int{}
 	for i := range existing {
 		s := &existing[i]
+		if changed != nil && !slices.ContainsFunc(s.Keys, func(e octopodsv1alpha1.SlicedKey) bool { return changed[RefOf(&e)] }) {
+			k.quiet = append(k.quiet, i) // holds no changed entry: as it is
+			continue
+		}
 		next := make([]octopodsv1alpha1.SlicedKey, 0, len(s.Keys))
 		for _, e := range s.Keys {
 			ref := RefOf(&e)
 			want, ok := desired[ref]
+			if changed != nil && !changed[ref] {
+				want, ok = e, true // not looked up: as the slice holds it
+			}
 			if k.placed[ref] {
 				k.keepers[keeper[ref]] = true
 			}

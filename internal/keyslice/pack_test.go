@@ -69,7 +69,7 @@ func TestPack(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := describe(Pack(tc.existing, tc.desired, 2)); got != tc.want {
+			if got := describe(Pack(tc.existing, tc.desired, nil, 2)); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
@@ -83,11 +83,11 @@ func TestPackABurst(t *testing.T) {
 		e := entry(fmt.Sprint("ws-", i), "d")
 		desired[RefOf(&e)] = e
 	}
-	p := Pack(nil, desired, 500)
+	p := Pack(nil, desired, nil, 500)
 	if len(p.Write) != 20 || len(p.Delete) != 0 {
 		t.Fatalf("%d writes, %d deletes; want 20 new slices", len(p.Write), len(p.Delete))
 	}
-	again := Pack(p.Write, desired, 500) // written: nothing more to do
+	again := Pack(p.Write, desired, nil, 500) // written: nothing more to do
 	if len(again.Write)+len(again.Delete) != 0 {
 		t.Fatalf("a second pass writes %s", describe(again))
 	}
@@ -114,5 +114,37 @@ func TestWithdraw(t *testing.T) {
 		}
 	}); !slices.Equal(got, []string{"cur"}) || len(stale.RevokedKeys) != 1 {
 		t.Fatalf("a withdrawn digest came back from a stale status: %+v", stale)
+	}
+}
+
+// The incremental pass: only the changed entries are looked up; a slice
+// holding none of them is left alone, however its entries differ from
+// what desired would say; a changed entry gone leaves its slice; a new one
+// is placed as in a full pass.
+func TestPackChangedOnly(t *testing.T) {
+	a, b, c, d := entry("a", "1"), entry("b", "2"), entry("c", "3"), entry("d", "4")
+	a2, c2 := entry("a", "9"), entry("c", "8")
+	existing := []Slice{{"s1", []octopodsv1alpha1.SlicedKey{a, b}}, {"s2", []octopodsv1alpha1.SlicedKey{c}}}
+	cases := []struct {
+		name    string
+		desired map[Ref]octopodsv1alpha1.SlicedKey
+		changed []string
+		want    string
+	}{
+		{"one entry changed: its slice only", want(a2), []string{"a"}, "s1:[a b] "},
+		{"an entry gone", want(), []string{"b"}, "s1:[a] "},
+		{"a new entry, to the slice with room", want(d), []string{"d"}, "s2:[c d] "},
+		{"unchanged entries are not looked up", want(c2), []string{"d"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			changed := map[Ref]bool{}
+			for _, n := range tc.changed {
+				changed[Ref{Kind: octopodsv1alpha1.WorkspaceKey.Kind, Name: n}] = true
+			}
+			if got := describe(Pack(existing, tc.desired, changed, 2)); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
