@@ -6,8 +6,14 @@
 # 45 minutes at 100k.
 #
 #   WORKSPACES=100000 KEYS=10000 hack/bench-scale.sh
+#   hack/bench-scale.sh --from DIR   # the table again, from the outputs a
+#                                    # run kept in DIR (lastused, index,
+#                                    # gateway, restart-10k, restart)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--from" ]; then
+  out=$2
+else
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 export KUBEBUILDER_ASSETS="${KUBEBUILDER_ASSETS:-$(hack/envtest-assets.sh)}"
@@ -21,6 +27,7 @@ go run ./hack/gatewaybench -keys "${KEYS:-10000}" | tee "$out/gateway"
 echo "== issue 26: manager restart, auth proxy first sync, propagation and writes, slices against the design before them, at 10k and ${WORKSPACES:-100000} workspaces"
 go run ./hack/restartbench -workspaces 10000 | tee "$out/restart-10k"
 go run ./hack/restartbench -workspaces "${WORKSPACES:-100000}" | tee "$out/restart"
+fi
 
 # The table goes to the terminal and to docs/benchmarks.md, the one page
 # that holds measured figures; the manual's pages link to it.
@@ -38,6 +45,7 @@ table | tee "$out/table"
 {
   echo "# Benchmark figures"
   echo
-  echo "Written by \`make bench-scale\` ($(date -u +%Y-%m-%d), $(nproc) cores, WORKSPACES=${WORKSPACES:-100000}, KEYS=${KEYS:-10000}, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)); do not edit by hand. What the figures mean and what bounds them: [Scale](scale.md)."
+  echo "Written by \`make bench-scale\` ($(date -u +%Y-%m-%d), $(nproc) cores, WORKSPACES=${WORKSPACES:-100000}, KEYS=${KEYS:-10000}, commit ${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}); do not edit by hand. What the figures mean and what bounds them: [Scale](scale.md)."
+  if [ -n "${BENCH_NOTE:-}" ]; then echo; echo "$BENCH_NOTE"; fi
   cat "$out/table"
 } > docs/benchmarks.md

@@ -96,7 +96,7 @@ func main() {
 		*n, newSync.ready.Round(10*time.Millisecond), newSync.lists, newSync.rssMiB,
 		oldSync.ready.Round(10*time.Millisecond), oldSync.lists, oldSync.rssMiB, oldSync.ready.Seconds()/newSync.ready.Seconds())
 
-	oldProp, newProp := propagation(ctx, env, before), propagation(ctx, env, sliced)
+	oldProp, newProp := propagation(ctx, env, before, *n), propagation(ctx, env, sliced, *n)
 	fmt.Printf("propagation beside %d keys, before: %s\npropagation beside %d keys, slices: %s\n", *n, oldProp, *n, newProp)
 	fmt.Printf("| 26 | %d keys: propagation, median (max) of %d: created → admitted; rotated → refused; deleted → refused | %s | %s | ≤ 1 s, median ≈ 10 ms |\n",
 		*n, propagationKeys, newProp.row(), oldProp.row())
@@ -172,7 +172,7 @@ func (p propagated) String() string {
 // and times, key by key in a namespace of its own, the creation of a key
 // until the proxy admits it, a rotation (no grace period) until it refuses
 // the old key, and a deletion until it refuses the new one.
-func propagation(ctx context.Context, env *benchenv.Env, d design) propagated {
+func propagation(ctx context.Context, env *benchenv.Env, d design, n int) propagated {
 	metrics, probes := benchenv.FreePort(), benchenv.FreePort()
 	mgr := exec.Command(d.manager, append([]string{"--kubeconfig", env.Kubeconfig, "--metrics-bind-address", metrics, "--metrics-secure=false",
 		"--health-probe-bind-address", probes, "--zap-log-level", "error"}, d.managerFlags...)...)
@@ -181,6 +181,12 @@ func propagation(ctx context.Context, env *benchenv.Env, d design) propagated {
 	check(mgr.Start())
 	defer func() { _ = mgr.Process.Kill(); _ = mgr.Wait() }()
 	benchenv.WaitReady("http://"+probes+"/readyz", 10*time.Minute)
+	// Measure a manager at rest: one just started has every key queued.
+	for start := time.Now(); !settled(metrics, n, len(d.managerFlags) > 0); time.Sleep(100 * time.Millisecond) {
+		if time.Since(start) > 30*time.Minute {
+			panic("the manager did not settle in 30 minutes")
+		}
+	}
 	listen, proxyProbes := benchenv.FreePort(), benchenv.FreePort()
 	proxy := exec.Command(d.proxy, append([]string{"--kubeconfig", env.Kubeconfig, "--listen-address", listen,
 		"--health-probe-bind-address", proxyProbes, "--metrics-bind-address", benchenv.FreePort()}, d.proxyFlags...)...)
