@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -93,7 +94,6 @@ type sliceSpace struct {
 	mu     sync.Mutex
 	loaded bool
 	slices map[string]*heldSlice
-	where  map[keyslice.Ref]string // entry → the slice that holds it
 	// withdrawn digests are kept out of every slice until they expire.
 	withdrawn map[string]time.Time
 	// writes paces the batched writes (not Withdraw's).
@@ -268,7 +268,7 @@ func (r *SliceReconciler) load(ctx context.Context, ns string, sp *sliceSpace) e
 	if err := r.APIReader.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys}); err != nil {
 		return fmt.Errorf("list the KeyDigestSlices of %s: %w", ns, err)
 	}
-	sp.slices, sp.where, sp.full = map[string]*heldSlice{}, map[keyslice.Ref]string{}, true
+	sp.slices, sp.full = map[string]*heldSlice{}, true
 	for i := range list.Items {
 		s := &list.Items[i]
 		sp.hold(s.Name, s.ResourceVersion, s.Keys)
@@ -279,19 +279,7 @@ func (r *SliceReconciler) load(ctx context.Context, ns string, sp *sliceSpace) e
 
 // hold records a slice as the API server now holds it.
 func (sp *sliceSpace) hold(name, rv string, keys []octopodsv1alpha1.SlicedKey) {
-	if old := sp.slices[name]; old != nil {
-		for i := range old.keys {
-			if ref := keyslice.RefOf(&old.keys[i]); sp.where[ref] == name {
-				delete(sp.where, ref)
-			}
-		}
-	}
 	sp.slices[name] = &heldSlice{resourceVersion: rv, keys: keys}
-	for i := range keys {
-		if ref := keyslice.RefOf(&keys[i]); sp.where[ref] == "" {
-			sp.where[ref] = name
-		}
-	}
 }
 
 // write creates (s.Name "") or updates one slice with the resourceVersion
@@ -352,12 +340,26 @@ func (r *SliceReconciler) Withdraw(ctx context.Context, ns string, ref keyslice.
 		if err := r.load(ctx, ns, sp); err != nil {
 			return err
 		}
-		name := sp.where[ref]
-		if name == "" {
-			return nil
+		err := r.withdrawFromEvery(ctx, ns, sp, ref, held, now)
+		if err == nil || attempt == 2 {
+			return err
 		}
+	}
+}
+
+// withdrawFromEvery withdraws from every slice of the model that holds the
+// key object, not only the one it is indexed under: a copy in a second
+// slice (a lost create) must not keep a dead key.
+func (r *SliceReconciler) withdrawFromEvery(ctx context.Context, ns string, sp *sliceSpace, ref keyslice.Ref, held func(string) bool, now time.Time) error {
+	names := make([]string, 0, 1)
+	for name, s := range sp.slices {
+		if slices.ContainsFunc(s.keys, func(e octopodsv1alpha1.SlicedKey) bool { return keyslice.RefOf(&e) == ref }) {
+			names = append(names, name)
+		}
+	}
+	for _, name := range names {
 		keys := append([]octopodsv1alpha1.SlicedKey(nil), sp.slices[name].keys...)
-		var changed bool
+		changed := false
 		for i := range keys {
 			if keyslice.RefOf(&keys[i]) != ref {
 				continue
@@ -373,13 +375,13 @@ func (r *SliceReconciler) Withdraw(ctx context.Context, ns string, ref keyslice.
 			}
 		}
 		if !changed {
-			return nil
+			continue
 		}
-		err := r.write(ctx, ns, sp, keyslice.Slice{Name: name, Keys: keys})
-		if err == nil || attempt == 2 {
+		if err := r.write(ctx, ns, sp, keyslice.Slice{Name: name, Keys: keys}); err != nil {
 			return err
 		}
 	}
+	return nil
 }
 
 // Republished forgets the withdrawal of digests a key's status publishes
