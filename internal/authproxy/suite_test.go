@@ -88,6 +88,13 @@ var _ = BeforeSuite(func() {
 	for _, p := range []*Proxy{reverseProxy, forwardProxy} {
 		Eventually(func() int { return get(p, "http://"+p.ProbeAddr()+"/readyz", nil).StatusCode }, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
 	}
+	// The specs time propagation (≤ 1 s): first let the slice writer
+	// start, its cache sync and first sync done, with a key of its own.
+	canary := newKey()
+	publishKey(k8sClient, newNamespace(), "canary", canary)
+	for _, p := range []*Proxy{reverseProxy, forwardProxy} {
+		Eventually(func() int { return status(p, canary) }, syncTimeout, pollEvery).Should(Equal(http.StatusOK))
+	}
 })
 
 var _ = AfterSuite(func() {
