@@ -537,7 +537,7 @@ var _ = Describe("Key confidentiality", func() {
 
 		// Everything outside the Secrets, across the whole suite so far.
 		var outside strings.Builder
-		for _, list := range []client.ObjectList{&octopodsv1alpha1.WorkspaceAPIKeyList{}, &octopodsv1alpha1.WorkspaceList{}, &eventsv1.EventList{}, &corev1.EventList{}} {
+		for _, list := range []client.ObjectList{&octopodsv1alpha1.WorkspaceAPIKeyList{}, &octopodsv1alpha1.WorkspaceList{}, &octopodsv1alpha1.KeyDigestSliceList{}, &eventsv1.EventList{}, &corev1.EventList{}} {
 			Expect(k8sClient.List(ctx, list)).To(Succeed())
 			b, err := json.Marshal(list)
 			Expect(err).NotTo(HaveOccurred())
