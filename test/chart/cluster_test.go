@@ -226,6 +226,18 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	}
 
 	cfg := helmConfig(t, kubeconfig)
+	// With the default values, and no cert-manager in this cluster: the
+	// install fails before it applies anything, saying what to do.
+	withoutCertManager := action.NewInstall(cfg)
+	withoutCertManager.ReleaseName, withoutCertManager.Namespace = "octopods-operator", releaseNS
+	_, err := withoutCertManager.Run(loadChart(t), map[string]any{})
+	if err == nil || !strings.Contains(err.Error(), "cert-manager is not installed") || !strings.Contains(err.Error(), "webhook.certManager.enabled=false") {
+		t.Fatalf("helm install without cert-manager: want the chart's own failure naming webhook.certManager.enabled=false, got %v", err)
+	}
+	if _, err := a.dyn.Resource(schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}).Namespace(releaseNS).Get(context.Background(), "octopods-controller-manager", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the failed install applied the manager Deployment: %v", err)
+	}
+
 	install := action.NewInstall(cfg)
 	install.ReleaseName, install.Namespace = "octopods-operator", releaseNS
 	if _, err := install.Run(loadChart(t), vals); err != nil {
@@ -259,7 +271,7 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 		}
 	}
 	get(t, a, schema.GroupVersionResource{Group: "octopods.io", Version: "v1alpha1", Resource: "workspaceapikeys"}, "team-install", "acme")
-	_, err := a.dyn.Resource(schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}).Namespace(releaseNS).Get(context.Background(), "octopods-controller-manager", metav1.GetOptions{})
+	_, err = a.dyn.Resource(schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}).Namespace(releaseNS).Get(context.Background(), "octopods-controller-manager", metav1.GetOptions{})
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("the manager Deployment survived uninstall: %v", err)
 	}
