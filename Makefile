@@ -92,6 +92,10 @@ bench-cache: ## The manager's Secret cache with 30 padded hand-made key-type Sec
 bench-restart: ## KeyDigestSlices against the design before them (built from git), over WORKSPACES (default 100000) workspaces with issued keys: the manager's restart (settle time, peak RSS, live heap, writes), the proxy's first sync, propagation (takes minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/restartbench -workspaces $(or $(WORKSPACES),100000)
 
+.PHONY: bench-sync
+bench-sync: ## The auth proxy's first sync over KEYS (default 100000) keys in KeyDigestSlices, beside the proxy before pipelined lists (built from git): ready time, LIST requests, peak RSS.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/syncbench -keys $${KEYS:-100000}
+
 .PHONY: bench-gateway
 bench-gateway: ## The auth-proxy binary behind nginx auth_request (against nginx's own map of the same keys) and as a reverse proxy (against a bare httputil.ReverseProxy): req/s and CPU µs per request, interleaved rounds; needs nginx and wrk.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/gatewaybench -keys $${KEYS:-10000}

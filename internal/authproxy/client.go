@@ -1,7 +1,10 @@
 package authproxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,10 +33,20 @@ type SlicesClient interface {
 	Get(ctx context.Context, name types.NamespacedName) error
 }
 
-type slicesClient struct{ rc rest.Interface }
+type slicesClient struct {
+	rc      rest.Interface
+	decoder runtime.Decoder
+}
 
 // NewSlicesClient returns a SlicesClient over an octopods.io REST client.
-func NewSlicesClient(rc rest.Interface) SlicesClient { return slicesClient{rc} }
+func NewSlicesClient(rc rest.Interface) SlicesClient {
+	s := runtime.NewScheme()
+	if err := octopodsv1alpha1.AddToScheme(s); err != nil {
+		panic(err) // the scheme is built from code: a failure is a bug
+	}
+	metav1.AddToGroupVersion(s, octopodsv1alpha1.GroupVersion)
+	return slicesClient{rc: rc, decoder: serializer.NewCodecFactory(s).UniversalDeserializer()}
+}
 
 const slicesResource = "keydigestslices"
 
@@ -41,6 +54,97 @@ func (c slicesClient) List(ctx context.Context, ns string, opts metav1.ListOptio
 	page := &octopodsv1alpha1.KeyDigestSliceList{}
 	err := c.rc.Get().Namespace(ns).Resource(slicesResource).VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(page)
 	return page, err
+}
+
+// ListPages lists every page from opts on and hands each to each, in
+// order. It asks for the next page before it decodes one, with the
+// continue token read from the raw answer: the API server encodes page
+// n+1 (most of a sync's time) while the proxy decodes and indexes page n.
+// The token read early is a guess, checked against the decoded page: a
+// wrong one costs a request, never a page.
+func (c slicesClient) ListPages(ctx context.Context, ns string, opts metav1.ListOptions, each func(*octopodsv1alpha1.KeyDigestSliceList) error) error {
+	ctx, cancel := context.WithCancel(ctx) // ends a request for a page no longer wanted
+	defer cancel()
+	next := c.fetch(ctx, ns, opts)
+	for {
+		answer := <-next
+		if answer.err != nil {
+			return answer.err
+		}
+		guess := continueOf(answer.raw)
+		var prefetched <-chan fetched
+		if guess != "" {
+			ahead := opts
+			ahead.Continue = guess
+			prefetched = c.fetch(ctx, ns, ahead)
+		}
+		page := &octopodsv1alpha1.KeyDigestSliceList{}
+		if err := runtime.DecodeInto(c.decoder, answer.raw, page); err != nil {
+			return fmt.Errorf("decode a page of KeyDigestSlices: %w", err)
+		}
+		if err := each(page); err != nil || page.Continue == "" {
+			return err
+		}
+		opts.Continue = page.Continue
+		next = prefetched
+		if page.Continue != guess {
+			next = c.fetch(ctx, ns, opts)
+		}
+	}
+}
+
+// fetched is a page's raw answer.
+type fetched struct {
+	raw []byte
+	err error
+}
+
+func (c slicesClient) fetch(ctx context.Context, ns string, opts metav1.ListOptions) <-chan fetched {
+	out := make(chan fetched, 1)
+	go func() {
+		raw, err := c.rc.Get().Namespace(ns).Resource(slicesResource).VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Raw()
+		out <- fetched{raw, err}
+	}()
+	return out
+}
+
+// listMetadataKey starts a list's metadata in the API server's JSON: it
+// comes after the items (keys are sorted), and cannot occur inside a
+// string, where quotes are escaped.
+var listMetadataKey = []byte(`"metadata":`)
+
+// continueOf reads the continue token of a JSON list without decoding its
+// items ("" when it finds none).
+func continueOf(raw []byte) string {
+	i := bytes.LastIndex(raw, listMetadataKey)
+	if i < 0 {
+		return ""
+	}
+	var meta metav1.ListMeta
+	if err := json.NewDecoder(bytes.NewReader(raw[i+len(listMetadataKey):])).Decode(&meta); err != nil {
+		return ""
+	}
+	return meta.Continue
+}
+
+// listPages lists every page from opts on with c, handing each to each:
+// pipelined when c can (slicesClient), else one page after another.
+func listPages(ctx context.Context, c SlicesClient, ns string, opts metav1.ListOptions, each func(*octopodsv1alpha1.KeyDigestSliceList) error) error {
+	if p, ok := c.(interface {
+		ListPages(context.Context, string, metav1.ListOptions, func(*octopodsv1alpha1.KeyDigestSliceList) error) error
+	}); ok {
+		return p.ListPages(ctx, ns, opts, each)
+	}
+	for {
+		page, err := c.List(ctx, ns, opts)
+		if err != nil {
+			return err
+		}
+		if err := each(page); err != nil || page.Continue == "" {
+			return err
+		}
+		opts.Continue = page.Continue
+	}
 }
 
 func (c slicesClient) Get(ctx context.Context, name types.NamespacedName) error {

@@ -53,3 +53,75 @@ func TestListDecodesSlices(t *testing.T) {
 		t.Errorf("decoded %+v; want %+v", got.Items[0].Keys, slice.Keys)
 	}
 }
+
+// ListPages asks for page n+1 before it hands page n over when the list's
+// metadata comes last, as the API server encodes it (sorted keys), and
+// still hands every page in order, once, when it comes first (no guess).
+func TestListPagesAsksForTheNextPageWhileOneIsHandled(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		metadataLast bool
+		wantPrefetch bool
+	}{
+		{"metadata last, as the API server writes it", true, true},
+		{"metadata first", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			asked := make(chan string, 8)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				token := r.URL.Query().Get("continue")
+				asked <- token
+				next := map[string]string{"": "p2", "p2": "p3", "p3": ""}[token]
+				item := map[string]any{"metadata": map[string]any{"name": "keys-" + token, "namespace": "team-a", "resourceVersion": "7"}}
+				meta := map[string]any{"resourceVersion": "9", "continue": next}
+				w.Header().Set("Content-Type", "application/json")
+				items, _ := json.Marshal([]any{item})
+				metaJSON, _ := json.Marshal(meta)
+				head := `{"apiVersion":"octopods.io/v1alpha1","kind":"KeyDigestSliceList",`
+				if tc.metadataLast {
+					_, _ = w.Write([]byte(head + `"items":` + string(items) + `,"metadata":` + string(metaJSON) + `}`))
+				} else {
+					_, _ = w.Write([]byte(head + `"metadata":` + string(metaJSON) + `,"items":` + string(items) + `}`))
+				}
+			}))
+			defer srv.Close()
+			rc, err := NewOctopodsRESTClient(&rest.Config{Host: srv.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			seen := false
+			err = NewSlicesClient(rc).(slicesClient).ListPages(context.Background(), "team-a", metav1.ListOptions{Limit: 1}, func(page *octopodsv1alpha1.KeyDigestSliceList) error {
+				got = append(got, page.Items[0].Name)
+				if !seen { // this page's own request, unless it was seen ahead
+					<-asked
+				}
+				seen = false
+				if page.Continue == "" {
+					return nil
+				}
+				select { // the next page is asked for while this one is handled
+				case token := <-asked:
+					seen = true
+					if token != page.Continue {
+						t.Errorf("asked for continue %q while handling a page whose continue is %q", token, page.Continue)
+					}
+					if !tc.wantPrefetch {
+						t.Errorf("asked for %q ahead without a guess", token)
+					}
+				case <-time.After(2 * time.Second):
+					if tc.wantPrefetch {
+						t.Errorf("page %q handled without its next page asked for", page.Items[0].Name)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"keys-", "keys-p2", "keys-p3"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("pages %v; want %v", got, want)
+			}
+		})
+	}
+}

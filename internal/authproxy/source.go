@@ -204,12 +204,8 @@ func mustRelist(err error) bool {
 func (s *Source) list(ctx context.Context, sc *feed) (string, error) {
 	relist := s.index.BeginSync()
 	held := map[types.NamespacedName][]slicedRef{}
-	opts := metav1.ListOptions{Limit: s.PageSize, LabelSelector: slicesSelector}
-	for {
-		page, err := s.client.List(ctx, sc.namespace, opts)
-		if err != nil {
-			return "", err
-		}
+	var rv string
+	err := listPages(ctx, s.client, sc.namespace, metav1.ListOptions{Limit: s.PageSize, LabelSelector: slicesSelector}, func(page *octopodsv1alpha1.KeyDigestSliceList) error {
 		now := time.Now()
 		for i := range page.Items {
 			slice := &page.Items[i]
@@ -218,15 +214,17 @@ func (s *Source) list(ctx context.Context, sc *feed) (string, error) {
 				relist.Set(keyslice.Keys(slice.Namespace, &slice.Keys[j], now))
 			}
 		}
-		if page.Continue == "" {
-			for _, kind := range octopodsv1alpha1.KeyKinds {
-				relist.End(sc.namespace, kind.KeyType)
-			}
-			sc.held = held
-			return page.ResourceVersion, nil
-		}
-		opts.Continue = page.Continue
+		rv = page.ResourceVersion
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
+	for _, kind := range octopodsv1alpha1.KeyKinds {
+		relist.End(sc.namespace, kind.KeyType)
+	}
+	sc.held = held
+	return rv, nil
 }
 
 // slicesSelector selects the slices of keys, not the marker.
