@@ -522,7 +522,8 @@ func (r *KeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Optio
 func (r *KeyReconciler) keysOfWorkspace(ctx context.Context, ws client.Object) []reconcile.Request {
 	var reqs []reconcile.Request
 	list := r.kind.NewOwnerList()
-	if err := r.List(ctx, list, client.InNamespace(ws.GetNamespace())); err != nil {
+	// Read only: no copy of every owner in the namespace at each event.
+	if err := r.List(ctx, list, client.InNamespace(ws.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "list owners of a Workspace's keys", "kind", r.kind.OwnerKind)
 		return nil
 	}

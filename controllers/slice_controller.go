@@ -403,7 +403,8 @@ func (r *SliceReconciler) BuildAll(ctx context.Context) error {
 	namespaces := map[string]bool{}
 	for _, kind := range octopodsv1alpha1.KeyKinds {
 		list := kind.NewKeyList()
-		if err := r.List(ctx, list); err != nil {
+		// Read only, for namespaces: no copy of every cached key.
+		if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 			return fmt.Errorf("list %s: %w", kind.Resource, err)
 		}
 		_ = meta.EachListItem(list, func(o runtime.Object) error {

@@ -364,9 +364,18 @@ func restart(ctx context.Context, env *benchenv.Env, d design, n int) result {
 	}
 	start := time.Now()
 	check(mgr.Start())
-	defer func() { _ = mgr.Process.Kill(); _ = mgr.Wait() }()
+	var waitErr error
+	exited := make(chan struct{}) // closed once the manager is gone
+	go func() { waitErr = mgr.Wait(); close(exited) }()
+	defer func() { _ = mgr.Process.Kill(); <-exited }()
 	for !settled(metrics, n, len(d.managerFlags) > 0) {
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-exited:
+			// Say so at once: waiting 30 minutes on a dead process lost a
+			// 100k run (rerun with -manager-log FILE for its log).
+			panic(fmt.Sprintf("the %s manager exited before it settled (%v, after %s); -manager-log FILE keeps its log", d.name, waitErr, time.Since(start).Round(time.Second)))
+		case <-time.After(100 * time.Millisecond):
+		}
 		if time.Since(start) > 30*time.Minute {
 			panic("the manager did not settle in 30 minutes")
 		}

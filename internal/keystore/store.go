@@ -2,8 +2,9 @@
 // auth proxy's trust rests on by construction: a key object's published
 // keys, in its status and in the KeyDigestSlices the proxies read, are a
 // subset of the keys its Secret holds at every instant. Every write first
-// unpublishes what the Secret will no longer hold, from the status and then
-// from the slices; a key is published only after the write that added it
+// unpublishes what the Secret will no longer hold, from the slices (what
+// the proxies read, so a revoked key is refused one write sooner) and then
+// from the status; a key is published only after the write that added it
 // succeeded (the caller's status write, which the slices follow). A crash
 // in between leaves a key unpublished (refused), never a dead key admitted.
 package keystore
@@ -28,11 +29,12 @@ type Publication interface {
 	// Published) and returns once the API server holds it.
 	Unpublish(ctx context.Context, kept []octopodsv1alpha1.PublishedKey) error
 	// Unslice removes from the digest slices every digest of the key object
-	// that held does not accept, gone (the digests just unpublished) among
-	// them, and returns once the API server holds the slice without them.
-	// It is called before every Secret write, whatever the status says: a
-	// crash between the two steps leaves a digest in a slice that the
-	// status no longer publishes.
+	// that held does not accept, gone (the digests about to be unpublished)
+	// among them, keeps them out of the slices whatever a stale status says,
+	// and returns once the API server holds the slices without them. It is
+	// called before every Secret write, whatever the status says, and
+	// before Unpublish: the proxies read the slices, so this is the step
+	// that refuses the key.
 	Unslice(ctx context.Context, held func(digest string) bool, gone []string) error
 }
 
@@ -90,8 +92,10 @@ func refuseSealed(secret *corev1.Secret) error {
 }
 
 // unpublishBefore unpublishes the keys that next (nil: no Secret) will not
-// hold, from the status and then from the slices, before that Secret write
-// happens.
+// hold, from the slices and then from the status, before that Secret write
+// happens. A failed status write after the slices' leaves the key refused
+// while its Secret still holds it (fail closed); the next reconcile
+// publishes it again from a fresh read, or removes it.
 func unpublishBefore(ctx context.Context, pub Publication, next *corev1.Secret) error {
 	name := "(none)"
 	if next != nil {
@@ -105,14 +109,14 @@ func unpublishBefore(ctx context.Context, pub Publication, next *corev1.Secret) 
 			gone = append(gone, p.Digest)
 		}
 	}
+	held := func(digest string) bool { return keysecret.Holds(next, digest) }
+	if err := pub.Unslice(ctx, held, gone); err != nil {
+		return fmt.Errorf("remove keys from the digest slices before writing key Secret %s: %w", name, err)
+	}
 	if len(kept) != len(published) {
 		if err := pub.Unpublish(ctx, kept); err != nil {
 			return fmt.Errorf("unpublish keys before writing key Secret %s: %w", name, err)
 		}
-	}
-	held := func(digest string) bool { return keysecret.Holds(next, digest) }
-	if err := pub.Unslice(ctx, held, gone); err != nil {
-		return fmt.Errorf("remove keys from the digest slices before writing key Secret %s: %w", name, err)
 	}
 	return nil
 }

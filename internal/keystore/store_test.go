@@ -3,6 +3,7 @@ package keystore
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,9 +27,11 @@ type publication struct {
 	sliced       []string // digests the slices hold
 	unpublishErr error
 	unpublished  int
+	calls        []string // Unslice and Unpublish, in order
 }
 
 func (p *publication) Unslice(_ context.Context, held func(string) bool, _ []string) error {
+	p.calls = append(p.calls, "Unslice")
 	kept := p.sliced[:0:0]
 	for _, d := range p.sliced {
 		if held(d) {
@@ -42,6 +45,7 @@ func (p *publication) Unslice(_ context.Context, held func(string) bool, _ []str
 func (p *publication) Published() []octopodsv1alpha1.PublishedKey { return p.published }
 
 func (p *publication) Unpublish(_ context.Context, kept []octopodsv1alpha1.PublishedKey) error {
+	p.calls = append(p.calls, "Unpublish")
 	if p.unpublishErr != nil {
 		return p.unpublishErr
 	}
@@ -209,6 +213,26 @@ func TestAFailedUnpublishStopsTheSecretWrite(t *testing.T) {
 	}
 	if writes != 0 {
 		t.Errorf("%d Secret writes after a failed unpublish, want 0", writes)
+	}
+}
+
+// The slices, which the proxies read, lose a key before the status does:
+// a rotated or revoked key is refused one write sooner. A failed status
+// write after them leaves the key refused and the Secret unwritten.
+func TestSlicesAreWithdrawnBeforeTheStatus(t *testing.T) {
+	current := testutil.NewKey(t)
+	stored := secretWith("k", current)
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(stored).Build()
+	for _, unpublishErr := range []error{nil, errors.New("status conflict")} {
+		d := keysecret.PublishedKey(current, nil)
+		p := &publication{published: []octopodsv1alpha1.PublishedKey{d}, sliced: []string{d.Digest}, unpublishErr: unpublishErr}
+		_ = Store{Writer: c}.Update(context.Background(), p, secretWith("k", testutil.NewKey(t)))
+		if want := []string{"Unslice", "Unpublish"}; !slices.Equal(p.calls, want) {
+			t.Errorf("unpublish error %v: calls %v, want %v", unpublishErr, p.calls, want)
+		}
+		if len(p.sliced) != 0 {
+			t.Errorf("unpublish error %v: the slices still hold the replaced key", unpublishErr)
+		}
 	}
 }
 

@@ -44,7 +44,7 @@ func GetKey(g gomega.Gomega, c client.Reader, ns, workspace string) *octopodsv1a
 
 // IssuedKey waits (with the suite's Eventually timeouts, or intervals)
 // until the workspace's key is Ready and its Secret holds a valid key that
-// status.keyID names, and returns that key.
+// status.keyID names and status.publishedKeys publishes, and returns it.
 func IssuedKey(c client.Reader, ns, workspace string, intervals ...any) string {
 	return issuedKey(c, BareAPIKey(ns, workspace), intervals...)
 }
@@ -66,6 +66,13 @@ func issuedKey(c client.Reader, key octopodsv1alpha1.KeyObject, intervals ...any
 		value = string(s.Data[octopodsv1alpha1.SecretKeyAPIKey])
 		g.Expect(apikey.Validate(value)).To(gomega.Succeed())
 		g.Expect(st.KeyID).To(gomega.Equal(apikey.ID(value)))
+		// Published too: mid-rotation, the old key is withdrawn (refused)
+		// before the Secret is rewritten, while the status still names it.
+		digests := make([]string, 0, len(st.PublishedKeys))
+		for _, p := range st.PublishedKeys {
+			digests = append(digests, p.Digest)
+		}
+		g.Expect(digests).To(gomega.ContainElement(apikey.DigestOf(value).String()), "the key is published")
 	}, intervals...).Should(gomega.Succeed())
 	return value
 }
