@@ -162,6 +162,12 @@ func (e *Env) PublishSlices(ctx context.Context, ns string) {
 			desired[keyslice.RefOf(&entry)] = entry
 		}
 	}
+	e.WriteSlices(ctx, ns, desired)
+}
+
+// WriteSlices packs entries into new KeyDigestSlices of ns, as the manager
+// would, and creates them.
+func (e *Env) WriteSlices(ctx context.Context, ns string, desired map[keyslice.Ref]octopodsv1alpha1.SlicedKey) {
 	for _, s := range keyslice.Pack(nil, desired, nil, controllers.KeysPerSlice).Write {
 		Check(e.Client.Create(ctx, &octopodsv1alpha1.KeyDigestSlice{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "keys-", Labels: map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys}},

@@ -103,12 +103,7 @@ func fill(ctx context.Context, env *benchenv.Env, n int) {
 		}
 		desired[keyslice.RefOf(&e)] = e
 	}
-	for _, s := range keyslice.Pack(nil, desired, nil, controllers.KeysPerSlice).Write {
-		benchenv.Check(env.Client.Create(ctx, &octopodsv1alpha1.KeyDigestSlice{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "keys-", Labels: map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys}},
-			Keys:       s.Keys,
-		}))
-	}
+	env.WriteSlices(ctx, ns, desired)
 	benchenv.Check(env.Client.Create(ctx, &octopodsv1alpha1.KeyDigestSlice{ObjectMeta: metav1.ObjectMeta{
 		Namespace: ns, Name: octopodsv1alpha1.SlicesBuiltName, Labels: map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleBuilt}}}))
 }
