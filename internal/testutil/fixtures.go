@@ -66,15 +66,32 @@ func issuedKey(c client.Reader, key octopodsv1alpha1.KeyObject, intervals ...any
 		value = string(s.Data[octopodsv1alpha1.SecretKeyAPIKey])
 		g.Expect(apikey.Validate(value)).To(gomega.Succeed())
 		g.Expect(st.KeyID).To(gomega.Equal(apikey.ID(value)))
-		// Published too: mid-rotation, the old key is withdrawn (refused)
-		// before the Secret is rewritten, while the status still names it.
-		digests := make([]string, 0, len(st.PublishedKeys))
-		for _, p := range st.PublishedKeys {
-			digests = append(digests, p.Digest)
-		}
-		g.Expect(digests).To(gomega.ContainElement(apikey.DigestOf(value).String()), "the key is published")
+		// Published too, where the proxies read it: mid-rotation, the old key
+		// leaves the KeyDigestSlices (refused) before the Secret is
+		// rewritten, while the Secret and the status still name it.
+		g.Expect(slicedDigests(g, c, key)).To(gomega.ContainElement(apikey.DigestOf(value).String()), "the key is in a KeyDigestSlice")
 	}, intervals...).Should(gomega.Succeed())
 	return value
+}
+
+// slicedDigests are the digests the KeyDigestSlices of key's namespace
+// publish for key.
+func slicedDigests(g gomega.Gomega, c client.Reader, key octopodsv1alpha1.KeyObject) []string {
+	slices := &octopodsv1alpha1.KeyDigestSliceList{}
+	g.Expect(c.List(context.Background(), slices, client.InNamespace(key.GetNamespace()),
+		client.MatchingLabels{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys})).To(gomega.Succeed())
+	var digests []string
+	for _, slice := range slices.Items {
+		for _, entry := range slice.Keys {
+			if entry.Kind != key.KeyKind().Kind || entry.Name != key.GetName() {
+				continue
+			}
+			for _, p := range entry.PublishedKeys {
+				digests = append(digests, p.Digest)
+			}
+		}
+	}
+	return digests
 }
 
 // Channel is a valid Channel of workspace for tests.
