@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -61,6 +62,9 @@ func CacheOptions(health *CacheHealth) cache.Options {
 			&corev1.Secret{}: {
 				Label:     labels.SelectorFromSet(labels.Set{octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue}),
 				Transform: TrimKeySecret,
+				// Packed (NewInformer): each read decodes a Secret of its
+				// own already, so a deep copy of it would only be waste.
+				UnsafeDisableDeepCopy: ptr.To(true),
 			},
 		},
 		DefaultTransform: TrimCached,
@@ -69,6 +73,12 @@ func CacheOptions(health *CacheHealth) cache.Options {
 		NewInformer: packedcache.NewInformerFunc(&corev1.Secret{}),
 	}
 }
+
+// CacheSyncTimeout is how long a controller waits for its caches on start
+// before the manager gives up and exits. controller-runtime's default, two
+// minutes, is short of a first list of 100,000 keys, their Workspaces and
+// Secrets from a busy API server; exiting then only starts the list again.
+const CacheSyncTimeout = 10 * time.Minute
 
 // TrimCached drops from every cached Workspace and WorkspaceAPIKey what the
 // manager never reads: managedFields (most of a small object), and kubectl's

@@ -25,8 +25,11 @@ go test ./internal/authproxy -run '^$' -bench IndexMemory -benchtime 1x | tee "$
 echo "== goals 6 and 7: the auth-proxy binary behind nginx auth_request, and as a reverse proxy"
 go run ./hack/gatewaybench -keys "${KEYS:-10000}" | tee "$out/gateway"
 echo "== issue 26: manager restart, auth proxy first sync, propagation and writes, slices against the design before them, at 10k and ${WORKSPACES:-100000} workspaces"
-go run ./hack/restartbench -workspaces 10000 | tee "$out/restart-10k"
-go run ./hack/restartbench -workspaces "${WORKSPACES:-100000}" | tee "$out/restart"
+# The managers' logs are kept where a failed run can still be read.
+logs=${MANAGER_LOGS:-$(mktemp -d -t bench-scale-logs.XXXXXX)}
+echo "(the restarted managers' logs: $logs)"
+go run ./hack/restartbench -workspaces 10000 -manager-log "$logs/manager-10k.log" | tee "$out/restart-10k"
+go run ./hack/restartbench -workspaces "${WORKSPACES:-100000}" -manager-log "$logs/manager.log" | tee "$out/restart"
 fi
 
 # The table goes to the terminal and to docs/benchmarks.md, the one page
