@@ -84,10 +84,7 @@ func main() {
 		setupLog.Info("Go soft memory limit set from the container's memory limit", "bytes", soft, "ratio", memlimit.Ratio)
 	}
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(octopodsv1alpha1.AddToScheme(scheme))
-
+	scheme := newScheme()
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		// One line, not a stack trace: this is what someone trying the
@@ -137,4 +134,12 @@ func main() {
 		setupLog.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// newScheme knows the built-in kinds and octopods.io's.
+func newScheme() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(octopodsv1alpha1.AddToScheme(scheme))
+	return scheme
 }
