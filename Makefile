@@ -88,6 +88,10 @@ bench-grpc: ## gRPC ext_authz Check beside HTTP forward-auth: checks/s, p50/p99 
 bench-cache: ## The manager's Secret cache with 30 padded hand-made key-type Secrets, with and without its transform.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/cachebench
 
+.PHONY: bench-cache-size
+bench-cache-size: ## Live heap of one cached Workspace, WorkspaceAPIKey and key Secret in the manager: decoded, trimmed and interned, packed.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/cachesize
+
 .PHONY: bench-restart
 bench-restart: ## KeyDigestSlices against the design before them (built from git), over WORKSPACES (default 100000) workspaces with issued keys: the manager's restart (settle time, peak RSS, live heap, writes), the proxy's first sync, propagation (takes minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/restartbench -workspaces $(or $(WORKSPACES),100000)

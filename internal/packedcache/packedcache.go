@@ -95,11 +95,16 @@ func (p packer) pack(obj any) (any, error) {
 	if !ok || reflect.TypeOf(m).Elem() != p.typ {
 		return obj, nil
 	}
+	return Pack(m)
+}
+
+// Pack encodes m as the cache keeps it.
+func Pack(m Message) (*Packed, error) {
 	data, err := m.Marshal()
 	if err != nil {
-		return nil, fmt.Errorf("encode a %s for the cache: %w", p.typ, err)
+		return nil, fmt.Errorf("encode a %T for the cache: %w", m, err)
 	}
-	return &Packed{data: data, typ: p.typ}, nil
+	return &Packed{data: data, typ: reflect.TypeOf(m).Elem()}, nil
 }
 
 // unpack decodes a packed object, also inside a tombstone; anything else is
