@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"time"
 
@@ -131,6 +132,15 @@ func WaitReady(url string, timeout time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	panic(url + " never became ready")
+}
+
+// LiveHeap is this process's live heap: what is left after two collections.
+func LiveHeap() uint64 {
+	goruntime.GC()
+	goruntime.GC()
+	var m goruntime.MemStats
+	goruntime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 // FreePort is a free 127.0.0.1 address.

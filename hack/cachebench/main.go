@@ -56,7 +56,7 @@ func main() {
 // heapWithCache syncs a cache of Secrets and returns the live heap while it
 // holds them, less the heap before it started.
 func heapWithCache(ctx context.Context, cfg *rest.Config, scheme *kruntime.Scheme, opts cache.Options) uint64 {
-	before := liveHeap()
+	before := benchenv.LiveHeap()
 	opts.Scheme = scheme
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -70,20 +70,12 @@ func heapWithCache(ctx context.Context, cfg *rest.Config, scheme *kruntime.Schem
 	}
 	list := &corev1.SecretList{}
 	check(ca.List(cctx, list))
-	after := liveHeap()
+	after := benchenv.LiveHeap()
 	runtime.KeepAlive(ca)
 	if after < before {
 		return 0
 	}
 	return after - before
-}
-
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -129,7 +129,7 @@ func pack(o any) any {
 // returns the live heap each costs.
 func perObject(copies int, decode func() []any, transform func(any) any) float64 {
 	var kept []any
-	before := liveHeap()
+	before := benchenv.LiveHeap()
 	for range copies {
 		for _, o := range decode() {
 			if transform != nil {
@@ -138,18 +138,10 @@ func perObject(copies int, decode func() []any, transform func(any) any) float64
 			kept = append(kept, o)
 		}
 	}
-	after := liveHeap()
+	after := benchenv.LiveHeap()
 	n := len(kept)
 	runtime.KeepAlive(kept)
 	return (float64(after) - float64(before)) / float64(n)
-}
-
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // items are a typed list's objects as an informer keeps them: pointers
