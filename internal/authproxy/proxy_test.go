@@ -232,6 +232,14 @@ var _ = Describe("lastUsedTime", func() {
 
 	It("records the previous key's uses apart during a grace period", func() {
 		Eventually(func() int { return status(reverseProxy, key) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
+		// Rotated only once that use is written as lastUsedTime: the old
+		// key's next use, often in the same second, must still be written
+		// as previousKeyLastUsedTime, another field.
+		Eventually(func(g Gomega) {
+			got := &octopodsv1alpha1.WorkspaceAPIKey{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(wak), got)).To(Succeed())
+			g.Expect(got.Status.LastUsedTime).NotTo(BeNil())
+		}, flushDeadline, pollEvery).Should(Succeed())
 		next := newKey()
 		republish(wak, next, key, time.Now().Add(time.Hour))
 		Eventually(func() int { return status(reverseProxy, next) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))

@@ -507,9 +507,11 @@ func (ix *Index) setLocked(in Keys, gen uint32) {
 			previous = &previousKey{digest: in.Previous}
 			if hadCurrent && in.Previous == oldCurrent {
 				// The current key became the previous one: so does its use,
-				// and the new current key has not been used yet.
+				// and the new current key has not been used yet. Its flush
+				// mark does not: that use went to lastUsedTime, and
+				// previousKeyLastUsedTime has not been written yet.
 				previous.lastUsed.Store(s.lastUsed.Swap(0))
-				previous.flushed.Store(s.flushed.Swap(0))
+				s.flushed.Store(0)
 			}
 		}
 		previous.until = in.PreviousValidUntil.UnixNano()

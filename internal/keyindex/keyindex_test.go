@@ -243,6 +243,35 @@ func TestPreviousKeyUseIsKeptApart(t *testing.T) {
 	}
 }
 
+// The old key's use written as lastUsedTime before a rotation is still
+// written as previousKeyLastUsedTime after it: another status field, so
+// what was flushed as the current key says nothing about it. (Carrying the
+// flush mark over lost a use of the old key in the same second as its last
+// flush as the current key: the audit said the previous key was never used.)
+func TestPreviousKeyUseFlushedAsCurrentIsWrittenAgain(t *testing.T) {
+	old, cur := mustKey(t), mustKey(t)
+	ix := New()
+	t0 := time.Unix(1_800_000_000, 0)
+	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(old), HasCurrent: true})
+	ix.Lookup(old, t0)
+	p := ix.Pending()
+	if len(p) != 1 || !p[0].LastUsed.Equal(t0) {
+		t.Fatalf("pending = %+v", p)
+	}
+	p[0].Flushed()
+	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(cur), HasCurrent: true,
+		Previous: apikey.DigestOf(old), HasPrevious: true, PreviousValidUntil: t0.Add(time.Hour)})
+	ix.Lookup(old, t0.Add(500*time.Millisecond))
+	p = ix.Pending()
+	if len(p) != 1 || !p[0].LastUsed.IsZero() || !p[0].PreviousLastUsed.Equal(t0) {
+		t.Fatalf("the old key's use in its last flushed second is not pending as the previous key's: %+v", p)
+	}
+	p[0].Flushed()
+	if again := ix.Pending(); len(again) != 0 {
+		t.Fatalf("flushed uses still pending: %+v", again)
+	}
+}
+
 func TestRevokedKeysAreRefusedButReported(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	current, revoked, other := mustKey(t), mustKey(t), mustKey(t)
