@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
@@ -53,15 +53,15 @@ func init() {
 // keyStatusCollector reports each WorkspaceAPIKey's readiness and next
 // scheduled rotation from the running manager's cache.
 type keyStatusCollector struct {
-	reader atomic.Pointer[client.Reader]
-	now    func() time.Time
+	informers atomic.Pointer[cache.Informers]
+	now       func() time.Time
 }
 
-// use makes the collector read from r (the manager's cache), replacing any
-// earlier manager's in this process.
-func (c *keyStatusCollector) use(r client.Reader, now func() time.Time) {
+// use makes the collector read the manager's cache, replacing any earlier
+// manager's in this process.
+func (c *keyStatusCollector) use(informers cache.Informers, now func() time.Time) {
 	c.now = now
-	c.reader.Store(&r)
+	c.informers.Store(&informers)
 }
 
 // perKind makes the two per-kind descriptors of every key kind.
@@ -82,24 +82,17 @@ func (c *keyStatusCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *keyStatusCollector) Collect(ch chan<- prometheus.Metric) {
-	r := c.reader.Load()
-	if r == nil {
+	informers := c.informers.Load()
+	if informers == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	now := c.now()
 	for _, kind := range octopodsv1alpha1.KeyKinds {
-		list := kind.NewKeyList()
-		// Read only: the cached objects themselves, not a copy of every key
-		// at every scrape (110 MB of garbage at 100k keys).
-		if err := (*r).List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
-			return // cache not started yet: no series rather than wrong ones
-		}
-		items, _ := meta.ExtractList(list) // a typed list: cannot fail
 		invalid := 0
-		for _, item := range items {
-			k := item.(octopodsv1alpha1.KeyObject)
+		// One key decoded at a time: no copy of every key at every scrape.
+		if err := eachKey(ctx, *informers, kind, "", func(k octopodsv1alpha1.KeyObject) {
 			settings, st := k.Settings(), k.KeyStatus()
 			if len(settings.InvalidFields()) > 0 {
 				invalid++
@@ -112,6 +105,8 @@ func (c *keyStatusCollector) Collect(ch chan<- prometheus.Metric) {
 			if next := st.NextRotationAt; next != nil && settings.RotationInterval != nil {
 				ch <- prometheus.MustNewConstMetric(nextRotationDescs[kind.Kind], prometheus.GaugeValue, secondsUntil(next, now), k.GetNamespace(), k.GetName())
 			}
+		}); err != nil {
+			return // cache not started yet: no series rather than wrong ones
 		}
 		ch <- prometheus.MustNewConstMetric(invalidSpecDesc, prometheus.GaugeValue, float64(invalid), kind.Kind)
 	}

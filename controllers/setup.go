@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -56,22 +57,40 @@ type Options struct {
 // API server. A foreign Secret carrying the label is trimmed to its
 // identity (TrimKeySecret).
 func CacheOptions(health *CacheHealth) cache.Options {
+	byObject := map[client.Object]cache.ByObject{}
+	var packed []runtime.Object
+	for _, o := range PackedObjects() {
+		// Packed (NewInformer): each read decodes an object of its own
+		// already, so a deep copy of it would only be waste.
+		opts := cache.ByObject{UnsafeDisableDeepCopy: ptr.To(true)}
+		if _, ok := o.(*corev1.Secret); ok {
+			opts.Label = labels.SelectorFromSet(labels.Set{octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue})
+			opts.Transform = TrimKeySecret
+		}
+		byObject[o] = opts
+		packed = append(packed, o)
+	}
 	return cache.Options{
 		DefaultWatchErrorHandler: health.WatchErrorHandler,
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {
-				Label:     labels.SelectorFromSet(labels.Set{octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue}),
-				Transform: TrimKeySecret,
-				// Packed (NewInformer): each read decodes a Secret of its
-				// own already, so a deep copy of it would only be waste.
-				UnsafeDisableDeepCopy: ptr.To(true),
-			},
-		},
-		DefaultTransform: TrimCached,
-		// Key Secrets are cached as their protobuf encoding (after
-		// TrimKeySecret): a third of their decoded size.
-		NewInformer: packedcache.NewInformerFunc(&corev1.Secret{}),
+		ByObject:                 byObject,
+		DefaultTransform:         TrimCached,
+		NewInformer:              packedcache.NewInformerFunc(packed...),
 	}
+}
+
+// PackedObjects are the types the manager caches packed (internal/packedcache),
+// after TrimCached or TrimKeySecret: those it holds one of per key and reads
+// by name, the Workspaces, the key objects of every kind and the key
+// Secrets. At 100,000 keys they are most of its memory; packed, each costs
+// about a tenth. Channels and WhatsApp Business Accounts are not packed:
+// the keys of a Workspace's channels are found by listing them at each
+// Workspace event, which would decode every one of them each time.
+func PackedObjects() []client.Object {
+	objs := []client.Object{&corev1.Secret{}, &octopodsv1alpha1.Workspace{}}
+	for _, k := range octopodsv1alpha1.KeyKinds {
+		objs = append(objs, k.NewKey())
+	}
+	return objs
 }
 
 // CacheSyncTimeout is how long a controller waits for its caches on start
@@ -160,7 +179,7 @@ func SetupSlices(mgr ctrl.Manager, builtNamespace string) error {
 }
 
 func setupSlices(mgr ctrl.Manager, builtNamespace string, now func() time.Time) (*SliceReconciler, error) {
-	slices := &SliceReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), BuiltNamespace: builtNamespace, now: now}
+	slices := &SliceReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Informers: mgr.GetCache(), BuiltNamespace: builtNamespace, now: now}
 	// Namespaces are synced in parallel; one namespace's syncs never are
 	// (the work queue), so its changes still pile up into one write.
 	if err := slices.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {

@@ -11,13 +11,13 @@ import (
 	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -28,6 +28,7 @@ import (
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/keyslice"
+	"github.com/octopods/octopods-operator/internal/packedcache"
 )
 
 // KeysPerSlice is how many key objects the manager puts in one
@@ -82,6 +83,8 @@ type SliceReconciler struct {
 	client.Client
 	// APIReader lists a namespace's slices from the API server.
 	APIReader client.Reader
+	// Informers are the manager's cache, read one key at a time (eachKey).
+	Informers cache.Informers
 	// BuiltNamespace is where the marker that says the slices were built
 	// is written ("" writes none).
 	BuiltNamespace string
@@ -246,16 +249,7 @@ func (r *SliceReconciler) desired(ctx context.Context, ns string, sp *sliceSpace
 		return desired, nil
 	}
 	for _, kind := range octopodsv1alpha1.KeyKinds {
-		list := kind.NewKeyList()
-		// Read only, and only into new entries (Entry copies): no copy of
-		// every cached object.
-		if err := r.List(ctx, list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
-			return nil, fmt.Errorf("list %s in %s: %w", kind.Resource, ns, err)
-		}
-		if err := meta.EachListItem(list, func(o runtime.Object) error {
-			add(o.(octopodsv1alpha1.KeyObject))
-			return nil
-		}); err != nil {
+		if err := eachKey(ctx, r.Informers, kind, ns, add); err != nil {
 			return nil, err
 		}
 	}
@@ -406,15 +400,17 @@ func (r *SliceReconciler) Republished(ns string, published []octopodsv1alpha1.Pu
 func (r *SliceReconciler) BuildAll(ctx context.Context) error {
 	namespaces := map[string]bool{}
 	for _, kind := range octopodsv1alpha1.KeyKinds {
-		list := kind.NewKeyList()
-		// Read only, for namespaces: no copy of every cached key.
-		if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
-			return fmt.Errorf("list %s: %w", kind.Resource, err)
+		inf, err := r.Informers.GetInformer(ctx, kind.NewKey())
+		if err != nil {
+			return fmt.Errorf("get the %s informer: %w", kind.Resource, err)
 		}
-		_ = meta.EachListItem(list, func(o runtime.Object) error {
-			namespaces[o.(client.Object).GetNamespace()] = true
-			return nil
-		})
+		held, err := packedcache.Namespaces(inf) // nothing decoded
+		if err != nil {
+			return fmt.Errorf("read the namespaces of %s: %w", kind.Resource, err)
+		}
+		for _, ns := range held {
+			namespaces[ns] = true
+		}
 	}
 	held := &metav1.PartialObjectMetadataList{}
 	held.SetGroupVersionKind(octopodsv1alpha1.GroupVersion.WithKind("KeyDigestSliceList"))
@@ -547,4 +543,27 @@ var entryChanges = predicate.Funcs{
 		a, aok := keyslice.Entry(after)
 		return aok != bok || !equality.Semantic.DeepEqual(a, b)
 	},
+}
+
+// eachKey calls fn with every cached key object of kind in ns ("": every
+// namespace), each decoded only for its call (packedcache.Each): the
+// cache's List would hold all of them decoded at once, 200 MB for a
+// namespace of 100,000 keys. fn must not keep or change what it is given.
+func eachKey(ctx context.Context, informers cache.Informers, kind octopodsv1alpha1.KeyKind, ns string, fn func(octopodsv1alpha1.KeyObject)) error {
+	inf, err := informers.GetInformer(ctx, kind.NewKey())
+	if err != nil {
+		return fmt.Errorf("get the %s informer: %w", kind.Resource, err)
+	}
+	if !inf.HasSynced() {
+		return fmt.Errorf("the cache of %s is not synced yet", kind.Resource) // the manager's cache is not started
+	}
+	if err := packedcache.Each(inf, ns, func(o runtime.Object) error {
+		if k, ok := o.(octopodsv1alpha1.KeyObject); ok {
+			fn(k)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read the cached %s: %w", kind.Resource, err)
+	}
+	return nil
 }

@@ -1,18 +1,29 @@
-// Package packedcache keeps the objects of an informer as their protobuf
-// encoding instead of decoded Go structs, and hands decoded copies to
-// whoever reads the informer: its indexer and store, its event handlers and
-// its index functions.
+// Package packedcache keeps the objects of an informer packed: encoded
+// (protobuf for built-in types, JSON for custom resources) and compressed
+// against a dictionary, instead of as decoded Go structs. It hands decoded
+// copies to whoever reads the informer: its indexer and store, its event
+// handlers and its index functions.
 //
 // A decoded object costs several times its encoding: every string, map and
 // pointer of its ObjectMeta is an allocation of its own, and a map of even
-// one entry takes a whole group of eight slots. The manager caches one key
-// Secret per key, read once per reconcile, so at 100,000 keys the
-// difference is about 150 MB, while a decode costs a few microseconds.
+// one entry takes a whole group of eight slots. And objects of one kind
+// repeat most of their bytes: field names, the namespace, owner kinds,
+// finalizers, condition types, reasons and messages. Compressed against an
+// object of the same kind, what is left is mostly what is an object's own
+// (its name, UID, digests and times): about a tenth of its decoded size.
+// The manager caches a Workspace, a key object and a key Secret per key,
+// each read a few times per reconcile, so at 100,000 keys this saves
+// hundreds of megabytes for about ten microseconds a read.
 package packedcache
 
 import (
+	"bytes"
+	"compress/flate"
+	"encoding/json"
 	"fmt"
+	"io"
 	"reflect"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,7 +33,9 @@ import (
 )
 
 // Message is a Kubernetes API type with generated protobuf methods, as every
-// built-in type has (corev1.Secret, ...).
+// built-in type has (corev1.Secret, ...). Other types are encoded as JSON,
+// as the API server sends them: their own JSON methods (a spec's Duration
+// that keeps an invalid value) are honoured, which CBOR would skip.
 type Message interface {
 	runtime.Object
 	Marshal() ([]byte, error)
@@ -32,29 +45,29 @@ type Message interface {
 // NewInformerFunc returns what controller-runtime's cache.Options.NewInformer
 // takes: informers of the types of packed are packed, the others are
 // client-go's, unchanged.
-func NewInformerFunc(packed ...Message) func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer {
-	types := map[reflect.Type]bool{}
-	for _, m := range packed {
-		types[reflect.TypeOf(m)] = true
+func NewInformerFunc(packed ...runtime.Object) func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer {
+	codecs := map[reflect.Type]*Codec{}
+	for _, o := range packed {
+		codecs[reflect.TypeOf(o)] = NewCodec(o)
 	}
 	return func(lw toolscache.ListerWatcher, example runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
-		if !types[reflect.TypeOf(example)] {
+		c, ok := codecs[reflect.TypeOf(example)]
+		if !ok {
 			return toolscache.NewSharedIndexInformer(lw, example, resync, indexers)
 		}
-		p := packer{typ: reflect.TypeOf(example).Elem()}
 		inner := toolscache.NewSharedIndexInformer(lw, example, resync, unpacking(indexers))
-		i := &informer{SharedIndexInformer: inner, packer: p}
+		i := &informer{SharedIndexInformer: inner, codec: c}
 		_ = i.SetTransform(nil) // packs even if no one sets a transform; cannot fail before Run
 		return i
 	}
 }
 
-// Packed is one object as its protobuf encoding. It is a runtime.Object
-// and a metav1.ObjectMetaAccessor, so that the informer's own machinery
-// (keys, the namespace index, resource versions) works on it unchanged.
+// Packed is one object, packed. It is a runtime.Object and a
+// metav1.ObjectMetaAccessor, so that the informer's own machinery (keys,
+// the namespace index, resource versions) works on it unchanged.
 type Packed struct {
-	data []byte
-	typ  reflect.Type
+	data  []byte
+	codec *Codec
 }
 
 // GetObjectKind implements runtime.Object; a packed object has no kind.
@@ -73,38 +86,119 @@ func (p *Packed) GetObjectMeta() metav1.Object {
 	return o.GetObjectMeta()
 }
 
-// Unpack decodes the object. The encoding was made by Marshal in this
-// process, so decoding it cannot fail but by a bug, which is a panic.
+// Unpack decodes the object. The encoding was made by Pack in this process,
+// so decoding it cannot fail but by a bug, which is a panic.
 func (p *Packed) Unpack() runtime.Object {
-	m, ok := reflect.New(p.typ).Interface().(Message)
-	if !ok {
-		panic(fmt.Sprintf("packedcache: %s has no protobuf methods", p.typ))
+	o, err := p.codec.decode(p.data)
+	if err != nil {
+		panic(fmt.Sprintf("packedcache: decode a packed %s: %v", p.codec.typ, err))
 	}
-	if err := m.Unmarshal(p.data); err != nil {
-		panic(fmt.Sprintf("packedcache: decode a packed %s: %v", p.typ, err))
-	}
-	return m
+	return o
 }
 
-type packer struct{ typ reflect.Type }
+// Size is the length of the packed encoding.
+func (p *Packed) Size() int { return len(p.data) }
 
-// pack encodes obj if it is of the informer's type; anything else (a
+// Codec packs the objects of one type: protobuf or JSON, compressed with
+// DEFLATE against a dictionary, the encoding of the first object it packs.
+// That object is as good a sample as any: what matters is the bytes every
+// object of the kind repeats.
+type Codec struct {
+	typ       reflect.Type
+	marshal   func(runtime.Object) ([]byte, error)
+	unmarshal func([]byte, runtime.Object) error
+
+	dictOnce sync.Once
+	dict     []byte
+	writers  sync.Pool // *packWriter
+	readers  sync.Pool // *unpackReader
+}
+
+// compressionLevel is the fastest level that uses the dictionary: BestSpeed
+// ignores it. Higher levels gain almost nothing on objects this small.
+const compressionLevel = 2
+
+// NewCodec makes the codec of example's type.
+func NewCodec(example runtime.Object) *Codec {
+	c := &Codec{typ: reflect.TypeOf(example).Elem()}
+	if _, ok := example.(Message); ok {
+		c.marshal = func(o runtime.Object) ([]byte, error) { return o.(Message).Marshal() }
+		c.unmarshal = func(b []byte, o runtime.Object) error { return o.(Message).Unmarshal(b) }
+	} else {
+		c.marshal = func(o runtime.Object) ([]byte, error) { return json.Marshal(o) }
+		c.unmarshal = func(b []byte, o runtime.Object) error { return json.Unmarshal(b, o) }
+	}
+	return c
+}
+
+type packWriter struct {
+	buf bytes.Buffer
+	w   *flate.Writer
+}
+
+type unpackReader struct {
+	src bytes.Reader
+	out bytes.Buffer
+	r   io.ReadCloser // a flate.Resetter
+}
+
+// Pack packs obj if it is of the codec's type; anything else (a
 // DeletedFinalStateUnknown, an object packed already) is left as it is.
-func (p packer) pack(obj any) (any, error) {
-	m, ok := obj.(Message)
-	if !ok || reflect.TypeOf(m).Elem() != p.typ {
+func (c *Codec) pack(obj any) (any, error) {
+	o, ok := obj.(runtime.Object)
+	if !ok || reflect.TypeOf(o) != reflect.PointerTo(c.typ) {
 		return obj, nil
 	}
-	return Pack(m)
+	return c.Pack(o)
 }
 
-// Pack encodes m as the cache keeps it.
-func Pack(m Message) (*Packed, error) {
-	data, err := m.Marshal()
+// Pack packs o, which must be of the codec's type.
+func (c *Codec) Pack(o runtime.Object) (*Packed, error) {
+	enc, err := c.marshal(o)
 	if err != nil {
-		return nil, fmt.Errorf("encode a %T for the cache: %w", m, err)
+		return nil, fmt.Errorf("encode a %T for the cache: %w", o, err)
 	}
-	return &Packed{data: data, typ: reflect.TypeOf(m).Elem()}, nil
+	c.dictOnce.Do(func() { c.dict = enc })
+	pw, _ := c.writers.Get().(*packWriter)
+	if pw == nil {
+		pw = &packWriter{}
+		if pw.w, err = flate.NewWriterDict(&pw.buf, compressionLevel, c.dict); err != nil {
+			return nil, fmt.Errorf("compress a %T for the cache: %w", o, err)
+		}
+	}
+	defer c.writers.Put(pw)
+	pw.buf.Reset()
+	pw.w.Reset(&pw.buf)
+	if _, err := pw.w.Write(enc); err != nil {
+		return nil, fmt.Errorf("compress a %T for the cache: %w", o, err)
+	}
+	if err := pw.w.Close(); err != nil {
+		return nil, fmt.Errorf("compress a %T for the cache: %w", o, err)
+	}
+	return &Packed{data: bytes.Clone(pw.buf.Bytes()), codec: c}, nil
+}
+
+func (c *Codec) decode(data []byte) (runtime.Object, error) {
+	ur, _ := c.readers.Get().(*unpackReader)
+	if ur == nil {
+		ur = &unpackReader{}
+		ur.r = flate.NewReaderDict(&ur.src, c.dict)
+	}
+	defer c.readers.Put(ur)
+	ur.src.Reset(data)
+	if err := ur.r.(flate.Resetter).Reset(&ur.src, c.dict); err != nil {
+		return nil, err
+	}
+	ur.out.Reset()
+	if _, err := ur.out.ReadFrom(ur.r); err != nil {
+		return nil, err
+	}
+	o, _ := reflect.New(c.typ).Interface().(runtime.Object)
+	// Both decoders copy what they keep: the buffer is reused.
+	if err := c.unmarshal(ur.out.Bytes(), o); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // unpack decodes a packed object, also inside a tombstone; anything else is
@@ -139,7 +233,7 @@ func unpacking(in toolscache.Indexers) toolscache.Indexers {
 // informer packs what it stores and unpacks what it hands out.
 type informer struct {
 	toolscache.SharedIndexInformer
-	packer
+	codec *Codec
 }
 
 // SetTransform runs transform first, on the decoded object, then packs.
@@ -154,7 +248,7 @@ func (i *informer) SetTransform(transform toolscache.TransformFunc) error {
 				return nil, err
 			}
 		}
-		return i.pack(obj)
+		return i.codec.pack(obj)
 	})
 }
 
@@ -220,4 +314,54 @@ func (x indexer) ByIndex(name, value string) ([]any, error) {
 
 func (x indexer) AddIndexers(indexers toolscache.Indexers) error {
 	return x.Indexer.AddIndexers(unpacking(indexers))
+}
+
+// rawIndexer is the indexer of inf as it stores objects: packed ones for a
+// packed informer.
+func rawIndexer(inf any) (toolscache.Indexer, error) {
+	switch i := inf.(type) {
+	case *informer:
+		return i.SharedIndexInformer.GetIndexer(), nil
+	case interface{ GetIndexer() toolscache.Indexer }:
+		return i.GetIndexer(), nil
+	}
+	return nil, fmt.Errorf("packedcache: cannot read a %T one object at a time", inf)
+}
+
+// Namespaces are the namespaces the informer inf holds objects of, read
+// from its namespace index: nothing is decoded.
+func Namespaces(inf any) ([]string, error) {
+	x, err := rawIndexer(inf)
+	if err != nil {
+		return nil, err
+	}
+	return x.ListIndexFuncValues(toolscache.NamespaceIndex), nil
+}
+
+// Each calls fn with every object of the informer inf in namespace ("": all), each
+// decoded only for its call when the informer is packed, so that reading
+// 100,000 objects never holds them all decoded at once (the cache's List
+// would). For an informer that is not packed, fn gets the cached objects
+// themselves: it must not change them. It stops at fn's first error.
+func Each(inf any, namespace string, fn func(runtime.Object) error) error {
+	x, err := rawIndexer(inf)
+	if err != nil {
+		return err
+	}
+	objs := x.List()
+	if namespace != "" {
+		if objs, err = x.ByIndex(toolscache.NamespaceIndex, namespace); err != nil {
+			return fmt.Errorf("read the objects of namespace %s: %w", namespace, err)
+		}
+	}
+	for _, o := range objs {
+		obj, ok := unpack(o).(runtime.Object)
+		if !ok {
+			continue
+		}
+		if err := fn(obj); err != nil {
+			return err
+		}
+	}
+	return nil
 }

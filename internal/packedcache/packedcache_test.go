@@ -2,8 +2,10 @@ package packedcache
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,8 +13,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	fcache "k8s.io/client-go/tools/cache/testing"
+	"k8s.io/utils/ptr"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
 
 func secret(name, owner string) *corev1.Secret {
@@ -103,6 +110,9 @@ func TestPackedInformerStoresEncodingsAndHandsOutObjects(t *testing.T) {
 		t.Fatalf("handler saw %q, want %q", got, want)
 	}
 
+	if ns, err := Namespaces(inf); err != nil || !reflect.DeepEqual(ns, []string{"ns"}) {
+		t.Fatalf("Namespaces gave %v, %v", ns, err)
+	}
 	// What is stored is the encoding; what is read is the transformed Secret.
 	stored := inf.(*informer).SharedIndexInformer.GetIndexer().List()
 	if len(stored) != 1 {
@@ -128,6 +138,8 @@ func TestPackedInformerStoresEncodingsAndHandsOutObjects(t *testing.T) {
 		"ByIndex ns":     func() ([]any, error) { return inf.GetIndexer().ByIndex(toolscache.NamespaceIndex, "ns") },
 		"Index of a":     func() ([]any, error) { return inf.GetIndexer().Index("owner", updated) },
 		"old owner gone": func() ([]any, error) { return inf.GetIndexer().ByIndex("owner", "x") },
+		"Each of ns":     func() ([]any, error) { return each(inf, "ns") },
+		"Each of all":    func() ([]any, error) { return each(inf, "") },
 	} {
 		objs, err := read()
 		if err != nil {
@@ -148,35 +160,141 @@ func TestPackedInformerStoresEncodingsAndHandsOutObjects(t *testing.T) {
 	}
 }
 
+func each(inf any, namespace string) ([]any, error) {
+	var out []any
+	err := Each(inf, namespace, func(o runtime.Object) error { out = append(out, o); return nil })
+	return out, err
+}
+
 func TestOtherTypesAreNotPacked(t *testing.T) {
-	inf := NewInformerFunc(&corev1.Secret{})(fcache.NewFakeControllerSource(), &corev1.ConfigMap{}, 0, toolscache.Indexers{})
+	source := fcache.NewFakeControllerSource()
+	source.Add(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}})
+	inf := NewInformerFunc(&corev1.Secret{})(source, &corev1.ConfigMap{}, 0, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
 	if _, wrapped := inf.(*informer); wrapped {
 		t.Fatal("a ConfigMap informer was packed")
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go inf.RunWithContext(ctx)
+	if !toolscache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		t.Fatal("not synced")
+	}
+	// Each and Namespaces read any informer.
+	if objs, err := each(inf, "ns"); err != nil || len(objs) != 1 {
+		t.Fatalf("Each gave %v, %v", objs, err)
+	}
+	if ns, err := Namespaces(inf); err != nil || !reflect.DeepEqual(ns, []string{"ns"}) {
+		t.Fatalf("Namespaces gave %v, %v", ns, err)
+	}
+	if _, err := Namespaces(struct{}{}); err == nil {
+		t.Fatal("Namespaces read something that is no informer")
+	}
+}
+
+// key is a custom resource as the manager caches it: no protobuf methods,
+// so JSON; times, a Duration with its own JSON methods, conditions and
+// owner references included.
+func key(name string) *octopodsv1alpha1.WorkspaceAPIKey {
+	at := metav1.NewTime(time.Date(2026, 12, 5, 6, 17, 53, 0, time.UTC))
+	d := strings.Repeat(name[:1], 64)
+	return &octopodsv1alpha1.WorkspaceAPIKey{
+		TypeMeta: metav1.TypeMeta{APIVersion: "octopods.io/v1alpha1", Kind: "WorkspaceAPIKey"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(name + "-uid"), ResourceVersion: "245", Generation: 1,
+			CreationTimestamp: at, Finalizers: []string{"octopods.io/revoke-key"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "octopods.io/v1alpha1", Kind: "Workspace", Name: name, UID: "w", Controller: ptr.To(true)}}},
+		Spec: octopodsv1alpha1.WorkspaceAPIKeySpec{WorkspaceName: name, KeySettings: octopodsv1alpha1.KeySettings{RotationGracePeriod: &octopodsv1alpha1.Duration{Duration: 90 * time.Second}}},
+		Status: octopodsv1alpha1.APIKeyStatus{SecretName: name + "-api-key", KeyID: d[:12], IssuedAt: &at,
+			PublishedKeys: []octopodsv1alpha1.PublishedKey{{KeyID: d[:12], Digest: "sha256:" + d}},
+			Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, ObservedGeneration: 1, LastTransitionTime: at,
+				Reason: "KeyIssued", Message: "Key " + d[:12] + " is in Secret"}}},
+	}
+}
+
+// invalidDuration holds a stored value Go cannot parse, which the
+// Duration's JSON methods keep (and CBOR would lose).
+func invalidDuration(k *octopodsv1alpha1.WorkspaceAPIKey) *octopodsv1alpha1.WorkspaceAPIKey {
+	k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Invalid: "30d"}
+	return k
 }
 
 func TestPackAndUnpack(t *testing.T) {
-	p := packer{typ: reflect.TypeFor[corev1.Secret]()}
-	original := secret("a", "x")
-	packed, err := p.pack(original.DeepCopy())
+	for _, tc := range []struct {
+		encoding string
+		objects  []runtime.Object
+		other    runtime.Object
+	}{
+		{"protobuf", []runtime.Object{secret("a", "x"), secret("b", "y")}, &corev1.ConfigMap{}},
+		{"JSON", []runtime.Object{key("a"), key("b"), invalidDuration(key("c"))}, secret("a", "x")},
+	} {
+		t.Run(tc.encoding, func(t *testing.T) {
+			c := NewCodec(tc.objects[0])
+			for _, original := range tc.objects {
+				packed, err := c.pack(original.DeepCopyObject())
+				if err != nil {
+					t.Fatal(err)
+				}
+				again, _ := c.pack(packed)
+				if again != packed {
+					t.Fatal("a packed object was packed again")
+				}
+				if got := unpack(packed); !equality.Semantic.DeepEqual(got, original) {
+					t.Fatalf("unpacked %#v, want %#v", got, original)
+				}
+				m := packed.(*Packed).GetObjectMeta()
+				if want := original.(metav1.Object); m.GetNamespace() != want.GetNamespace() || m.GetName() != want.GetName() {
+					t.Fatalf("metadata %s/%s", m.GetNamespace(), m.GetName())
+				}
+				tomb, ok := unpack(toolscache.DeletedFinalStateUnknown{Key: "ns/a", Obj: packed}).(toolscache.DeletedFinalStateUnknown)
+				if !ok || reflect.TypeOf(tomb.Obj) != reflect.TypeOf(original) {
+					t.Fatalf("a tombstone's object unpacked to %T", tomb.Obj)
+				}
+			}
+			if got, _ := c.pack(tc.other); got != tc.other {
+				t.Fatal("an object of another type was packed")
+			}
+		})
+	}
+}
+
+// The second object of a kind costs a fraction of its encoding: the first
+// one's encoding is the dictionary.
+func TestPackedObjectsShareTheirKindsBytes(t *testing.T) {
+	c := NewCodec(&octopodsv1alpha1.WorkspaceAPIKey{})
+	if _, err := c.Pack(key("a")); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := json.Marshal(key("b"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := p.pack(packed)
-	if again != packed {
-		t.Fatal("a packed object was packed again")
+	p, err := c.Pack(key("b"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := unpack(packed); !equality.Semantic.DeepEqual(got, original) {
-		t.Fatalf("unpacked %v, want %v", got, original)
+	if p.Size()*3 > len(enc) {
+		t.Fatalf("packed %d bytes of a %d-byte encoding: the dictionary is not used", p.Size(), len(enc))
 	}
-	if m := packed.(*Packed).GetObjectMeta(); m.GetNamespace() != "ns" || m.GetName() != "a" {
-		t.Fatalf("metadata %s/%s", m.GetNamespace(), m.GetName())
+}
+
+// Readers and the informer pack and unpack at once (run with -race).
+func TestPackAndUnpackConcurrently(t *testing.T) {
+	c := NewCodec(&octopodsv1alpha1.WorkspaceAPIKey{})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			name := string(rune('a' + g))
+			for range 50 {
+				p, err := c.Pack(key(name))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got := p.Unpack().(*octopodsv1alpha1.WorkspaceAPIKey); got.Name != name || got.Status.PublishedKeys[0].Digest != key(name).Status.PublishedKeys[0].Digest {
+					t.Errorf("unpacked %s, want %s", got.Name, name)
+					return
+				}
+			}
+		})
 	}
-	tomb, ok := unpack(toolscache.DeletedFinalStateUnknown{Key: "ns/a", Obj: packed}).(toolscache.DeletedFinalStateUnknown)
-	if _, isSecret := tomb.Obj.(*corev1.Secret); !ok || !isSecret {
-		t.Fatalf("a tombstone's object unpacked to %T", tomb.Obj)
-	}
-	if cm := (&corev1.ConfigMap{}); unpack(cm) != cm {
-		t.Fatal("an object never packed was changed")
-	}
+	wg.Wait()
 }
