@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sync"
 	"time"
@@ -139,9 +140,58 @@ func (sp *sliceSpace) takeChanged() map[keyslice.Ref]bool {
 	return c
 }
 
+// heldSlice is one slice as the API server holds it after this manager's
+// last write, packed: about 60 bytes an entry instead of 700 decoded (at
+// 100,000 keys, 6 MB instead of 70). An incremental sync decodes only the
+// slices it may write: those holding a changed entry (found by the hashes
+// of their entries' refs, without decoding) and those with room.
 type heldSlice struct {
 	resourceVersion string
-	keys            []octopodsv1alpha1.SlicedKey
+	size            int
+	refs            []uint64 // sorted hashes of the entries' refs
+	packed          *packedcache.Packed
+}
+
+// heldSlices packs the held slices: KeyDigestSlices holding their entries
+// only, compressed against the first one packed.
+var heldSlices = packedcache.NewCodec(&octopodsv1alpha1.KeyDigestSlice{})
+
+// refSeed hashes refs for heldSlice.refs, in this process only.
+var refSeed = maphash.MakeSeed()
+
+func newHeldSlice(rv string, keys []octopodsv1alpha1.SlicedKey) (*heldSlice, error) {
+	packed, err := heldSlices.Pack(&octopodsv1alpha1.KeyDigestSlice{Keys: keys})
+	if err != nil {
+		return nil, err
+	}
+	h := &heldSlice{resourceVersion: rv, size: len(keys), packed: packed, refs: make([]uint64, len(keys))}
+	for i := range keys {
+		h.refs[i] = maphash.Comparable(refSeed, keyslice.RefOf(&keys[i]))
+	}
+	slices.Sort(h.refs)
+	return h, nil
+}
+
+// keys decodes the slice's entries: a copy of the caller's own.
+func (h *heldSlice) keys() []octopodsv1alpha1.SlicedKey {
+	return h.packed.Unpack().(*octopodsv1alpha1.KeyDigestSlice).Keys
+}
+
+// holds says whether the slice may hold an entry of ref (a hash collision
+// says yes; decoding tells).
+func (h *heldSlice) holds(ref keyslice.Ref) bool {
+	_, found := slices.BinarySearch(h.refs, maphash.Comparable(refSeed, ref))
+	return found
+}
+
+// holdsAny says whether the slice may hold an entry of any of refs.
+func (h *heldSlice) holdsAny(refs map[keyslice.Ref]bool) bool {
+	for ref := range refs {
+		if h.holds(ref) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *SliceReconciler) space(ns string) *sliceSpace {
@@ -199,7 +249,12 @@ func (r *SliceReconciler) sync(ctx context.Context, ns string, sp *sliceSpace) (
 	}
 	current := make([]keyslice.Slice, 0, len(sp.slices))
 	for name, s := range sp.slices {
-		current = append(current, keyslice.Slice{Name: name, Keys: s.keys})
+		if changed != nil && s.size >= KeysPerSlice && !s.holdsAny(changed) {
+			// Full and holding no changed entry: Pack would neither
+			// compare nor write it, so it is not decoded.
+			continue
+		}
+		current = append(current, keyslice.Slice{Name: name, Keys: s.keys()})
 	}
 	packing := keyslice.Pack(current, desired, changed, KeysPerSlice)
 	wrote = len(packing.Write)+len(packing.Delete) > 0
@@ -269,15 +324,22 @@ func (r *SliceReconciler) load(ctx context.Context, ns string, sp *sliceSpace) e
 	sp.slices, sp.full = map[string]*heldSlice{}, true
 	for i := range list.Items {
 		s := &list.Items[i]
-		sp.hold(s.Name, s.ResourceVersion, s.Keys)
+		if err := sp.hold(s.Name, s.ResourceVersion, s.Keys); err != nil {
+			return err
+		}
 	}
 	sp.loaded = true
 	return nil
 }
 
 // hold records a slice as the API server now holds it.
-func (sp *sliceSpace) hold(name, rv string, keys []octopodsv1alpha1.SlicedKey) {
-	sp.slices[name] = &heldSlice{resourceVersion: rv, keys: keys}
+func (sp *sliceSpace) hold(name, rv string, keys []octopodsv1alpha1.SlicedKey) error {
+	h, err := newHeldSlice(rv, keys)
+	if err != nil {
+		return fmt.Errorf("hold KeyDigestSlice %s: %w", name, err)
+	}
+	sp.slices[name] = h
+	return nil
 }
 
 // write creates (s.Name "") or updates one slice with the resourceVersion
@@ -303,7 +365,10 @@ func (r *SliceReconciler) write(ctx context.Context, ns string, sp *sliceSpace, 
 		sp.loaded = false
 		return fmt.Errorf("write KeyDigestSlice %s/%s: %w", ns, s.Name, err)
 	}
-	sp.hold(obj.Name, obj.ResourceVersion, s.Keys)
+	if err := sp.hold(obj.Name, obj.ResourceVersion, s.Keys); err != nil {
+		sp.loaded = false // read again rather than hold a wrong model
+		return err
+	}
 	return nil
 }
 
@@ -316,7 +381,6 @@ func (r *SliceReconciler) delete(ctx context.Context, ns string, sp *sliceSpace,
 		sp.loaded = false
 		return fmt.Errorf("delete KeyDigestSlice %s/%s: %w", ns, name, err)
 	}
-	sp.hold(name, "", nil)
 	delete(sp.slices, name)
 	return nil
 }
@@ -351,12 +415,12 @@ func (r *SliceReconciler) Withdraw(ctx context.Context, ns string, ref keyslice.
 func (r *SliceReconciler) withdrawFromEvery(ctx context.Context, ns string, sp *sliceSpace, ref keyslice.Ref, held func(string) bool, now time.Time) error {
 	names := make([]string, 0, 1)
 	for name, s := range sp.slices {
-		if slices.ContainsFunc(s.keys, func(e octopodsv1alpha1.SlicedKey) bool { return keyslice.RefOf(&e) == ref }) {
+		if s.holds(ref) {
 			names = append(names, name)
 		}
 	}
 	for _, name := range names {
-		keys := append([]octopodsv1alpha1.SlicedKey(nil), sp.slices[name].keys...)
+		keys := sp.slices[name].keys()
 		changed := false
 		for i := range keys {
 			if keyslice.RefOf(&keys[i]) != ref {

@@ -2,6 +2,7 @@ package keyslice
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -146,5 +147,44 @@ func TestPackChangedOnly(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// The manager's incremental sync leaves out, undecoded, the slices that
+// are full and hold no changed entry (controllers' heldSlice): Pack must
+// write the same with and without them.
+func TestPackChangedOnlyNeedsNoFullQuietSlice(t *testing.T) {
+	const perSlice = 3
+	rng := rand.New(rand.NewPCG(1, 2))
+	ref := func(n int) Ref { return Ref{Kind: octopodsv1alpha1.WorkspaceKey.Kind, Name: fmt.Sprint(n)} }
+	for round := range 2000 {
+		var existing []Slice
+		next := 0
+		for s := range 1 + rng.IntN(5) {
+			sl := Slice{Name: fmt.Sprintf("s%d", s)}
+			for range rng.IntN(perSlice + 1) {
+				sl.Keys = append(sl.Keys, entry(fmt.Sprint(next), "1"))
+				next++
+			}
+			existing = append(existing, sl)
+		}
+		changed, desired := map[Ref]bool{}, map[Ref]octopodsv1alpha1.SlicedKey{}
+		for range 1 + rng.IntN(3) {
+			n := rng.IntN(next + 3) // some new
+			changed[ref(n)] = true
+			if rng.IntN(3) > 0 { // else gone
+				desired[ref(n)] = entry(fmt.Sprint(n), "2")
+			}
+		}
+		var needed []Slice
+		for _, s := range existing {
+			if len(s.Keys) < perSlice || slices.ContainsFunc(s.Keys, func(e octopodsv1alpha1.SlicedKey) bool { return changed[RefOf(&e)] }) {
+				needed = append(needed, s)
+			}
+		}
+		all, some := describe(Pack(existing, desired, changed, perSlice)), describe(Pack(needed, desired, changed, perSlice))
+		if all != some {
+			t.Fatalf("round %d: with every slice %q, without the full quiet ones %q", round, all, some)
+		}
 	}
 }

@@ -1,0 +1,49 @@
+package controllers
+
+import (
+	"fmt"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+
+	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/keyslice"
+)
+
+func TestHeldSliceKeepsItsEntriesPacked(t *testing.T) {
+	var keys []octopodsv1alpha1.SlicedKey
+	for i := range 3 {
+		name := fmt.Sprintf("ws-%d", i)
+		keys = append(keys, octopodsv1alpha1.SlicedKey{Kind: octopodsv1alpha1.WorkspaceKey.Kind, Name: name, Owner: name,
+			Scope:         octopodsv1alpha1.KeyScope{Type: octopodsv1alpha1.KeyTypeWorkspace, Workspace: name},
+			PublishedKeys: []octopodsv1alpha1.PublishedKey{{KeyID: fmt.Sprintf("%012d", i), Digest: fmt.Sprintf("sha256:%064d", i)}}})
+	}
+	h, err := newHeldSlice("7", keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.size != 3 || h.resourceVersion != "7" || !equality.Semantic.DeepEqual(h.keys(), keys) {
+		t.Fatalf("held %d entries at %q: %+v", h.size, h.resourceVersion, h.keys())
+	}
+	for i := range keys {
+		if !h.holds(keyslice.RefOf(&keys[i])) {
+			t.Errorf("does not hold %s", keys[i].Name)
+		}
+	}
+	for _, other := range []keyslice.Ref{{Kind: octopodsv1alpha1.WorkspaceKey.Kind, Name: "ws-9"}, {Kind: octopodsv1alpha1.ChannelKey.Kind, Name: "ws-0"}} {
+		if h.holds(other) {
+			t.Errorf("holds %v", other)
+		}
+		if h.holdsAny(map[keyslice.Ref]bool{other: true}) {
+			t.Errorf("holds any of %v", other)
+		}
+	}
+	if !h.holdsAny(map[keyslice.Ref]bool{{Kind: octopodsv1alpha1.WorkspaceKey.Kind, Name: "ws-9"}: true, keyslice.RefOf(&keys[1]): true}) {
+		t.Error("holds none of a set with one of its entries")
+	}
+	got := h.keys()
+	got[0].Name = "changed"
+	if h.keys()[0].Name != "ws-0" {
+		t.Error("a decoded copy changed what is held")
+	}
+}
