@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,10 @@ func main() {
 	flag.StringVar(&o.EchoAddress, "echo-address", "127.0.0.1:8090", "The echo upstream, which answers with the headers it received.")
 	flag.DurationVar(&o.LastUsedFlushInterval, "last-used-flush-interval", 10*time.Second, "How often the proxy writes status.lastUsedTime (shorter than in production, to see it move).")
 	flag.Parse()
+	if err := findEnvtestAssets(root); err != nil {
+		fmt.Fprintf(os.Stderr, "run-local: %v\n", err)
+		os.Exit(1)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -49,6 +54,25 @@ func main() {
 	fmt.Println("\nrun-local: stopping")
 	env.Stop()
 	fmt.Println("run-local: stopped")
+}
+
+// findEnvtestAssets sets KUBEBUILDER_ASSETS, when unset, as the Makefile's
+// other targets do (hack/envtest-assets.sh). make runs runlocal with no
+// shell in between: a Ctrl-C then ends make's child with runlocal's own
+// exit status 0, so make prints no "Interrupt" line. A shell in between
+// (Debian's dash) would die of the SIGINT itself after runlocal exits, and
+// make would report that.
+func findEnvtestAssets(root string) error {
+	if os.Getenv("KUBEBUILDER_ASSETS") != "" {
+		return nil
+	}
+	cmd := exec.Command(filepath.Join(root, "hack", "envtest-assets.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("find the control plane's binaries (hack/envtest-assets.sh): %w", err)
+	}
+	return os.Setenv("KUBEBUILDER_ASSETS", strings.TrimSpace(string(out)))
 }
 
 // tryIt is the block run-local prints, and the README's "Try it locally"
