@@ -47,3 +47,33 @@ func TestHeldSliceKeepsItsEntriesPacked(t *testing.T) {
 		t.Error("a decoded copy changed what is held")
 	}
 }
+
+func fullSlice() []octopodsv1alpha1.SlicedKey {
+	var keys []octopodsv1alpha1.SlicedKey
+	for i := range KeysPerSlice {
+		name := fmt.Sprintf("ws-%06d", i)
+		keys = append(keys, octopodsv1alpha1.SlicedKey{Kind: octopodsv1alpha1.WorkspaceKey.Kind, Name: name, Owner: name,
+			Scope:         octopodsv1alpha1.KeyScope{Type: octopodsv1alpha1.KeyTypeWorkspace, Workspace: name},
+			PublishedKeys: []octopodsv1alpha1.PublishedKey{{KeyID: fmt.Sprintf("%012x", i*7919), Digest: fmt.Sprintf("sha256:%064x", i*104729)}}})
+	}
+	return keys
+}
+
+// What the slice writer pays to hold a slice it wrote, and to read it back.
+func BenchmarkHeldSlice(b *testing.B) {
+	keys := fullSlice()
+	b.Run("hold", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := newHeldSlice("1", keys); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	h, _ := newHeldSlice("1", keys)
+	b.ReportMetric(float64(h.packed.Size())/float64(len(keys)), "packed-B/entry")
+	b.Run("keys", func(b *testing.B) {
+		for b.Loop() {
+			_ = h.keys()
+		}
+	})
+}

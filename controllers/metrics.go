@@ -2,13 +2,16 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -16,9 +19,9 @@ import (
 )
 
 // The manager's domain metrics, as cert-manager has for certificates, on
-// controller-runtime's /metrics beside its own. Per-key series are read from
-// the cache at scrape time: one per key, gone with the key, none kept in
-// memory in between.
+// controller-runtime's /metrics beside its own. Per-key series are made at
+// scrape time from a few figures a key that the key informers' event
+// handlers keep (keyStatusCollector): one series per key, gone with the key.
 var (
 	keyEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "octopods_operator_key_events_total",
@@ -50,18 +53,81 @@ func init() {
 	metrics.Registry.MustRegister(keyEvents, keysCollector, slicesBuilt)
 }
 
-// keyStatusCollector reports each WorkspaceAPIKey's readiness and next
-// scheduled rotation from the running manager's cache.
+// keyStatusCollector reports each key's readiness and next scheduled
+// rotation, and the keys whose spec cannot be read. The key informers'
+// event handlers keep these few figures a key up to date, so that a scrape
+// reads no cached key: the cache keeps keys packed, and decoding 100,000 of
+// them at every scrape would cost seconds of CPU.
 type keyStatusCollector struct {
-	informers atomic.Pointer[cache.Informers]
-	now       func() time.Time
+	states atomic.Pointer[keyStates]
+	now    func() time.Time
 }
 
-// use makes the collector read the manager's cache, replacing any earlier
-// manager's in this process.
-func (c *keyStatusCollector) use(informers cache.Informers, now func() time.Time) {
+// keyStates are one manager's figures, kind by kind.
+type keyStates struct {
+	mu     sync.RWMutex
+	byKind map[string]map[types.NamespacedName]keyState
+	synced []func() bool // the event handlers have seen every cached key
+}
+
+type keyState struct {
+	ready, invalid bool
+	nextRotation   time.Time // zero: no schedule
+}
+
+// use makes the collector report the keys of the manager's cache, from
+// event handlers on its key informers, replacing any earlier manager's in
+// this process.
+func (c *keyStatusCollector) use(ctx context.Context, informers cache.Informers, now func() time.Time) error {
+	s := &keyStates{byKind: map[string]map[types.NamespacedName]keyState{}}
+	for _, kind := range octopodsv1alpha1.KeyKinds {
+		s.byKind[kind.Kind] = map[types.NamespacedName]keyState{}
+		inf, err := informers.GetInformer(ctx, kind.NewKey())
+		if err != nil {
+			return fmt.Errorf("get the %s informer for metrics: %w", kind.Resource, err)
+		}
+		reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { s.set(kind, obj) },
+			UpdateFunc: func(_, obj any) { s.set(kind, obj) },
+			DeleteFunc: func(obj any) { s.forget(kind, obj) },
+		})
+		if err != nil {
+			return fmt.Errorf("watch %s for metrics: %w", kind.Resource, err)
+		}
+		s.synced = append(s.synced, reg.HasSynced)
+	}
 	c.now = now
-	c.informers.Store(&informers)
+	c.states.Store(s)
+	return nil
+}
+
+func (s *keyStates) set(kind octopodsv1alpha1.KeyKind, obj any) {
+	k, ok := obj.(octopodsv1alpha1.KeyObject)
+	if !ok {
+		return
+	}
+	settings, st := k.Settings(), k.KeyStatus()
+	state := keyState{invalid: len(settings.InvalidFields()) > 0, ready: meta.IsStatusConditionTrue(st.Conditions, ConditionReady)}
+	if st.NextRotationAt != nil && settings.RotationInterval != nil {
+		state.nextRotation = st.NextRotationAt.Time
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.byKind[kind.Kind][types.NamespacedName{Namespace: k.GetNamespace(), Name: k.GetName()}] = state
+}
+
+func (s *keyStates) forget(kind octopodsv1alpha1.KeyKind, obj any) {
+	key, err := toolscache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	ns, name, err := toolscache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byKind[kind.Kind], types.NamespacedName{Namespace: ns, Name: name})
 }
 
 // perKind makes the two per-kind descriptors of every key kind.
@@ -82,36 +148,33 @@ func (c *keyStatusCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *keyStatusCollector) Collect(ch chan<- prometheus.Metric) {
-	informers := c.informers.Load()
-	if informers == nil {
+	s := c.states.Load()
+	if s == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	for _, synced := range s.synced {
+		if !synced() {
+			return // cache not synced yet: no series rather than wrong ones
+		}
+	}
 	now := c.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for _, kind := range octopodsv1alpha1.KeyKinds {
 		invalid := 0
-		// One key decoded at a time: no copy of every key at every scrape.
-		if err := eachKey(ctx, *informers, kind, "", func(k octopodsv1alpha1.KeyObject) {
-			settings, st := k.Settings(), k.KeyStatus()
-			if len(settings.InvalidFields()) > 0 {
+		for key, state := range s.byKind[kind.Kind] {
+			if state.invalid {
 				invalid++
 			}
 			ready := 0.0
-			if meta.IsStatusConditionTrue(st.Conditions, ConditionReady) {
+			if state.ready {
 				ready = 1
 			}
-			ch <- prometheus.MustNewConstMetric(keyReadyDescs[kind.Kind], prometheus.GaugeValue, ready, k.GetNamespace(), k.GetName())
-			if next := st.NextRotationAt; next != nil && settings.RotationInterval != nil {
-				ch <- prometheus.MustNewConstMetric(nextRotationDescs[kind.Kind], prometheus.GaugeValue, secondsUntil(next, now), k.GetNamespace(), k.GetName())
+			ch <- prometheus.MustNewConstMetric(keyReadyDescs[kind.Kind], prometheus.GaugeValue, ready, key.Namespace, key.Name)
+			if !state.nextRotation.IsZero() {
+				ch <- prometheus.MustNewConstMetric(nextRotationDescs[kind.Kind], prometheus.GaugeValue, state.nextRotation.Sub(now).Seconds(), key.Namespace, key.Name)
 			}
-		}); err != nil {
-			return // cache not started yet: no series rather than wrong ones
 		}
 		ch <- prometheus.MustNewConstMetric(invalidSpecDesc, prometheus.GaugeValue, float64(invalid), kind.Kind)
 	}
-}
-
-func secondsUntil(t *metav1.Time, now time.Time) float64 {
-	return t.Sub(now).Seconds()
 }

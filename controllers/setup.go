@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -200,7 +201,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.now != nil {
 		now = opts.now
 	}
-	keysCollector.use(mgr.GetCache(), now)
+	if err := keysCollector.use(context.Background(), mgr.GetCache(), now); err != nil {
+		return err
+	}
 	slices, err := setupSlices(mgr, opts.SlicesBuiltNamespace, now)
 	if err != nil {
 		return err
