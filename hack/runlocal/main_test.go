@@ -6,10 +6,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
 // The README's "Try it locally" block is what run-local prints with its
@@ -83,7 +84,7 @@ func TestCtrlCEndsRunLocalWithoutMakesInterruptLine(t *testing.T) {
 	cmd := exec.Command("make", "--no-print-directory", "run-local")
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group, as a terminal's foreground job
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -102,21 +103,4 @@ func TestCtrlCEndsRunLocalWithoutMakesInterruptLine(t *testing.T) {
 	if got, want := strings.TrimSpace(out.String()), "ready\nstopping\nstopped"; got != want {
 		t.Fatalf("after Ctrl-C, make run-local printed %q, want only the stub's %q", got, want)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
