@@ -1,8 +1,9 @@
 // Package packedcache keeps the objects of an informer packed: encoded
 // (protobuf for built-in types, JSON for custom resources) and compressed
 // against a dictionary, instead of as decoded Go structs. It hands decoded
-// copies to whoever reads the informer: its indexer and store, its event
-// handlers and its index functions.
+// objects to whoever reads the informer: a copy of their own to readers of
+// its indexer and store, one shared, read-only object per event to its
+// event handlers and index functions.
 //
 // A decoded object costs several times its encoding: every string, map and
 // pointer of its ObjectMeta is an allocation of its own, and a map of even
@@ -24,6 +25,7 @@ import (
 	"io"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -77,9 +79,9 @@ func (p *Packed) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKi
 // place, so a copy may share it.
 func (p *Packed) DeepCopyObject() runtime.Object { c := *p; return &c }
 
-// GetObjectMeta decodes the object for its metadata.
+// GetObjectMeta decodes the object for its metadata (read only).
 func (p *Packed) GetObjectMeta() metav1.Object {
-	o, ok := p.Unpack().(metav1.ObjectMetaAccessor)
+	o, ok := p.shared().(metav1.ObjectMetaAccessor)
 	if !ok {
 		return nil
 	}
@@ -94,6 +96,33 @@ func (p *Packed) Unpack() runtime.Object {
 		panic(fmt.Sprintf("packedcache: decode a packed %s: %v", p.codec.typ, err))
 	}
 	return o
+}
+
+// shared is the object decoded for the informer's own machinery: its keys,
+// index functions and event handlers, which read one object several times
+// an event (client-go gives them one object to share, read only). The last
+// few decoded are remembered: an update event decodes its old and new
+// object once each instead of about seven times.
+func (p *Packed) shared() runtime.Object {
+	key := &p.data[0] // an encoding is never empty, and never changed
+	r := &p.codec.recent
+	for i := range r.slots {
+		if d := r.slots[i].Load(); d != nil && d.data == key {
+			return d.obj
+		}
+	}
+	obj := p.Unpack()
+	r.slots[r.next.Add(1)%recentSlots].Store(&decodedObject{data: key, obj: obj})
+	return obj
+}
+
+// recentSlots is how many decoded objects Packed.shared remembers: an
+// update's old and new object, and the next ones the reflector queues.
+const recentSlots = 4
+
+type decodedObject struct {
+	data *byte
+	obj  runtime.Object
 }
 
 // Size is the length of the packed encoding.
@@ -112,6 +141,10 @@ type Codec struct {
 	dict     []byte
 	writers  sync.Pool // *packWriter
 	readers  sync.Pool // *unpackReader
+	recent   struct {
+		slots [recentSlots]atomic.Pointer[decodedObject]
+		next  atomic.Uint32
+	}
 }
 
 // compressionLevel is the fastest level that uses the dictionary: BestSpeed
@@ -201,14 +234,26 @@ func (c *Codec) decode(data []byte) (runtime.Object, error) {
 	return o, nil
 }
 
-// unpack decodes a packed object, also inside a tombstone; anything else is
-// returned as it is.
+// unpack decodes a packed object, also inside a tombstone, into an object
+// of the caller's own; anything else is returned as it is.
 func unpack(obj any) any {
 	switch o := obj.(type) {
 	case *Packed:
 		return o.Unpack()
 	case toolscache.DeletedFinalStateUnknown:
 		o.Obj = unpack(o.Obj)
+		return o
+	}
+	return obj
+}
+
+// unpackShared is unpack for readers that only read: Packed.shared.
+func unpackShared(obj any) any {
+	switch o := obj.(type) {
+	case *Packed:
+		return o.shared()
+	case toolscache.DeletedFinalStateUnknown:
+		o.Obj = unpackShared(o.Obj)
 		return o
 	}
 	return obj
@@ -225,7 +270,7 @@ func unpackAll(objs []any) []any {
 func unpacking(in toolscache.Indexers) toolscache.Indexers {
 	out := toolscache.Indexers{}
 	for name, f := range in {
-		out[name] = func(obj any) ([]string, error) { return f(unpack(obj)) }
+		out[name] = func(obj any) ([]string, error) { return f(unpackShared(obj)) }
 	}
 	return out
 }
@@ -274,16 +319,20 @@ func (i *informer) GetIndexer() toolscache.Indexer {
 	return indexer{i.SharedIndexInformer.GetIndexer()}
 }
 
-// handler hands decoded objects to an event handler.
+// handler hands decoded objects to an event handler, shared with the
+// informer's other readers of the event (Packed.shared): read only, as
+// client-go's handlers already share one object.
 type handler struct {
 	toolscache.ResourceEventHandler
 }
 
 func (h handler) OnAdd(obj any, isInInitialList bool) {
-	h.ResourceEventHandler.OnAdd(unpack(obj), isInInitialList)
+	h.ResourceEventHandler.OnAdd(unpackShared(obj), isInInitialList)
 }
-func (h handler) OnUpdate(old, obj any) { h.ResourceEventHandler.OnUpdate(unpack(old), unpack(obj)) }
-func (h handler) OnDelete(obj any)      { h.ResourceEventHandler.OnDelete(unpack(obj)) }
+func (h handler) OnUpdate(old, obj any) {
+	h.ResourceEventHandler.OnUpdate(unpackShared(old), unpackShared(obj))
+}
+func (h handler) OnDelete(obj any) { h.ResourceEventHandler.OnDelete(unpackShared(obj)) }
 
 // indexer is the informer's indexer for readers: what it returns is
 // decoded, a fresh object each time. Writes go to the packed indexer

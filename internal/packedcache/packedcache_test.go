@@ -298,3 +298,36 @@ func TestPackAndUnpackConcurrently(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The informer's own readers share one decoded object while it is recent;
+// the store's readers always get their own.
+func TestSharedObjectsAreDecodedOncePerEvent(t *testing.T) {
+	c := NewCodec(&octopodsv1alpha1.WorkspaceAPIKey{})
+	a, err := c.Pack(key("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.shared() != a.shared() || a.GetObjectMeta() != metav1.Object(&a.shared().(*octopodsv1alpha1.WorkspaceAPIKey).ObjectMeta) {
+		t.Fatal("a recent object was decoded again for the informer's readers")
+	}
+	if a.Unpack() == a.shared() || a.Unpack() == a.Unpack() {
+		t.Fatal("a store reader got a shared object")
+	}
+	copied := a.DeepCopyObject().(*Packed)
+	if copied.shared() != a.shared() {
+		t.Fatal("a copy of a packed object (the same encoding) was decoded again")
+	}
+	first := a.shared()
+	for _, name := range []string{"b", "c", "d", "e"} {
+		p, err := c.Pack(key(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.shared().(*octopodsv1alpha1.WorkspaceAPIKey).Name; got != name {
+			t.Fatalf("shared %s for %s", got, name)
+		}
+	}
+	if again := a.shared(); again == first || again.(*octopodsv1alpha1.WorkspaceAPIKey).Name != "a" {
+		t.Fatal("the remembered objects are not the most recent ones")
+	}
+}
