@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,12 +16,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/packedcache"
 )
 
 // The manager's domain metrics, as cert-manager has for certificates, on
 // controller-runtime's /metrics beside its own. Per-key series are made at
-// scrape time from a few figures a key that the key informers' event
-// handlers keep (keyStatusCollector): one series per key, gone with the key.
+// scrape time (keyStatusCollector): one series per key, gone with the key.
 var (
 	keyEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "octopods_operator_key_events_total",
@@ -53,22 +54,23 @@ func init() {
 }
 
 // keyStatusCollector reports each key's readiness and next scheduled
-// rotation, and the keys whose spec cannot be read. The key informers'
-// event handlers keep these few figures a key up to date, so that a scrape
-// reads no cached key: the cache keeps keys packed, and decoding 100,000 of
-// them at every scrape would cost seconds of CPU.
+// rotation, and the keys whose spec cannot be read. A scrape decodes no
+// cached key (the cache keeps keys packed: decoding 100,000 at every scrape
+// would cost seconds of CPU) and the collector holds nothing for a key in
+// the usual state, ready and without a schedule (a figure a key would cost
+// about 100 bytes at 100,000 keys): the key informers' event handlers
+// record only the exceptions, and a scrape walks the informers' keys.
 type keyStatusCollector struct {
 	states atomic.Pointer[keyStates]
 	now    func() time.Time
 }
 
-// keyStates are one manager's figures: by kind, namespace and name, so that
-// a namespace's name is held once, not once a key (about 40 bytes a key in
-// all at 100,000 keys).
+// keyStates are one manager's exceptions, by kind and "namespace/name".
 type keyStates struct {
-	mu     sync.RWMutex
-	byKind map[string]map[string]map[string]keyState
-	synced []func() bool // the event handlers have seen every cached key
+	mu         sync.RWMutex
+	exceptions map[string]map[string]keyState
+	informers  map[string]cache.Informer
+	synced     []func() bool // the event handlers have seen every cached key
 }
 
 type keyState struct {
@@ -76,13 +78,15 @@ type keyState struct {
 	nextRotation   int64 // Unix seconds; 0: no schedule
 }
 
-// use makes the collector report the keys of the manager's cache, from
-// event handlers on its key informers, replacing any earlier manager's in
-// this process.
+// usual is the state of most keys, which the collector does not hold.
+var usual = keyState{ready: true}
+
+// use makes the collector report the keys of the manager's cache, replacing
+// any earlier manager's in this process.
 func (c *keyStatusCollector) use(ctx context.Context, informers cache.Informers, now func() time.Time) error {
-	s := &keyStates{byKind: map[string]map[string]map[string]keyState{}}
+	s := &keyStates{exceptions: map[string]map[string]keyState{}, informers: map[string]cache.Informer{}}
 	for _, kind := range octopodsv1alpha1.KeyKinds {
-		s.byKind[kind.Kind] = map[string]map[string]keyState{}
+		s.exceptions[kind.Kind] = map[string]keyState{}
 		inf, err := informers.GetInformer(ctx, kind.NewKey())
 		if err != nil {
 			return fmt.Errorf("get the %s informer for metrics: %w", kind.Resource, err)
@@ -95,6 +99,7 @@ func (c *keyStatusCollector) use(ctx context.Context, informers cache.Informers,
 		if err != nil {
 			return fmt.Errorf("watch %s for metrics: %w", kind.Resource, err)
 		}
+		s.informers[kind.Kind] = inf
 		s.synced = append(s.synced, reg.HasSynced)
 	}
 	c.now = now
@@ -112,14 +117,14 @@ func (s *keyStates) set(kind octopodsv1alpha1.KeyKind, obj any) {
 	if st.NextRotationAt != nil && settings.RotationInterval != nil {
 		state.nextRotation = st.NextRotationAt.Unix()
 	}
+	key := k.GetNamespace() + "/" + k.GetName()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	names := s.byKind[kind.Kind][k.GetNamespace()]
-	if names == nil {
-		names = map[string]keyState{}
-		s.byKind[kind.Kind][k.GetNamespace()] = names
+	if state == usual {
+		delete(s.exceptions[kind.Kind], key)
+		return
 	}
-	names[k.GetName()] = state
+	s.exceptions[kind.Kind][key] = state
 }
 
 func (s *keyStates) forget(kind octopodsv1alpha1.KeyKind, obj any) {
@@ -127,17 +132,9 @@ func (s *keyStates) forget(kind octopodsv1alpha1.KeyKind, obj any) {
 	if err != nil {
 		return
 	}
-	ns, name, err := toolscache.SplitMetaNamespaceKey(key)
-	if err != nil {
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	names := s.byKind[kind.Kind][ns]
-	delete(names, name)
-	if len(names) == 0 {
-		delete(s.byKind[kind.Kind], ns)
-	}
+	delete(s.exceptions[kind.Kind], key)
 }
 
 // perKind makes the two per-kind descriptors of every key kind.
@@ -168,23 +165,31 @@ func (c *keyStatusCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	now := c.now()
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	for _, kind := range octopodsv1alpha1.KeyKinds {
+		keys, err := packedcache.Keys(s.informers[kind.Kind]) // nothing decoded
+		if err != nil {
+			return
+		}
 		invalid := 0
-		for ns, names := range s.byKind[kind.Kind] {
-			for name, state := range names {
-				if state.invalid {
-					invalid++
-				}
-				ready := 0.0
-				if state.ready {
-					ready = 1
-				}
-				ch <- prometheus.MustNewConstMetric(keyReadyDescs[kind.Kind], prometheus.GaugeValue, ready, ns, name)
-				if state.nextRotation != 0 {
-					ch <- prometheus.MustNewConstMetric(nextRotationDescs[kind.Kind], prometheus.GaugeValue, time.Unix(state.nextRotation, 0).Sub(now).Seconds(), ns, name)
-				}
+		s.mu.RLock()
+		exceptions := maps.Clone(s.exceptions[kind.Kind]) // few; the handlers need not wait for the scrape
+		s.mu.RUnlock()
+		for _, key := range keys {
+			state, exceptional := exceptions[key]
+			if !exceptional {
+				state = usual
+			}
+			if state.invalid {
+				invalid++
+			}
+			ready := 0.0
+			if state.ready {
+				ready = 1
+			}
+			ns, name, _ := strings.Cut(key, "/")
+			ch <- prometheus.MustNewConstMetric(keyReadyDescs[kind.Kind], prometheus.GaugeValue, ready, ns, name)
+			if state.nextRotation != 0 {
+				ch <- prometheus.MustNewConstMetric(nextRotationDescs[kind.Kind], prometheus.GaugeValue, time.Unix(state.nextRotation, 0).Sub(now).Seconds(), ns, name)
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(invalidSpecDesc, prometheus.GaugeValue, float64(invalid), kind.Kind)

@@ -39,12 +39,28 @@ func label(m *dto.Metric, name string) string {
 }
 
 var _ = Describe("Key metrics", func() {
-	It("follow each key from its informer's events: ready, next rotation, gone with the key", func() {
+	It("follow each key from its informer's events: ready or not, next rotation, gone with the key", func() {
 		ns := newNamespace()
 		k := octotest.APIKey(ns, "acme")
 		k.Spec.RotationInterval = &octopodsv1alpha1.Duration{Duration: 720 * 3600e9}
-		create(octotest.Workspace(ns, "acme"), k)
+		create(octotest.Workspace(ns, "acme"), k, octotest.Workspace(ns, "globex"), octotest.APIKey(ns, "globex"))
 		waitForIssuedKey(ns, "acme")
+		waitForIssuedKey(ns, "globex")
+		Eventually(func(g Gomega) {
+			// The usual key: ready, no schedule (nothing held for it).
+			ready, found := keySeries(g, "octopods_workspaceapikey_ready", ns, "globex")
+			g.Expect(found).To(BeTrue())
+			g.Expect(ready).To(Equal(1.0))
+			_, found = keySeries(g, "octopods_workspaceapikey_next_rotation_seconds", ns, "globex")
+			g.Expect(found).To(BeFalse())
+		}).Should(Succeed())
+		// A key waiting for its Workspace: not ready.
+		create(octotest.APIKey(ns, "initech"))
+		Eventually(func(g Gomega) {
+			ready, found := keySeries(g, "octopods_workspaceapikey_ready", ns, "initech")
+			g.Expect(found).To(BeTrue())
+			g.Expect(ready).To(Equal(0.0))
+		}).Should(Succeed())
 		Eventually(func(g Gomega) {
 			ready, found := keySeries(g, "octopods_workspaceapikey_ready", ns, k.Name)
 			g.Expect(found).To(BeTrue())

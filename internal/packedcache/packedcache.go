@@ -387,6 +387,16 @@ func Namespaces(inf any) ([]string, error) {
 	return x.ListIndexFuncValues(toolscache.NamespaceIndex), nil
 }
 
+// Keys are the "namespace/name" keys of the informer inf's objects:
+// nothing is decoded.
+func Keys(inf any) ([]string, error) {
+	x, err := rawIndexer(inf)
+	if err != nil {
+		return nil, err
+	}
+	return x.ListKeys(), nil
+}
+
 // Each calls fn with every object of the informer inf in namespace ("": all), each
 // decoded only for its call when the informer is packed, so that reading
 // 100,000 objects never holds them all decoded at once (the cache's List
