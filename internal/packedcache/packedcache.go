@@ -236,24 +236,17 @@ func (c *Codec) decode(data []byte) (runtime.Object, error) {
 
 // unpack decodes a packed object, also inside a tombstone, into an object
 // of the caller's own; anything else is returned as it is.
-func unpack(obj any) any {
-	switch o := obj.(type) {
-	case *Packed:
-		return o.Unpack()
-	case toolscache.DeletedFinalStateUnknown:
-		o.Obj = unpack(o.Obj)
-		return o
-	}
-	return obj
-}
+func unpack(obj any) any { return unpackBy(obj, (*Packed).Unpack) }
 
 // unpackShared is unpack for readers that only read: Packed.shared.
-func unpackShared(obj any) any {
+func unpackShared(obj any) any { return unpackBy(obj, (*Packed).shared) }
+
+func unpackBy(obj any, decode func(*Packed) runtime.Object) any {
 	switch o := obj.(type) {
 	case *Packed:
-		return o.shared()
+		return decode(o)
 	case toolscache.DeletedFinalStateUnknown:
-		o.Obj = unpackShared(o.Obj)
+		o.Obj = unpackBy(o.Obj, decode)
 		return o
 	}
 	return obj
