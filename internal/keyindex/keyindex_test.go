@@ -216,6 +216,13 @@ func TestSyncRemovesOnlyTheUnlistedOfItsScope(t *testing.T) {
 	}
 }
 
+// rotatedAcme is workspace acme's keys after a rotation from old to cur with
+// a grace period until until.
+func rotatedAcme(old, cur string, until time.Time) Keys {
+	return Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(cur), HasCurrent: true,
+		Previous: apikey.DigestOf(old), HasPrevious: true, PreviousValidUntil: until}
+}
+
 // After a rotation with a grace period the previous key's uses are kept
 // apart from the new key's, so support can tell whether clients moved.
 func TestPreviousKeyUseIsKeptApart(t *testing.T) {
@@ -224,8 +231,7 @@ func TestPreviousKeyUseIsKeptApart(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(old), HasCurrent: true})
 	ix.Lookup(old, t0)
-	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(cur), HasCurrent: true,
-		Previous: apikey.DigestOf(old), HasPrevious: true, PreviousValidUntil: t0.Add(time.Hour)})
+	ix.Set(rotatedAcme(old, cur, t0.Add(time.Hour)))
 	p := ix.Pending()
 	if len(p) != 1 || !p[0].LastUsed.IsZero() || !p[0].PreviousLastUsed.Equal(t0) {
 		t.Fatalf("the old key's use did not move with it: %+v", p)
@@ -259,8 +265,7 @@ func TestPreviousKeyUseFlushedAsCurrentIsWrittenAgain(t *testing.T) {
 		t.Fatalf("pending = %+v", p)
 	}
 	p[0].Flushed()
-	ix.Set(Keys{Namespace: "ns", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(cur), HasCurrent: true,
-		Previous: apikey.DigestOf(old), HasPrevious: true, PreviousValidUntil: t0.Add(time.Hour)})
+	ix.Set(rotatedAcme(old, cur, t0.Add(time.Hour)))
 	ix.Lookup(old, t0.Add(500*time.Millisecond))
 	p = ix.Pending()
 	if len(p) != 1 || !p[0].LastUsed.IsZero() || !p[0].PreviousLastUsed.Equal(t0) {
