@@ -47,10 +47,16 @@ var (
 		Name: "octopods_operator_key_digest_slices_built",
 		Help: "1 once this manager, leading, has built every namespace's KeyDigestSlices after its start, else 0.",
 	})
+	// reconcileBacklog is what workqueue_depth no longer shows after a
+	// restart (pacedqueue): the objects still to reconcile once.
+	reconcileBacklog = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "octopods_operator_reconcile_backlog",
+		Help: "Objects a controller still has to reconcile because it started or resynced, held back from its work queue (workqueue_depth) until the queue drains.",
+	}, []string{"controller"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(keyEvents, keysCollector, slicesBuilt)
+	metrics.Registry.MustRegister(keyEvents, keysCollector, slicesBuilt, reconcileBacklog)
 }
 
 // keyStatusCollector reports each key's readiness and next scheduled

@@ -6,21 +6,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/intern"
 	"github.com/octopods/octopods-operator/internal/keysecret"
 	"github.com/octopods/octopods-operator/internal/keystore"
+	"github.com/octopods/octopods-operator/internal/pacedqueue"
 	"github.com/octopods/octopods-operator/internal/packedcache"
 )
 
@@ -171,6 +176,21 @@ func TrimKeySecret(obj any) (any, error) {
 	return s, nil
 }
 
+// pacedQueue is controller-runtime's priority queue, with what a restart
+// or a resync queues paced (internal/pacedqueue): after a restart over
+// 100,000 keys the queue's maps would keep the room of every key queued at
+// once.
+func pacedQueue(logger logr.Logger) func(string, workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
+	return func(name string, limiter workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
+		queue := priorityqueue.New(name, func(o *priorityqueue.Opts[reconcile.Request]) {
+			o.Log = logger.WithValues("controller", name)
+			o.RateLimiter = limiter
+		})
+		backlog := reconcileBacklog.WithLabelValues(name)
+		return pacedqueue.New(queue, func(n int) { backlog.Set(float64(n)) })
+	}
+}
+
 // SetupSlices registers the KeyDigestSlice controller alone: the auth
 // proxy's suite runs it to turn the statuses it writes into slices, as the
 // manager does.
@@ -192,7 +212,7 @@ func setupSlices(mgr ctrl.Manager, builtNamespace string, now func() time.Time) 
 // Setup registers the controllers with the manager: the key and sighting
 // reconcilers once per key kind, and the Workspace reconciler.
 func Setup(mgr ctrl.Manager, opts Options) error {
-	copts := controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}
+	copts := controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles, NewQueue: pacedQueue(mgr.GetLogger())}
 	c := mgr.GetClient()
 	if opts.wrapClient != nil {
 		c = opts.wrapClient(c)
