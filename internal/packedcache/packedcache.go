@@ -20,7 +20,6 @@ package packedcache
 import (
 	"bytes"
 	"compress/flate"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,7 +58,7 @@ func NewInformerFunc(packed ...runtime.Object) func(toolscache.ListerWatcher, ru
 			return toolscache.NewSharedIndexInformer(lw, example, resync, indexers)
 		}
 		inner := toolscache.NewSharedIndexInformer(lw, example, resync, unpacking(indexers))
-		i := &informer{SharedIndexInformer: inner, codec: c, stopped: make(chan struct{})}
+		i := &informer{SharedIndexInformer: inner, codec: c}
 		_ = i.SetTransform(nil) // packs even if no one sets a transform; cannot fail before Run
 		return i
 	}
@@ -269,48 +268,10 @@ func unpacking(in toolscache.Indexers) toolscache.Indexers {
 	return out
 }
 
-// informer packs what it stores and unpacks what it hands out. Its event
-// handlers are relayed (relay).
+// informer packs what it stores and unpacks what it hands out.
 type informer struct {
 	toolscache.SharedIndexInformer
 	codec *Codec
-	// stopped is closed when Run returns: the relays stop with it.
-	stopped  chan struct{}
-	stopOnce sync.Once
-}
-
-func (i *informer) Run(stopCh <-chan struct{}) {
-	defer i.stop()
-	i.SharedIndexInformer.Run(stopCh)
-}
-
-func (i *informer) RunWithContext(ctx context.Context) {
-	defer i.stop()
-	i.SharedIndexInformer.RunWithContext(ctx)
-}
-
-func (i *informer) stop() { i.stopOnce.Do(func() { close(i.stopped) }) }
-
-// relayed registers h behind a relay.
-func (i *informer) relayed(h toolscache.ResourceEventHandler, add func(toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error)) (toolscache.ResourceEventHandlerRegistration, error) {
-	r := newRelay(handler{h}, i.stopped)
-	reg, err := add(r)
-	if err != nil {
-		r.remove()
-		return nil, err
-	}
-	return &registration{ResourceEventHandlerRegistration: reg, relay: r}, nil
-}
-
-func (i *informer) RemoveEventHandler(reg toolscache.ResourceEventHandlerRegistration) error {
-	if g, ok := reg.(*registration); ok {
-		if err := i.SharedIndexInformer.RemoveEventHandler(g.ResourceEventHandlerRegistration); err != nil {
-			return err
-		}
-		g.relay.remove()
-		return nil
-	}
-	return i.SharedIndexInformer.RemoveEventHandler(reg)
 }
 
 // SetTransform runs transform first, on the decoded object, then packs.
@@ -330,19 +291,15 @@ func (i *informer) SetTransform(transform toolscache.TransformFunc) error {
 }
 
 func (i *informer) AddEventHandler(h toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error) {
-	return i.relayed(h, i.SharedIndexInformer.AddEventHandler)
+	return i.SharedIndexInformer.AddEventHandler(handler{h})
 }
 
 func (i *informer) AddEventHandlerWithResyncPeriod(h toolscache.ResourceEventHandler, resync time.Duration) (toolscache.ResourceEventHandlerRegistration, error) {
-	return i.relayed(h, func(r toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error) {
-		return i.SharedIndexInformer.AddEventHandlerWithResyncPeriod(r, resync)
-	})
+	return i.SharedIndexInformer.AddEventHandlerWithResyncPeriod(handler{h}, resync)
 }
 
 func (i *informer) AddEventHandlerWithOptions(h toolscache.ResourceEventHandler, opts toolscache.HandlerOptions) (toolscache.ResourceEventHandlerRegistration, error) {
-	return i.relayed(h, func(r toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error) {
-		return i.SharedIndexInformer.AddEventHandlerWithOptions(r, opts)
-	})
+	return i.SharedIndexInformer.AddEventHandlerWithOptions(handler{h}, opts)
 }
 
 func (i *informer) AddIndexers(indexers toolscache.Indexers) error {
