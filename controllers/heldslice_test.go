@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 
@@ -76,4 +77,60 @@ func BenchmarkHeldSlice(b *testing.B) {
 			_ = h.keys()
 		}
 	})
+}
+
+func TestEntryOfKeepsAnEarlyEntryUntilTheCacheShowsIt(t *testing.T) {
+	ref := keyslice.Ref{Kind: octopodsv1alpha1.WorkspaceKey.Kind, Name: "acme"}
+	entry := func(digests ...string) octopodsv1alpha1.SlicedKey {
+		e := octopodsv1alpha1.SlicedKey{Kind: ref.Kind, Name: ref.Name, Owner: ref.Name,
+			Scope: octopodsv1alpha1.KeyScope{Type: octopodsv1alpha1.KeyTypeWorkspace, Workspace: ref.Name}}
+		for _, d := range digests {
+			e.PublishedKeys = append(e.PublishedKeys, octopodsv1alpha1.PublishedKey{KeyID: d, Digest: d})
+		}
+		return e
+	}
+	at := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		cached     octopodsv1alpha1.SlicedKey
+		cachedOK   bool
+		gone       bool
+		after      time.Duration
+		withdrawn  bool
+		want       []string // published digests of the entry a sync writes (nil: none)
+		earlyAfter bool     // the early entry is still kept
+	}{
+		{name: "the cache has no status yet", want: []string{"new"}, earlyAfter: true},
+		{name: "the cached status still publishes the key before", cached: entry("old"), cachedOK: true, want: []string{"new"}, earlyAfter: true},
+		{name: "the cached status caught up", cached: entry("new"), cachedOK: true, want: []string{"new"}},
+		{name: "the cached status went further", cached: entry("new", "prev"), cachedOK: true, want: []string{"new", "prev"}},
+		{name: "the key object is being deleted", gone: true},
+		{name: "expired: its status write never landed", after: earlyMemory + time.Second},
+		{name: "withdrawn before a later Secret write", withdrawn: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := &sliceSpace{}
+			sp.publishEarly(entry("new"), at)
+			if !sp.takeChanged()[ref] {
+				t.Error("an early entry does not mark its key object changed")
+			}
+			if tc.withdrawn {
+				sp.forgetEarly(ref)
+			}
+			got, ok := sp.entryOf(ref, tc.cached, tc.cachedOK, tc.gone, at.Add(tc.after))
+			var digests []string
+			for _, p := range got.PublishedKeys {
+				digests = append(digests, p.Digest)
+			}
+			if !ok {
+				digests = nil
+			}
+			if fmt.Sprint(digests) != fmt.Sprint(tc.want) {
+				t.Errorf("a sync writes %v, want %v", digests, tc.want)
+			}
+			if _, kept := sp.early[ref]; kept != tc.earlyAfter {
+				t.Errorf("early entry kept: %t, want %t", kept, tc.earlyAfter)
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,13 @@ type KeyReconciler struct {
 	// staleTokens remembers, per key, the already-used rotation token last
 	// reported as such (in memory: a restarted manager reports it once more).
 	staleTokens sync.Map // types.UID → string
+	// outdated remembers, per key object, the resourceVersions it had
+	// before each of this manager's writes in its last reconcile: a
+	// reconcile that reads one of them from the cache has not seen those
+	// writes yet, and waits for their event instead of deciding again on a
+	// status they replaced (a fresh read and a conflicting status write,
+	// just when a new key is being published).
+	outdated sync.Map // types.NamespacedName → []string
 }
 
 // +kubebuilder:rbac:groups=octopods.io,resources=workspaceapikeys;channelapikeys;whatsappapikeys,verbs=get;list;watch;patch
@@ -73,7 +81,16 @@ type KeyReconciler struct {
 func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	key := r.kind.NewKey()
 	if err := r.Get(ctx, req.NamespacedName, key); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.outdated.Delete(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if outdated, ok := r.outdated.Load(req.NamespacedName); ok {
+		if slices.Contains(outdated.([]string), key.GetResourceVersion()) {
+			return ctrl.Result{}, nil // the event of our own last write brings us back
+		}
+		r.outdated.Delete(req.NamespacedName)
 	}
 	if key.GetDeletionTimestamp() != nil {
 		return ctrl.Result{}, r.finalize(ctx, key)
@@ -84,6 +101,9 @@ func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result
 		retErr = kerrors.NewAggregate([]error{retErr, run.writeStatus(ctx, retErr == nil)})
 		if retErr != nil {
 			result = ctrl.Result{}
+		}
+		if len(run.replaced) > 0 {
+			r.outdated.Store(req.NamespacedName, run.replaced)
 		}
 	}()
 
@@ -98,7 +118,7 @@ func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("read %s %q: %w", r.kind.OwnerKind, key.OwnerName(), err)
 	}
-	if err := r.ensureMetadata(ctx, key, owner); err != nil {
+	if err := run.track(func() error { return r.ensureMetadata(ctx, key, owner) }); err != nil {
 		return ctrl.Result{}, fmt.Errorf("add finalizer and owner reference: %w", err)
 	}
 	if gone != nil {
@@ -119,6 +139,20 @@ type keyReconcile struct {
 	// before is the status as last written (read, or patched by unpublish).
 	before octopodsv1alpha1.APIKeyStatus
 	obs    keyObservation
+	// replaced are the key object's resourceVersions before each of this
+	// reconcile's writes to it (KeyReconciler.outdated).
+	replaced []string
+}
+
+// track runs write, a write to the key object, and records the
+// resourceVersion it replaced.
+func (k *keyReconcile) track(write func() error) error {
+	before := k.key.GetResourceVersion()
+	err := write()
+	if rv := k.key.GetResourceVersion(); err == nil && rv != before {
+		k.replaced = append(k.replaced, before)
+	}
+	return err
 }
 
 // writeStatus computes the status from the observation and writes it if it
@@ -130,7 +164,14 @@ func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
 			k.event(k.key, next.Reason, next.Message)
 		}
 	}
-	if err := writeStatus(ctx, k.Client, k.key, keyStatus, k.before); err != nil {
+	if succeeded && !keysecret.PublishesAll(k.before.PublishedKeys, k.key.KeyStatus().PublishedKeys) {
+		// The Secret write this status follows succeeded: the slices may
+		// admit the new key now, ahead of the status write.
+		if err := k.slices.Publish(ctx, k.key); err != nil {
+			log.FromContext(ctx).V(1).Info("the key is published by the next batched slice write", "error", err.Error())
+		}
+	}
+	if err := k.track(func() error { return writeStatus(ctx, k.Client, k.key, keyStatus, k.before) }); err != nil {
 		return fmt.Errorf("write status: %w", err)
 	}
 	// A key unpublished before a Secret write that then failed is
@@ -151,7 +192,7 @@ func (k *keyReconcile) Unpublish(ctx context.Context, kept []octopodsv1alpha1.Pu
 	*st = *k.before.DeepCopy()
 	st.PublishedKeys = kept
 	st.RevokedKeys = keysecret.Revoke(k.before.RevokedKeys, k.before.PublishedKeys, kept, k.before.LastUseOf, k.now())
-	if err := writeStatus(ctx, k.Client, k.key, keyStatus, k.before); err != nil {
+	if err := k.track(func() error { return writeStatus(ctx, k.Client, k.key, keyStatus, k.before) }); err != nil {
 		return fmt.Errorf("write status of %s %q: %w", k.kind.Kind, k.key.GetName(), err)
 	}
 	k.before = *st.DeepCopy()
@@ -490,13 +531,14 @@ func (r *KeyReconciler) finalize(ctx context.Context, key octopodsv1alpha1.KeyOb
 // key object controls it, and returns the revoked key ID ("" when there
 // was nothing to revoke).
 func (k *keyReconcile) revoke(ctx context.Context) (string, error) {
-	secret, err := k.currentSecret(ctx, k.key, true)
-	if err != nil {
+	// Unpublish first, whatever the Secret holds: the key is refused
+	// without waiting for the read.
+	if err := k.store.Delete(ctx, k, nil); err != nil {
 		return "", err
 	}
-	if secret == nil || !octopodsv1alpha1.ManagesSecret(k.key, secret) {
-		// Nothing of ours holds a key: nothing may stay published.
-		return "", k.store.Delete(ctx, k, nil)
+	secret, err := k.currentSecret(ctx, k.key, true)
+	if err != nil || secret == nil || !octopodsv1alpha1.ManagesSecret(k.key, secret) {
+		return "", err // nothing of ours holds a key
 	}
 	if err := k.store.Delete(ctx, k, secret); err != nil {
 		return "", client.IgnoreNotFound(err)

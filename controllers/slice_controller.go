@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/keysecret"
 	"github.com/octopods/octopods-operator/internal/keyslice"
 	"github.com/octopods/octopods-operator/internal/packedcache"
 )
@@ -59,6 +60,13 @@ const (
 	sliceWriteBurst = 4
 )
 
+// earlyMemory is how long an entry written by Publish, ahead of its key's
+// status write, is kept in the slices while the cache does not show a status
+// publishing it yet: longer than any cache lag; a status write that keeps
+// failing for that long leaves the key refused (fail closed) until a
+// reconcile publishes it again.
+const earlyMemory = time.Minute
+
 // withdrawnMemory is how long a withdrawn digest is kept out of the slices
 // whatever a key's cached status says: longer than any cache lag, so that
 // a stale read of a status that still published the key never puts it back.
@@ -73,8 +81,10 @@ const withdrawnMemory = 10 * time.Minute
 // wrote in memory (read once per namespace from the API server) and never
 // decides on a cache that may miss its own last write.
 //
-// The ordering rule, across objects: a digest enters a slice only once the
-// key's status publishes it, which happens only after its Secret holds it;
+// The ordering rule, across objects: a digest enters a slice only after
+// its Secret holds it: once the key's status publishes it, or, for a key
+// just issued or rotated, right after the Secret write that added it and
+// before the status write (Publish);
 // and it leaves every slice before it leaves its Secret, because
 // keystore.Store calls Withdraw, through the key reconciler, before every
 // Secret write, and Withdraw returns only once the API server holds the
@@ -116,6 +126,54 @@ type sliceSpace struct {
 	// (under changedMu: the event handlers add to it while a sync runs).
 	changedMu sync.Mutex
 	changed   map[keyslice.Ref]bool
+	// early are entries Publish wrote (or queued) before their key's status
+	// says so, with when (under changedMu).
+	early map[keyslice.Ref]earlyEntry
+}
+
+type earlyEntry struct {
+	entry octopodsv1alpha1.SlicedKey
+	at    time.Time
+}
+
+// publishEarly records e as the entry of its key object, ahead of the
+// cache, and the key object as changed.
+func (sp *sliceSpace) publishEarly(e octopodsv1alpha1.SlicedKey, at time.Time) {
+	sp.changedMu.Lock()
+	defer sp.changedMu.Unlock()
+	if sp.early == nil {
+		sp.early = map[keyslice.Ref]earlyEntry{}
+	}
+	if sp.changed == nil {
+		sp.changed = map[keyslice.Ref]bool{}
+	}
+	ref := keyslice.RefOf(&e)
+	sp.early[ref], sp.changed[ref] = earlyEntry{entry: e, at: at}, true
+}
+
+// forgetEarly drops the early entry of ref.
+func (sp *sliceSpace) forgetEarly(ref keyslice.Ref) {
+	sp.changedMu.Lock()
+	defer sp.changedMu.Unlock()
+	delete(sp.early, ref)
+}
+
+// entryOf is the entry a sync writes for the key object ref, whose cached
+// state gives cached (ok false: none): the early entry while the cached
+// status does not publish all it publishes yet, unless the key object is
+// gone or being deleted, or the early entry expired.
+func (sp *sliceSpace) entryOf(ref keyslice.Ref, cached octopodsv1alpha1.SlicedKey, ok, gone bool, now time.Time) (octopodsv1alpha1.SlicedKey, bool) {
+	sp.changedMu.Lock()
+	defer sp.changedMu.Unlock()
+	early, has := sp.early[ref]
+	if !has {
+		return cached, ok
+	}
+	if gone || now.Sub(early.at) > earlyMemory || (ok && keysecret.PublishesAll(cached.PublishedKeys, early.entry.PublishedKeys)) {
+		delete(sp.early, ref)
+		return cached, ok
+	}
+	return early.entry, true
 }
 
 // change records an event of the key object ref.
@@ -215,14 +273,24 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	sp := r.space(req.Namespace)
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if tokens := sp.writes.Tokens(); tokens < 1 {
-		return ctrl.Result{RequeueAfter: time.Duration((1 - tokens) / float64(sliceWrites) * float64(time.Second))}, nil
+	wait, err := r.syncPaced(ctx, req.Namespace, sp)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	wrote, err := r.sync(ctx, req.Namespace, sp)
+	return ctrl.Result{RequeueAfter: wait}, nil
+}
+
+// syncPaced syncs the namespace if its pacing allows a write now, and
+// otherwise says how long to wait; sp is locked.
+func (r *SliceReconciler) syncPaced(ctx context.Context, ns string, sp *sliceSpace) (time.Duration, error) {
+	if tokens := sp.writes.Tokens(); tokens < 1 {
+		return time.Duration((1 - tokens) / float64(sliceWrites) * float64(time.Second)), nil
+	}
+	wrote, err := r.sync(ctx, ns, sp)
 	if wrote {
 		sp.writes.Allow()
 	}
-	return ctrl.Result{}, err
+	return 0, err
 }
 
 // sync writes what Pack decides for the namespace, and says whether it
@@ -284,9 +352,11 @@ func (r *SliceReconciler) desired(ctx context.Context, ns string, sp *sliceSpace
 	}
 	desired := map[keyslice.Ref]octopodsv1alpha1.SlicedKey{}
 	add := func(key octopodsv1alpha1.KeyObject) {
-		if e, ok := keyslice.Entry(key); ok {
+		cached, ok := keyslice.Entry(key)
+		ref := keyslice.Ref{Kind: key.KeyKind().Kind, Name: key.GetName()}
+		if e, ok := sp.entryOf(ref, cached, ok, key.GetDeletionTimestamp() != nil, now); ok {
 			keyslice.Without(&e, sp.withdrawn)
-			desired[keyslice.RefOf(&e)] = e
+			desired[ref] = e
 		}
 	}
 	if changed != nil {
@@ -295,6 +365,7 @@ func (r *SliceReconciler) desired(ctx context.Context, ns string, sp *sliceSpace
 			key := kind.NewKey()
 			if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, key); err != nil {
 				if apierrors.IsNotFound(err) {
+					sp.forgetEarly(ref)
 					continue // gone: it leaves its slice
 				}
 				return nil, fmt.Errorf("read %s %s/%s: %w", ref.Kind, ns, ref.Name, err)
@@ -398,6 +469,7 @@ func (r *SliceReconciler) Withdraw(ctx context.Context, ns string, ref keyslice.
 	for _, d := range gone {
 		sp.withdrawn[d] = now
 	}
+	sp.forgetEarly(ref) // what follows the Secret write is published anew
 	for attempt := 0; ; attempt++ {
 		if err := r.load(ctx, ns, sp); err != nil {
 			return err
@@ -444,6 +516,31 @@ func (r *SliceReconciler) withdrawFromEvery(ctx context.Context, ns string, sp *
 		}
 	}
 	return nil
+}
+
+// Publish writes the entry of key into its namespace's slices at once,
+// when the batching allows a write now, else in the next batched sync. It
+// is called with the status a key reconcile computed from a Secret write
+// that succeeded, before that status is written: the Secret holds every
+// digest it publishes, so the ordering rule holds, and a new key is
+// admitted one status write and one watch delivery sooner. Until the cache
+// shows a status that publishes the entry, syncs keep it (earlyMemory);
+// Withdraw drops it before any later Secret write.
+func (r *SliceReconciler) Publish(ctx context.Context, key octopodsv1alpha1.KeyObject) error {
+	e, ok := keyslice.Entry(key)
+	if !ok {
+		return nil
+	}
+	sp := r.space(key.GetNamespace())
+	sp.publishEarly(e, r.now())
+	if sp.writes.Tokens() < 1 {
+		return nil // a burst: the sync its status write brings batches it
+	}
+	time.Sleep(r.delay)
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	_, err := r.syncPaced(ctx, key.GetNamespace(), sp)
+	return err
 }
 
 // Republished forgets the withdrawal of digests a key's status publishes

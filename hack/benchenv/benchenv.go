@@ -76,6 +76,17 @@ func (e *Env) Stop() {
 // BuildAt builds ./cmd/<name> as it was at the git commit ref (a
 // worktree in Dir): the design a change replaces, measured in the same run.
 func (e *Env) BuildAt(ref, name string) string {
+	src := e.SourceAt(ref)
+	bin := filepath.Join(e.Dir, name+"-"+ref)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
+	build.Dir, build.Stdout, build.Stderr = src, os.Stderr, os.Stderr
+	Check(build.Run())
+	return bin
+}
+
+// SourceAt checks the git commit ref out (a worktree in Dir, once) and
+// returns its path.
+func (e *Env) SourceAt(ref string) string {
 	src := filepath.Join(e.Dir, "src-"+ref)
 	if _, err := os.Stat(src); err != nil {
 		add := exec.Command("git", "worktree", "add", "--detach", src, ref)
@@ -83,11 +94,7 @@ func (e *Env) BuildAt(ref, name string) string {
 		Check(add.Run())
 		e.worktrees = append(e.worktrees, src)
 	}
-	bin := filepath.Join(e.Dir, name+"-"+ref)
-	build := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
-	build.Dir, build.Stdout, build.Stderr = src, os.Stderr, os.Stderr
-	Check(build.Run())
-	return bin
+	return src
 }
 
 // Build builds ./cmd/<name> into Dir and returns its path.

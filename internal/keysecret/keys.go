@@ -253,6 +253,17 @@ func Publishes(published []octopodsv1alpha1.PublishedKey, digest string) bool {
 	return false
 }
 
+// PublishesAll reports whether every key of others is among the published
+// keys.
+func PublishesAll(published, others []octopodsv1alpha1.PublishedKey) bool {
+	for _, p := range others {
+		if !Publishes(published, p.Digest) {
+			return false
+		}
+	}
+	return true
+}
+
 // Holds reports whether the Secret (nil: none) holds the key of digest.
 func Holds(secret *corev1.Secret, digest string) bool {
 	if secret == nil {

@@ -138,3 +138,27 @@ func TestRevoke(t *testing.T) {
 		t.Errorf("RevokedKeysExpire = %v, want the older entry's 30th day %v", exp, now.Add(29*day))
 	}
 }
+
+func TestPublishesAll(t *testing.T) {
+	keys := func(digests ...string) []octopodsv1alpha1.PublishedKey {
+		var out []octopodsv1alpha1.PublishedKey
+		for _, d := range digests {
+			out = append(out, octopodsv1alpha1.PublishedKey{Digest: d})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		published, others []octopodsv1alpha1.PublishedKey
+		want              bool
+	}{
+		{published: nil, others: nil, want: true},
+		{published: keys("a"), others: nil, want: true},
+		{published: nil, others: keys("a"), want: false},
+		{published: keys("a", "b"), others: keys("b"), want: true},
+		{published: keys("a"), others: keys("a", "b"), want: false},
+	} {
+		if got := PublishesAll(tc.published, tc.others); got != tc.want {
+			t.Errorf("PublishesAll(%v, %v) = %t, want %t", tc.published, tc.others, got, tc.want)
+		}
+	}
+}

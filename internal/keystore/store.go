@@ -5,7 +5,8 @@
 // unpublishes what the Secret will no longer hold, from the slices (what
 // the proxies read, so a revoked key is refused one write sooner) and then
 // from the status; a key is published only after the write that added it
-// succeeded (the caller's status write, which the slices follow). A crash
+// succeeded (the caller's status write, which the slices follow, or a
+// slice write the caller makes right after that write). A crash
 // in between leaves a key unpublished (refused), never a dead key admitted.
 package keystore
 
