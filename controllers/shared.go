@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/cachefirst"
 )
 
 // RevokeFinalizer makes deletion of a WorkspaceAPIKey or Workspace revoke the
@@ -29,13 +30,11 @@ func ownerOfKey(_ context.Context, obj client.Object) []reconcile.Request {
 // set or the cache misses: an absence is only believed from the API server,
 // by every reconciler alike.
 func getConfirmed(ctx context.Context, cache, api client.Reader, name types.NamespacedName, obj client.Object, fresh bool) (bool, error) {
-	var err error
-	if !fresh {
-		err = cache.Get(ctx, name, obj)
+	var r client.Reader = cachefirst.Reader{Cache: cache, API: api}
+	if fresh {
+		r = api
 	}
-	if fresh || apierrors.IsNotFound(err) {
-		err = api.Get(ctx, name, obj)
-	}
+	err := r.Get(ctx, name, obj)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}

@@ -235,8 +235,9 @@ func defaults(kind octopodsv1alpha1.KeyKind, name, ownerName, secretName string,
 // warns about keys that will wait for their owner.
 type KeyValidator struct {
 	Kind octopodsv1alpha1.KeyKind
-	// Reader reads from the API server: a foreign Secret is not in the
-	// manager's cache, which holds the operator's own Secrets only.
+	// Reader must confirm an absence with the API server (cachefirst): a
+	// foreign Secret is not in the manager's cache, which holds the
+	// operator's own Secrets only.
 	Reader client.Reader
 }
 

@@ -7,12 +7,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
+	"github.com/octopods/octopods-operator/internal/cachefirst"
 )
 
 // Setup registers the webhooks with the manager's webhook server: the same
-// key webhooks once per key kind, the Workspace's, and the owners'.
+// key webhooks once per key kind, the Workspace's, and the owners'. They
+// read the manager's cache first, and the API server on a miss (a foreign
+// Secret, an owner created a moment ago): a person's write waits on no
+// read of the API server for what the cache holds.
 func Setup(mgr ctrl.Manager) error {
-	reader := mgr.GetAPIReader()
+	reader := cachefirst.Reader{Cache: mgr.GetCache(), API: mgr.GetAPIReader()}
 	server := mgr.GetWebhookServer()
 	for _, kind := range octopodsv1alpha1.KeyKinds {
 		name := strings.ToLower(kind.Kind)
