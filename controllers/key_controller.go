@@ -302,6 +302,9 @@ func (k *keyReconcile) waitForOwner(ctx context.Context, gone *ownerGone) error 
 // reconcileSecret creates the Secret if absent and otherwise keeps, rotates,
 // re-issues or trims it as keyplan decides.
 func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error) {
+	if issued, err := k.issueIfNew(ctx); issued || err != nil {
+		return ctrl.Result{}, err
+	}
 	secret, err := k.currentSecret(ctx, k.key, false)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("read Secret %q: %w", octopodsv1alpha1.EffectiveSecretName(k.key), err)
@@ -397,6 +400,30 @@ func (r *KeyReconciler) currentSecret(ctx context.Context, key octopodsv1alpha1.
 		return nil, err
 	}
 	return secret, nil
+}
+
+// issueIfNew issues the key of a key object that publishes nothing, in its
+// status or ahead of it in a slice (SliceReconciler.Ahead), and whose
+// Secret the cache does not hold, without first reading the API server:
+// the create itself asks it whether the name is free (AlreadyExists), one
+// read fewer for a new key. Nothing published means nothing can be revoked
+// by mistake if the cache missed a Secret. It reports whether it issued;
+// a name taken leaves the decision to the fresh read that follows.
+func (k *keyReconcile) issueIfNew(ctx context.Context) (bool, error) {
+	if len(k.before.PublishedKeys) > 0 || k.slices.Ahead(k.key.GetNamespace(), keyslice.Ref{Kind: k.kind.Kind, Name: k.key.GetName()}) {
+		return false, nil
+	}
+	name := types.NamespacedName{Namespace: k.key.GetNamespace(), Name: octopodsv1alpha1.EffectiveSecretName(k.key)}
+	if err := k.Get(ctx, name, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		return false, nil // cached (or unreadable): decided as any other
+	}
+	k.obs.saw(nil)
+	err := k.issue(ctx)
+	if apierrors.IsAlreadyExists(err) {
+		k.obs = keyObservation{}
+		return false, nil
+	}
+	return true, err
 }
 
 // issue creates the Secret with a fresh key. Create fails if the name was

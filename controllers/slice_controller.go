@@ -543,6 +543,16 @@ func (r *SliceReconciler) Publish(ctx context.Context, key octopodsv1alpha1.KeyO
 	return err
 }
 
+// Ahead reports whether the slices hold, or are about to hold, an entry of
+// the key object ref ahead of its status (Publish).
+func (r *SliceReconciler) Ahead(ns string, ref keyslice.Ref) bool {
+	sp := r.space(ns)
+	sp.changedMu.Lock()
+	defer sp.changedMu.Unlock()
+	_, ahead := sp.early[ref]
+	return ahead
+}
+
 // Republished forgets the withdrawal of digests a key's status publishes
 // again (written from a fresh read of its Secret, which holds them): a key
 // unpublished before a Secret write that failed, and kept.
