@@ -114,6 +114,10 @@ func startManagerWithContext(parent context.Context, opts Options) func() {
 		defer close(done)
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
+	// What a spec creates next is a change, served ahead of the initial
+	// list (which waits in the paced backlog, every earlier spec's keys in
+	// it), as in a cluster whose manager runs already.
+	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
 	return func() {
 		cancel()
 		<-done
