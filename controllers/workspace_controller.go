@@ -10,15 +10,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
-	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
@@ -175,37 +172,14 @@ func workspaceStatus(ws *octopodsv1alpha1.Workspace) *octopodsv1alpha1.Workspace
 	return &ws.Status
 }
 
-// keySummaryDelay is how long a Workspace's summary follows a change of its
-// key: the writes that admit or refuse the key (its Secret, its slice) go
-// first, without a summary write beside them on the API server, and the
-// key's own status writes of one change make one summary write.
-const keySummaryDelay = 200 * time.Millisecond
-
 // SetupWithManager watches Workspaces and the keys named after them.
 func (r *WorkspaceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&octopodsv1alpha1.Workspace{}).
-		Watches(&octopodsv1alpha1.WorkspaceAPIKey{}, afterKeySummaryDelay(ownerOfKey), builder.WithPredicates(ignoreUsageUpdates)).
+		Watches(&octopodsv1alpha1.WorkspaceAPIKey{}, handler.EnqueueRequestsFromMapFunc(ownerOfKey), builder.WithPredicates(ignoreUsageUpdates)).
 		WithOptions(opts).
 		Named("workspace").
 		Complete(r)
-}
-
-// afterKeySummaryDelay enqueues what mapping gives for a key's event after
-// keySummaryDelay.
-func afterKeySummaryDelay(mapping handler.MapFunc) handler.EventHandler {
-	type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
-	later := func(ctx context.Context, q queue, o client.Object) {
-		for _, req := range mapping(ctx, o) {
-			q.AddAfter(req, keySummaryDelay)
-		}
-	}
-	return handler.Funcs{
-		CreateFunc:  func(ctx context.Context, e event.CreateEvent, q queue) { later(ctx, q, e.Object) },
-		UpdateFunc:  func(ctx context.Context, e event.UpdateEvent, q queue) { later(ctx, q, e.ObjectNew) },
-		DeleteFunc:  func(ctx context.Context, e event.DeleteEvent, q queue) { later(ctx, q, e.Object) },
-		GenericFunc: func(ctx context.Context, e event.GenericEvent, q queue) { later(ctx, q, e.Object) },
-	}
 }
 
 // WorkspaceStatusFor is the status the Workspace reconciler writes for ws and
