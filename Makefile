@@ -100,6 +100,10 @@ bench-restart: ## KeyDigestSlices against the design before them (built from git
 bench-sync: ## The auth proxy's first sync over KEYS (default 100000) keys in KeyDigestSlices, beside the proxy before pipelined lists (built from git): ready time, LIST requests, peak RSS.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/syncbench -keys $${KEYS:-100000}
 
+.PHONY: bench-slice-write
+bench-slice-write: ## What one key change costs in a KeyDigestSlice of 50 to 1000 keys: the update's answer and its delivery to a watch, against 100 keys in the same run (KeysPerSlice is chosen from it).
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/slicewritebench
+
 .PHONY: bench-gateway
 bench-gateway: ## The auth-proxy binary behind nginx auth_request (against nginx's own map of the same keys) and as a reverse proxy (against a bare httputil.ReverseProxy): req/s and CPU µs per request, interleaved rounds; needs nginx and wrk.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/gatewaybench -keys $${KEYS:-10000}

@@ -99,6 +99,7 @@ func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result
 	run := &keyReconcile{KeyReconciler: r, key: key, before: *key.KeyStatus().DeepCopy()}
 	defer func() {
 		retErr = kerrors.NewAggregate([]error{retErr, run.writeStatus(ctx, retErr == nil)})
+		run.flushEvents()
 		if retErr != nil {
 			result = ctrl.Result{}
 		}
@@ -142,6 +143,25 @@ type keyReconcile struct {
 	// replaced are the key object's resourceVersions before each of this
 	// reconcile's writes to it (KeyReconciler.outdated).
 	replaced []string
+	// events wait for the end of the reconcile (flushEvents): an Event's
+	// write would otherwise reach the API server beside the slice write
+	// that admits or refuses the key, and delay it.
+	events []pendingEvent
+}
+
+type pendingEvent struct{ reason, message string }
+
+// event records an Event about the key, emitted by flushEvents.
+func (k *keyReconcile) event(reason, message string) {
+	k.events = append(k.events, pendingEvent{reason, message})
+}
+
+// flushEvents emits the reconcile's Events, in order.
+func (k *keyReconcile) flushEvents() {
+	for _, e := range k.events {
+		k.statusReporter.event(k.key, e.reason, e.message)
+	}
+	k.events = nil
 }
 
 // track runs write, a write to the key object, and records the
@@ -161,7 +181,7 @@ func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
 	*k.key.KeyStatus() = computeKeyStatus(k.key, k.before, k.obs, k.scope, succeeded, k.now())
 	if next := meta.FindStatusCondition(k.key.KeyStatus().Conditions, ConditionReady); next != nil && next.Status != metav1.ConditionTrue {
 		if prev := meta.FindStatusCondition(k.before.Conditions, ConditionReady); prev == nil || prev.Reason != next.Reason || prev.Message != next.Message {
-			k.event(k.key, next.Reason, next.Message)
+			k.event(next.Reason, next.Message)
 		}
 	}
 	if succeeded && !keysecret.PublishesAll(k.before.PublishedKeys, k.key.KeyStatus().PublishedKeys) {
@@ -294,7 +314,7 @@ func (k *keyReconcile) waitForOwner(ctx context.Context, gone *ownerGone) error 
 		return err
 	}
 	if revoked != "" {
-		k.event(k.key, EventKeyRevoked, fmt.Sprintf("Revoked key %s: %s", revoked, message))
+		k.event(EventKeyRevoked, fmt.Sprintf("Revoked key %s: %s", revoked, message))
 	}
 	return nil
 }
@@ -374,7 +394,7 @@ func (k *keyReconcile) reportStaleToken(secret *corev1.Secret) {
 	if len(token) > 128 { // the rotator policy bounds new tokens; not older ones
 		token = token[:128] + "…"
 	}
-	k.event(k.key, EventRotationTokenAlreadyUsed, fmt.Sprintf("token %q was already used for this key (it is among the last %d tokens handled); nothing rotated; use a new token",
+	k.event(EventRotationTokenAlreadyUsed, fmt.Sprintf("token %q was already used for this key (it is among the last %d tokens handled); nothing rotated; use a new token",
 		token, keyplan.MaxRecentTokens))
 }
 
@@ -454,9 +474,9 @@ func (k *keyReconcile) issue(ctx context.Context) error {
 		return k.secretWriteFailed(keyed.Name, "create", err)
 	}
 	if key.KeyStatus().KeyID != "" {
-		k.event(key, EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", keyed.Name, keyID, key.KeyStatus().KeyID))
+		k.event(EventKeyReissued, fmt.Sprintf("Secret %q was deleted: issued new key %s to replace %s", keyed.Name, keyID, key.KeyStatus().KeyID))
 	} else {
-		k.event(key, ReasonKeyIssued, fmt.Sprintf("Issued key %s into Secret %q", keyID, keyed.Name))
+		k.event(ReasonKeyIssued, fmt.Sprintf("Issued key %s into Secret %q", keyID, keyed.Name))
 	}
 	return nil
 }
@@ -491,7 +511,7 @@ func (k *keyReconcile) apply(ctx context.Context, current *corev1.Secret, plan k
 		return k.secretWriteFailed(current.Name, "update", err)
 	}
 	if reason != "" {
-		k.event(k.key, reason, message)
+		k.event(reason, message)
 	}
 	return nil
 }
@@ -542,12 +562,13 @@ func (r *KeyReconciler) finalize(ctx context.Context, key octopodsv1alpha1.KeyOb
 		return nil
 	}
 	run := &keyReconcile{KeyReconciler: r, key: key, before: *key.KeyStatus().DeepCopy()}
+	defer run.flushEvents()
 	revoked, err := run.revoke(ctx)
 	if err != nil {
 		return err
 	}
 	if revoked != "" {
-		r.event(key, EventKeyRevoked, fmt.Sprintf("Revoked key %s: the %s is being deleted", revoked, r.kind.Kind))
+		run.event(EventKeyRevoked, fmt.Sprintf("Revoked key %s: the %s is being deleted", revoked, r.kind.Kind))
 	}
 	original := key.DeepCopyObject().(octopodsv1alpha1.KeyObject)
 	controllerutil.RemoveFinalizer(key, RevokeFinalizer)

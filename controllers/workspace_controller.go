@@ -10,12 +10,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 )
@@ -176,10 +179,34 @@ func workspaceStatus(ws *octopodsv1alpha1.Workspace) *octopodsv1alpha1.Workspace
 func (r *WorkspaceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&octopodsv1alpha1.Workspace{}).
-		Watches(&octopodsv1alpha1.WorkspaceAPIKey{}, handler.EnqueueRequestsFromMapFunc(ownerOfKey), builder.WithPredicates(ignoreUsageUpdates)).
+		Watches(&octopodsv1alpha1.WorkspaceAPIKey{}, summaryOfKey{handler.EnqueueRequestsFromMapFunc(ownerOfKey)}, builder.WithPredicates(ignoreUsageUpdates)).
 		WithOptions(opts).
 		Named("workspace").
 		Complete(r)
+}
+
+// revocationSettleTime is how long a Workspace's summary waits once its key
+// is being deleted. The key's finalizer revokes it and lets it go, tens of
+// milliseconds later: the summary then goes straight to "no key" when it
+// is gone (one status write, not a passing "not issued" and then "no
+// key"), and its write stays off the way of the slice write that refuses
+// the key. A person reading the table sees it at most this late.
+const revocationSettleTime = 500 * time.Millisecond
+
+// summaryOfKey queues a key's Workspace as its map function says, except
+// when the key starts being deleted: revocationSettleTime later.
+type summaryOfKey struct {
+	handler.EventHandler
+}
+
+func (h summaryOfKey) Update(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero() {
+		for _, req := range ownerOfKey(ctx, e.ObjectNew) {
+			q.AddAfter(req, revocationSettleTime)
+		}
+		return
+	}
+	h.EventHandler.Update(ctx, e, q)
 }
 
 // WorkspaceStatusFor is the status the Workspace reconciler writes for ws and

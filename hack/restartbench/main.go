@@ -17,7 +17,8 @@
 //
 //   - propagation and writes per issued key: keys created one by one in a
 //     quiet namespace beside the others, until the proxy admits them, then
-//     rotated and deleted, until it refuses them.
+//     rotated and deleted, until it refuses them; and keys of the filled
+//     namespace rotated, in slices full of other keys.
 //
 //     go run ./hack/restartbench -workspaces 100000
 package main
@@ -78,7 +79,8 @@ func main() {
 	oldBin, oldProxyBin := env.BuildAt(*baselineRef, "manager"), env.BuildAt(*baselineRef, "auth-proxy")
 	marker := fillNamespace + "/" + octopodsv1alpha1.SlicesBuiltName
 	sliced := design{name: "slices", manager: bin, proxy: proxyBin, src: ".",
-		managerFlags: []string{"--slices-built-namespace", fillNamespace}, proxyFlags: []string{"--slices-built-marker", marker}}
+		managerFlags: []string{"--slices-built-namespace", fillNamespace}, proxyFlags: []string{"--slices-built-marker", marker},
+		rotates: propagationKeys}
 	before := design{name: "before (" + *baselineRef + ")", manager: oldBin, proxy: oldProxyBin, proxyFlags: []string{"--list-page-size=500"},
 		src: env.SourceAt(*baselineRef)}
 
@@ -108,6 +110,8 @@ func main() {
 	fmt.Printf("propagation beside %d keys, before: %s\npropagation beside %d keys, slices: %s\n", *n, oldProp, *n, newProp)
 	fmt.Printf("| 26 | %d keys: propagation, median (max) of %d: created → admitted; rotated → refused; deleted → refused; one API write (a ConfigMap patch) | %s | %s | ≤ 1 s, median ≈ 10 ms |\n",
 		*n, propagationKeys, newProp.row(), oldProp.row())
+	fmt.Printf("| 26 | %d keys: rotated → refused, median (max) of %d keys of the namespace that holds the %d (slices of %d keys) | %s | %s | ≤ 1 s |\n",
+		*n, propagationKeys, *n, controllers.KeysPerSlice, median(newProp.rotatedAmongAll), median(oldProp.rotatedAmongAll))
 	fmt.Printf("| 26 | %d keys: of which the person's own request, median (max): the create; the rotation patch; the delete (admission webhooks included) | %s | %s | |\n",
 		*n, newProp.requestsRow(), oldProp.requestsRow())
 	fmt.Printf("| 26 | %d keys: writes per issued key, one at a time (webhooks on) | %.2f (%s) | %.2f | (≤ 4.1 for a burst of 300: the e2e suite) |\n",
@@ -122,6 +126,8 @@ type design struct {
 	// src is the design's source tree: propagation installs its webhook
 	// configuration (config/webhook), as a cluster runs it.
 	src string
+	// rotates is the first of the filled keys rotateFilled rotates.
+	rotates int
 }
 
 // proxySynced is an auth proxy's first sync.
@@ -165,6 +171,9 @@ const propagationKeys = 20
 // propagated is what propagation measured.
 type propagated struct {
 	admitted, rotated, deleted []time.Duration
+	// rotatedAmongAll are rotations of keys of the filled namespace, each
+	// in a slice of KeysPerSlice entries that the write carries whole.
+	rotatedAmongAll []time.Duration
 	// requests are the person's own requests in each: the create, the
 	// rotation patch and the delete, each with its admission webhooks.
 	requests [3][]time.Duration
@@ -248,6 +257,9 @@ func propagation(ctx context.Context, env *benchenv.Env, d design, n int) propag
 		req.Header.Set("X-Octopods-Auth", key)
 		res, err := http.DefaultClient.Do(req)
 		check(err)
+		// Read to the end, so the next poll reuses the connection rather
+		// than load the machine with a new one every millisecond.
+		_, _ = io.Copy(io.Discard, res.Body)
 		_ = res.Body.Close()
 		return res.StatusCode == http.StatusOK
 	}
@@ -314,7 +326,32 @@ func propagation(ctx context.Context, env *benchenv.Env, d design, n int) propag
 		until(func() bool { return !admits(next) })
 		out.deleted = append(out.deleted, time.Since(start))
 	}
+	out.rotatedAmongAll = rotateFilled(ctx, env, d, n, until, admits)
 	return out
+}
+
+// rotateFilled rotates propagationKeys keys of the filled namespace, one
+// at a time, and times each patch until the old key is refused. The keys
+// differ from one design to the next (each design's run rotates its own).
+func rotateFilled(ctx context.Context, env *benchenv.Env, d design, n int, until func(func() bool), admits func(string) bool) []time.Duration {
+	var took []time.Duration
+	for i := range propagationKeys {
+		time.Sleep(600 * time.Millisecond)
+		name := fmt.Sprintf("ws-%06d", (d.rotates+i)%n)
+		secret := &corev1.Secret{}
+		check(env.Client.Get(ctx, client.ObjectKey{Namespace: fillNamespace, Name: name + octopodsv1alpha1.SecretNameSuffix}, secret))
+		old := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
+		until(func() bool { return admits(old) })
+		key := &octopodsv1alpha1.WorkspaceAPIKey{}
+		check(env.Client.Get(ctx, client.ObjectKey{Namespace: fillNamespace, Name: name}, key))
+		patch := client.MergeFrom(key.DeepCopy())
+		key.Annotations = map[string]string{octopodsv1alpha1.RotateAnnotation: "bench"}
+		start := time.Now()
+		check(env.Client.Patch(ctx, key, patch))
+		until(func() bool { return !admits(old) })
+		took = append(took, time.Since(start))
+	}
+	return took
 }
 
 // timeWrites times propagationKeys patches of a ConfigMap in ns, one at a
