@@ -34,19 +34,22 @@ import (
 )
 
 // KeysPerSlice is how many key objects the manager puts in one
-// KeyDigestSlice. Measured with 500 (make bench-scale, docs/benchmarks.md):
-// a proxy's first sync of 100k keys took 2.2 s and 11 LIST requests, against
-// 57.7 s and 225 for 100k key objects, so the API server's cost is mostly
-// per object; a slice of 500 current keys is 122 kB of JSON (245 bytes an
-// entry), under a tenth of etcd's 1.5 MiB request limit even with every
-// entry's previous and revoked keys, and a change rewrites that much.
-// EndpointSlice's 100 was measured too (3ed4e15, 10k keys, ratios to the
-// design before slices in the same run): propagation 1.10×, 1.02× and
-// 2.16× (created, rotated, deleted) against 1.29×, 1.09× and 1.88× with
-// 500, and a first sync at 100k of 1.75 s against 2.23 s for the proxy
-// before pipelining, as with 500: no clear gain, for five times the
-// objects.
-const KeysPerSlice = 500
+// KeyDigestSlice, chosen by measurement on both ends of the trade:
+//   - a change rewrites its whole slice, and the API server's cost of that
+//     write grows with it: one key changed in a slice of 50, 100, 200, 500
+//     and 1000 keys was answered and watched in 13.7, 20.9, 32.2, 85.4 and
+//     169 ms (make bench-slice-write, medians of 30, one run); with 500, a
+//     key rotated in a full namespace of 500 was refused in 156 ms against
+//     45 ms for the design before slices (restartbench);
+//   - a proxy's first sync of 100k keys costs per object listed: 1.81 s
+//     with 500 a slice, 1.81 s with 200 and 2.01 s with 100 (make
+//     bench-sync, medians of 5, back to back), against 57.7 s for 100k key
+//     objects.
+//
+// 200 costs a change 2.7 times less than 500 for the same first sync. A
+// slice of 200 current keys is about 50 kB of JSON, far under etcd's
+// 1.5 MiB request limit even with every entry's previous and revoked keys.
+const KeysPerSlice = 200
 
 // sliceWrites and sliceWriteBurst pace the batched writes of one
 // namespace's slices: a few changes after a quiet spell are written at once
