@@ -304,12 +304,7 @@ func propagation(ctx context.Context, env *benchenv.Env, d design, n int) propag
 	for i, old := range keys {
 		time.Sleep(600 * time.Millisecond)
 		name := fmt.Sprintf("prop-%02d", i)
-		key := &octopodsv1alpha1.WorkspaceAPIKey{}
-		check(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, key))
-		patch := client.MergeFrom(key.DeepCopy())
-		key.Annotations = map[string]string{octopodsv1alpha1.RotateAnnotation: "bench"}
-		start := time.Now()
-		check(env.Client.Patch(ctx, key, patch))
+		key, start := rotate(ctx, env.Client, ns, name)
 		out.requests[1] = append(out.requests[1], time.Since(start))
 		until(func() bool { return !admits(old) })
 		out.rotated = append(out.rotated, time.Since(start))
@@ -342,16 +337,23 @@ func rotateFilled(ctx context.Context, env *benchenv.Env, d design, n int, until
 		check(env.Client.Get(ctx, client.ObjectKey{Namespace: fillNamespace, Name: name + octopodsv1alpha1.SecretNameSuffix}, secret))
 		old := string(secret.Data[octopodsv1alpha1.SecretKeyAPIKey])
 		until(func() bool { return admits(old) })
-		key := &octopodsv1alpha1.WorkspaceAPIKey{}
-		check(env.Client.Get(ctx, client.ObjectKey{Namespace: fillNamespace, Name: name}, key))
-		patch := client.MergeFrom(key.DeepCopy())
-		key.Annotations = map[string]string{octopodsv1alpha1.RotateAnnotation: "bench"}
-		start := time.Now()
-		check(env.Client.Patch(ctx, key, patch))
+		_, start := rotate(ctx, env.Client, fillNamespace, name)
 		until(func() bool { return !admits(old) })
 		took = append(took, time.Since(start))
 	}
 	return took
+}
+
+// rotate asks for a rotation of the key ns/name (no grace period) and
+// returns the key as patched and when the patch was sent.
+func rotate(ctx context.Context, c client.Client, ns, name string) (*octopodsv1alpha1.WorkspaceAPIKey, time.Time) {
+	key := &octopodsv1alpha1.WorkspaceAPIKey{}
+	check(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, key))
+	patch := client.MergeFrom(key.DeepCopy())
+	key.Annotations = map[string]string{octopodsv1alpha1.RotateAnnotation: "bench"}
+	start := time.Now()
+	check(c.Patch(ctx, key, patch))
+	return key, start
 }
 
 // timeWrites times propagationKeys patches of a ConfigMap in ns, one at a
