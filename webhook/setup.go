@@ -14,7 +14,8 @@ import (
 // key webhooks once per key kind, the Workspace's, and the owners'. They
 // read the manager's cache first, and the API server on a miss (a foreign
 // Secret, an owner created a moment ago): a person's write waits on no
-// read of the API server for what the cache holds.
+// read of the API server for what the cache holds. A Workspace's deletion
+// is the exception.
 func Setup(mgr ctrl.Manager) error {
 	reader := cachefirst.Reader{Cache: mgr.GetCache(), API: mgr.GetAPIReader()}
 	server := mgr.GetWebhookServer()
@@ -27,6 +28,9 @@ func Setup(mgr ctrl.Manager) error {
 	server.Register("/mutate-octopods-io-v1alpha1-channel", &admission.Webhook{Handler: OwnedByWorkspace{Reader: reader}})
 	server.Register("/mutate-octopods-io-v1alpha1-whatsappbusinessaccount", &admission.Webhook{Handler: OwnedByWorkspace{Reader: reader}})
 	return ctrl.NewWebhookManagedBy(mgr, &octopodsv1alpha1.Workspace{}).
-		WithValidator(WorkspaceValidator{Reader: reader}).
+		// A Workspace's deletion reads its key from the API server: it is
+		// rare, and its warning must name the key that dies with it even
+		// when the key was issued a moment ago and the cache lags.
+		WithValidator(WorkspaceValidator{Reader: mgr.GetAPIReader()}).
 		Complete()
 }
