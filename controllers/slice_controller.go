@@ -56,8 +56,10 @@ const KeysPerSlice = 200
 // (a new key is admitted within milliseconds), and a burst of changes
 // (10,000 keys issued at once) is written twice a second, each write
 // carrying everything that changed meanwhile: 300 keys issued in 6 s make
-// about 16 slice writes (0.05 per key), and a key waits 500 ms at most. Revocations never wait: they
-// are withdrawn from their slice at once (Withdraw).
+// about 15 slice writes (0.05 per key; 2 creates and 12 updates with
+// slices of 200 in the e2e suite), and a key waits 500 ms at most.
+// Revocations never wait: they are withdrawn from their slice at once
+// (Withdraw).
 const (
 	sliceWrites     = rate.Limit(2)
 	sliceWriteBurst = 4
