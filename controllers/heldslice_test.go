@@ -51,7 +51,7 @@ func TestHeldSliceKeepsItsEntriesPacked(t *testing.T) {
 
 func fullSlice() []octopodsv1alpha1.SlicedKey {
 	var keys []octopodsv1alpha1.SlicedKey
-	for i := range KeysPerSlice {
+	for i := range keyslice.KeysPerSlice {
 		name := fmt.Sprintf("ws-%06d", i)
 		keys = append(keys, octopodsv1alpha1.SlicedKey{Kind: octopodsv1alpha1.WorkspaceKey.Kind, Name: name, Owner: name,
 			Scope:         octopodsv1alpha1.KeyScope{Type: octopodsv1alpha1.KeyTypeWorkspace, Workspace: name},

@@ -33,24 +33,6 @@ import (
 	"github.com/octopods/octopods-operator/internal/packedcache"
 )
 
-// KeysPerSlice is how many key objects the manager puts in one
-// KeyDigestSlice, chosen by measurement on both ends of the trade:
-//   - a change rewrites its whole slice, and the API server's cost of that
-//     write grows with it: one key changed in a slice of 50, 100, 200, 500
-//     and 1000 keys was answered and watched in 13.7, 20.9, 32.2, 85.4 and
-//     169 ms (make bench-slice-write, medians of 30, one run); with 500, a
-//     key rotated in a full namespace of 500 was refused in 156 ms against
-//     45 ms for the design before slices (restartbench);
-//   - a proxy's first sync of 100k keys costs per object listed: 1.81 s
-//     with 500 a slice, 1.81 s with 200 and 2.01 s with 100 (make
-//     bench-sync, medians of 5, back to back), against 57.7 s for 100k key
-//     objects.
-//
-// 200 costs a change 2.7 times less than 500 for the same first sync. A
-// slice of 200 current keys is about 50 kB of JSON, far under etcd's
-// 1.5 MiB request limit even with every entry's previous and revoked keys.
-const KeysPerSlice = 200
-
 // sliceWrites and sliceWriteBurst pace the batched writes of one
 // namespace's slices: a few changes after a quiet spell are written at once
 // (a new key is admitted within milliseconds), and a burst of changes
@@ -81,7 +63,7 @@ const withdrawnMemory = 10 * time.Minute
 
 // SliceReconciler writes, per namespace, the KeyDigestSlices the auth
 // proxies read: every key object's published and revoked digests and
-// scope, batched, up to KeysPerSlice a slice. It is the only writer of
+// scope, batched, up to keyslice.KeysPerSlice a slice. It is the only writer of
 // slices (an admission policy refuses every other), so it keeps what it
 // wrote in memory (read once per namespace from the API server) and never
 // decides on a cache that may miss its own last write.
@@ -322,14 +304,14 @@ func (r *SliceReconciler) sync(ctx context.Context, ns string, sp *sliceSpace) (
 	}
 	current := make([]keyslice.Slice, 0, len(sp.slices))
 	for name, s := range sp.slices {
-		if changed != nil && s.size >= KeysPerSlice && !s.holdsAny(changed) {
+		if changed != nil && s.size >= keyslice.KeysPerSlice && !s.holdsAny(changed) {
 			// Full and holding no changed entry: Pack would neither
 			// compare nor write it, so it is not decoded.
 			continue
 		}
 		current = append(current, keyslice.Slice{Name: name, Keys: s.keys()})
 	}
-	packing := keyslice.Pack(current, desired, changed, KeysPerSlice)
+	packing := keyslice.Pack(current, desired, changed, keyslice.KeysPerSlice)
 	wrote = len(packing.Write)+len(packing.Delete) > 0
 	for _, s := range packing.Write {
 		if err := r.write(ctx, ns, sp, s); err != nil {

@@ -8,7 +8,7 @@ import (
 const (
 	// MaxKeysPerSlice is how many key objects one KeyDigestSlice holds at
 	// most (the CRD's maxItems). The manager fills slices to
-	// controllers.KeysPerSlice, chosen by measurement there.
+	// keyslice.KeysPerSlice, chosen by measurement there.
 	MaxKeysPerSlice = 1000
 
 	// SliceLabel marks every KeyDigestSlice the manager writes; its value

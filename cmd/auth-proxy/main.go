@@ -20,6 +20,7 @@ import (
 
 	"github.com/octopods/octopods-operator/internal/authproxy"
 	"github.com/octopods/octopods-operator/internal/clientaddr"
+	"github.com/octopods/octopods-operator/internal/keyslice"
 	"github.com/octopods/octopods-operator/internal/throttle"
 )
 
@@ -125,7 +126,7 @@ func fail(log *slog.Logger, msg string, err error) {
 
 // keyFlags are the flags of how the proxy reads keys and records their use.
 func keyFlags(cfg *authproxy.Config, slicesMarker *string) {
-	flag.Int64Var(&cfg.ListPageSize, "list-page-size", authproxy.DefaultListPageSize, "KeyDigestSlices per list request when (re)syncing (each holds up to 200 keys); bigger pages sync faster, at the cost of a bigger transient allocation.")
+	flag.Int64Var(&cfg.ListPageSize, "list-page-size", authproxy.DefaultListPageSize, fmt.Sprintf("KeyDigestSlices per list request when (re)syncing (each holds up to %d keys); bigger pages sync faster, at the cost of a bigger transient allocation.", keyslice.KeysPerSlice))
 	flag.StringVar(slicesMarker, "slices-built-marker", defaultSlicesMarker(), "NAMESPACE/NAME of the KeyDigestSlice the manager writes once it has built every namespace's slices; the proxy reports ready only after it exists, so an upgrade from a release without slices refuses no key (default: $POD_NAMESPACE/octopods-slices-built; empty: no wait).")
 	flag.DurationVar(&cfg.LastUsedRefreshInterval, "last-used-refresh-interval", authproxy.DefaultLastUsedRefreshInterval, "A key in constant use writes its lastUsedTime again only when the recorded one is this old (the first use after that long is written at the next flush); bounds status writes at scale. Negative: every flush.")
 	flag.Float64Var(&cfg.LastUsedWritesPerSecond, "last-used-max-writes-per-second", authproxy.DefaultLastUsedWritesPerSecond, "Bounds this replica's usage writes (lastUsedTime and the sightings) to this rate, averaged over a flush; what is left waits for the next flush, sightings first. 0: no bound.")

@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
-	"github.com/octopods/octopods-operator/controllers"
 	"github.com/octopods/octopods-operator/internal/keyslice"
 )
 
@@ -167,7 +166,7 @@ func Check(err error) {
 
 // PublishSlices writes the KeyDigestSlices of namespace ns from its
 // WorkspaceAPIKeys' statuses, packed as the manager packs them
-// (keyslice.Pack, controllers.KeysPerSlice): for benchmarks that write
+// (keyslice.Pack, keyslice.KeysPerSlice): for benchmarks that write
 // statuses as the operator does without running it, since the auth proxy
 // reads slices only.
 func (e *Env) PublishSlices(ctx context.Context, ns string) {
@@ -185,7 +184,7 @@ func (e *Env) PublishSlices(ctx context.Context, ns string) {
 // WriteSlices packs entries into new KeyDigestSlices of ns, as the manager
 // would, and creates them.
 func (e *Env) WriteSlices(ctx context.Context, ns string, desired map[keyslice.Ref]octopodsv1alpha1.SlicedKey) {
-	for _, s := range keyslice.Pack(nil, desired, nil, controllers.KeysPerSlice).Write {
+	for _, s := range keyslice.Pack(nil, desired, nil, keyslice.KeysPerSlice).Write {
 		Check(e.Client.Create(ctx, &octopodsv1alpha1.KeyDigestSlice{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "keys-", Labels: map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys}},
 			Keys:       s.Keys,

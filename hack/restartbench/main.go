@@ -56,6 +56,7 @@ import (
 	"github.com/octopods/octopods-operator/hack/benchenv"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keysecret"
+	"github.com/octopods/octopods-operator/internal/keyslice"
 	"github.com/octopods/octopods-operator/internal/testutil"
 )
 
@@ -111,7 +112,7 @@ func main() {
 	fmt.Printf("| 26 | %d keys: propagation, median (max) of %d: created → admitted; rotated → refused; deleted → refused; one API write (a ConfigMap patch) | %s | %s | ≤ 1 s, median ≈ 10 ms |\n",
 		*n, propagationKeys, newProp.row(), oldProp.row())
 	fmt.Printf("| 26 | %d keys: rotated → refused, median (max) of %d keys of the namespace that holds the %d (slices of %d keys) | %s | %s | ≤ 1 s |\n",
-		*n, propagationKeys, *n, controllers.KeysPerSlice, median(newProp.rotatedAmongAll), median(oldProp.rotatedAmongAll))
+		*n, propagationKeys, *n, keyslice.KeysPerSlice, median(newProp.rotatedAmongAll), median(oldProp.rotatedAmongAll))
 	fmt.Printf("| 26 | %d keys: of which the person's own request, median (max): the create; the rotation patch; the delete (admission webhooks included) | %s | %s | |\n",
 		*n, newProp.requestsRow(), oldProp.requestsRow())
 	fmt.Printf("| 26 | %d keys: writes per issued key, one at a time (webhooks on) | %.2f (%s) | %.2f | (≤ 4.1 for a burst of 300: the e2e suite) |\n",

@@ -24,7 +24,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
-	"github.com/octopods/octopods-operator/controllers"
 	"github.com/octopods/octopods-operator/hack/benchenv"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/keyslice"
@@ -55,7 +54,7 @@ func main() {
 
 	start := time.Now()
 	fill(ctx, env, *n)
-	fmt.Printf("syncbench: %d keys in KeyDigestSlices of %d, written in %s\n", *n, controllers.KeysPerSlice, time.Since(start).Round(time.Millisecond))
+	fmt.Printf("syncbench: %d keys in KeyDigestSlices of %d, written in %s\n", *n, keyslice.KeysPerSlice, time.Since(start).Round(time.Millisecond))
 
 	for _, v := range vs {
 		var ready, before []time.Duration

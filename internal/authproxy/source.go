@@ -72,9 +72,8 @@ type slicedRef struct{ keyType, name string }
 // Paging and retry of the list/watch loop.
 const (
 	// DefaultListPageSize keeps the first sync's peak memory within the
-	// Deployment's budget: a page of 50 slices is about 10,000 keys
-	// (controllers.KeysPerSlice), a few MiB of JSON.
-	DefaultListPageSize = 50
+	// Deployment's budget: a page of about 10,000 keys, a few MiB of JSON.
+	DefaultListPageSize = 10_000 / keyslice.KeysPerSlice
 	minRetryDelay       = 250 * time.Millisecond
 	maxRetryDelay       = 30 * time.Second
 	watchTimeout        = 5 * time.Minute
