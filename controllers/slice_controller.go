@@ -72,11 +72,15 @@ const withdrawnMemory = 10 * time.Minute
 // its Secret holds it: once the key's status publishes it, or, for a key
 // just issued or rotated, right after the Secret write that added it and
 // before the status write (Publish);
-// and it leaves every slice before it leaves its Secret, because
-// keystore.Store calls Withdraw, through the key reconciler, before every
-// Secret write, and Withdraw returns only once the API server holds the
-// slice without it. A withdrawn digest is never put back from a stale read
-// of a status (withdrawnMemory).
+// and it is refused before it leaves its Secret, because keystore.Store
+// calls Withdraw, through the key reconciler, before every Secret write,
+// and Withdraw returns only once the API server holds the namespace's
+// withdrawal slice listing it (or, when that is full, the slice of keys
+// without it). The proxies refuse what the withdrawal slice lists whatever
+// the slices of keys say, and read both on one watch stream, so the digest
+// is dropped from the withdrawal slice only after its slice of keys is
+// rewritten without it (settleWithdrawals). A withdrawn digest is never
+// put back from a stale read of a status (withdrawnMemory).
 type SliceReconciler struct {
 	client.Client
 	// APIReader lists a namespace's slices from the API server.
@@ -116,6 +120,27 @@ type sliceSpace struct {
 	// early are entries Publish wrote (or queued) before their key's status
 	// says so, with when (under changedMu).
 	early map[keyslice.Ref]earlyEntry
+	// withdrawal is the namespace's withdrawal slice as the API server
+	// holds it after this manager's last write.
+	withdrawal withdrawalSlice
+}
+
+// withdrawalSlice is a namespace's withdrawal slice as held: its
+// resourceVersion ("" before it exists) and its digests, each with the key
+// object whose slice still publishes it.
+type withdrawalSlice struct {
+	resourceVersion string
+	digests         []withdrawnDigest
+}
+
+type withdrawnDigest struct {
+	octopodsv1alpha1.RevokedDigest
+	ref keyslice.Ref
+}
+
+// holds says whether the withdrawal slice lists digest.
+func (w *withdrawalSlice) holds(digest string) bool {
+	return slices.ContainsFunc(w.digests, func(d withdrawnDigest) bool { return d.Digest == digest })
 }
 
 type earlyEntry struct {
@@ -323,8 +348,12 @@ func (r *SliceReconciler) sync(ctx context.Context, ns string, sp *sliceSpace) (
 			return wrote, err
 		}
 	}
+	settled, err := r.settleWithdrawals(ctx, ns, sp)
+	if err != nil {
+		return wrote || settled, err
+	}
 	sp.full = false
-	return wrote, nil
+	return wrote || settled, nil
 }
 
 // desired are the entries of the namespace's key objects as cached (of
@@ -386,7 +415,43 @@ func (r *SliceReconciler) load(ctx context.Context, ns string, sp *sliceSpace) e
 			return err
 		}
 	}
+	if err := r.loadWithdrawal(ctx, ns, sp, list.Items); err != nil {
+		return err
+	}
 	sp.loaded = true
+	return nil
+}
+
+// loadWithdrawal reads the namespace's withdrawal slice, finds the key
+// object whose slice publishes each of its digests among listed (the
+// namespace's slices of keys), and keeps those digests out of every slice: a manager that restarts between a withdrawal and the
+// rewrite of its slice of keys must not publish the digest again from a
+// status written before the withdrawal.
+func (r *SliceReconciler) loadWithdrawal(ctx context.Context, ns string, sp *sliceSpace, listed []octopodsv1alpha1.KeyDigestSlice) error {
+	held := &octopodsv1alpha1.KeyDigestSlice{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: octopodsv1alpha1.SliceWithdrawnName}, held)
+	if apierrors.IsNotFound(err) {
+		sp.withdrawal = withdrawalSlice{}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read KeyDigestSlice %s/%s: %w", ns, octopodsv1alpha1.SliceWithdrawnName, err)
+	}
+	publisher := map[string]keyslice.Ref{}
+	for i := range listed {
+		for j := range listed[i].Keys {
+			for _, p := range listed[i].Keys[j].PublishedKeys {
+				publisher[p.Digest] = keyslice.RefOf(&listed[i].Keys[j])
+			}
+		}
+	}
+	sp.withdrawal = withdrawalSlice{resourceVersion: held.ResourceVersion}
+	for _, d := range held.WithdrawnKeys {
+		sp.withdrawal.digests = append(sp.withdrawal.digests, withdrawnDigest{RevokedDigest: d, ref: publisher[d.Digest]})
+		if _, kept := sp.withdrawn[d.Digest]; !kept {
+			sp.withdrawn[d.Digest] = d.RevokedAt.Time
+		}
+	}
 	return nil
 }
 
@@ -443,11 +508,19 @@ func (r *SliceReconciler) delete(ctx context.Context, ns string, sp *sliceSpace,
 	return nil
 }
 
-// Withdraw removes from the slice that holds the key object (kind, name)
-// every published digest held does not accept, gone (the digests its
-// status just stopped publishing) among them, and returns once the API
-// server holds that slice. Those digests are kept out of every slice from
-// now on (withdrawnMemory). It writes at once, whatever the batching.
+// Withdraw refuses every published digest of the key object ref that held
+// does not accept, gone (the digests its status just stopped publishing)
+// among them, and returns once the API server holds the refusal. Those
+// digests are kept out of every slice from now on (withdrawnMemory). It
+// writes at once, whatever the batching.
+//
+// The refusal is written to the namespace's withdrawal slice, a small
+// object the proxies check before admitting a key (withdrawAhead), not to
+// the slice of keys that publishes the digest: a slice of 200 keys costs
+// the API server several times more to write, and the proxies several
+// times more to read, and a rotated key must be refused within
+// milliseconds. The next sync rewrites that slice without the digest, then
+// drops it from the withdrawal slice (settleWithdrawals).
 func (r *SliceReconciler) Withdraw(ctx context.Context, ns string, ref keyslice.Ref, held func(digest string) bool, gone []string) error {
 	sp := r.space(ns)
 	sp.mu.Lock()
@@ -461,16 +534,117 @@ func (r *SliceReconciler) Withdraw(ctx context.Context, ns string, ref keyslice.
 		if err := r.load(ctx, ns, sp); err != nil {
 			return err
 		}
-		err := r.withdrawFromEvery(ctx, ns, sp, ref, held, now)
+		err := r.withdrawAhead(ctx, ns, sp, ref, held, now)
 		if err == nil || attempt == 2 {
 			return err
 		}
 	}
 }
 
-// withdrawFromEvery withdraws from every slice of the model that holds the
-// key object, not only the one it is indexed under: a copy in a second
-// slice (a lost create) must not keep a dead key.
+// withdrawAhead lists in the withdrawal slice every digest a slice of keys
+// publishes for ref that held does not accept, and marks ref changed so
+// the next sync rewrites its slice without them. A withdrawal slice
+// that would overflow is not written: the slices of keys are, at once
+// (withdrawFromEvery).
+func (r *SliceReconciler) withdrawAhead(ctx context.Context, ns string, sp *sliceSpace, ref keyslice.Ref, held func(string) bool, now time.Time) error {
+	next := sp.withdrawal.digests
+	for _, s := range sp.slices {
+		if !s.holds(ref) {
+			continue
+		}
+		keys := s.keys()
+		for i := range keys {
+			if keyslice.RefOf(&keys[i]) != ref {
+				continue
+			}
+			for _, p := range keys[i].PublishedKeys {
+				if held(p.Digest) {
+					continue
+				}
+				sp.withdrawn[p.Digest] = now
+				if !sp.withdrawal.holds(p.Digest) {
+					next = append(slices.Clip(next), withdrawnDigest{ref: ref, RevokedDigest: octopodsv1alpha1.RevokedDigest{
+						KeyID: p.KeyID, Digest: p.Digest, RevokedAt: metav1.Time{Time: now}}})
+				}
+			}
+		}
+	}
+	if len(next) == len(sp.withdrawal.digests) {
+		return nil // nothing published that must go
+	}
+	sp.change(ref)
+	if len(next) > octopodsv1alpha1.MaxWithdrawnKeys {
+		return r.withdrawFromEvery(ctx, ns, sp, ref, held, now)
+	}
+	return r.writeWithdrawal(ctx, ns, sp, next)
+}
+
+// settleWithdrawals drops from the withdrawal slice the digests no slice
+// of keys publishes any more (their slice was rewritten, or the key object
+// left it), and those no longer withdrawn (Republished, or expired), and
+// reports whether it wrote. Each slice is decoded once at most.
+func (r *SliceReconciler) settleWithdrawals(ctx context.Context, ns string, sp *sliceSpace) (bool, error) {
+	if len(sp.withdrawal.digests) == 0 {
+		return false, nil
+	}
+	decoded := map[string][]octopodsv1alpha1.SlicedKey{}
+	publishes := func(ref keyslice.Ref, digest string) bool {
+		for name, s := range sp.slices {
+			if !s.holds(ref) {
+				continue
+			}
+			keys, ok := decoded[name]
+			if !ok {
+				keys = s.keys()
+				decoded[name] = keys
+			}
+			for i := range keys {
+				if keyslice.RefOf(&keys[i]) == ref && slices.ContainsFunc(keys[i].PublishedKeys, func(p octopodsv1alpha1.PublishedKey) bool { return p.Digest == digest }) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var kept []withdrawnDigest
+	for _, d := range sp.withdrawal.digests {
+		if _, withdrawn := sp.withdrawn[d.Digest]; withdrawn && publishes(d.ref, d.Digest) {
+			kept = append(kept, d)
+		}
+	}
+	if len(kept) == len(sp.withdrawal.digests) {
+		return false, nil
+	}
+	return true, r.writeWithdrawal(ctx, ns, sp, kept)
+}
+
+// writeWithdrawal creates or updates the namespace's withdrawal slice with
+// the resourceVersion last held; any failure makes the namespace be read
+// again, as write does.
+func (r *SliceReconciler) writeWithdrawal(ctx context.Context, ns string, sp *sliceSpace, digests []withdrawnDigest) error {
+	obj := &octopodsv1alpha1.KeyDigestSlice{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: octopodsv1alpha1.SliceWithdrawnName, Labels: map[string]string{
+		octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleWithdrawn, octopodsv1alpha1.ManagedByLabel: octopodsv1alpha1.ManagedByValue}}}
+	for _, d := range digests {
+		obj.WithdrawnKeys = append(obj.WithdrawnKeys, d.RevokedDigest)
+	}
+	var err error
+	if sp.withdrawal.resourceVersion == "" {
+		err = r.Create(ctx, obj)
+	} else {
+		obj.ResourceVersion = sp.withdrawal.resourceVersion
+		err = r.Update(ctx, obj)
+	}
+	if err != nil {
+		sp.loaded = false
+		return fmt.Errorf("write KeyDigestSlice %s/%s: %w", ns, octopodsv1alpha1.SliceWithdrawnName, err)
+	}
+	sp.withdrawal = withdrawalSlice{resourceVersion: obj.ResourceVersion, digests: digests}
+	return nil
+}
+
+// withdrawFromEvery withdraws from every slice of keys of the model that
+// holds the key object, not only the one it is indexed under: a copy in a
+// second slice (a lost create) must not keep a dead key.
 func (r *SliceReconciler) withdrawFromEvery(ctx context.Context, ns string, sp *sliceSpace, ref keyslice.Ref, held func(string) bool, now time.Time) error {
 	names := make([]string, 0, 1)
 	for name, s := range sp.slices {
@@ -670,7 +844,7 @@ func (r *SliceReconciler) keyEvents(kind octopodsv1alpha1.KeyKind) handler.Event
 // this manager makes it read the namespace's slices again.
 func (r *SliceReconciler) sliceEvents() handler.EventHandler {
 	enqueue := func(q workqueue.TypedRateLimitingInterface[reconcile.Request], o client.Object) {
-		if o.GetLabels()[octopodsv1alpha1.SliceLabel] == octopodsv1alpha1.SliceRoleKeys {
+		if role := o.GetLabels()[octopodsv1alpha1.SliceLabel]; role == octopodsv1alpha1.SliceRoleKeys || role == octopodsv1alpha1.SliceRoleWithdrawn {
 			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace()}})
 		}
 	}

@@ -17,6 +17,15 @@ const (
 	SliceLabel     = "octopods.io/key-digest-slice"
 	SliceRoleKeys  = "keys"
 	SliceRoleBuilt = "built"
+	// SliceRoleWithdrawn marks a namespace's withdrawal slice, named
+	// SliceWithdrawnName: the digests a rotation, revocation or deletion
+	// took away, refused by the proxies before the slice that publishes
+	// them is rewritten. It holds only withdrawnKeys.
+	SliceRoleWithdrawn = "withdrawn"
+	SliceWithdrawnName = "withdrawn-keys"
+	// MaxWithdrawnKeys bounds a withdrawal slice (the CRD's maxItems); a
+	// withdrawal that would not fit rewrites the slice of keys at once.
+	MaxWithdrawnKeys = 1000
 	// SlicesBuiltName is the marker's name, in the manager's namespace: the
 	// manager writes it once every namespace's slices were built from the
 	// key objects after it started, and an auth proxy reports ready only
@@ -31,10 +40,10 @@ const (
 // up to 1000 key objects of its namespace: what their status.publishedKeys,
 // status.revokedKeys and status.scope say, in one object, so that a proxy
 // lists a few hundred slices instead of 100,000 key objects. Only the manager
-// writes slices (an admission policy). It keeps them a subset of what the
-// key Secrets hold at every instant, as it does status.publishedKeys: a key
-// is in a slice only after its Secret holds it, and leaves every slice before
-// it leaves its Secret.
+// writes slices (an admission policy). What they admit is a subset of
+// what the key Secrets hold at every instant, as status.publishedKeys is: a
+// key is in a slice only after its Secret holds it, and is refused (listed
+// in the namespace's withdrawal slice) before it leaves its Secret.
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=kds,categories=octopods
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -47,6 +56,18 @@ type KeyDigestSlice struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=1000
 	Keys []SlicedKey `json:"keys,omitempty"`
+
+	// withdrawnKeys are digests refused ahead of the slices of keys that
+	// still publish them, on the namespace's withdrawal slice only: a slice
+	// of 200 keys costs the API server several times a small object's
+	// write, and a key must be refused within milliseconds of its
+	// rotation. A proxy answers such a key 400 DEPRECATED_API_KEY whatever
+	// a slice of keys says. The manager drops a digest here once no slice
+	// of keys publishes it.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=1000
+	WithdrawnKeys []RevokedDigest `json:"withdrawnKeys,omitempty"`
 }
 
 // SlicedKey is what the auth proxy knows of one key object: its published

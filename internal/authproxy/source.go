@@ -208,6 +208,10 @@ func (s *Source) list(ctx context.Context, sc *feed) (string, error) {
 		now := time.Now()
 		for i := range page.Items {
 			slice := &page.Items[i]
+			if keyslice.IsWithdrawal(slice) {
+				relist.SetWithdrawn(slice.Namespace, keyslice.Withdrawn(slice))
+				continue
+			}
 			held[types.NamespacedName{Namespace: slice.Namespace, Name: slice.Name}] = refsOf(slice)
 			for j := range slice.Keys {
 				relist.Set(keyslice.Keys(slice.Namespace, &slice.Keys[j], now))
@@ -222,12 +226,17 @@ func (s *Source) list(ctx context.Context, sc *feed) (string, error) {
 	for _, kind := range octopodsv1alpha1.KeyKinds {
 		relist.End(sc.namespace, kind.KeyType)
 	}
+	relist.EndWithdrawn(sc.namespace)
 	sc.held = held
 	return rv, nil
 }
 
-// slicesSelector selects the slices of keys, not the marker.
-var slicesSelector = octopodsv1alpha1.SliceLabel + "=" + octopodsv1alpha1.SliceRoleKeys
+// slicesSelector selects the slices of keys and the withdrawal slices, not
+// the marker: one list and one watch, so a digest withdrawn ahead of its
+// slice of keys and that slice rewritten without it arrive in the order
+// they were written, and the withdrawal is never dropped before the
+// rewrite is applied.
+var slicesSelector = octopodsv1alpha1.SliceLabel + " in (" + octopodsv1alpha1.SliceRoleKeys + "," + octopodsv1alpha1.SliceRoleWithdrawn + ")"
 
 func refsOf(slice *octopodsv1alpha1.KeyDigestSlice) []slicedRef {
 	refs := make([]slicedRef, len(slice.Keys))
@@ -289,10 +298,16 @@ func (s *Source) watch(ctx context.Context, sc *feed, rv string) (string, int, e
 		case watch.Added, watch.Modified, watch.Deleted:
 			if slice, ok := ev.Object.(*octopodsv1alpha1.KeyDigestSlice); ok {
 				name := types.NamespacedName{Namespace: slice.Namespace, Name: slice.Name}
-				if ev.Type == watch.Deleted {
-					slice = nil
+				switch {
+				case keyslice.IsWithdrawal(slice) && ev.Type == watch.Deleted:
+					s.index.SetWithdrawn(slice.Namespace, nil)
+				case keyslice.IsWithdrawal(slice):
+					s.index.SetWithdrawn(slice.Namespace, keyslice.Withdrawn(slice))
+				case ev.Type == watch.Deleted:
+					s.apply(sc, name, nil)
+				default:
+					s.apply(sc, name, slice)
 				}
-				s.apply(sc, name, slice)
 				rv = ev.Object.(*octopodsv1alpha1.KeyDigestSlice).ResourceVersion
 			}
 		case watch.Bookmark:

@@ -362,3 +362,51 @@ func TestSourceWaitsForTheMarker(t *testing.T) {
 		}
 	}
 }
+
+// withdrawalVersion is team-a's withdrawal slice refusing the given keys.
+func withdrawalVersion(rv string, keys ...string) *octopodsv1alpha1.KeyDigestSlice {
+	s := &octopodsv1alpha1.KeyDigestSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: octopodsv1alpha1.SliceWithdrawnName, ResourceVersion: rv,
+		Labels: map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleWithdrawn}}}
+	for _, k := range keys {
+		s.WithdrawnKeys = append(s.WithdrawnKeys, octopodsv1alpha1.RevokedDigest{KeyID: apikey.ID(k), Digest: apikey.DigestOf(k).String()})
+	}
+	return s
+}
+
+// A key the withdrawal slice lists is refused as revoked while its slice
+// of keys still publishes it, and its slice's later version keeps it
+// refused once the withdrawal slice lets it go; a relist that finds no
+// withdrawal slice forgets what one refused; the withdrawal slice holds
+// no key object, so it removes none.
+func TestSourceRefusesWhatTheWithdrawalSliceLists(t *testing.T) {
+	a, b, b2 := mustGenerate(t), mustGenerate(t), mustGenerate(t)
+	client := newScriptedKeys(
+		keyList("10", keyVersion("alpha", "5", a), keyVersion("beta", "6", b), withdrawalVersion("7", a)),
+		keyList("20", keyVersion("alpha", "5", a), keyVersion("beta", "6", b)),
+	)
+	_, ix := runSource(t, client)
+	w := client.nextWatch(t)
+	eventuallyAdmits(t, ix, map[string]bool{a: false, b: true})
+	if r, who := ix.Lookup(a, time.Now()); r != keyindex.Revoked || who.Name != "alpha" || who.KeyID != apikey.ID(a) {
+		t.Fatalf("a withdrawn key: %v %+v, want Revoked as alpha's", r, who)
+	}
+
+	w.Modify(withdrawalVersion("11", a, b)) // beta rotated: refused at once
+	eventuallyAdmits(t, ix, map[string]bool{a: false, b: false})
+	rotated := keyVersion("beta", "12", b2)
+	rotated.Keys[0].RevokedKeys = []octopodsv1alpha1.RevokedDigest{{KeyID: apikey.ID(b), Digest: apikey.DigestOf(b).String(), RevokedAt: metav1.Now()}}
+	w.Modify(rotated)
+	w.Modify(withdrawalVersion("13", a)) // settled: the slice says it now
+	eventuallyAdmits(t, ix, map[string]bool{a: false, b: false, b2: true})
+	if r, _ := ix.Lookup(b, time.Now()); r != keyindex.Revoked {
+		t.Fatalf("the rotated key after its withdrawal settled: %v, want Revoked", r)
+	}
+
+	w.Delete(withdrawalVersion("14"))
+	eventuallyAdmits(t, ix, map[string]bool{a: true, b2: true})
+	w.Add(withdrawalVersion("15", a))
+	eventuallyAdmits(t, ix, map[string]bool{a: false, b2: true})
+	w.Error(&apierrors.NewResourceExpired("too old resource version: 15 (16)").ErrStatus)
+	client.nextWatch(t)
+	eventuallyAdmits(t, ix, map[string]bool{a: true, b: true})
+}

@@ -189,6 +189,11 @@ type Index struct {
 	byDigest map[shortDigest]*entry
 	// revoked maps revoked keys' digests, looked at only on a miss.
 	revoked map[shortDigest]*entry
+	// withdrawn are digests refused whatever an entry publishes: each
+	// namespace's withdrawal slice (SetWithdrawn), and how many namespaces
+	// list each digest. Usually empty, and then never looked at.
+	withdrawn   map[apikey.Digest]int
+	withdrawnBy map[string][]apikey.Digest
 	// byKey is namespace → (key type, name) → entry; the namespace string
 	// is interned, shared by all of its entries.
 	byKey      map[string]map[objectName]*entry
@@ -204,7 +209,8 @@ type objectName struct{ keyType, name string }
 
 // New returns an empty index.
 func New() *Index {
-	ix := &Index{sharers: map[shortDigest][]*entry{}, byDigest: map[shortDigest]*entry{}, revoked: map[shortDigest]*entry{}, byKey: map[string]map[objectName]*entry{}, namespaces: map[string]string{}}
+	ix := &Index{sharers: map[shortDigest][]*entry{}, byDigest: map[shortDigest]*entry{}, revoked: map[shortDigest]*entry{}, byKey: map[string]map[objectName]*entry{}, namespaces: map[string]string{},
+		withdrawn: map[apikey.Digest]int{}, withdrawnBy: map[string][]apikey.Digest{}}
 	ix.replicas.Store(1)
 	return ix
 }
@@ -347,16 +353,49 @@ func (ix *Index) Find(key string, now time.Time) (Result, Identity, Use) {
 		result, who := ix.lookupRevokedLocked(&digest)
 		return result, who, Use{}
 	}
+	current := s.hasCurrent && subtle.ConstantTimeCompare(s.current[:], digest[:]) == 1
+	previous := !current && s.previous != nil && subtle.ConstantTimeCompare(s.previous.digest[:], digest[:]) == 1 && now.UnixNano() < s.previous.until
 	switch {
-	case s.hasCurrent && subtle.ConstantTimeCompare(s.current[:], digest[:]) == 1:
+	case (current || previous) && len(ix.withdrawn) > 0 && ix.withdrawn[digest] > 0:
+		// Withdrawn ahead of the slice that still publishes it.
+		s.revokedPresented.Add(1)
+		who := s.identity
+		who.KeyID = digest.ID()
+		return Revoked, who, Use{}
+	case current:
 		return Allowed, s.identity, s.use(&s.lastUsed, &s.allowedCurrent)
-	case s.previous != nil && subtle.ConstantTimeCompare(s.previous.digest[:], digest[:]) == 1 && now.UnixNano() < s.previous.until:
+	case previous:
 		who := s.identity
 		who.KeyID = s.previous.digest.ID() // rare: only during a grace period
 		return Allowed, who, s.use(&s.previous.lastUsed, &s.allowedPrevious)
 	}
 	result, who := ix.lookupRevokedLocked(&digest)
 	return result, who, Use{}
+}
+
+// SetWithdrawn replaces what namespace's withdrawal slice refuses (nil:
+// nothing): digests that a slice of keys may still publish, refused as
+// revoked keys are until that slice is rewritten without them.
+func (ix *Index) SetWithdrawn(namespace string, digests []apikey.Digest) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.setWithdrawnLocked(namespace, digests)
+}
+
+func (ix *Index) setWithdrawnLocked(namespace string, digests []apikey.Digest) {
+	for _, d := range ix.withdrawnBy[namespace] {
+		if ix.withdrawn[d]--; ix.withdrawn[d] <= 0 {
+			delete(ix.withdrawn, d)
+		}
+	}
+	delete(ix.withdrawnBy, namespace)
+	if len(digests) == 0 {
+		return
+	}
+	ix.withdrawnBy[namespace] = slices.Clone(digests)
+	for _, d := range digests {
+		ix.withdrawn[d]++
+	}
 }
 
 // use is an admission of one of s's keys, with its limits (under the lock).
@@ -441,7 +480,10 @@ func (ix *Index) SawRevoked(key, clientAddress string, now time.Time) bool {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	s := ix.revoked[short(&digest)]
-	if s == nil {
+	if s == nil && ix.withdrawn[digest] > 0 {
+		s = ix.byDigest[short(&digest)] // withdrawn, still published
+	}
+	if s == nil || s == shared {
 		return false
 	}
 	return keep(&s.sighting, &Sighting{Time: now.Truncate(time.Second), KeyID: digest.ID(), ClientAddress: clientAddress})
@@ -802,6 +844,8 @@ func (ix *Index) perWorkspace(count func(s *entry) uint64) []WorkspaceCount {
 type Sync struct {
 	ix  *Index
 	gen uint32
+	// withdrawn are the namespaces whose withdrawal slice the list brought.
+	withdrawn map[string]bool
 }
 
 // BeginSync starts a full list. Lookups go on meanwhile: until End, the index
@@ -810,7 +854,27 @@ func (ix *Index) BeginSync() Sync {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.gen++
-	return Sync{ix: ix, gen: ix.gen}
+	return Sync{ix: ix, gen: ix.gen, withdrawn: map[string]bool{}}
+}
+
+// SetWithdrawn records one listed withdrawal slice (Index.SetWithdrawn).
+func (s Sync) SetWithdrawn(namespace string, digests []apikey.Digest) {
+	s.ix.mu.Lock()
+	defer s.ix.mu.Unlock()
+	s.withdrawn[namespace] = true
+	s.ix.setWithdrawnLocked(namespace, digests)
+}
+
+// EndWithdrawn forgets the withdrawal slices of scope (a namespace, or ""
+// for all) that the list did not bring.
+func (s Sync) EndWithdrawn(scope string) {
+	s.ix.mu.Lock()
+	defer s.ix.mu.Unlock()
+	for ns := range s.ix.withdrawnBy {
+		if (scope == "" || ns == scope) && !s.withdrawn[ns] {
+			s.ix.setWithdrawnLocked(ns, nil)
+		}
+	}
 }
 
 // Set records one listed key object.

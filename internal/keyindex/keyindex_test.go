@@ -462,3 +462,61 @@ func TestKeyTypesShareOneIndex(t *testing.T) {
 		t.Errorf("deleting the WhatsApp key removed the workspace key")
 	}
 }
+
+func TestWithdrawnDigestsAreRefusedWhateverAnEntryPublishes(t *testing.T) {
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	current, previous, other := mustKey(t), mustKey(t), mustKey(t)
+	ix := New()
+	ix.Set(Keys{Namespace: "team-a", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(current), HasCurrent: true,
+		Previous: apikey.DigestOf(previous), HasPrevious: true, PreviousValidUntil: now.Add(time.Hour)})
+	ix.Set(Keys{Namespace: "team-b", Name: "other", Workspace: "other", Current: apikey.DigestOf(other), HasCurrent: true})
+
+	lookups := func() []Result {
+		var out []Result
+		for _, k := range []string{current, previous, other} {
+			r, _ := ix.Lookup(k, now)
+			out = append(out, r)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		do   func()
+		want []Result
+	}{
+		{name: "nothing withdrawn", do: func() {}, want: []Result{Allowed, Allowed, Allowed}},
+		{name: "the previous key withdrawn in its grace period", do: func() { ix.SetWithdrawn("team-a", []apikey.Digest{apikey.DigestOf(previous)}) },
+			want: []Result{Allowed, Revoked, Allowed}},
+		{name: "the current key too, replacing team-a's list", do: func() {
+			ix.SetWithdrawn("team-a", []apikey.Digest{apikey.DigestOf(current), apikey.DigestOf(previous)})
+		}, want: []Result{Revoked, Revoked, Allowed}},
+		{name: "another namespace listing a digest of team-a", do: func() { ix.SetWithdrawn("team-b", []apikey.Digest{apikey.DigestOf(current)}) },
+			want: []Result{Revoked, Revoked, Allowed}},
+		{name: "team-a's list dropped: team-b's still refuses its digest", do: func() { ix.SetWithdrawn("team-a", nil) },
+			want: []Result{Revoked, Allowed, Allowed}},
+		{name: "a relist that brings team-a's only", do: func() {
+			s := ix.BeginSync()
+			s.Set(Keys{Namespace: "team-a", Name: "acme", Workspace: "acme", Current: apikey.DigestOf(current), HasCurrent: true,
+				Previous: apikey.DigestOf(previous), HasPrevious: true, PreviousValidUntil: now.Add(time.Hour)})
+			s.Set(Keys{Namespace: "team-b", Name: "other", Workspace: "other", Current: apikey.DigestOf(other), HasCurrent: true})
+			s.SetWithdrawn("team-a", []apikey.Digest{apikey.DigestOf(previous)})
+			s.EndWithdrawn("")
+		}, want: []Result{Allowed, Revoked, Allowed}},
+		{name: "a relist of team-b alone keeps team-a's", do: func() { ix.BeginSync().EndWithdrawn("team-b") },
+			want: []Result{Allowed, Revoked, Allowed}},
+	} {
+		tc.do()
+		if got := lookups(); !slices.Equal(got, tc.want) {
+			t.Fatalf("%s: current, previous, other = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if r, who := ix.Lookup(previous, now); r != Revoked || who.Name != "acme" || who.KeyID != apikey.ID(previous) {
+		t.Fatalf("a withdrawn key is reported as its object's: %v %+v", r, who)
+	}
+	if !ix.SawRevoked(previous, "10.0.0.1", now) {
+		t.Fatal("an attempt with a withdrawn key is not kept for status.lastRevokedKeyUse")
+	}
+	if n := testing.AllocsPerRun(1000, func() { ix.Lookup(current, now) }); n != 0 {
+		t.Fatalf("Lookup allocates %.1f times with a withdrawal listed", n)
+	}
+}

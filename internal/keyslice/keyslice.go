@@ -169,6 +169,23 @@ func Keys(namespace string, e *octopodsv1alpha1.SlicedKey, now time.Time) keyind
 	return out
 }
 
+// Withdrawn are the digests a withdrawal slice refuses, as the auth proxy's
+// index keeps them (SetWithdrawn); digests that do not parse are left out.
+func Withdrawn(slice *octopodsv1alpha1.KeyDigestSlice) []apikey.Digest {
+	var out []apikey.Digest
+	for _, w := range slice.WithdrawnKeys {
+		if d, err := apikey.ParseDigest(w.Digest); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// IsWithdrawal says whether a slice is a namespace's withdrawal slice.
+func IsWithdrawal(slice metav1.Object) bool {
+	return slice.GetLabels()[octopodsv1alpha1.SliceLabel] == octopodsv1alpha1.SliceRoleWithdrawn
+}
+
 // Slice is one KeyDigestSlice's name and entries, as Pack sees it.
 type Slice struct {
 	Name string
