@@ -300,7 +300,10 @@ func (s *Source) watch(ctx context.Context, sc *feed, rv string) (string, int, e
 				name := types.NamespacedName{Namespace: slice.Namespace, Name: slice.Name}
 				switch {
 				case keyslice.IsWithdrawal(slice) && ev.Type == watch.Deleted:
-					s.index.SetWithdrawn(slice.Namespace, nil)
+					// The manager never deletes it: someone else did, and
+					// deleting a slice must never admit a key. What it
+					// listed stays refused until the manager writes it
+					// again or a relist.
 				case keyslice.IsWithdrawal(slice):
 					s.index.SetWithdrawn(slice.Namespace, keyslice.Withdrawn(slice))
 				case ev.Type == watch.Deleted:

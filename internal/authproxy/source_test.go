@@ -375,9 +375,10 @@ func withdrawalVersion(rv string, keys ...string) *octopodsv1alpha1.KeyDigestSli
 
 // A key the withdrawal slice lists is refused as revoked while its slice
 // of keys still publishes it, and its slice's later version keeps it
-// refused once the withdrawal slice lets it go; a relist that finds no
-// withdrawal slice forgets what one refused; the withdrawal slice holds
-// no key object, so it removes none.
+// refused once the withdrawal slice lets it go; a withdrawal slice deleted
+// by someone else admits nothing, and a relist that finds none forgets
+// what one refused; the withdrawal slice holds no key object, so it
+// removes none.
 func TestSourceRefusesWhatTheWithdrawalSliceLists(t *testing.T) {
 	a, b, b2 := mustGenerate(t), mustGenerate(t), mustGenerate(t)
 	client := newScriptedKeys(
@@ -402,9 +403,9 @@ func TestSourceRefusesWhatTheWithdrawalSliceLists(t *testing.T) {
 		t.Fatalf("the rotated key after its withdrawal settled: %v, want Revoked", r)
 	}
 
-	w.Delete(withdrawalVersion("14"))
-	eventuallyAdmits(t, ix, map[string]bool{a: true, b2: true})
-	w.Add(withdrawalVersion("15", a))
+	// Deleted by someone else: deleting a slice admits nothing.
+	w.Delete(withdrawalVersion("14", a))
+	w.Modify(keyVersion("beta", "15", b2))
 	eventuallyAdmits(t, ix, map[string]bool{a: false, b2: true})
 	w.Error(&apierrors.NewResourceExpired("too old resource version: 15 (16)").ErrStatus)
 	client.nextWatch(t)
