@@ -440,8 +440,9 @@ const (
 )
 
 // Reported finds the key object a reported (leaked) key belongs to, among
-// current, previous and remembered revoked keys, without counting it as a
-// request. who.KeyID is the reported key's.
+// current, previous and remembered revoked keys (a key withdrawn ahead of
+// its slice is revoked already), without counting it as a request.
+// who.KeyID is the reported key's.
 func (ix *Index) Reported(digest apikey.Digest) (Match, Identity) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
@@ -452,6 +453,8 @@ func (ix *Index) Reported(digest apikey.Digest) (Match, Identity) {
 	}
 	if s := ix.byDigest[short(&digest)]; s != nil {
 		switch {
+		case ix.withdrawn[digest] > 0 && s != shared:
+			return MatchRevoked, who(s) // withdrawn ahead of its slice
 		case s.hasCurrent && s.current == digest:
 			return MatchCurrent, who(s)
 		case s.previous != nil && s.previous.digest == digest:

@@ -513,6 +513,12 @@ func TestWithdrawnDigestsAreRefusedWhateverAnEntryPublishes(t *testing.T) {
 	if r, who := ix.Lookup(previous, now); r != Revoked || who.Name != "acme" || who.KeyID != apikey.ID(previous) {
 		t.Fatalf("a withdrawn key is reported as its object's: %v %+v", r, who)
 	}
+	if m, who := ix.Reported(apikey.DigestOf(previous)); m != MatchRevoked || who.Name != "acme" {
+		t.Fatalf("a withdrawn key reported leaked: %v %+v, want MatchRevoked as acme's", m, who)
+	}
+	if m, _ := ix.Reported(apikey.DigestOf(current)); m != MatchCurrent {
+		t.Fatalf("the current key reported leaked: %v, want MatchCurrent", m)
+	}
 	if !ix.SawRevoked(previous, "10.0.0.1", now) {
 		t.Fatal("an attempt with a withdrawn key is not kept for status.lastRevokedKeyUse")
 	}
