@@ -30,28 +30,11 @@ func digest(key string) string { return apikey.DigestOf(key).String() }
 
 // slicedDigests are the digests the namespace's KeyDigestSlices admit for
 // the key object (kind, name), as the API server holds them now, in one
-// list: published by a slice of keys and not refused by the namespace's
-// withdrawal slice; digest → slice.
+// list (testutil.AdmittedDigests): digest → slice.
 func slicedDigests(ns, kind, name string) map[string]string {
 	slices := &octopodsv1alpha1.KeyDigestSliceList{}
 	Expect(k8sClient.List(context.Background(), slices, client.InNamespace(ns))).To(Succeed())
-	out, withdrawn := map[string]string{}, map[string]bool{}
-	for _, slice := range slices.Items {
-		for _, w := range slice.WithdrawnKeys {
-			withdrawn[w.Digest] = true
-		}
-		for _, e := range slice.Keys {
-			if e.Kind == kind && e.Name == name {
-				for _, p := range e.PublishedKeys {
-					out[p.Digest] = slice.Name
-				}
-			}
-		}
-	}
-	for d := range withdrawn {
-		delete(out, d)
-	}
-	return out
+	return testutil.AdmittedDigests(slices.Items, kind, name)
 }
 
 // Serial: it replaces the suite's manager with one that checks, at the

@@ -67,31 +67,48 @@ func issuedKey(c client.Reader, key octopodsv1alpha1.KeyObject, intervals ...any
 		g.Expect(apikey.Validate(value)).To(gomega.Succeed())
 		g.Expect(st.KeyID).To(gomega.Equal(apikey.ID(value)))
 		// Published too, where the proxies read it: mid-rotation, the old key
-		// leaves the KeyDigestSlices (refused) before the Secret is
-		// rewritten, while the Secret and the status still name it.
+		// is withdrawn from the KeyDigestSlices (refused) before the Secret
+		// is rewritten, while the Secret and the status still name it.
 		g.Expect(slicedDigests(g, c, key)).To(gomega.ContainElement(apikey.DigestOf(value).String()), "the key is in a KeyDigestSlice")
 	}, intervals...).Should(gomega.Succeed())
 	return value
 }
 
 // slicedDigests are the digests the KeyDigestSlices of key's namespace
-// publish for key.
+// admit for key.
 func slicedDigests(g gomega.Gomega, c client.Reader, key octopodsv1alpha1.KeyObject) []string {
 	slices := &octopodsv1alpha1.KeyDigestSliceList{}
-	g.Expect(c.List(context.Background(), slices, client.InNamespace(key.GetNamespace()),
-		client.MatchingLabels{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleKeys})).To(gomega.Succeed())
+	g.Expect(c.List(context.Background(), slices, client.InNamespace(key.GetNamespace()))).To(gomega.Succeed())
 	var digests []string
-	for _, slice := range slices.Items {
+	for d := range AdmittedDigests(slices.Items, key.KeyKind().Kind, key.GetName()) {
+		digests = append(digests, d)
+	}
+	return digests
+}
+
+// AdmittedDigests are the digests one namespace's slices admit for the key
+// object (kind, name), as a proxy reads them: published by a slice of keys
+// and not listed by the namespace's withdrawal slice; digest → the slice
+// of keys that publishes it.
+func AdmittedDigests(slices []octopodsv1alpha1.KeyDigestSlice, kind, name string) map[string]string {
+	admitted, withdrawn := map[string]string{}, map[string]bool{}
+	for _, slice := range slices {
+		for _, w := range slice.WithdrawnKeys {
+			withdrawn[w.Digest] = true
+		}
 		for _, entry := range slice.Keys {
-			if entry.Kind != key.KeyKind().Kind || entry.Name != key.GetName() {
+			if entry.Kind != kind || entry.Name != name {
 				continue
 			}
 			for _, p := range entry.PublishedKeys {
-				digests = append(digests, p.Digest)
+				admitted[p.Digest] = slice.Name
 			}
 		}
 	}
-	return digests
+	for d := range withdrawn {
+		delete(admitted, d)
+	}
+	return admitted
 }
 
 // Channel is a valid Channel of workspace for tests.
