@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -73,15 +74,34 @@ var _ = Describe("What the proxy trusts, with the components' real identities", 
 		err = k8sClient.Create(ctx, forged)
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
 		Expect(err.Error()).To(ContainSubstring("only the octopods-operator manager"))
-		slices := &octopodsv1alpha1.KeyDigestSliceList{}
-		Expect(k8sClient.List(ctx, slices, client.InNamespace(ns))).To(Succeed())
-		Expect(slices.Items).NotTo(BeEmpty(), "the manager's own slice")
-		edited := slices.Items[0].DeepCopy()
+		list := &octopodsv1alpha1.KeyDigestSliceList{}
+		Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		i := slices.IndexFunc(list.Items, func(s octopodsv1alpha1.KeyDigestSlice) bool { return len(s.Keys) > 0 })
+		Expect(i).NotTo(Equal(-1), "the manager's own slice of keys")
+		edited := list.Items[i].DeepCopy()
 		edited.Keys[0].PublishedKeys = append(edited.Keys[0].PublishedKeys[:1], octopodsv1alpha1.PublishedKey{KeyID: d.ID(), Digest: d.String(), ValidUntil: &metav1.Time{Time: time.Now().Add(time.Hour)}})
 		err = k8sClient.Update(ctx, edited)
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
 		err = proxy.Create(ctx, forged)
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+
+		// A forged withdrawal slice would refuse a live key: refused too.
+		real := string(secretOf(Default, ns, "acme").Data["api-key"])
+		live := apikey.DigestOf(real)
+		withdrawal := &octopodsv1alpha1.KeyDigestSlice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: octopodsv1alpha1.SliceWithdrawnName,
+				Labels: map[string]string{octopodsv1alpha1.SliceLabel: octopodsv1alpha1.SliceRoleWithdrawn}},
+			WithdrawnKeys: []octopodsv1alpha1.RevokedDigest{{KeyID: live.ID(), Digest: live.String(), RevokedAt: metav1.Now()}},
+		}
+		err = k8sClient.Create(ctx, withdrawal)
+		if apierrors.IsAlreadyExists(err) { // the manager's own, after a rotation here
+			held := &octopodsv1alpha1.KeyDigestSlice{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(withdrawal), held)).To(Succeed())
+			held.WithdrawnKeys = append(held.WithdrawnKeys, withdrawal.WithdrawnKeys...)
+			err = k8sClient.Update(ctx, held)
+		}
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+		Expect(status(real)).To(Equal(http.StatusOK))
 	})
 
 	It("admits no hand-made Secret, however it is labelled, nor a copy of a real key in another Secret", func() {
