@@ -349,11 +349,8 @@ func (r *SliceReconciler) sync(ctx context.Context, ns string, sp *sliceSpace) (
 		}
 	}
 	settled, err := r.settleWithdrawals(ctx, ns, sp)
-	if err != nil {
-		return wrote || settled, err
-	}
-	sp.full = false
-	return wrote || settled, nil
+	sp.full = false // set again by the deferred check if err
+	return wrote || settled, err
 }
 
 // desired are the entries of the namespace's key objects as cached (of
@@ -424,9 +421,10 @@ func (r *SliceReconciler) load(ctx context.Context, ns string, sp *sliceSpace) e
 
 // loadWithdrawal reads the namespace's withdrawal slice, finds the key
 // object whose slice publishes each of its digests among listed (the
-// namespace's slices of keys), and keeps those digests out of every slice: a manager that restarts between a withdrawal and the
-// rewrite of its slice of keys must not publish the digest again from a
-// status written before the withdrawal.
+// namespace's slices of keys), and keeps those digests out of every slice:
+// a manager that restarts between a withdrawal and the rewrite of its
+// slice of keys must not publish the digest again from a status written
+// before the withdrawal.
 func (r *SliceReconciler) loadWithdrawal(ctx context.Context, ns string, sp *sliceSpace, listed []octopodsv1alpha1.KeyDigestSlice) error {
 	held := &octopodsv1alpha1.KeyDigestSlice{}
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: octopodsv1alpha1.SliceWithdrawnName}, held)
