@@ -137,8 +137,12 @@ var _ = Describe("A user's journey", Ordered, func() {
 		}, issueTimeout, pollEvery).Should(Succeed())
 		Eventually(func() int { return status(acmeKey) }, propagationLimit, pollEvery).Should(Equal(http.StatusOK))
 		Expect(status(old)).To(Equal(http.StatusOK), "the previous key works during the grace period")
-		until := keyOf(Default, ns, "acme").Status.PreviousValidUntil
-		Expect(until).NotTo(BeNil())
+		// The slices admit a new key ahead of its status write: wait for it.
+		var until *metav1.Time
+		Eventually(func(g Gomega) {
+			until = keyOf(g, ns, "acme").Status.PreviousValidUntil
+			g.Expect(until).NotTo(BeNil())
+		}, issueTimeout, pollEvery).Should(Succeed())
 		// At validUntil the proxy stops admitting it, and the operator drops
 		// it and remembers it: DEPRECATED_API_KEY.
 		Eventually(func() int { return status(old) }, 5*time.Second+issueTimeout, pollEvery).Should(Equal(http.StatusBadRequest))
