@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -90,5 +91,68 @@ var _ = Describe("A new key", Serial, func() {
 		Expect(ahead).To(HaveLen(len(names)))
 		Expect(ahead).To(HaveEach(HaveSuffix("true")))
 		Expect(conflicts).To(BeEmpty(), "status writes of a reconcile that read its own outdated write")
+	})
+})
+
+// Serial: it replaces the suite's manager with one whose key reconciler's
+// status writes are watched.
+var _ = Describe("A key admitted ahead of a status write that then conflicts", Serial, func() {
+	It("stays admitted, as the previous key, through a rotation with grace that comes before its status is written", func() {
+		ns := newNamespace()
+		var (
+			mu        sync.Mutex
+			person    bool // the person's edit landed between the slice write and the status write
+			conflicts int
+		)
+		stopManager()
+		stopHere := startManager(Options{MaxConcurrentReconciles: 4, wrapClient: beforeKeyStatusWrites(
+			func(next *octopodsv1alpha1.WorkspaceAPIKey) {
+				mu.Lock()
+				defer mu.Unlock()
+				if next.Namespace != ns || person || len(next.Status.PublishedKeys) == 0 {
+					return
+				}
+				// The slices admit the new key now; a person who sees it
+				// admitted asks for a rotation with grace before the
+				// status write that publishes it.
+				person = true
+				updateKey(ns, "acme", func(k *octopodsv1alpha1.WorkspaceAPIKey) {
+					k.Spec.RotationGracePeriod = &octopodsv1alpha1.Duration{Duration: time.Hour}
+					if k.Annotations == nil {
+						k.Annotations = map[string]string{}
+					}
+					k.Annotations[octopodsv1alpha1.RotateAnnotation] = "PLANNED-1"
+				})
+			},
+			func(next *octopodsv1alpha1.WorkspaceAPIKey, err error) {
+				if next.Namespace == ns && apierrors.IsConflict(err) {
+					mu.Lock()
+					defer mu.Unlock()
+					conflicts++
+				}
+			})})
+		DeferCleanup(func() {
+			stopHere()
+			stopManager = startManager(Options{MaxConcurrentReconciles: 4})
+		})
+
+		create(testutil.Workspace(ns, "acme"), testutil.APIKey(ns, "acme"))
+		var first, second string
+		Eventually(func(g Gomega) {
+			s := getSecret(g, ns, "acme-api-key")
+			g.Expect(s.Annotations).To(HaveKeyWithValue(octopodsv1alpha1.RotationTokenAnnotation, "PLANNED-1"))
+			first, second = string(s.Data[octopodsv1alpha1.SecretKeyPreviousAPIKey]), keyIn(s)
+			g.Expect(first).NotTo(BeEmpty(), "the first key is kept for the grace period")
+			g.Expect(published(getKey(g, ns, "acme"))).To(ConsistOf(digest(second), digest(first)))
+		}).Should(Succeed())
+		mu.Lock()
+		Expect(person).To(BeTrue())
+		Expect(conflicts).To(BeNumerically(">", 0), "the status write that publishes the first key conflicted with the person's edit")
+		mu.Unlock()
+		Consistently(func(g Gomega) {
+			admitted := slicedDigests(ns, octopodsv1alpha1.WorkspaceKey.Kind, "acme")
+			g.Expect(admitted).To(HaveKey(digest(first)), "the first key, within its grace period")
+			g.Expect(admitted).To(HaveKey(digest(second)))
+		}, "2s").Should(Succeed())
 	})
 })

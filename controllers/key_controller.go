@@ -96,7 +96,7 @@ func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result
 		return ctrl.Result{}, r.finalize(ctx, key)
 	}
 
-	run := &keyReconcile{KeyReconciler: r, key: key, before: *key.KeyStatus().DeepCopy()}
+	run := r.newRun(key)
 	defer func() {
 		retErr = kerrors.NewAggregate([]error{retErr, run.writeStatus(ctx, retErr == nil)})
 		run.flushEvents()
@@ -139,7 +139,12 @@ type keyReconcile struct {
 	scope octopodsv1alpha1.KeyScope
 	// before is the status as last written (read, or patched by unpublish).
 	before octopodsv1alpha1.APIKeyStatus
-	obs    keyObservation
+	// published are the keys the proxies may admit: before's, and those
+	// the slices publish ahead of it (SliceReconciler.Ahead). Every
+	// decision starts from them; before stays what the status patch is
+	// computed against.
+	published []octopodsv1alpha1.PublishedKey
+	obs       keyObservation
 	// replaced are the key object's resourceVersions before each of this
 	// reconcile's writes to it (KeyReconciler.outdated).
 	replaced []string
@@ -150,6 +155,14 @@ type keyReconcile struct {
 }
 
 type pendingEvent struct{ reason, message string }
+
+// newRun starts one reconcile of key, as cached.
+func (r *KeyReconciler) newRun(key octopodsv1alpha1.KeyObject) *keyReconcile {
+	run := &keyReconcile{KeyReconciler: r, key: key, before: *key.KeyStatus().DeepCopy()}
+	ahead := r.slices.Ahead(key.GetNamespace(), keyslice.Ref{Kind: r.kind.Kind, Name: key.GetName()})
+	run.published = keysecret.Union(run.before.PublishedKeys, ahead)
+	return run
+}
 
 // event records an Event about the key, emitted by flushEvents.
 func (k *keyReconcile) event(reason, message string) {
@@ -178,7 +191,7 @@ func (k *keyReconcile) track(write func() error) error {
 // writeStatus computes the status from the observation and writes it if it
 // changed, with an optimistic lock; a Ready=False change comes with its Event.
 func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
-	*k.key.KeyStatus() = computeKeyStatus(k.key, k.before, k.obs, k.scope, succeeded, k.now())
+	*k.key.KeyStatus() = computeKeyStatus(k.key, k.before, k.published, k.obs, k.scope, succeeded, k.now())
 	if next := meta.FindStatusCondition(k.key.KeyStatus().Conditions, ConditionReady); next != nil && next.Status != metav1.ConditionTrue {
 		if prev := meta.FindStatusCondition(k.before.Conditions, ConditionReady); prev == nil || prev.Reason != next.Reason || prev.Message != next.Message {
 			k.event(next.Reason, next.Message)
@@ -203,7 +216,7 @@ func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
 // Published and Unpublish make one reconcile the Publication its Secret
 // writes go through (keystore.Store): the published keys as last written,
 // and the status write that drops keys before the Secret loses them.
-func (k *keyReconcile) Published() []octopodsv1alpha1.PublishedKey { return k.before.PublishedKeys }
+func (k *keyReconcile) Published() []octopodsv1alpha1.PublishedKey { return k.published }
 
 // Unpublish writes status.publishedKeys down to kept, recording the keys
 // dropped as revoked.
@@ -211,11 +224,12 @@ func (k *keyReconcile) Unpublish(ctx context.Context, kept []octopodsv1alpha1.Pu
 	st := k.key.KeyStatus()
 	*st = *k.before.DeepCopy()
 	st.PublishedKeys = kept
-	st.RevokedKeys = keysecret.Revoke(k.before.RevokedKeys, k.before.PublishedKeys, kept, k.before.LastUseOf, k.now())
+	st.RevokedKeys = keysecret.Revoke(k.before.RevokedKeys, k.published, kept, k.before.LastUseOf, k.now())
 	if err := k.track(func() error { return writeStatus(ctx, k.Client, k.key, keyStatus, k.before) }); err != nil {
 		return fmt.Errorf("write status of %s %q: %w", k.kind.Kind, k.key.GetName(), err)
 	}
 	k.before = *st.DeepCopy()
+	k.published = k.before.PublishedKeys
 	return nil
 }
 
@@ -341,7 +355,7 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 	}
 	k.obs.saw(secret)
 
-	plan := keyplan.Decide(keysecret.Observe(secret, k.before.PublishedKeys), desired(k.key), k.now())
+	plan := keyplan.Decide(keysecret.Observe(secret, k.published), desired(k.key), k.now())
 	if plan.Action != keyplan.Keep || plan.DropPrevious || plan.RepairKeyID || plan.RevokeToken != "" || k.publishingChanges(secret) || keysecret.TemplateChanges(secret, k.key.Settings().SecretTemplate, k.scope.Workspace) {
 		// Replacing a key is rare and irreversible, and publishing one makes
 		// the proxy admit it: decide again on a fresh read, not on a cache
@@ -352,7 +366,7 @@ func (k *keyReconcile) reconcileSecret(ctx context.Context) (ctrl.Result, error)
 			return ctrl.Result{}, err
 		}
 		k.obs.saw(secret)
-		plan = keyplan.Decide(keysecret.Observe(secret, k.before.PublishedKeys), desired(k.key), k.now())
+		plan = keyplan.Decide(keysecret.Observe(secret, k.published), desired(k.key), k.now())
 	}
 	if !secret.DeletionTimestamp.IsZero() {
 		// Held by someone's finalizer: its keys are on their way out, so
@@ -406,7 +420,7 @@ func conflictMessage(kind octopodsv1alpha1.KeyKind, secret *corev1.Secret) strin
 // publishingChanges reports whether the Secret, as cached, would change the
 // published keys.
 func (k *keyReconcile) publishingChanges(secret *corev1.Secret) bool {
-	next := keysecret.Published(secret, k.before.PublishedKeys, keysecret.ParseTime(secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation]))
+	next := keysecret.Published(secret, k.published, keysecret.ParseTime(secret.Annotations[octopodsv1alpha1.RotatedAtAnnotation]))
 	return !equality.Semantic.DeepEqual(next, k.before.PublishedKeys) // nil and empty are equal
 }
 
@@ -430,7 +444,7 @@ func (r *KeyReconciler) currentSecret(ctx context.Context, key octopodsv1alpha1.
 // by mistake if the cache missed a Secret. It reports whether it issued;
 // a name taken leaves the decision to the fresh read that follows.
 func (k *keyReconcile) issueIfNew(ctx context.Context) (bool, error) {
-	if len(k.before.PublishedKeys) > 0 || k.slices.Ahead(k.key.GetNamespace(), keyslice.Ref{Kind: k.kind.Kind, Name: k.key.GetName()}) {
+	if len(k.published) > 0 {
 		return false, nil
 	}
 	name := types.NamespacedName{Namespace: k.key.GetNamespace(), Name: octopodsv1alpha1.EffectiveSecretName(k.key)}
@@ -561,7 +575,7 @@ func (r *KeyReconciler) finalize(ctx context.Context, key octopodsv1alpha1.KeyOb
 	if !controllerutil.ContainsFinalizer(key, RevokeFinalizer) {
 		return nil
 	}
-	run := &keyReconcile{KeyReconciler: r, key: key, before: *key.KeyStatus().DeepCopy()}
+	run := r.newRun(key)
 	defer run.flushEvents()
 	revoked, err := run.revoke(ctx)
 	if err != nil {

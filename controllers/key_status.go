@@ -39,11 +39,14 @@ func (o *keyObservation) saw(secret *corev1.Secret) {
 
 // computeKeyStatus is the status of a key after a reconcile at now. Fields
 // written by others (the proxy's lastUsedTime) are kept. observedGeneration
-// moves only when the reconcile succeeded; published keys are only ever added
-// by a successful reconcile, and always only keys the Secret holds; a key no
-// longer published is recorded in revokedKeys.
+// moves only when the reconcile succeeded. published are the keys the
+// proxies may admit before the reconcile: prev's, and those the slices
+// publish ahead of it (written after a Secret write that succeeded, whose
+// status write failed). Only a successful reconcile publishes a key beyond
+// them, and only keys the Secret holds are published; a key no longer
+// published is recorded in revokedKeys.
 // scope is what the owner gives the key, published with its keys.
-func computeKeyStatus(key octopodsv1alpha1.KeyObject, prev octopodsv1alpha1.APIKeyStatus, obs keyObservation, scope octopodsv1alpha1.KeyScope, succeeded bool, now time.Time) octopodsv1alpha1.APIKeyStatus {
+func computeKeyStatus(key octopodsv1alpha1.KeyObject, prev octopodsv1alpha1.APIKeyStatus, published []octopodsv1alpha1.PublishedKey, obs keyObservation, scope octopodsv1alpha1.KeyScope, succeeded bool, now time.Time) octopodsv1alpha1.APIKeyStatus {
 	if !obs.observed {
 		// Failed before learning anything: a transient error must neither
 		// wipe the status nor unpublish a working key.
@@ -76,9 +79,9 @@ func computeKeyStatus(key octopodsv1alpha1.KeyObject, prev octopodsv1alpha1.APIK
 			st.NextRotationAt = &metav1.Time{Time: keyplan.NextRotation(st.IssuedAt.Time, interval.Duration)}
 		}
 	}
-	st.PublishedKeys = keysecret.Published(obs.secret, prev.PublishedKeys, st.RotatedAt)
+	st.PublishedKeys = keysecret.Published(obs.secret, published, st.RotatedAt)
 	if !succeeded {
-		st.PublishedKeys = keysecret.Intersect(prev.PublishedKeys, st.PublishedKeys)
+		st.PublishedKeys = keysecret.Intersect(published, st.PublishedKeys)
 	}
 	if len(st.PublishedKeys) == 0 {
 		st.PublishedKeys = nil
@@ -86,7 +89,7 @@ func computeKeyStatus(key octopodsv1alpha1.KeyObject, prev octopodsv1alpha1.APIK
 	if st.PublishedKeys != nil && scope.Type != "" {
 		st.Scope = &scope
 	}
-	st.RevokedKeys = keysecret.Revoke(prev.RevokedKeys, prev.PublishedKeys, st.PublishedKeys, prev.LastUseOf, now)
+	st.RevokedKeys = keysecret.Revoke(prev.RevokedKeys, published, st.PublishedKeys, prev.LastUseOf, now)
 
 	status, reason, message := obs.readyStatus, obs.reason, obs.message
 	switch {
@@ -112,5 +115,5 @@ func IssuedStatus(key *octopodsv1alpha1.WorkspaceAPIKey, secret *corev1.Secret, 
 	var obs keyObservation
 	obs.saw(secret)
 	scope := octopodsv1alpha1.KeyScope{Type: octopodsv1alpha1.KeyTypeWorkspace, Workspace: key.Spec.WorkspaceName}
-	return computeKeyStatus(key, octopodsv1alpha1.APIKeyStatus{}, obs, scope, true, now)
+	return computeKeyStatus(key, octopodsv1alpha1.APIKeyStatus{}, nil, obs, scope, true, now)
 }

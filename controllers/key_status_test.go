@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -13,15 +14,17 @@ import (
 	"github.com/octopods/octopods-operator/internal/keysecret"
 )
 
-func TestComputeKeyStatus(t *testing.T) {
-	mustKey := func() string {
-		k, err := apikey.Generate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
+func mustGenerate(t *testing.T) string {
+	t.Helper()
+	k, err := apikey.Generate()
+	if err != nil {
+		t.Fatal(err)
 	}
-	cur, prev, old := mustKey(), mustKey(), mustKey()
+	return k
+}
+
+func TestComputeKeyStatus(t *testing.T) {
+	cur, prev, old := mustGenerate(t), mustGenerate(t), mustGenerate(t)
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	rfc := func(t time.Time) string { return t.Format(time.RFC3339) }
 	secret := func(withPrevious bool, until time.Time) *corev1.Secret {
@@ -128,7 +131,70 @@ func TestComputeKeyStatus(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.check(t, computeKeyStatus(key, tc.prev, tc.obs, octopodsv1alpha1.KeyScope{Type: octopodsv1alpha1.KeyTypeWorkspace, Workspace: "acme"}, tc.succeeded, now))
+			tc.check(t, computeKeyStatus(key, tc.prev, tc.prev.PublishedKeys, tc.obs, octopodsv1alpha1.KeyScope{Type: octopodsv1alpha1.KeyTypeWorkspace, Workspace: "acme"}, tc.succeeded, now))
+		})
+	}
+}
+
+// TestComputeKeyStatusAhead: keys the slices published ahead of a status
+// write that failed count as published.
+func TestComputeKeyStatusAhead(t *testing.T) {
+	cur, prev, old := mustGenerate(t), mustGenerate(t), mustGenerate(t)
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	rfc := func(t time.Time) string { return t.Format(time.RFC3339) }
+	// The Secret after a rotation with grace: cur, and prev until an hour on.
+	rotated := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "acme-api-key", Annotations: map[string]string{
+		octopodsv1alpha1.KeyIDAnnotation: apikey.ID(cur), octopodsv1alpha1.RotatedAtAnnotation: rfc(now),
+		octopodsv1alpha1.PreviousKeyIDAnnotation: apikey.ID(prev), octopodsv1alpha1.PreviousValidUntilAnnotation: rfc(now.Add(time.Hour))}},
+		Data: map[string][]byte{octopodsv1alpha1.SecretKeyAPIKey: []byte(cur), octopodsv1alpha1.SecretKeyPreviousAPIKey: []byte(prev)}}
+	// The Secret after a rotation without grace: cur only.
+	replaced := rotated.DeepCopy()
+	delete(replaced.Data, octopodsv1alpha1.SecretKeyPreviousAPIKey)
+	delete(replaced.Annotations, octopodsv1alpha1.PreviousKeyIDAnnotation)
+	delete(replaced.Annotations, octopodsv1alpha1.PreviousValidUntilAnnotation)
+	oldRevoked := octopodsv1alpha1.RevokedKey{KeyID: apikey.ID(old), Digest: keysecret.PublishedKey(old, nil).Digest, RevokedAt: metav1.NewTime(now.Add(-time.Minute))}
+	// The status the slices ran ahead of: old unpublished, nothing else.
+	unpublished := octopodsv1alpha1.APIKeyStatus{RevokedKeys: []octopodsv1alpha1.RevokedKey{oldRevoked}}
+	key := &octopodsv1alpha1.WorkspaceAPIKey{ObjectMeta: metav1.ObjectMeta{Name: "acme", Generation: 1}}
+	ids := func(keys []octopodsv1alpha1.PublishedKey) (out []string) {
+		for _, k := range keys {
+			out = append(out, k.KeyID)
+		}
+		return out
+	}
+	revokedIDs := func(keys []octopodsv1alpha1.RevokedKey) (out []string) {
+		for _, k := range keys {
+			out = append(out, k.KeyID)
+		}
+		return out
+	}
+	cases := []struct {
+		name        string
+		ahead       []octopodsv1alpha1.PublishedKey
+		secret      *corev1.Secret
+		succeeded   bool
+		wantIDs     []string
+		wantRevoked []string
+	}{
+		{"rotated with grace: the key published ahead is kept as the previous key", []octopodsv1alpha1.PublishedKey{keysecret.PublishedKey(prev, nil)},
+			rotated, true, []string{apikey.ID(cur), apikey.ID(prev)}, []string{apikey.ID(old)}},
+		{"rotated with grace, nothing ahead: the previous key was never published, so it is not now", nil,
+			rotated, true, []string{apikey.ID(cur)}, []string{apikey.ID(old)}},
+		{"rotated without grace: the key published ahead is recorded as revoked", []octopodsv1alpha1.PublishedKey{keysecret.PublishedKey(prev, nil)},
+			replaced, true, []string{apikey.ID(cur)}, []string{apikey.ID(prev), apikey.ID(old)}},
+		{"a failed reconcile keeps what was published ahead and the Secret holds, and adds nothing", []octopodsv1alpha1.PublishedKey{keysecret.PublishedKey(prev, nil)},
+			rotated, false, []string{apikey.ID(prev)}, []string{apikey.ID(old)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			published := keysecret.Union(unpublished.PublishedKeys, tc.ahead)
+			st := computeKeyStatus(key, unpublished, published, keyObservation{observed: true, secret: tc.secret}, octopodsv1alpha1.KeyScope{}, tc.succeeded, now)
+			if got := ids(st.PublishedKeys); !slices.Equal(got, tc.wantIDs) {
+				t.Errorf("published %v, want %v", got, tc.wantIDs)
+			}
+			if got := revokedIDs(st.RevokedKeys); !slices.Equal(got, tc.wantRevoked) {
+				t.Errorf("revoked %v, want %v", got, tc.wantRevoked)
+			}
 		})
 	}
 }

@@ -702,14 +702,21 @@ func (r *SliceReconciler) Publish(ctx context.Context, key octopodsv1alpha1.KeyO
 	return err
 }
 
-// Ahead reports whether the slices hold, or are about to hold, an entry of
-// the key object ref ahead of its status (Publish).
-func (r *SliceReconciler) Ahead(ns string, ref keyslice.Ref) bool {
+// Ahead returns the keys the slices publish, or are about to, for the key
+// object ref ahead of its status (Publish): nil when none. A reconcile
+// counts them as published, so that a status write that failed after the
+// slices admitted a key (a person's edit in between) never leaves that key
+// out of the next decision: a rotation with grace keeps it, and a
+// revocation records it.
+func (r *SliceReconciler) Ahead(ns string, ref keyslice.Ref) []octopodsv1alpha1.PublishedKey {
 	sp := r.space(ns)
 	sp.changedMu.Lock()
 	defer sp.changedMu.Unlock()
-	_, ahead := sp.early[ref]
-	return ahead
+	early, ahead := sp.early[ref]
+	if !ahead {
+		return nil
+	}
+	return early.entry.DeepCopy().PublishedKeys
 }
 
 // Republished forgets the withdrawal of digests a key's status publishes

@@ -253,6 +253,18 @@ func Publishes(published []octopodsv1alpha1.PublishedKey, digest string) bool {
 	return false
 }
 
+// Union is published followed by the keys of others it lacks: what the
+// proxies may admit when others are published ahead of a status.
+func Union(published, others []octopodsv1alpha1.PublishedKey) []octopodsv1alpha1.PublishedKey {
+	out := slices.Clip(published)
+	for _, p := range others {
+		if !Publishes(out, p.Digest) {
+			out = append(out, *p.DeepCopy())
+		}
+	}
+	return out
+}
+
 // PublishesAll reports whether every key of others is among the published
 // keys.
 func PublishesAll(published, others []octopodsv1alpha1.PublishedKey) bool {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -139,14 +140,15 @@ func TestRevoke(t *testing.T) {
 	}
 }
 
-func TestPublishesAll(t *testing.T) {
-	keys := func(digests ...string) []octopodsv1alpha1.PublishedKey {
-		var out []octopodsv1alpha1.PublishedKey
-		for _, d := range digests {
-			out = append(out, octopodsv1alpha1.PublishedKey{Digest: d})
-		}
-		return out
+func keys(digests ...string) []octopodsv1alpha1.PublishedKey {
+	var out []octopodsv1alpha1.PublishedKey
+	for _, d := range digests {
+		out = append(out, octopodsv1alpha1.PublishedKey{Digest: d})
 	}
+	return out
+}
+
+func TestPublishesAll(t *testing.T) {
 	for _, tc := range []struct {
 		published, others []octopodsv1alpha1.PublishedKey
 		want              bool
@@ -160,5 +162,30 @@ func TestPublishesAll(t *testing.T) {
 		if got := PublishesAll(tc.published, tc.others); got != tc.want {
 			t.Errorf("PublishesAll(%v, %v) = %t, want %t", tc.published, tc.others, got, tc.want)
 		}
+	}
+}
+
+func TestUnion(t *testing.T) {
+	until := metav1.NewTime(time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC))
+	for _, tc := range []struct {
+		published, others, want []octopodsv1alpha1.PublishedKey
+	}{
+		{published: nil, others: nil, want: nil},
+		{published: keys("a"), others: nil, want: keys("a")},
+		{published: nil, others: keys("a"), want: keys("a")},
+		{published: keys("a"), others: keys("b", "a"), want: keys("a", "b")},
+		// The status's entry wins: its validUntil is what was written.
+		{published: []octopodsv1alpha1.PublishedKey{{Digest: "a", ValidUntil: &until}}, others: keys("a"),
+			want: []octopodsv1alpha1.PublishedKey{{Digest: "a", ValidUntil: &until}}},
+	} {
+		got := Union(tc.published, tc.others)
+		if !equality.Semantic.DeepEqual(got, tc.want) {
+			t.Errorf("Union(%v, %v) = %v, want %v", tc.published, tc.others, got, tc.want)
+		}
+	}
+	published := keys("a", "c")[:1]
+	Union(published, keys("b"))
+	if published[:2][1].Digest != "c" {
+		t.Error("Union wrote into the spare capacity of its first argument")
 	}
 }
