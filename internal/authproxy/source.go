@@ -18,6 +18,7 @@ import (
 	octopodsv1alpha1 "github.com/octopods/octopods-operator/api/v1alpha1"
 	"github.com/octopods/octopods-operator/internal/keyindex"
 	"github.com/octopods/octopods-operator/internal/keyslice"
+	"github.com/octopods/octopods-operator/internal/memlimit"
 )
 
 // probeInterval is how often the API server is asked whether it is still
@@ -39,8 +40,11 @@ type Source struct {
 	scopes []*feed
 	// started is when Run began: a scope never confirmed is as stale as the
 	// proxy is old, never fresh.
-	started     time.Time
-	releaseOnce sync.Once
+	started time.Time
+	// afterFirstSync puts the soft memory limit back, once, when every
+	// scope has synced (Run lifts it for the first sync).
+	afterFirstSync sync.Once
+	restoreLimit   func()
 	// PageSize is how many slices each list request asks for.
 	PageSize int64
 	// Marker, when set, is the KeyDigestSlice the manager writes once it
@@ -102,6 +106,7 @@ func NewSource(ix *keyindex.Index, client SlicesClient, namespaces []string, log
 // Run watches until ctx ends.
 func (s *Source) Run(ctx context.Context) {
 	s.started = time.Now()
+	s.restoreLimit = memlimit.Lift()
 	for _, sc := range s.scopes {
 		go s.follow(ctx, sc)
 	}
@@ -120,6 +125,7 @@ func (s *Source) awaitMarker(ctx context.Context) {
 		err := s.client.Get(ctx, s.Marker)
 		if err == nil {
 			s.marked.Store(true)
+			s.endFirstSync()
 			return
 		}
 		if suppressed, ok := errs.allow(time.Now()); ok {
@@ -156,12 +162,7 @@ func (s *Source) follow(ctx context.Context, sc *feed) {
 		}
 		sc.synced.Store(true)
 		sc.confirm()
-		if s.Synced() {
-			// Hand the garbage of the first full lists back to the OS: with
-			// 100k keys it is several times the index, and the Go runtime
-			// would otherwise keep it resident for minutes.
-			s.releaseOnce.Do(debug.FreeOSMemory)
-		}
+		s.endFirstSync()
 		delay = minRetryDelay
 		for ctx.Err() == nil {
 			var events int
@@ -324,6 +325,20 @@ func (s *Source) watch(ctx context.Context, sc *feed, rv string) (string, int, e
 		sc.confirm()
 	}
 	return rv, events, nil
+}
+
+// endFirstSync, once the proxy is synced for the first time, puts the soft
+// memory limit back and hands the garbage of the first full lists back to
+// the OS: with 100k keys it is several times the index, and the Go runtime
+// would otherwise keep it resident for minutes.
+func (s *Source) endFirstSync() {
+	if !s.Synced() {
+		return
+	}
+	s.afterFirstSync.Do(func() {
+		s.restoreLimit()
+		debug.FreeOSMemory()
+	})
 }
 
 // Synced reports whether every scope has completed its first full list,

