@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -410,4 +411,40 @@ func TestSourceRefusesWhatTheWithdrawalSliceLists(t *testing.T) {
 	w.Error(&apierrors.NewResourceExpired("too old resource version: 15 (16)").ErrStatus)
 	client.nextWatch(t)
 	eventuallyAdmits(t, ix, map[string]bool{a: true, b: true})
+}
+
+// limitAtList records the soft memory limit at each list.
+type limitAtList struct {
+	*scriptedKeys
+	mu     sync.Mutex
+	limits []int64
+}
+
+func (c *limitAtList) List(ctx context.Context, ns string, opts metav1.ListOptions) (*octopodsv1alpha1.KeyDigestSliceList, error) {
+	c.mu.Lock()
+	c.limits = append(c.limits, debug.SetMemoryLimit(-1))
+	c.mu.Unlock()
+	return c.scriptedKeys.List(ctx, ns, opts)
+}
+
+// The first sync lists under a lifted soft memory limit (its pages would
+// make the garbage collector run over and over under the Deployment's), and
+// the configured limit is back once the proxy is synced.
+func TestSourceLiftsTheSoftMemoryLimitForTheFirstSyncOnly(t *testing.T) {
+	const configured = 48 << 20
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(configured))
+	client := &limitAtList{scriptedKeys: newScriptedKeys(keyList("10", keyVersion("alpha", "5", mustGenerate(t))))}
+	src, _ := runSource(t, client)
+	deadline := time.Now().Add(5 * time.Second)
+	for !src.Synced() || debug.SetMemoryLimit(-1) != configured {
+		if time.Now().After(deadline) {
+			t.Fatalf("synced %t, soft limit %d after the first sync; want %d", src.Synced(), debug.SetMemoryLimit(-1), int64(configured))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	client.mu.Lock()
+	defer client.mu.Unlock()
+	if len(client.limits) == 0 || client.limits[0] <= configured {
+		t.Fatalf("soft limits at the lists: %v; want the first above %d", client.limits, int64(configured))
+	}
 }
