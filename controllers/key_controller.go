@@ -214,8 +214,9 @@ func (k *keyReconcile) writeStatus(ctx context.Context, succeeded bool) error {
 }
 
 // Published and Unpublish make one reconcile the Publication its Secret
-// writes go through (keystore.Store): the published keys as last written,
-// and the status write that drops keys before the Secret loses them.
+// writes go through (keystore.Store): the keys the proxies may admit (the
+// status's, and those published ahead of it), and the status write that
+// drops keys before the Secret loses them.
 func (k *keyReconcile) Published() []octopodsv1alpha1.PublishedKey { return k.published }
 
 // Unpublish writes status.publishedKeys down to kept, recording the keys
