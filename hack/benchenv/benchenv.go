@@ -121,6 +121,20 @@ func ProcMiB(pid int, field string) float64 {
 	return 0
 }
 
+// ProcCPU is the CPU time (user and system) the process pid has used, from
+// /proc/<pid>/stat (in clock ticks of 1/100 s, Linux's USER_HZ).
+func ProcCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	Check(err)
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after it, state first (field 3), utime and stime 14 and 15.
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	var user, system int64
+	_, _ = fmt.Sscan(fields[11], &user)
+	_, _ = fmt.Sscan(fields[12], &system)
+	return time.Duration(user+system) * 10 * time.Millisecond
+}
+
 // ProxyGoMemLimit is the auth proxy Deployment's GOMEMLIMIT, which the
 // benchmarks run it with.
 const ProxyGoMemLimit = "48MiB"

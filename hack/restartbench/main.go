@@ -24,6 +24,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -40,6 +41,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
@@ -70,6 +72,7 @@ func main() {
 	flag.StringVar(&managerMemoryLimit, "manager-gomemlimit", "230MiB", "The manager's Go soft memory limit: in a pod it sets 90% of its container's memory limit itself (shipped limit 256Mi: 230MiB).")
 	flag.StringVar(&heapProfile, "heap-profile", "", "Write the settled manager's heap profile (go tool pprof) to this file.")
 	flag.StringVar(&managerLog, "manager-log", "", "Append the restarted managers' logs (info level) to this file.")
+	skipRestarts := flag.Bool("skip-restarts", false, "Measure only propagation (and the proxy's first sync): the restarts take a quarter hour at 100k.")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard()) // envtest's webhook installer logs; nothing of it is measured
 	ctx := context.Background()
@@ -86,37 +89,51 @@ func main() {
 		src: env.SourceAt(*baselineRef)}
 
 	fill(ctx, env.Client, *n, *workers)
-	old := restart(ctx, env, before, *n)
-	upgrade := restart(ctx, env, sliced, *n)
-	again := restart(ctx, env, sliced, *n)
+	if !*skipRestarts {
+		reportRestarts(ctx, env, before, sliced, *n)
+	}
+	measureAfterRestarts(ctx, env, before, sliced, *n)
+}
+
+// reportRestarts restarts the manager of each design over the n filled
+// workspaces, the sliced one twice (its first start builds the slices),
+// and prints the figures.
+func reportRestarts(ctx context.Context, env *benchenv.Env, before, sliced design, n int) {
+	old := restart(ctx, env, before, n)
+	upgrade := restart(ctx, env, sliced, n)
+	again := restart(ctx, env, sliced, n)
 	for _, r := range []struct {
 		what string
 		r    result
 	}{{"before: restart", old}, {"slices: first start (builds the slices)", upgrade}, {"slices: restart", again}} {
 		fmt.Printf("%s over %d workspaces: settled in %s, peak RSS %.1f MiB, live heap %.2f KiB a workspace, %d writes (%s), %d GETs (%s)\n",
-			r.what, *n, r.r.settled.Round(time.Millisecond), r.r.peakMiB, r.r.liveKiB(*n), r.r.writes.Total(), r.r.writes, r.r.gets.Total(), r.r.gets)
+			r.what, n, r.r.settled.Round(time.Millisecond), r.r.peakMiB, r.r.liveKiB(n), r.r.writes.Total(), r.r.writes, r.r.gets.Total(), r.r.gets)
 	}
 	fmt.Printf("| 26 | %d keys: manager restart (GOMEMLIMIT %s): peak RSS; live heap a workspace; writes; settled in | %.0f MiB; %.2f KiB; %d; %s | %.0f MiB; %.2f KiB; %d; %s | ≤ 512 MiB; ≤ 1.5 KiB; 0 |\n",
-		*n, managerMemoryLimit, again.peakMiB, again.liveKiB(*n), again.writes.Total(), again.settled.Round(time.Second), old.peakMiB, old.liveKiB(*n), old.writes.Total(), old.settled.Round(time.Second))
+		n, managerMemoryLimit, again.peakMiB, again.liveKiB(n), again.writes.Total(), again.settled.Round(time.Second), old.peakMiB, old.liveKiB(n), old.writes.Total(), old.settled.Round(time.Second))
 	fmt.Printf("| 26 | %d keys: the upgrade's first start: writes (slices built); settled in | %d (%s); %s | — | a few hundred |\n",
-		*n, upgrade.writes.Total(), upgrade.writes, upgrade.settled.Round(time.Second))
+		n, upgrade.writes.Total(), upgrade.writes, upgrade.settled.Round(time.Second))
+}
 
+// measureAfterRestarts measures the proxy's first sync and propagation,
+// each design against the other, over the n filled workspaces.
+func measureAfterRestarts(ctx context.Context, env *benchenv.Env, before, sliced design, n int) {
 	oldSync, newSync := proxySync(ctx, env, before), proxySync(ctx, env, sliced)
-	fmt.Printf("auth proxy over %d keys, before: %s\nauth proxy over %d keys, slices: %s\n", *n, oldSync, *n, newSync)
+	fmt.Printf("auth proxy over %d keys, before: %s\nauth proxy over %d keys, slices: %s\n", n, oldSync, n, newSync)
 	fmt.Printf("| 26 | %d keys: auth proxy first sync: ready in; LIST requests; RSS at rest | %s; %d; %.0f MiB | %s; %d; %.0f MiB (%.1fx the time) | ≤ 2 s |\n",
-		*n, newSync.ready.Round(10*time.Millisecond), newSync.lists, newSync.rssMiB,
+		n, newSync.ready.Round(10*time.Millisecond), newSync.lists, newSync.rssMiB,
 		oldSync.ready.Round(10*time.Millisecond), oldSync.lists, oldSync.rssMiB, oldSync.ready.Seconds()/newSync.ready.Seconds())
 
-	oldProp, newProp := propagation(ctx, env, before, *n), propagation(ctx, env, sliced, *n)
-	fmt.Printf("propagation beside %d keys, before: %s\npropagation beside %d keys, slices: %s\n", *n, oldProp, *n, newProp)
+	oldProp, newProp := propagation(ctx, env, before, n), propagation(ctx, env, sliced, n)
+	fmt.Printf("propagation beside %d keys, before: %s\npropagation beside %d keys, slices: %s\n", n, oldProp, n, newProp)
 	fmt.Printf("| 26 | %d keys: propagation, median (max) of %d: created → admitted; rotated → refused; deleted → refused; one API write (a ConfigMap patch) | %s | %s | ≤ 1 s, median ≈ 10 ms |\n",
-		*n, propagationKeys, newProp.row(), oldProp.row())
+		n, propagationKeys, newProp.row(), oldProp.row())
 	fmt.Printf("| 26 | %d keys: rotated → refused, median (max) of %d keys of the namespace that holds the %d (slices of %d keys) | %s | %s | ≤ 1 s |\n",
-		*n, propagationKeys, *n, keyslice.KeysPerSlice, median(newProp.rotatedAmongAll), median(oldProp.rotatedAmongAll))
+		n, propagationKeys, n, keyslice.KeysPerSlice, median(newProp.rotatedAmongAll), median(oldProp.rotatedAmongAll))
 	fmt.Printf("| 26 | %d keys: of which the person's own request, median (max): the create; the rotation patch; the delete (admission webhooks included) | %s | %s | |\n",
-		*n, newProp.requestsRow(), oldProp.requestsRow())
+		n, newProp.requestsRow(), oldProp.requestsRow())
 	fmt.Printf("| 26 | %d keys: writes per issued key, one at a time (webhooks on) | %.2f (%s) | %.2f | (≤ 4.1 for a burst of 300: the e2e suite) |\n",
-		*n, newProp.writesPerKey, newProp.writes, oldProp.writesPerKey)
+		n, newProp.writesPerKey, newProp.writes, oldProp.writesPerKey)
 }
 
 // design is one release's binaries and the flags it is run with.
@@ -186,6 +203,45 @@ type propagated struct {
 	oneWrite     []time.Duration
 	writes       testutil.WriteCounts
 	writesPerKey float64
+	// spent is what the manager and the API server used over the whole
+	// phase: a slow run on a busy process tells apart from a slow design.
+	spent load
+}
+
+// load is the CPU time of the manager and of the API server, and the
+// manager's garbage collections, so far.
+type load struct {
+	at                       time.Time
+	managerCPU, apiserverCPU time.Duration
+	managerGCs               uint64
+}
+
+func loadNow(ctx context.Context, env *benchenv.Env, managerPid int, managerMetrics string) load {
+	l := load{at: time.Now(), managerCPU: benchenv.ProcCPU(managerPid)}
+	for _, m := range scrape("http://"+managerMetrics+"/metrics")["go_gc_duration_seconds"].GetMetric() {
+		l.managerGCs = m.GetSummary().GetSampleCount()
+	}
+	raw, err := kubernetes.NewForConfigOrDie(env.Config).RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	check(err)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	check(err)
+	for _, m := range families["process_cpu_seconds_total"].GetMetric() {
+		l.apiserverCPU = time.Duration(m.GetCounter().GetValue() * float64(time.Second))
+	}
+	return l
+}
+
+func (l load) minus(earlier load) load {
+	return load{at: earlier.at, managerCPU: l.managerCPU - earlier.managerCPU, apiserverCPU: l.apiserverCPU - earlier.apiserverCPU,
+		managerGCs: l.managerGCs - earlier.managerGCs}
+}
+
+func (l load) String() string {
+	took := time.Since(l.at)
+	return fmt.Sprintf("over %s: manager CPU %s (%.0f%% of a core), %d GCs; API server CPU %s (%.0f%%)", took.Round(time.Second),
+		l.managerCPU.Round(time.Millisecond), 100*l.managerCPU.Seconds()/took.Seconds(), l.managerGCs,
+		l.apiserverCPU.Round(time.Millisecond), 100*l.apiserverCPU.Seconds()/took.Seconds())
 }
 
 func (p propagated) row() string {
@@ -204,7 +260,7 @@ func median(d []time.Duration) string {
 }
 
 func (p propagated) String() string {
-	return p.row() + fmt.Sprintf("; %.2f writes per issued key", p.writesPerKey)
+	return p.row() + fmt.Sprintf("; %.2f writes per issued key; %s", p.writesPerKey, p.spent)
 }
 
 // propagation runs the design's manager and proxy over the filled cluster
@@ -272,6 +328,7 @@ func propagation(ctx context.Context, env *benchenv.Env, d design, n int) propag
 		}
 	}
 	var out propagated
+	spentBefore := loadNow(ctx, env, mgr.Process.Pid, metrics)
 	out.oneWrite = timeWrites(ctx, env.Client, ns)
 	writesBefore, err := testutil.APIServerWrites(ctx, env.Config)
 	check(err)
@@ -323,6 +380,7 @@ func propagation(ctx context.Context, env *benchenv.Env, d design, n int) propag
 		out.deleted = append(out.deleted, time.Since(start))
 	}
 	out.rotatedAmongAll = rotateFilled(ctx, env, d, n, until, admits)
+	out.spent = loadNow(ctx, env, mgr.Process.Pid, metrics).minus(spentBefore)
 	return out
 }
 
@@ -543,14 +601,8 @@ func liveHeap(pprofAddr, metricsAddr string) float64 {
 // settled: both controllers reconciled at least n objects and have nothing
 // queued or in progress, and, with slices, the slices are built.
 func settled(metricsAddr string, n int, sliced bool) bool {
-	res, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		return false
-	}
-	defer func() { _ = res.Body.Close() }()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(res.Body)
-	if err != nil {
+	families := scrape("http://" + metricsAddr + "/metrics")
+	if families == nil {
 		return false
 	}
 	value := func(family, label, name string) float64 {
@@ -575,6 +627,21 @@ func settled(metricsAddr string, n int, sliced bool) bool {
 		}
 	}
 	return true
+}
+
+// scrape reads a Prometheus endpoint; nil if it does not answer (yet).
+func scrape(url string) map[string]*dto.MetricFamily {
+	res, err := http.Get(url)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = res.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(res.Body)
+	if err != nil {
+		return nil
+	}
+	return families
 }
 
 // managerMemoryLimit is the manager's GOMEMLIMIT (-manager-gomemlimit).
