@@ -214,7 +214,7 @@ type propagated struct {
 // load is the CPU time of the manager and of the API server, and the
 // manager's garbage collections, so far.
 type load struct {
-	at                       time.Time
+	at, until                time.Time
 	managerCPU, apiserverCPU time.Duration
 	managerGCs               uint64
 }
@@ -236,12 +236,12 @@ func loadNow(ctx context.Context, env *benchenv.Env, managerPid int, managerMetr
 }
 
 func (l load) minus(earlier load) load {
-	return load{at: earlier.at, managerCPU: l.managerCPU - earlier.managerCPU, apiserverCPU: l.apiserverCPU - earlier.apiserverCPU,
+	return load{at: earlier.at, until: l.at, managerCPU: l.managerCPU - earlier.managerCPU, apiserverCPU: l.apiserverCPU - earlier.apiserverCPU,
 		managerGCs: l.managerGCs - earlier.managerGCs}
 }
 
 func (l load) String() string {
-	took := time.Since(l.at)
+	took := l.until.Sub(l.at)
 	return fmt.Sprintf("over %s: manager CPU %s (%.0f%% of a core), %d GCs; API server CPU %s (%.0f%%)", took.Round(time.Second),
 		l.managerCPU.Round(time.Millisecond), 100*l.managerCPU.Seconds()/took.Seconds(), l.managerGCs,
 		l.apiserverCPU.Round(time.Millisecond), 100*l.apiserverCPU.Seconds()/took.Seconds())
