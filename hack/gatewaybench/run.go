@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -65,15 +64,15 @@ var (
 
 // run drives url with script for d, measuring the CPU of pids.
 func (w *workload) run(url, script string, d time.Duration, pids func() []int) round {
-	before := cpuTicks(pids())
+	before := cpuTime(pids())
 	out, err := exec.Command("wrk", "-t1", "-c"+strconv.Itoa(w.connections), "-d"+d.String(), "-s", script, url).CombinedOutput()
 	if err != nil {
 		panic(fmt.Sprintf("wrk: %v\n%s", err, out))
 	}
-	ticks := cpuTicks(pids()) - before
+	spent := cpuTime(pids()) - before
 	r := round{request: atoi(requestsRe.FindSubmatch(out)), non2xx: atoi(non2xxRe.FindSubmatch(out))}
 	r.rps, _ = strconv.ParseFloat(string(rpsRe.FindSubmatch(out)[1]), 64)
-	r.cpuUs = float64(ticks) * 1e6 / clockTicks / float64(r.request)
+	r.cpuUs = float64(spent.Microseconds()) / float64(r.request)
 	return r
 }
 
@@ -131,22 +130,11 @@ func median(rs []round) round {
 	return rs[len(rs)/2]
 }
 
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on
-// every Linux architecture Go supports).
-const clockTicks = 100
-
-// cpuTicks sums user and system CPU time of pids.
-func cpuTicks(pids []int) int {
-	total := 0
+// cpuTime sums user and system CPU time of pids.
+func cpuTime(pids []int) time.Duration {
+	var total time.Duration
 	for _, pid := range pids {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		benchenv.Check(err)
-		// Fields after the command name (which may hold spaces): state is
-		// the 3rd field overall, utime the 14th and stime the 15th.
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-		u, _ := strconv.Atoi(fields[11])
-		s, _ := strconv.Atoi(fields[12])
-		total += u + s
+		total += benchenv.ProcCPU(pid)
 	}
 	return total
 }

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/octopods/octopods-operator/hack/benchenv"
 	"github.com/octopods/octopods-operator/internal/apikey"
 	"github.com/octopods/octopods-operator/internal/authproxy"
 	"github.com/octopods/octopods-operator/internal/keyindex"
@@ -130,7 +131,7 @@ func drive(pid int, call func(string), keys []string, concurrency int, d time.Du
 					return
 				}
 				if start.After(warm) {
-					once.Do(func() { cpuStart = cpuTime(pid) })
+					once.Do(func() { cpuStart = benchenv.ProcCPU(pid) })
 				}
 				call(keys[rng.IntN(len(keys))])
 				if start.After(warm) {
@@ -140,7 +141,7 @@ func drive(pid int, call func(string), keys []string, concurrency int, d time.Du
 		})
 	}
 	wg.Wait()
-	cpu := cpuTime(pid) - cpuStart
+	cpu := benchenv.ProcCPU(pid) - cpuStart
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	return result{rps: float64(len(all)) / d.Seconds(), p50: all[len(all)/2].Round(time.Microsecond),
@@ -150,17 +151,6 @@ func drive(pid int, call func(string), keys []string, concurrency int, d time.Du
 func median(rs []result) result {
 	slices.SortFunc(rs, func(x, y result) int { return int(x.cpuPer - y.cpuPer) })
 	return rs[len(rs)/2]
-}
-
-// cpuTime is a process's user+system CPU time, from /proc (10ms ticks).
-func cpuTime(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	check(err)
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	var utime, stime int64
-	_, _ = fmt.Sscan(fields[11], &utime)
-	_, _ = fmt.Sscan(fields[12], &stime)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // serve is the child: an index of n keys, forward-auth over HTTP and
