@@ -107,15 +107,17 @@ func NewSource(ix *keyindex.Index, client SlicesClient, namespaces []string, log
 func (s *Source) Run(ctx context.Context) {
 	s.started = time.Now()
 	s.restoreLimit = memlimit.Lift()
+	// Marked before any list can end: a first sync that ended earlier
+	// would find the proxy not synced yet, and leave the limit lifted.
+	noMarker := s.Marker.Name == ""
+	s.marked.Store(noMarker)
 	for _, sc := range s.scopes {
 		go s.follow(ctx, sc)
 	}
 	go s.probe(ctx)
-	if s.Marker.Name == "" {
-		s.marked.Store(true)
-		return
+	if !noMarker {
+		go s.awaitMarker(ctx)
 	}
-	go s.awaitMarker(ctx)
 }
 
 // awaitMarker asks for the marker every markerInterval until it exists.
