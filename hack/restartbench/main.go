@@ -24,7 +24,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"flag"
@@ -244,10 +243,7 @@ func loadNow(ctx context.Context, env *benchenv.Env, managerPid int, managerMetr
 	for _, m := range scrape("http://" + managerMetrics + "/metrics")["go_gc_duration_seconds"].GetMetric() {
 		l.managerGCs = m.GetSummary().GetSampleCount()
 	}
-	raw, err := kubernetes.NewForConfigOrDie(env.Config).RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	check(err)
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	families, err := testutil.APIServerMetrics(ctx, env.Config)
 	check(err)
 	for _, m := range families["process_cpu_seconds_total"].GetMetric() {
 		l.apiserverCPU = time.Duration(m.GetCounter().GetValue() * float64(time.Second))
@@ -609,12 +605,10 @@ func liveHeap(pprofAddr, metricsAddr string) float64 {
 	check(err)
 	_, _ = io.Copy(io.Discard, res.Body)
 	_ = res.Body.Close()
-	res, err = http.Get("http://" + metricsAddr + "/metrics")
-	check(err)
-	defer func() { _ = res.Body.Close() }()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(res.Body)
-	check(err)
+	families := scrape("http://" + metricsAddr + "/metrics")
+	if families == nil {
+		panic("the manager's /metrics did not answer after the forced GC")
+	}
 	for _, m := range families["go_memstats_heap_alloc_bytes"].GetMetric() {
 		return m.GetGauge().GetValue()
 	}

@@ -8,11 +8,26 @@ import (
 	"sort"
 	"strings"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
+
+// APIServerMetrics reads the API server's own /metrics.
+func APIServerMetrics(ctx context.Context, cfg *rest.Config) (map[string]*dto.MetricFamily, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the API server's /metrics: %w", err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(bytes.NewReader(raw))
+}
 
 // WriteCounts are an API server's successful write requests, by
 // "VERB resource[/subresource]".
@@ -28,16 +43,7 @@ func APIServerWrites(ctx context.Context, cfg *rest.Config) (WriteCounts, error)
 // WATCH, POST, ...) by "VERB resource[/subresource]", refused ones too
 // when withRefused.
 func APIServerRequests(ctx context.Context, cfg *rest.Config, withRefused bool, verbs ...string) (WriteCounts, error) {
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the API server's /metrics: %w", err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	families, err := APIServerMetrics(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
